@@ -1,0 +1,62 @@
+# skimbench set-up: `make quickstart` (the main job) and `make test` (the whole suite).
+# Both create .venv with python3 if missing, install what they need, and are safe to rerun.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+SPEC   ?= experiments/quickstart.yaml
+
+.PHONY: install install-dev browser quickstart test test-fast benchmarks clean-results help
+
+help:
+	@echo "make quickstart   install, generate the built-in benchmark, run $(SPEC), write the report"
+	@echo "make test         install with dev extras and run the whole test suite"
+	@echo "make benchmarks   run every benchmark in benchmarks/ (prints ratios against references)"
+
+$(BIN)/python:
+	@echo ">> creating virtual environment $(VENV) with $(PYTHON)"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+# torch is installed first and pinned: an unpinned torch would pull several GB of CUDA packages.
+$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
+	@echo ">> installing torch==2.13.0 and skimbench (pinned by constraints.txt)"
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -c constraints.txt -e .
+	@touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	@echo ">> installing dev extras (pytest, selenium)"
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
+	@touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+# Headless Chromium for the HTML report test (Debian packages); skipped when apt is unavailable.
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then \
+	  echo ">> chromium present: $$(chromium --version 2>/dev/null)"; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  echo ">> installing Debian chromium and chromium-driver for the HTML report test"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+	    || echo ">> chromium install failed: the HTML browser test will be skipped"; \
+	else echo ">> no chromium and no root apt: the HTML browser test will be skipped"; fi
+
+quickstart: install
+	@echo ">> generating the built-in benchmark (skim-digits, size small) if missing"
+	$(BIN)/skimbench data make skim-digits --size small
+	@echo ">> running $(SPEC) through Ray; runs are logged to results/mlflow.db"
+	$(BIN)/skimbench run $(SPEC)
+
+test: install-dev browser
+	@echo ">> running the test suite"
+	$(BIN)/python -m pytest -q
+
+test-fast: install-dev
+	$(BIN)/python -m pytest -q -m "not slow"
+
+benchmarks: install
+	@for b in benchmarks/*.py; do echo ">> $$b"; $(BIN)/python $$b || exit 1; done
+
+clean-results:
+	rm -rf results/mlflow.db results/mlartifacts results/stages results/ray

@@ -1,0 +1,152 @@
+"""The method contract: what a method plugin implements and what the harness does for it.
+
+A method declares typed parameters, names its compute components (modules with an input shape),
+trains in ``fit`` (reusing shared stages through ``ctx.stage``), and for every test video returns a
+``Prediction``: class scores, how many times each component ran (``Usage``), and what it selected.
+The harness -- not the method -- turns usage into GFLOPs with fvcore, computes metrics, measures
+latency and logs everything, so every method is measured by the same rules.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Sequence
+
+import numpy as np
+
+from harness.params import Param
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from harness.stages import StageStore
+
+
+@dataclass(frozen=True)
+class Component:
+    """A unit of compute that a method runs some number of times per video.
+
+    ``module`` is counted by fvcore on ``make_inputs(**shape)``; ``shape`` keys let one component be
+    counted at per-video shapes (SGS's B' bins, g clusters). ``role`` separates the selection
+    machinery ("selection": LightNet, gates, samplers, RNNs) from recognition ("recognition").
+    """
+
+    module: "torch.nn.Module"
+    make_inputs: Callable[..., tuple]
+    role: str = "recognition"
+    config: Mapping[str, Any] = field(default_factory=dict)  # identifies the module for the FLOP cache
+
+
+class Usage:
+    """Per-video counts of component runs, optionally at a realised shape.
+
+    >>> u = Usage(); u.add("light", 16); u.add("heavy", 4); u.add("rest", 1, bins=5)
+    """
+
+    def __init__(self, counts: Mapping[str, int] | None = None):
+        self._counts: Counter[tuple[str, tuple[tuple[str, Any], ...]]] = Counter()
+        for name, count in (counts or {}).items():
+            self.add(name, count)
+
+    def add(self, component: str, count: int = 1, **shape: Any) -> "Usage":
+        if count:
+            self._counts[(component, tuple(sorted(shape.items())))] += int(count)
+        return self
+
+    def items(self) -> list[tuple[str, dict[str, Any], int]]:
+        return [(name, dict(shape), n) for (name, shape), n in sorted(self._counts.items(), key=str)]
+
+    def total(self, component: str) -> int:
+        return sum(n for (name, _), n in self._counts.items() if name == component)
+
+    def to_json(self) -> str:
+        return json.dumps([{"component": c, "shape": s, "count": n} for c, s, n in self.items()])
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Usage) and self._counts == other._counts
+
+    def __repr__(self) -> str:
+        return f"Usage({self.items()})"
+
+
+@dataclass
+class Prediction:
+    """One test video's output.
+
+    ``scores``: class scores (probabilities for single-label, per-class scores for multi-label).
+    ``selected``: the frame indices (or clip indices with ``selection_unit="clip"``) that the method
+    looked at with its expensive path, for selection-quality scoring; None for in-network methods.
+    ``extras``: small per-video facts worth logging (B', cluster boundaries, ...).
+    """
+
+    scores: np.ndarray
+    usage: Usage
+    selected: Sequence[int] | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrialContext:
+    """Everything a method may use during a trial. Built by ``harness.trial``."""
+
+    seed: int
+    device: "torch.device"
+    dataset: Any  # harness.data.dataset.VideoDataset
+    backbone: Mapping[str, Any]  # {"name": ..., "params": {...}} resolved
+    store: "StageStore"
+    evaluation: Mapping[str, Any]
+    workdir: Path
+    stages_used: dict[str, str] = field(default_factory=dict)
+    log: Callable[[str], None] = print
+
+    def stage(self, name: str, deps: Mapping[str, Any], compute: Callable[[Path], None]) -> Path:
+        """Run ``compute(tmpdir)`` once for these deps across trials and re-runs; return its folder."""
+        path = self.store.get_or_compute(name, deps, compute)
+        self.stages_used[name] = path.name
+        return path
+
+    def frames(self, split: str) -> Any:
+        """The decoded frames of a split (``harness.data.bank.FrameBank``), decoded once and cached."""
+        from harness.data.bank import load_frame_bank
+
+        bank = load_frame_bank(self.dataset, split, self.store)
+        self.stages_used[f"frames:{split}"] = bank.key
+        return bank
+
+
+class Method:
+    """Base class of method plugins. Subclass, declare ``params``, decorate with ``@register_method``."""
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""  # one line for ``skimbench methods``
+    params: ClassVar[dict[str, Param]] = {}
+    budget_param: ClassVar[str | None] = None  # the knob that traces the accuracy-compute curve
+    dynamic: ClassVar[bool] = False  # per-video cost varies (requires a brute-force proof test)
+    deployable: ClassVar[bool] = True  # False for upper bounds such as the oracle
+    selection_unit: ClassVar[str] = "frame"  # unit of Prediction.selected: "frame" or "clip"
+
+    def __init__(self, ctx: TrialContext, **params: Any):
+        self.ctx = ctx
+        self.p = params  # resolved: every declared param present
+
+    # -- to implement -------------------------------------------------------------------------
+    def fit(self, train: Sequence[Any]) -> None:
+        """Train on the training videos (records of ``ctx.dataset``). Shared work goes through ``ctx.stage``."""
+
+    def components(self) -> dict[str, Component]:
+        """The compute components that ``Prediction.usage`` refers to."""
+        raise NotImplementedError
+
+    def predict(self, video: Any) -> Prediction:
+        """Predict one test video (a record of ``ctx.dataset``)."""
+        raise NotImplementedError
+
+    # -- optional -----------------------------------------------------------------------------
+    def predict_batch(self, videos: Sequence[Any]) -> list[Prediction]:
+        return [self.predict(v) for v in videos]
+
+    def trace_video(self, video: Any) -> tuple["torch.nn.Module", tuple]:
+        """A module and inputs whose forward performs exactly the computation this method ran for
+        ``video``, from decoded frames. Dynamic methods implement it for the brute-force FLOP proof."""
+        raise NotImplementedError

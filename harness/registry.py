@@ -1,0 +1,122 @@
+"""Name -> plugin registries for methods, datasets and backbones.
+
+Built-ins register themselves with a decorator when their module is imported (timm's pattern);
+third-party packages expose modules through entry points (groups ``skimbench.methods``,
+``skimbench.datasets``, ``skimbench.backbones``) that are imported the same way; a local file can
+be loaded with ``--plugin FILE.py``. Registering a name twice is an error, never a silent override.
+"""
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+
+class RegistryError(Exception):
+    """A registry problem with a user-facing, one-line message."""
+
+
+class UnknownNameError(RegistryError, KeyError):
+    def __init__(self, kind: str, name: str, known: list[str]):
+        self.kind, self.name, self.known = kind, name, known
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        super().__init__(f"unknown {kind} '{name}' (registered: {', '.join(sorted(known)) or 'none'}){hint}")
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.args[0]
+
+
+class Registry:
+    """A named collection of plugins of one kind."""
+
+    def __init__(self, kind: str, entry_point_group: str, builtin_modules: tuple[str, ...] = ()):
+        self.kind = kind
+        self.entry_point_group = entry_point_group
+        self.builtin_modules = builtin_modules
+        self._items: dict[str, Any] = {}
+        self._origins: dict[str, str] = {}
+        self._loaded = False
+
+    def register(self, name: str | None = None) -> Callable[[Any], Any]:
+        """Decorator: ``@METHODS.register("uniform")``. Sets ``obj.name`` when it is a class."""
+
+        def decorate(obj: Any) -> Any:
+            key = name or getattr(obj, "name", None) or obj.__name__
+            origin = f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', key)}"
+            if key in self._items and self._origins[key] != origin:
+                raise RegistryError(
+                    f"duplicate {self.kind} name '{key}': registered by {self._origins[key]} and by {origin}"
+                )
+            if isinstance(obj, type):
+                obj.name = key
+            self._items[key] = obj
+            self._origins[key] = origin
+            return obj
+
+        return decorate
+
+    def load(self) -> None:
+        """Import built-ins and installed entry points once, so their decorators run."""
+        if self._loaded:
+            return
+        self._loaded = True
+        for module in self.builtin_modules:
+            importlib.import_module(module)
+        for ep in entry_points(group=self.entry_point_group):
+            try:
+                loaded = ep.load()
+            except Exception as exc:  # a broken third-party plugin must name itself
+                raise RegistryError(f"{self.kind} plugin entry point '{ep.name}' ({ep.value}) failed to load: {exc}") from exc
+            # an entry point may name a module (decorators ran on import) or a class/function
+            if not isinstance(loaded, type(sys)) and ep.name not in self._items:
+                self.register(ep.name)(loaded)
+
+    def get(self, name: str) -> Any:
+        self.load()
+        if name not in self._items:
+            raise UnknownNameError(self.kind, name, list(self._items))
+        return self._items[name]
+
+    def origin(self, name: str) -> str:
+        self.get(name)
+        return self._origins[name]
+
+    def names(self) -> list[str]:
+        self.load()
+        return sorted(self._items)
+
+    def __contains__(self, name: str) -> bool:
+        self.load()
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+
+METHODS = Registry("method", "skimbench.methods", ("methods",))
+DATASETS = Registry("dataset", "skimbench.datasets", ("harness.data.formats", "harness.data.synthetic"))
+BACKBONES = Registry("backbone", "skimbench.backbones", ("harness.backbones",))
+
+register_method = METHODS.register
+register_dataset = DATASETS.register
+register_backbone = BACKBONES.register
+
+
+def load_plugin_file(path: str | Path) -> None:
+    """Import a local ``.py`` file so that its ``@register_*`` decorators run (``--plugin``)."""
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise RegistryError(f"plugin file not found: {path}")
+    module_name = f"skimbench_plugin_{path.stem}"
+    if module_name in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)

@@ -1,0 +1,168 @@
+"""Read a grid's trials back from MLflow into one tidy DataFrame.
+
+One row per trial (an MLflow child run carrying a ``skimbench.trial_hash`` tag; parent runs are
+skipped). Tags become typed columns, metrics keep their logged names (``top1``,
+``gflops_per_video_mean``, ...), and ``method.params.*`` become a ``params`` dict. Reading through
+an ``MlflowClient`` bound to the given URI keeps the global MLflow state untouched.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+TAG = "skimbench."
+
+# Metrics a report reads; absent ones become NaN columns so that later code needs no guards.
+METRICS = [
+    "top1", "top5", "map",
+    "gflops_per_video_mean", "gflops_per_video_std", "gflops_per_video_min", "gflops_per_video_max",
+    "gflops_selection_mean", "gflops_recognition_mean", "gflops_per_view",
+    "params_m", "latency_ms_per_video", "throughput_videos_per_s", "peak_memory_mb",
+    "train_time_s", "wall_time_s", "videos_evaluated", "videos_skipped",
+]
+
+
+class ReportError(Exception):
+    """A report cannot be built (unknown experiment, no trials); the message says why."""
+
+
+def _as_bool(value: Any) -> bool:
+    return str(value).strip().lower() in {"1", "true", "yes"}
+
+
+def _as_float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _as_int(value: Any) -> int | None:
+    try:
+        return int(float(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def _parse_param(value: str) -> Any:
+    """MLflow stores params as strings; recover numbers, booleans and JSON where they parse."""
+    try:
+        return json.loads(value)
+    except (TypeError, ValueError):
+        return value
+
+
+def trial_row(run: Any, experiment: str) -> dict[str, Any] | None:
+    """One tidy row from an ``mlflow.entities.Run``; None for runs that are not trials."""
+    tags = run.data.tags
+    if not tags.get(TAG + "trial_hash"):
+        return None
+    row: dict[str, Any] = {
+        "experiment": experiment,
+        "run_id": run.info.run_id,
+        "status": run.info.status,
+        "outcome": tags.get(TAG + "outcome", run.info.status),  # ERROR, OOM, TIMEOUT, KILLED, ...
+        "start_time": run.info.start_time,
+        "spec_label": tags.get(TAG + "label") or tags.get(TAG + "method", "?"),
+        "trial_hash": tags[TAG + "trial_hash"],
+        "method": tags.get(TAG + "method", "?"),
+        "dataset": tags.get(TAG + "dataset", "?"),
+        "backbone": tags.get(TAG + "backbone", "?"),
+        "seed": _as_int(tags.get(TAG + "seed")),
+        "budget_param": tags.get(TAG + "budget_param") or None,
+        "budget": _as_float(tags.get(TAG + "budget")),
+        "deployable": _as_bool(tags.get(TAG + "deployable", "true")),
+        "dynamic": _as_bool(tags.get(TAG + "dynamic", "false")),
+        "selection_unit": tags.get(TAG + "selection_unit"),
+        "clip_len": _as_int(run.data.params.get("evaluation.clip_len")),
+        "params": {k[len("method.params."):]: _parse_param(v)
+                   for k, v in sorted(run.data.params.items()) if k.startswith("method.params.")},
+    }
+    for name in METRICS:
+        row[name] = run.data.metrics.get(name, np.nan)
+    for name, value in run.data.metrics.items():  # keep any extra metric a plugin logged
+        row.setdefault(name, value)
+    return row
+
+
+def _search_all(client: MlflowClient, experiment_id: str) -> list[Any]:
+    runs, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], max_results=1000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def load_trials(tracking_uri: str, experiments: list[str]) -> pd.DataFrame:
+    """All trials of the named MLflow experiments, one row each (failed runs included: see ``status``)."""
+    client = MlflowClient(tracking_uri=tracking_uri)
+    rows = []
+    for name in experiments:
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            known = ", ".join(e.name for e in client.search_experiments()) or "none"
+            raise ReportError(f"no MLflow experiment '{name}' at {tracking_uri} (experiments: {known})")
+        rows += [r for r in (trial_row(run, name) for run in _search_all(client, exp.experiment_id)) if r]
+    if not rows:
+        raise ReportError(f"no trials (runs with a skimbench.trial_hash tag) in {', '.join(experiments)} at {tracking_uri}")
+    return pd.DataFrame(rows).sort_values(["experiment", "method", "budget", "seed"], na_position="first").reset_index(drop=True)
+
+
+PREDICTION_JSON_COLUMNS = ("labels", "scores", "usage", "selected", "extras")
+
+
+def load_predictions(tracking_uri: str, run_id: str) -> pd.DataFrame | None:
+    """A trial's ``predictions.csv`` with its JSON cells decoded; None when the run has none."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bars in reports
+    client = MlflowClient(tracking_uri=tracking_uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = Path(client.download_artifacts(run_id, "predictions.csv", tmp))
+        except Exception:  # missing artifact (failed trial, older run): the report says so
+            return None
+        table = pd.read_csv(path, dtype={"video_id": str})
+    for column in PREDICTION_JSON_COLUMNS:
+        if column in table:
+            table[column] = [json.loads(v) if isinstance(v, str) and v else None for v in table[column]]
+    return table
+
+
+def label_series(trials: pd.DataFrame) -> pd.DataFrame:
+    """Add ``label``: the curve a trial belongs to.
+
+    A curve is one method swept over its budget knob, so the label is the method name plus every
+    other method parameter that varies among that method's trials (``scsampler (objective=ac)``),
+    plus the backbone when the trials span several and the experiment when several are compared.
+    A spec's own ``label`` for a method entry replaces the method name. Seeds never enter the
+    label: they are averaged over.
+    """
+    trials = trials.copy()
+    labels = []
+    several_backbones = trials["backbone"].nunique() > 1
+    several_experiments = trials["experiment"].nunique() > 1
+    varying: dict[str, list[str]] = {}
+    for method, group in trials.groupby("method"):
+        budget = group["budget_param"].dropna().iloc[0] if group["budget_param"].notna().any() else None
+        keys = sorted({k for p in group["params"] for k in p} - {budget})
+        varying[method] = [k for k in keys
+                           if len({json.dumps(p.get(k), sort_keys=True) for p in group["params"]}) > 1]
+    for _, row in trials.iterrows():
+        parts = [f"{k}={row['params'].get(k)}" for k in varying[row["method"]]]
+        label = row.get("spec_label") or row["method"]
+        label += f" ({', '.join(parts)})" if parts else ""
+        if several_backbones:
+            label += f" [{row['backbone']}]"
+        if several_experiments:
+            label += f" <{row['experiment']}>"
+        labels.append(label)
+    trials["label"] = labels
+    return trials

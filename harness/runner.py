@@ -1,0 +1,207 @@
+"""Run an expanded grid: through Ray Tune (default) or in-process one after another (``--local``).
+
+Each trial is ``harness.tracking.tracked_trial`` -- the same function on both paths, so ``--local``
+gives the same metrics as Ray for the same seed. Before launching, finished trials of the same
+experiment are looked up by trial hash in MLflow and skipped (resume), and the cluster is checked
+for the GPUs the spec asks for (a trial asking for a GPU the cluster lacks would pend forever).
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from harness import tracking
+from harness.progress import GridProgress
+
+os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")  # trials resolve paths against the launch folder
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+
+
+class LaunchError(RuntimeError):
+    """A grid that cannot start (no GPU for a GPU trial, unreachable cluster...): one clear line."""
+
+
+@dataclass
+class GridOutcome:
+    experiment: str
+    parent_run_id: str
+    tracking_uri: str
+    finished: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class LaunchContext:
+    """What every trial needs besides its config; passed to Ray workers by value."""
+
+    uri: str
+    experiment_id: str
+    parent_run_id: str | None
+    store_root: str
+    plugins: tuple[str, ...] = ()
+
+    def run(self, cfg: dict[str, Any]) -> dict[str, float]:
+        from harness.registry import load_plugin_file
+
+        for plugin in self.plugins:
+            load_plugin_file(plugin)
+        return tracking.tracked_trial(cfg, uri=self.uri, experiment_id=self.experiment_id,
+                                      parent_run_id=self.parent_run_id, store_root=self.store_root,
+                                      log=lambda msg: None)
+
+
+def select_trials(trials: Sequence[dict], previous: dict[str, str], *, force: bool, rerun_failed: bool) -> tuple[list[dict], list[str]]:
+    """Split into (to run, skipped). FINISHED is skipped; FAILED only with ``rerun_failed``; ``force`` runs all."""
+    to_run, skipped = [], []
+    for cfg in trials:
+        status = previous.get(cfg["hash"])
+        done = status == "FINISHED" or (status == "FAILED" and not rerun_failed)
+        if done and not force:
+            skipped.append(cfg["hash"])
+        else:
+            to_run.append(cfg)
+    return to_run, skipped
+
+
+def run_grid(spec: Any, trials: Sequence[dict], *, local: bool = False, address: str | None = None,
+             force: bool = False, rerun_failed: bool = False, plugins: Sequence[str] = (), show_progress: bool = True) -> GridOutcome:
+    started = time.time()
+    output = Path(spec.output).resolve()
+    uri = tracking.resolve_uri(spec.tracking["uri"])
+    experiment = spec.tracking["experiment"]
+    experiment_id = tracking.ensure_experiment(uri, experiment, artifact_root=output / "mlartifacts")
+
+    previous = tracking.finished_trials(uri, experiment)
+    to_run, skipped = select_trials(trials, previous, force=force, rerun_failed=rerun_failed)
+    parent = tracking.start_parent(uri, experiment_id, str(spec.path), spec.source_hash, len(to_run))
+    outcome = GridOutcome(experiment, parent, uri, skipped=skipped)
+    launch = LaunchContext(uri, experiment_id, parent, str(output / "stages"), tuple(str(Path(p).resolve()) for p in plugins))
+    progress = GridProgress(to_run, skipped=len(skipped), enabled=show_progress)
+    status = "FINISHED"
+    try:
+        with progress:
+            if local:
+                _run_local(launch, to_run, progress, outcome)
+            else:
+                _run_ray(spec, launch, to_run, progress, outcome, address)
+    except BaseException:
+        status = "KILLED"
+        raise
+    finally:
+        tracking.end_run(uri, parent, status if not outcome.failed or status == "KILLED" else "FAILED")
+        outcome.seconds = time.time() - started
+    return outcome
+
+
+def _run_local(launch: LaunchContext, trials: Sequence[dict], progress: GridProgress, outcome: GridOutcome) -> None:
+    for cfg in trials:
+        progress.started(cfg["hash"])
+        try:
+            metrics = launch.run(cfg)
+        except tracking.TrialFailed as exc:
+            outcome.failed[cfg["hash"]] = str(exc)
+            progress.failed(cfg["hash"], str(exc))
+        else:
+            outcome.finished.append(cfg["hash"])
+            progress.finished(cfg["hash"], metrics)
+
+
+def connect_ray(spec: Any, address: str | None) -> None:
+    import ray
+
+    address = address or spec.ray.get("address") or os.environ.get("RAY_ADDRESS")
+    if ray.is_initialized():
+        return
+    common = dict(include_dashboard=False, log_to_driver=False, configure_logging=True, logging_level="ERROR")
+    try:
+        if address:
+            ray.init(address=address, **common)
+        else:
+            ray.init(num_cpus=spec.ray.get("num_cpus"), num_gpus=spec.ray.get("num_gpus"), **common)
+    except Exception as exc:  # noqa: BLE001
+        raise LaunchError(f"cannot start or reach Ray{f' at {address}' if address else ''}: {exc}") from exc
+
+
+def _run_ray(spec: Any, launch: LaunchContext, trials: Sequence[dict], progress: GridProgress, outcome: GridOutcome,
+             address: str | None) -> None:
+    if not trials:
+        return
+    import ray
+    from ray import tune
+
+    connect_ray(spec, address)
+    cpus, gpus = float(spec.resources.get("cpus", 1)), float(spec.resources.get("gpus", 0))
+    available = ray.cluster_resources()
+    if gpus > 0 and available.get("GPU", 0) < gpus:
+        raise LaunchError(f"the spec asks for {gpus:g} GPU per trial but the Ray cluster has {available.get('GPU', 0):g} GPUs; "
+                          "set resources.gpus: 0 or connect to a cluster with GPUs (--address)")
+    if available.get("CPU", 0) < cpus:
+        raise LaunchError(f"the spec asks for {cpus:g} CPUs per trial but the Ray cluster has {available.get('CPU', 0):g}")
+
+    by_hash = {cfg["hash"]: cfg for cfg in trials}
+    trainable = tune.with_resources(tune.with_parameters(_tune_trainable, launch=launch), {"cpu": cpus, "gpu": gpus})
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"trial": tune.grid_search(list(trials))},
+        tune_config=tune.TuneConfig(max_concurrent_trials=spec.ray.get("max_concurrent"), reuse_actors=False,
+                                    trial_dirname_creator=lambda t: f"{t.config['trial']['method']['name']}-{t.config['trial']['hash']}"),
+        run_config=tune.RunConfig(name=f"{spec.experiment}-{launch.parent_run_id[:8]}", storage_path=str(Path(spec.output).resolve() / "ray"),
+                                  failure_config=tune.FailureConfig(max_failures=int(spec.max_failures)), verbose=0,
+                                  callbacks=[_ProgressCallback(progress)]),
+    )
+    results = tuner.fit()
+    for result in results:
+        h = result.config["trial"]["hash"]
+        if result.error is None:
+            outcome.finished.append(h)
+        else:
+            outcome.failed[h] = _one_line(result.error)
+    missing = set(by_hash) - set(outcome.finished) - set(outcome.failed)
+    for h in missing:
+        outcome.failed[h] = "no result from Ray"
+
+
+def _tune_trainable(config: dict, launch: LaunchContext) -> None:
+    from ray import tune
+
+    metrics = launch.run(config["trial"])
+    tune.report({k: v for k, v in metrics.items()})
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    for line in reversed(text):  # Ray wraps the cause; its last line names the real error
+        if "TrialFailed" in line or "Error" in line:
+            return line.strip()[:300]
+    return (text[-1] if text else repr(error))[:300]
+
+
+try:
+    from ray.tune import Callback as _TuneCallback
+except Exception:  # pragma: no cover - ray is a hard dependency
+    _TuneCallback = object
+
+
+class _ProgressCallback(_TuneCallback):
+    """Feeds Ray Tune's trial events into the terminal progress view."""
+
+    def __init__(self, progress: GridProgress):
+        self.progress = progress
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.progress.started(trial.config["trial"]["hash"])
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.progress.finished(trial.config["trial"]["hash"], result)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        error = getattr(trial, "error_msg", None) or "failed"
+        self.progress.failed(trial.config["trial"]["hash"], _one_line(RuntimeError(str(error))))
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        self.progress.retrying(trial.config["trial"]["hash"])

@@ -1,0 +1,126 @@
+"""One trial, start to finish, as plain calls: build, fit, predict, measure.
+
+``run_trial`` knows nothing about Ray or MLflow: ``harness.tracking.tracked_trial`` wraps it in an
+MLflow run, and ``harness.runner`` schedules that wrapper (Ray Tune, or a loop with ``--local``).
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from harness.method import Method, Prediction, TrialContext
+from harness.metrics import video_metrics
+from harness.registry import DATASETS, METHODS
+from harness.repro import seed_everything
+from harness.stages import StageStore
+
+
+@dataclass
+class TrialResult:
+    metrics: dict[str, float]
+    predictions: pd.DataFrame
+    flops_components: list[dict[str, Any]]
+    skipped: list[tuple[str, str]]
+    stages_used: dict[str, str]
+    facts: dict[str, str] = field(default_factory=dict)  # tags: manifest hash, device, threads...
+
+
+def build_dataset(cfg: dict[str, Any]):
+    return DATASETS.get(cfg["dataset"]["name"])(**cfg["dataset"]["params"])
+
+
+def build_context(cfg: dict[str, Any], store: StageStore, workdir: Path, log: Callable[[str], None] = print) -> tuple[TrialContext, Method]:
+    """Seed, pick the device, build the dataset and the method: everything before ``fit``."""
+    from harness.runtime import pick_device
+
+    seed_everything(cfg["seed"])
+    evaluation = cfg["evaluation"]
+    if evaluation.get("threads"):
+        torch.set_num_threads(int(evaluation["threads"]))
+    ctx = TrialContext(seed=cfg["seed"], device=pick_device(evaluation.get("device", "auto")),
+                       dataset=build_dataset(cfg), backbone=cfg["backbone"], store=store,
+                       evaluation=evaluation, workdir=Path(workdir), log=log)
+    method = METHODS.get(cfg["method"]["name"])(ctx, **cfg["method"]["params"])
+    return ctx, method
+
+
+def run_trial(cfg: dict[str, Any], store: StageStore, workdir: Path, log: Callable[[str], None] = print) -> TrialResult:
+    from harness.compute import account
+    from harness.runtime import measure_latency, peak_memory_mb
+
+    started = time.perf_counter()
+    ctx, method = build_context(cfg, store, workdir, log)
+    dataset = ctx.dataset
+
+    # Videos that cannot be decoded are skipped by the frame bank's policy; evaluate the rest.
+    train_skipped, test_skipped = ctx.frames("train").skipped, ctx.frames("test").skipped
+    skipped = [(vid, f"train: {why}") for vid, why in train_skipped] + [(vid, f"test: {why}") for vid, why in test_skipped]
+    train = _readable(dataset.split("train"), train_skipped)
+    test = _readable(dataset.split("test"), test_skipped)
+    if not test:
+        raise RuntimeError(f"no readable test video in dataset '{cfg['dataset']['name']}' ({len(test_skipped)} unreadable)")
+
+    t0 = time.perf_counter()
+    method.fit(train)
+    train_time = time.perf_counter() - t0
+
+    if hasattr(method, "eval_mode"):
+        method.eval_mode()
+    with torch.inference_mode():
+        predictions: list[Prediction] = method.predict_batch(test)
+    accounting = account(method.components(), [p.usage for p in predictions])
+
+    metrics = video_metrics(np.stack([p.scores for p in predictions]), [r.labels for r in test],
+                            dataset.num_classes, dataset.multilabel)
+    metrics.update(accounting.summary)
+    metrics["params_m"] = accounting.params / 1e6
+
+    batch = test[: int(cfg["evaluation"]["batch_size"])]
+    with torch.inference_mode():
+        timing = measure_latency(lambda: method.predict_batch(batch), (), warmup=int(cfg["evaluation"]["latency_warmup"]),
+                                 repeats=int(cfg["evaluation"]["latency_repeats"]), device=ctx.device)
+    metrics["latency_ms_per_video"] = timing["latency_ms"] / len(batch)
+    metrics["throughput_videos_per_s"] = timing["throughput"] * len(batch)
+    metrics["peak_memory_mb"] = peak_memory_mb(ctx.device)
+    metrics["train_time_s"] = train_time
+    metrics["wall_time_s"] = time.perf_counter() - started
+    metrics["videos_evaluated"] = float(len(test))
+    metrics["videos_skipped"] = float(len(skipped))
+    views = int(cfg["evaluation"].get("views", 1))
+    if views > 1:
+        metrics["gflops_per_view"] = metrics["gflops_per_video_mean"] / views
+
+    table = pd.DataFrame({
+        "video_id": [r.video_id for r in test],
+        "labels": [json.dumps(list(r.labels)) for r in test],
+        "scores": [json.dumps(np.round(np.asarray(p.scores, dtype=float), 6).tolist()) for p in predictions],
+        "gflops": accounting.per_video,
+        "gflops_selection": accounting.per_video_selection,
+        "usage": [p.usage.to_json() for p in predictions],
+        "selected": [json.dumps(None if p.selected is None else [int(i) for i in p.selected]) for p in predictions],
+        "extras": [json.dumps(p.extras, default=_jsonable) for p in predictions],
+    })
+    facts = {"dataset_manifest": dataset.manifest_hash(), "device": str(ctx.device),
+             "threads": str(timing.get("threads", torch.get_num_threads()))}
+    return TrialResult(metrics={k: float(v) for k, v in metrics.items()}, predictions=table,
+                       flops_components=accounting.table, skipped=skipped, stages_used=dict(ctx.stages_used), facts=facts)
+
+
+def _readable(records: list, skipped: list[tuple[str, str]]) -> list:
+    unreadable = {video_id for video_id, _ in skipped}
+    return [r for r in records if r.video_id not in unreadable]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        return value.tolist()
+    return str(value)

@@ -1,0 +1,17 @@
+"""Dense: the heavy clip classifier on every non-overlapping timestep, scores averaged (the usual protocol)."""
+from __future__ import annotations
+
+import numpy as np
+
+from harness.registry import register_method
+from harness.shared import AGGREGATE_PARAM, HeavyOnTimesteps
+
+
+@register_method("dense")
+class Dense(HeavyOnTimesteps):
+    summary = "heavy clip classifier on all timesteps, scores averaged"
+    params = {"aggregate": AGGREGATE_PARAM}
+    budget_param = None  # cost is the video's length, nothing to sweep
+
+    def choose(self, row: int, length: int) -> np.ndarray:
+        return np.arange(length, dtype=np.int64)
