@@ -228,13 +228,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError:  # pragma: no cover
         SpecError = UserError  # type: ignore[misc,assignment]
     from harness.runner import LaunchError
+    from harness.scaffold import ScaffoldError
 
     try:
         return int(args.func(args) or 0)
     except SpecError as exc:  # already "FILE:LINE: FIELD: message"
         print(exc, file=sys.stderr)
         return 2
-    except (RegistryError, LaunchError, UserError, FileExistsError, FileNotFoundError) as exc:
+    except (RegistryError, LaunchError, ScaffoldError, UserError, FileExistsError, FileNotFoundError) as exc:
         print(f"skimbench: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -7,13 +7,16 @@ for the GPUs the spec asks for (a trial asking for a GPU the cluster lacks would
 """
 from __future__ import annotations
 
+import multiprocessing
 import os
+import queue
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 from harness import tracking
+from harness.grid import spec_hash
 from harness.progress import GridProgress
 
 os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")  # trials resolve paths against the launch folder
@@ -45,14 +48,52 @@ class LaunchContext:
     store_root: str
     plugins: tuple[str, ...] = ()
 
-    def run(self, cfg: dict[str, Any]) -> dict[str, float]:
+    def run(self, cfg: dict[str, Any], extra_tags: dict[str, str] | None = None) -> dict[str, float]:
+        """Run one trial; with a ``timeout_s`` it runs in a child process that is killed when time is up."""
+        self.load_plugins()
+        timeout = cfg.get("timeout_s")
+        if not timeout:
+            return tracking.tracked_trial(cfg, uri=self.uri, experiment_id=self.experiment_id,
+                                          parent_run_id=self.parent_run_id, store_root=self.store_root,
+                                          log=lambda msg: None, extra_tags=extra_tags)
+        run_id = tracking.create_trial_run(cfg, uri=self.uri, experiment_id=self.experiment_id,
+                                           parent_run_id=self.parent_run_id, extra_tags=extra_tags)
+        ctx = multiprocessing.get_context("spawn")
+        results = ctx.Queue()
+        child = ctx.Process(target=_trial_process, args=(self, cfg, run_id, results), daemon=True)
+        child.start()
+        child.join(float(timeout))
+        if child.is_alive():  # a timeout that really stops the trial: SIGKILL, whatever it is doing
+            child.kill()
+            child.join()
+            tracking.record_timeout(self.uri, run_id, float(timeout))
+            raise tracking.TrialFailed(f"{cfg['method']['name']} {cfg['hash'][:8]}: TIMEOUT after {timeout:g} s")
+        try:
+            kind, payload = results.get(timeout=5)
+        except queue.Empty:
+            tracking.abandon_running(self.uri, self.experiment_id, cfg["hash"], "CRASHED")
+            raise tracking.TrialFailed(f"{cfg['method']['name']} {cfg['hash'][:8]}: trial process died (exit code {child.exitcode})")
+        if kind == "error":
+            raise tracking.TrialFailed(payload)
+        return payload
+
+    def load_plugins(self) -> None:
         from harness.registry import load_plugin_file
 
         for plugin in self.plugins:
             load_plugin_file(plugin)
-        return tracking.tracked_trial(cfg, uri=self.uri, experiment_id=self.experiment_id,
-                                      parent_run_id=self.parent_run_id, store_root=self.store_root,
-                                      log=lambda msg: None)
+
+
+def _trial_process(launch: LaunchContext, cfg: dict, run_id: str, results: Any) -> None:
+    launch.load_plugins()
+    try:
+        metrics = tracking.tracked_trial(cfg, uri=launch.uri, experiment_id=launch.experiment_id,
+                                         parent_run_id=launch.parent_run_id, store_root=launch.store_root,
+                                         log=lambda msg: None, run_id=run_id)
+    except tracking.TrialFailed as exc:
+        results.put(("error", str(exc)))
+    else:
+        results.put(("ok", metrics))
 
 
 def select_trials(trials: Sequence[dict], previous: dict[str, str], *, force: bool, rerun_failed: bool) -> tuple[list[dict], list[str]]:
@@ -78,7 +119,7 @@ def run_grid(spec: Any, trials: Sequence[dict], *, local: bool = False, address:
 
     previous = tracking.finished_trials(uri, experiment)
     to_run, skipped = select_trials(trials, previous, force=force, rerun_failed=rerun_failed)
-    parent = tracking.start_parent(uri, experiment_id, str(spec.path), spec.source_hash, len(to_run))
+    parent = tracking.start_parent(uri, experiment_id, str(spec.path), spec_hash(spec), len(to_run))
     outcome = GridOutcome(experiment, parent, uri, skipped=skipped)
     launch = LaunchContext(uri, experiment_id, parent, str(output / "stages"), tuple(str(Path(p).resolve()) for p in plugins))
     progress = GridProgress(to_run, skipped=len(skipped), enabled=show_progress)
@@ -167,9 +208,14 @@ def _run_ray(spec: Any, launch: LaunchContext, trials: Sequence[dict], progress:
 
 
 def _tune_trainable(config: dict, launch: LaunchContext) -> None:
+    import ray
     from ray import tune
 
-    metrics = launch.run(config["trial"])
+    runtime = ray.get_runtime_context()
+    facts = {f"{tracking.TAG}ray_node": runtime.get_node_id(),
+             f"{tracking.TAG}ray_gpu_ids": ",".join(str(g) for g in ray.get_gpu_ids()),
+             f"{tracking.TAG}cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
+    metrics = launch.run(config["trial"], extra_tags=facts)
     tune.report({k: v for k, v in metrics.items()})
 
 
@@ -192,6 +238,12 @@ class _ProgressCallback(_TuneCallback):
 
     def __init__(self, progress: GridProgress):
         self.progress = progress
+
+    def __getstate__(self) -> dict:  # Tune pickles its callbacks for restore; the live view stays here
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        self.progress = GridProgress([], enabled=False)
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self.progress.started(trial.config["trial"]["hash"])

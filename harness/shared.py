@@ -17,6 +17,8 @@ Public API (stable; VideoEpitoma, LiteEval and the baselines build on it)::
     light_network(ctx) -> ClipNet                          # the cheap frame network (LightNet)
     timestep_table(ctx, split, backbone=None) -> TimestepTable
     shared_components(ctx, backbone=None) -> {"heavy": Component, "light": Component}
+    heavy_component(ctx, backbone=None) / light_component(ctx) -> Component   # one of them alone
+    HeavyOnTimesteps                                    # base class of the baselines and SCSampler
     video_clips(ctx, split, video_id) -> FloatTensor [L, 3, F, H, W] (normalised, on CPU)
     num_timesteps(num_frames, clip_len) -> int
     uniform_timesteps(length, k) / random_timesteps(length, k, rng) / top_k(scores, k) -> int64 array
@@ -45,9 +47,8 @@ from __future__ import annotations
 
 import json
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -215,8 +216,8 @@ def backbone_config(ctx: TrialContext, backbone: Mapping[str, Any] | str | None)
 # Frames -> clips
 # ----------------------------------------------------------------------------------------------
 def _bank_frames(bank: Any, video_id: str) -> np.ndarray:
-    """uint8 frames [T, H, W, 3] of one video from a FrameBank."""
-    return np.asarray(bank.get(video_id))
+    """uint8 frames [T, H, W, 3] of one video's true length (harness.data.bank.FrameBank.get)."""
+    return bank.get(video_id)
 
 
 def _bank_ids(bank: Any) -> list[str]:
@@ -225,7 +226,7 @@ def _bank_ids(bank: Any) -> list[str]:
 
 def frames_to_clips(frames: np.ndarray | torch.Tensor, clip_len: int) -> torch.Tensor:
     """uint8 [T, H, W, 3] -> normalised float [L, 3, F, H, W] of the non-overlapping clips."""
-    x = torch.as_tensor(np.asarray(frames))
+    x = torch.from_numpy(np.array(frames))  # a writable copy of the memory-mapped frames
     if x.shape[0] < clip_len:  # shorter than one clip: repeat the last frame (documented policy)
         x = torch.cat([x, x[-1:].expand(clip_len - x.shape[0], *x.shape[1:])])
     length = x.shape[0] // clip_len
@@ -254,7 +255,7 @@ def _split_clips(ctx: TrialContext, split: str) -> tuple[torch.Tensor, torch.Ten
     labels_of = {r.video_id: r.labels for r in ctx.dataset.split(split)}
     clips, labels, rows = [], [], []
     for row, video_id in enumerate(_bank_ids(bank)):
-        x = torch.as_tensor(_bank_frames(bank, video_id))
+        x = torch.from_numpy(np.array(_bank_frames(bank, video_id)))
         if x.shape[0] < clip_len:
             x = torch.cat([x, x[-1:].expand(clip_len - x.shape[0], *x.shape[1:])])
         length = x.shape[0] // clip_len
@@ -297,7 +298,7 @@ def train_clip_classifier(net: ClipNet, clips: torch.Tensor, labels: torch.Tenso
             loss.backward()
             optimizer.step()
             schedule.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         log(f"[{what}] epoch {epoch + 1}/{epochs} loss {total / len(clips):.3f}"
             + ("" if multilabel else f" clip acc {100 * correct / len(clips):.1f}%"))
     return net.eval()
@@ -309,14 +310,14 @@ def train_clip_classifier(net: ClipNet, clips: torch.Tensor, labels: torch.Tenso
 _LOADED: dict[tuple[str, str], ClipNet] = {}  # (stage folder, device) -> network, per process
 
 
-def _dataset_deps(ctx: TrialContext) -> dict[str, Any]:
+def dataset_deps(ctx: TrialContext) -> dict[str, Any]:
     return {"name": getattr(ctx.dataset, "name", type(ctx.dataset).__name__), "params": dict(ctx.dataset.p),
             "train_frames": ctx.frames("train").key}
 
 
-def _heavy_deps(ctx: TrialContext, cfg: Mapping[str, Any]) -> dict[str, Any]:
+def heavy_deps(ctx: TrialContext, cfg: Mapping[str, Any]) -> dict[str, Any]:
     ev = ctx.evaluation
-    return {"recipe": RECIPE, "dataset": _dataset_deps(ctx), "backbone": cfg, "clip_len": int(ev["clip_len"]),
+    return {"recipe": RECIPE, "dataset": dataset_deps(ctx), "backbone": cfg, "clip_len": int(ev["clip_len"]),
             "epochs": int(ev["heavy_epochs"]), "seed": int(ctx.seed)}
 
 
@@ -324,9 +325,9 @@ def _light_cfg(ctx: TrialContext) -> dict[str, Any]:
     return _default_backbone_cfg(str(ctx.evaluation["light_backbone"]))
 
 
-def _light_deps(ctx: TrialContext) -> dict[str, Any]:
+def light_deps(ctx: TrialContext) -> dict[str, Any]:
     ev = ctx.evaluation
-    return {"recipe": RECIPE, "dataset": _dataset_deps(ctx), "backbone": _light_cfg(ctx), "size": int(ev["light_size"]),
+    return {"recipe": RECIPE, "dataset": dataset_deps(ctx), "backbone": _light_cfg(ctx), "size": int(ev["light_size"]),
             "clip_len": int(ev["clip_len"]), "epochs": int(ev["heavy_epochs"]), "seed": int(ctx.seed)}
 
 
@@ -361,13 +362,13 @@ def _trained(ctx: TrialContext, name: str, deps: dict[str, Any], new_net) -> Cli
 def heavy_classifier(ctx: TrialContext, backbone: Mapping[str, Any] | str | None = None) -> ClipNet:
     """The heavy clip classifier f (the trial's backbone unless ``backbone`` names another), trained once."""
     cfg = backbone_config(ctx, backbone)
-    return _trained(ctx, "heavy_classifier", _heavy_deps(ctx, cfg), lambda: _new_heavy(ctx, cfg))
+    return _trained(ctx, "heavy_classifier", heavy_deps(ctx, cfg), lambda: _new_heavy(ctx, cfg))
 
 
 def light_network(ctx: TrialContext) -> ClipNet:
     """The cheap network (``light_backbone`` at ``light_size`` on each timestep's middle frame), trained once
     as a frame classifier with the video label (no pretrained weights exist here)."""
-    return _trained(ctx, "light_network", _light_deps(ctx), lambda: _new_light(ctx))
+    return _trained(ctx, "light_network", light_deps(ctx), lambda: _new_light(ctx))
 
 
 @torch.no_grad()
@@ -392,22 +393,29 @@ def _per_timestep(net: ClipNet, ctx: TrialContext, split: str, folder: Path, pre
     (folder / "video_ids.json").write_text(json.dumps(ids))
 
 
-@dataclass
 class TimestepTable:
-    """Per-video, per-timestep outputs of the shared networks on one split (see the module docstring)."""
+    """Per-video, per-timestep outputs of the shared networks on one split (see the module docstring).
 
-    video_ids: list[str]
-    lengths: np.ndarray
-    labels: np.ndarray
-    heavy_logits: np.ndarray
-    heavy_features: np.ndarray
-    light_features: np.ndarray
-    clip_len: int
-    multilabel: bool
-    heavy_kind: str = "3d"
+    ``light_features`` is loaded on first access (training the cheap network then, if no stage has it):
+    methods that never read it -- the baselines, SCSampler -- never pay for the cheap network.
+    """
 
-    def __post_init__(self) -> None:
+    def __init__(self, video_ids: list[str], lengths: np.ndarray, labels: np.ndarray, heavy_logits: np.ndarray,
+                 heavy_features: np.ndarray, light_features: np.ndarray | Callable[[], np.ndarray] | None = None,
+                 clip_len: int = 4, multilabel: bool = False, heavy_kind: str = "3d"):
+        self.video_ids, self.lengths, self.labels = list(video_ids), np.asarray(lengths), np.asarray(labels)
+        self.heavy_logits, self.heavy_features = heavy_logits, heavy_features
+        self._light = light_features
+        self.clip_len, self.multilabel, self.heavy_kind = int(clip_len), bool(multilabel), heavy_kind
         self._rows = {video_id: i for i, video_id in enumerate(self.video_ids)}
+
+    @property
+    def light_features(self) -> np.ndarray:
+        if callable(self._light):
+            self._light = self._light()
+        if self._light is None:
+            raise RuntimeError("this TimestepTable was built without light features")
+        return self._light
 
     @property
     def mask(self) -> np.ndarray:
@@ -441,21 +449,24 @@ def timestep_table(ctx: TrialContext, split: str, backbone: Mapping[str, Any] | 
     """Heavy logits/features and light features of every timestep of ``split``: two stages, memory-mapped."""
     cfg = backbone_config(ctx, backbone)
     heavy = heavy_classifier(ctx, cfg)
-    light = light_network(ctx)
     split_frames = ctx.frames(split).key
-    heavy_dir = ctx.stage("heavy_timesteps", {"classifier": _heavy_deps(ctx, cfg), "split": split, "frames": split_frames},
+    heavy_dir = ctx.stage("heavy_timesteps", {"classifier": heavy_deps(ctx, cfg), "split": split, "frames": split_frames},
                           lambda folder: _per_timestep(heavy, ctx, split, folder, "heavy", True))
-    light_dir = ctx.stage("light_timesteps", {"network": _light_deps(ctx), "split": split, "frames": split_frames},
-                          lambda folder: _per_timestep(light, ctx, split, folder, "light", False))
     ids = json.loads((heavy_dir / "video_ids.json").read_text())
-    if ids != json.loads((light_dir / "video_ids.json").read_text()):
-        raise RuntimeError(f"heavy and light timestep tables of split '{split}' list different videos")
+
+    def light_features() -> np.ndarray:
+        light = light_network(ctx)
+        light_dir = ctx.stage("light_timesteps", {"network": light_deps(ctx), "split": split, "frames": split_frames},
+                              lambda folder: _per_timestep(light, ctx, split, folder, "light", False))
+        if ids != json.loads((light_dir / "video_ids.json").read_text()):
+            raise RuntimeError(f"heavy and light timestep tables of split '{split}' list different videos")
+        return np.load(light_dir / "light_features.npy", mmap_mode="r")
     labels_of = {r.video_id: r.labels for r in ctx.dataset.split(split)}
     labels = np.stack([multi_hot(labels_of[v], ctx.dataset.num_classes) for v in ids]) if ids else np.zeros((0, 0))
     load = lambda path: np.load(path, mmap_mode="r")  # noqa: E731
     return TimestepTable(video_ids=ids, lengths=np.load(heavy_dir / "lengths.npy"), labels=labels,
                          heavy_logits=load(heavy_dir / "heavy_logits.npy"), heavy_features=load(heavy_dir / "heavy_features.npy"),
-                         light_features=load(light_dir / "light_features.npy"), clip_len=int(ctx.evaluation["clip_len"]),
+                         light_features=light_features, clip_len=int(ctx.evaluation["clip_len"]),
                          multilabel=bool(ctx.dataset.multilabel), heavy_kind=heavy.input_kind)
 
 
@@ -464,20 +475,26 @@ def clip_input_maker(clip_len: int, height: int, width: int):
     return lambda **_: (torch.zeros(1, 3, clip_len, height, width),)
 
 
-def shared_components(ctx: TrialContext, backbone: Mapping[str, Any] | str | None = None) -> dict[str, Component]:
-    """The heavy classifier and the cheap network as accounting components, one timestep at batch 1."""
+def heavy_component(ctx: TrialContext, backbone: Mapping[str, Any] | str | None = None) -> Component:
+    """The heavy classifier as an accounting component: one timestep ([1, 3, F, H, W]) at batch 1."""
     cfg = backbone_config(ctx, backbone)
-    clip_len = int(ctx.evaluation["clip_len"])
-    h, w = frame_shape(ctx)
-    make = clip_input_maker(clip_len, h, w)
-    heavy, light = heavy_classifier(ctx, cfg), light_network(ctx)
-    return {
-        "heavy": Component(heavy, make, role="recognition",
-                           config={"net": "heavy_classifier", "backbone": cfg, "clip_len": clip_len, "hw": [h, w]}),
-        "light": Component(light, make, role="selection",
-                           config={"net": "light_network", "backbone": _light_cfg(ctx), "size": int(ctx.evaluation["light_size"]),
-                                   "clip_len": clip_len, "hw": [h, w]}),
-    }
+    clip_len, (h, w) = int(ctx.evaluation["clip_len"]), frame_shape(ctx)
+    return Component(heavy_classifier(ctx, cfg), clip_input_maker(clip_len, h, w), role="recognition",
+                     config={"net": "heavy_classifier", "backbone": cfg, "clip_len": clip_len, "hw": [h, w]})
+
+
+def light_component(ctx: TrialContext) -> Component:
+    """The cheap network as an accounting component: one timestep ([1, 3, F, H, W], the middle frame
+    resized to ``light_size`` inside the module) at batch 1."""
+    clip_len, (h, w) = int(ctx.evaluation["clip_len"]), frame_shape(ctx)
+    return Component(light_network(ctx), clip_input_maker(clip_len, h, w), role="selection",
+                     config={"net": "light_network", "backbone": _light_cfg(ctx), "size": int(ctx.evaluation["light_size"]),
+                             "clip_len": clip_len, "hw": [h, w]})
+
+
+def shared_components(ctx: TrialContext, backbone: Mapping[str, Any] | str | None = None) -> dict[str, Component]:
+    """{"heavy": heavy_component, "light": light_component} (building "light" trains the cheap network)."""
+    return {"heavy": heavy_component(ctx, backbone), "light": light_component(ctx)}
 
 
 class ClipsThrough(nn.Module):
@@ -516,7 +533,7 @@ class HeavyOnTimesteps(Method):
         self.table = timestep_table(self.ctx, "test")
 
     def components(self) -> dict[str, Component]:
-        return {"heavy": shared_components(self.ctx)["heavy"]}
+        return {"heavy": heavy_component(self.ctx)}
 
     def choose(self, row: int, length: int) -> np.ndarray:
         raise NotImplementedError

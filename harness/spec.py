@@ -34,7 +34,7 @@ TRACKING_SCHEMES = ("sqlite", "file", "http", "https", "postgresql", "mysql", "m
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
-Path_ = tuple  # a field path: keys (str) and list indices (int), e.g. ("methods", 2, "grid", "k", 1)
+FieldPath = tuple  # keys (str) and list indices (int), e.g. ("methods", 2, "grid", "k", 1)
 
 
 class SpecError(Exception):
@@ -78,7 +78,7 @@ class PluginRef:
 
     name: str
     params: dict[str, Any]
-    where: Path_ = ()  # field path in the spec, for messages
+    where: FieldPath = ()  # field path in the spec, for messages
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "params": self.params}
@@ -94,7 +94,7 @@ class MethodEntry:
     zip: list[dict[str, list[Any]]]
     backbones: list[PluginRef] | None  # None: the spec's top-level backbones
     label: str
-    where: Path_ = ()
+    where: FieldPath = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "label": self.label, "params": self.params, "grid": self.grid, "zip": self.zip,
@@ -119,8 +119,8 @@ class Spec:
     max_failures: int
     timeout_s: float | None
     overrides: dict[str, Any] = field(default_factory=dict)
-    lines: dict[Path_, int] = field(default_factory=dict, repr=False)
-    overridden: dict[Path_, str] = field(default_factory=dict, repr=False)
+    lines: dict[FieldPath, int] = field(default_factory=dict, repr=False)
+    overridden: dict[FieldPath, str] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved content, JSON-able (what ``spec_hash`` hashes)."""
@@ -132,17 +132,17 @@ class Spec:
             "max_failures": self.max_failures, "timeout_s": self.timeout_s,
         }
 
-    def line_of(self, where: Path_) -> int | None:
+    def line_of(self, where: FieldPath) -> int | None:
         return _line_of(self.lines, self.overridden, tuple(where))
 
-    def error(self, where: Path_, message: str) -> SpecError:
+    def error(self, where: FieldPath, message: str) -> SpecError:
         """A ``SpecError`` pointing at a field of this spec, for problems found after loading."""
         where = tuple(where)
         suffix = _override_note(self.overridden, where)
         return SpecError(str(self.path), self.line_of(where), format_path(where), message + suffix)
 
 
-def _line_of(lines: Mapping[Path_, int], overridden: Mapping[Path_, str], where: Path_) -> int | None:
+def _line_of(lines: Mapping[FieldPath, int], overridden: Mapping[FieldPath, str], where: FieldPath) -> int | None:
     for n in range(len(where), -1, -1):
         if where[:n] in overridden:
             return None
@@ -151,7 +151,7 @@ def _line_of(lines: Mapping[Path_, int], overridden: Mapping[Path_, str], where:
     return None
 
 
-def _override_note(overridden: Mapping[Path_, str], where: Path_) -> str:
+def _override_note(overridden: Mapping[FieldPath, str], where: FieldPath) -> str:
     for n in range(len(where), -1, -1):
         if where[:n] in overridden:
             return f" (from override {overridden[where[:n]]})"
@@ -169,10 +169,11 @@ class _Reader:
     def __init__(self, file: str, text: str):
         self.file = file
         self.loader = yaml.SafeLoader(text)
-        self.lines: dict[Path_, int] = {}
+        self.lines: dict[FieldPath, int] = {}
         self._stack: set[int] = set()
+        self._flattened: set[int] = set()  # mappings already checked and merged (reused through an alias)
 
-    def fail(self, line: int, where: Path_, message: str) -> SpecError:
+    def fail(self, line: int, where: FieldPath, message: str) -> SpecError:
         return SpecError(self.file, line, format_path(where), message)
 
     def read(self) -> Any:
@@ -184,15 +185,18 @@ class _Reader:
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             message = exc.problem or "invalid YAML"
-            if exc.context:
-                message += f" ({exc.context})"
+            if exc.context and message.startswith("but "):  # "expected X", "but found Y"
+                message = f"{exc.context}, {message}"
+            elif exc.context:
+                at = exc.context_mark.line + 1 if exc.context_mark else None
+                message += f" ({exc.context}" + (f" started at line {at})" if at and mark and at != mark.line + 1 else ")")
             raise SpecError(self.file, mark.line + 1 if mark else None, "(syntax)", message) from None
         except yaml.YAMLError as exc:
             raise SpecError(self.file, None, "(syntax)", str(exc)) from None
         finally:
             self.loader.dispose()
 
-    def value(self, node: yaml.Node, where: Path_) -> Any:
+    def value(self, node: yaml.Node, where: FieldPath) -> Any:
         line = node.start_mark.line + 1
         self.lines[where] = line
         if id(node) in self._stack:
@@ -211,10 +215,10 @@ class _Reader:
         finally:
             self._stack.discard(id(node))
 
-    def mapping(self, node: yaml.MappingNode, where: Path_) -> dict[str, Any]:
+    def mapping(self, node: yaml.MappingNode, where: FieldPath) -> dict[str, Any]:
         first_line: dict[Any, int] = {}
-        for key_node, _ in node.value:  # explicit keys only: merged (<<) keys may be overridden
-            if key_node.tag == "tag:yaml.org,2002:merge":
+        for key_node, _ in [] if id(node) in self._flattened else node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # explicit keys may override merged (<<) ones
                 continue
             key = self.key(key_node, where)
             if key in first_line:
@@ -222,22 +226,25 @@ class _Reader:
                                 f"duplicate key '{key}' (first at line {first_line[key]}): YAML would silently keep the last one")
             first_line[key] = key_node.start_mark.line + 1
         self.loader.flatten_mapping(node)
+        self._flattened.add(id(node))
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:
             key = self.key(key_node, where)
             result[key] = self.value(value_node, where + (key,))
-            self.lines[where + (key,)] = value_node.start_mark.line + 1
         return result
 
-    def key(self, node: yaml.Node, where: Path_) -> str:
+    def key(self, node: yaml.Node, where: FieldPath) -> str:
         key = self.scalar(node, where) if isinstance(node, yaml.ScalarNode) else None
         if not isinstance(key, str):
             raise self.fail(node.start_mark.line + 1, where, f"mapping keys must be strings, got {_show(key) if key is not None else 'a ' + node.id}")
         return key
 
-    def scalar(self, node: yaml.ScalarNode, where: Path_) -> Any:
-        value = self.loader.construct_object(node, deep=True)
+    def scalar(self, node: yaml.ScalarNode, where: FieldPath) -> Any:
         line = node.start_mark.line + 1
+        try:
+            value = self.loader.construct_object(node, deep=True)
+        except yaml.constructor.ConstructorError as exc:  # e.g. a !!python/... tag: never constructed
+            raise self.fail(line, where, exc.problem or "invalid value") from None
         if isinstance(value, float) and not math.isfinite(value):
             raise self.fail(line, where, f"expected a finite number, got {node.value}")
         if value is not None and not isinstance(value, (str, int, float, bool)):
@@ -245,10 +252,10 @@ class _Reader:
         return value
 
 
-def _apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any], lines: dict[Path_, int],
-                     file: str) -> dict[Path_, str]:
+def _apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any], lines: dict[FieldPath, int],
+                     file: str) -> dict[FieldPath, str]:
     """Set ``{"ray.address": "auto", ...}`` in the parsed tree; returns overridden path -> 'key=value'."""
-    overridden: dict[Path_, str] = {}
+    overridden: dict[FieldPath, str] = {}
     for dotted, value in overrides.items():
         keys = tuple(str(dotted).split("."))
         target = data
@@ -269,15 +276,15 @@ def _apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any], lines: 
 # Validation
 # ---------------------------------------------------------------------------------------------
 class _Validator:
-    def __init__(self, file: str, lines: dict[Path_, int], overridden: dict[Path_, str]):
+    def __init__(self, file: str, lines: dict[FieldPath, int], overridden: dict[FieldPath, str]):
         self.file, self.lines, self.overridden = file, lines, overridden
 
-    def fail(self, where: Path_, message: str) -> SpecError:
+    def fail(self, where: FieldPath, message: str) -> SpecError:
         return SpecError(self.file, _line_of(self.lines, self.overridden, where), format_path(where),
                          message + _override_note(self.overridden, where))
 
     # -- generic shapes -------------------------------------------------------------------------
-    def mapping(self, value: Any, where: Path_, allowed: Sequence[str], required: Sequence[str] = ()) -> dict:
+    def mapping(self, value: Any, where: FieldPath, allowed: Sequence[str], required: Sequence[str] = ()) -> dict:
         if not isinstance(value, dict):
             raise self.fail(where, f"expected a mapping, got {_show(value)}")
         for key in value:
@@ -288,7 +295,7 @@ class _Validator:
                 raise self.fail(where + (key,), f"missing required key '{key}'")
         return value
 
-    def list_of(self, value: Any, where: Path_, what: str, single_ok: bool = True) -> list[tuple[Any, Path_]]:
+    def list_of(self, value: Any, where: FieldPath, what: str, single_ok: bool = True) -> list[tuple[Any, FieldPath]]:
         """Items with their paths; a single item (not a list) is accepted where ``single_ok``."""
         if isinstance(value, list):
             if not value:
@@ -298,13 +305,13 @@ class _Validator:
             return [(value, where)]
         raise self.fail(where, f"expected a list of {what}s, got {_show(value)}")
 
-    def string(self, value: Any, where: Path_, pattern: re.Pattern | None = None, what: str = "a string") -> str:
+    def string(self, value: Any, where: FieldPath, pattern: re.Pattern | None = None, what: str = "a string") -> str:
         if not isinstance(value, str) or not value.strip() or (pattern and not pattern.fullmatch(value)):
             hint = " (quote it)" if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
             raise self.fail(where, f"expected {what}{hint}, got {_show(value)}")
         return value
 
-    def number(self, value: Any, where: Path_, *, integer: bool = False, positive: bool = False,
+    def number(self, value: Any, where: FieldPath, *, integer: bool = False, positive: bool = False,
                nullable: bool = False) -> Any:
         if value is None and nullable:
             return None
@@ -315,26 +322,26 @@ class _Validator:
         return value
 
     # -- plugins ---------------------------------------------------------------------------------
-    def plugin_class(self, registry: Registry, name: Any, where: Path_) -> Any:
+    def plugin_class(self, registry: Registry, name: Any, where: FieldPath) -> Any:
         self.string(name, where, what=f"a {registry.kind} name")
         try:
             return registry.get(name)
         except UnknownNameError as exc:
             raise self.fail(where, str(exc)) from None
 
-    def param_value(self, declared: Param, value: Any, where: Path_) -> Any:
+    def param_value(self, declared: Param, value: Any, where: FieldPath) -> Any:
         problem = declared.check(value)
         if problem:
             raise self.fail(where, problem)
         return declared.coerce(value)
 
-    def param_name(self, owner: str, declared: Mapping[str, Param], name: str, where: Path_) -> Param:
+    def param_name(self, owner: str, declared: Mapping[str, Param], name: str, where: FieldPath) -> Param:
         if name not in declared:
             known = ", ".join(sorted(declared)) or "none"
             raise self.fail(where, f"unknown parameter '{name}' of {owner} (declared: {known}){_suggest(name, list(declared))}")
         return declared[name]
 
-    def params(self, owner: str, declared: Mapping[str, Param], value: Any, where: Path_) -> dict[str, Any]:
+    def params(self, owner: str, declared: Mapping[str, Param], value: Any, where: FieldPath) -> dict[str, Any]:
         if value is None:
             return {}
         if not isinstance(value, dict):
@@ -345,7 +352,7 @@ class _Validator:
             result[name] = self.param_value(param, item, where + (name,))
         return result
 
-    def plugin(self, registry: Registry, value: Any, where: Path_) -> PluginRef:
+    def plugin(self, registry: Registry, value: Any, where: FieldPath) -> PluginRef:
         """``"name"`` or ``{name: ..., params: {...}}``."""
         if isinstance(value, str):
             self.plugin_class(registry, value, where)
@@ -356,11 +363,19 @@ class _Validator:
         params = self.params(owner, getattr(cls, "params", {}), value.get("params"), where + ("params",))
         return PluginRef(value["name"], params, where)
 
-    def plugins(self, registry: Registry, value: Any, where: Path_) -> list[PluginRef]:
-        return [self.plugin(registry, item, item_where) for item, item_where in self.list_of(value, where, registry.kind)]
+    def plugins(self, registry: Registry, value: Any, where: FieldPath) -> list[PluginRef]:
+        refs, seen = [], {}
+        for item, item_where in self.list_of(value, where, registry.kind):
+            ref = self.plugin(registry, item, item_where)
+            resolved = canonical_json([ref.name, resolve_params(getattr(registry.get(ref.name), "params", {}), ref.params)])
+            if resolved in seen:
+                raise self.fail(item_where, f"duplicate {registry.kind}: same as {format_path(seen[resolved])} once defaults are filled in")
+            seen[resolved] = item_where
+            refs.append(ref)
+        return refs
 
     # -- methods ---------------------------------------------------------------------------------
-    def sweep(self, owner: str, declared: Mapping[str, Param], name: str, values: Any, where: Path_) -> list[Any]:
+    def sweep(self, owner: str, declared: Mapping[str, Param], name: str, values: Any, where: FieldPath) -> list[Any]:
         param = self.param_name(owner, declared, name, where)
         if not isinstance(values, list):
             raise self.fail(where, f"expected a list of values to sweep, got {_show(values)}")
@@ -376,7 +391,7 @@ class _Validator:
             swept.append(item)
         return swept
 
-    def method(self, value: Any, where: Path_) -> MethodEntry:
+    def method(self, value: Any, where: FieldPath) -> MethodEntry:
         if isinstance(value, str):  # "uniform": the method with its defaults
             cls = self.plugin_class(METHODS, value, where)
             value = {"name": value}
@@ -388,7 +403,7 @@ class _Validator:
         params = self.params(owner, declared, value.get("params"), where + ("params",))
         taken = {key: where + ("params", key) for key in params}  # param -> where it is set
 
-        def claim(key: str, at: Path_) -> None:
+        def claim(key: str, at: FieldPath) -> None:
             if key in taken:
                 raise self.fail(at, f"parameter '{key}' is already set at {format_path(taken[key])}: set it in one place")
             taken[key] = at
@@ -561,10 +576,8 @@ def load_spec(path: str | Path, overrides: Mapping[str, Any] | None = None) -> S
     reader = _Reader(file, text)
     data = reader.read()
     lines = reader.lines
-    overridden: dict[Path_, str] = {}
-    if overrides:
-        if not isinstance(data, dict):
-            data = {}
+    overridden: dict[FieldPath, str] = {}
+    if overrides and isinstance(data, dict):  # a non-mapping top level is reported by the validator
         overridden = _apply_overrides(data, overrides, lines, file)
     fields = _Validator(file, lines, overridden).spec(data)
     spec = Spec(path=Path(path), source_hash=hashlib.sha256(raw).hexdigest(), overrides=dict(overrides or {}),
@@ -577,7 +590,7 @@ def _check_distinct_trials(spec: Spec) -> None:
     """Two spec entries that give the same trial would run it twice and clash on resume."""
     from harness.grid import expand_with_origins  # grid imports this module
 
-    seen: dict[str, dict[str, Path_]] = {}
+    seen: dict[str, dict[str, FieldPath]] = {}
     for cfg, origin in expand_with_origins(spec):
         if cfg["hash"] not in seen:
             seen[cfg["hash"]] = origin

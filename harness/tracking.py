@@ -147,19 +147,42 @@ class TrialFailed(RuntimeError):
     """Raised after a failed trial was recorded in MLflow, so the scheduler may retry it."""
 
 
+def create_trial_run(cfg: dict[str, Any], *, uri: str, experiment_id: str, parent_run_id: str | None,
+                     extra_tags: dict[str, str] | None = None) -> str:
+    """Create the trial's child run with its tags and params; earlier attempts left RUNNING are closed."""
+    abandon_running(uri, experiment_id, cfg["hash"], "WORKER_LOST")
+    tags = trial_tags(cfg)
+    tags.update(environment_tags())
+    tags.update(extra_tags or {})
+    if parent_run_id:
+        tags["mlflow.parentRunId"] = parent_run_id
+    run_id = with_retry(lambda: client(uri).create_run(experiment_id, tags=tags)).info.run_id
+    log_dict(uri, run_id, params=flatten({k: cfg[k] for k in ("dataset", "backbone", "method", "seed", "evaluation")}))
+    return run_id
+
+
+def abandon_running(uri: str, experiment_id: str, trial_hash: str, outcome: str) -> int:
+    """Mark runs of this trial still RUNNING as KILLED: their process died (killed worker or driver)."""
+    c = client(uri)
+    stale = with_retry(lambda: c.search_runs([experiment_id], max_results=100, filter_string=(
+        f"tags.`{TAG}trial_hash` = '{trial_hash}' and attributes.status = 'RUNNING'")))
+    for run in stale:
+        with_retry(lambda: c.set_tag(run.info.run_id, f"{TAG}outcome", outcome))
+        end_run(uri, run.info.run_id, "KILLED")
+    return len(stale)
+
+
 def tracked_trial(cfg: dict[str, Any], *, uri: str, experiment_id: str, parent_run_id: str | None, store_root: str,
-                  log: Callable[[str], None] = print) -> dict[str, float]:
+                  log: Callable[[str], None] = print, run_id: str | None = None,
+                  extra_tags: dict[str, str] | None = None) -> dict[str, float]:
     """Run one trial inside its own MLflow child run; FINISHED with everything, or FAILED with a traceback."""
     from harness.stages import StageStore
     from harness.trial import run_trial
 
-    tags = trial_tags(cfg)
-    tags.update(environment_tags())
-    if parent_run_id:
-        tags["mlflow.parentRunId"] = parent_run_id
     c = client(uri)
-    run_id = with_retry(lambda: c.create_run(experiment_id, tags=tags)).info.run_id
-    log_dict(uri, run_id, params=flatten({k: cfg[k] for k in ("dataset", "backbone", "method", "seed", "evaluation")}))
+    if run_id is None:
+        run_id = create_trial_run(cfg, uri=uri, experiment_id=experiment_id, parent_run_id=parent_run_id,
+                                  extra_tags=extra_tags)
     with tempfile.TemporaryDirectory(prefix="skimbench-trial-") as tmp:
         out = Path(tmp)
         (out / "config.json").write_text(json.dumps(cfg, indent=1, sort_keys=True))
@@ -205,6 +228,17 @@ def trial_runs(uri: str, experiment: str) -> list:
         token = page.token
         if not token:
             return runs
+
+
+def record_timeout(uri: str, run_id: str, seconds: float) -> None:
+    """A trial killed by its timeout: KILLED, outcome TIMEOUT, the reason as its traceback artifact."""
+    with tempfile.TemporaryDirectory() as tmp:
+        note = Path(tmp) / "traceback.txt"
+        note.write_text(f"TIMEOUT: the trial exceeded timeout_s = {seconds:g} s and its process was killed\n")
+        with_retry(lambda: client(uri).log_artifact(run_id, str(note)))
+    with_retry(lambda: client(uri).set_tag(run_id, f"{TAG}outcome", "TIMEOUT"))
+    with_retry(lambda: client(uri).set_tag(run_id, f"{TAG}error", f"timed out after {seconds:g} s"))
+    end_run(uri, run_id, "KILLED")
 
 
 def finished_trials(uri: str, experiment: str) -> dict[str, str]:

@@ -172,3 +172,190 @@ def _scatter(full: torch.Tensor, rows: torch.Tensor, values: torch.Tensor) -> to
         return values
     index = rows.nonzero()[:, 0]
     return full.index_copy(0, index, values)
+
+
+# ----------------------------------------------------------------------------------------------
+# Training
+# ----------------------------------------------------------------------------------------------
+def temperature(step: int, total_steps: int, start: float, end: float) -> float:
+    """Gumbel-softmax temperature, decayed exponentially from ``start`` to ``end`` over the *global* step."""
+    return start * (end / start) ** min(1.0, step / max(1, total_steps - 1))
+
+
+def budget_loss(reads: torch.Tensor, lengths: torch.Tensor, gamma: float) -> torch.Tensor:
+    """(fraction of a video's true steps that read fine features - gamma)^2, averaged over videos."""
+    return ((reads.sum(1) / lengths.clamp(min=1) - gamma) ** 2).mean()
+
+
+def train_liteeval(net: LiteEvalNet, coarse: torch.Tensor, fine: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor,
+                   *, gamma: float, lambda_: float, multilabel: bool, epochs: int, batch_size: int, lr: float,
+                   tau_start: float, tau_end: float, seed: int, log=print) -> LiteEvalNet:
+    """Adam on CE + lambda * budget (eq. 7); the temperature follows the global step across epochs."""
+    generator = torch.Generator().manual_seed(int(seed))
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+    batches = (len(mask) + batch_size - 1) // batch_size
+    total_steps, step = epochs * batches, 0
+    lengths = mask.sum(1).float()
+    net.train()
+    for epoch in range(epochs):
+        order = torch.randperm(len(mask), generator=generator).to(mask.device)
+        totals = np.zeros(3)
+        for start in range(0, len(order), batch_size):
+            idx = order[start: start + batch_size]
+            out = net(coarse[idx], fine[idx], mask[idx], tau=temperature(step, total_steps, tau_start, tau_end))
+            if multilabel:
+                ce = F.binary_cross_entropy_with_logits(out["logits"], targets[idx])
+            else:
+                ce = F.cross_entropy(out["logits"], targets[idx].argmax(1))
+            budget = budget_loss(out["reads"], lengths[idx], gamma)
+            loss = ce + lambda_ * budget
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            ratio = (out["reads"].sum(1) / lengths[idx]).mean().item()
+            totals += np.array([ce.item(), budget.item(), ratio]) * len(idx)
+        if epoch == epochs - 1 or (epoch + 1) % 10 == 0:
+            ce, budget, ratio = totals / len(order)
+            log(f"[liteeval] epoch {epoch + 1}/{epochs} ce {ce:.3f} budget {budget:.4f} fine {100 * ratio:.0f}% "
+                f"tau {temperature(step - 1, total_steps, tau_start, tau_end):.2f}")
+    return net.eval()
+
+
+# ----------------------------------------------------------------------------------------------
+# The method
+# ----------------------------------------------------------------------------------------------
+class LiteEvalTrace(nn.Module):
+    """Everything LiteEval runs on one test video, from its clips, with real skipping (the FLOP proof):
+    the cheap network on every processed step (``clips`` holds exactly those, in one batch as when the
+    features were cached), the heavy network only on the steps the gate reads."""
+
+    def __init__(self, light: nn.Module, heavy: nn.Module, net: LiteEvalNet, online_k: int):
+        super().__init__()
+        self.light, self.heavy, self.net, self.online_k = light, heavy, net, online_k
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        net = self.net
+        h_c, c_c = net.coarse.cell.zero_state(1, clips)
+        h_f, c_f = net.fine.cell.zero_state(1, clips)
+        reads, cheap = 0, self.light.features(clips)
+        for t in range(len(clips)):
+            v_c, h_c, c_c = net.coarse(cheap[t: t + 1], h_c, c_c)
+            if bool(net.gate(v_c, h_f, c_f).argmax(1) == 1):
+                h_f, c_f = net.fine(v_c, self.heavy.features(clips[t: t + 1]), h_f, c_f)
+                reads += 1
+                if self.online_k and reads >= self.online_k:
+                    break
+            else:
+                h_f, c_f = synchronise(h_c, h_f), synchronise(c_c, c_f)
+        return net.head(h_f)
+
+
+@register_method("liteeval")
+class LiteEval(Method):
+    summary = "coarse LSTM on cheap features every step; a Gumbel-softmax gate reads heavy features into a fine LSTM"
+    params = {
+        "gamma": Param(0.5, "target fraction of timesteps that read heavy features (the budget of eq. 7)", low=0.0, high=1.0),
+        "lambda_": Param(2.0, "weight of the budget term (the paper's lambda = 2)", low=0.0),
+        "coarse_hidden": Param(64, "coarse RNN state size D_c (< fine_hidden)", low=1),
+        "fine_hidden": Param(256, "fine RNN state size D_f", low=2),
+        "coarse_embed": Param(64, "BN-Linear-BN-ReLU embedding width of the cheap features", low=1),
+        "fine_embed": Param(256, "BN-Linear-BN-ReLU embedding width of the heavy features", low=1),
+        "rnn": Param("lstm", "recurrent cell of both RNNs (Table 6)", choices=("lstm", "gru")),
+        "online_k": Param(0, "online setting: emit after the K-th heavy read (0: offline, the whole video)", low=0),
+        "epochs": Param(30, "training epochs over the training videos", low=1),
+        "batch_size": Param(32, "videos per training batch", low=1),
+        "lr": Param(1e-3, "Adam learning rate", low=0.0),
+        "tau_start": Param(5.0, "initial Gumbel-softmax temperature", low=1e-3),
+        "tau_end": Param(0.5, "final temperature (exponential decay over the global step)", low=1e-3),
+    }
+    budget_param = "gamma"
+    dynamic = True
+    selection_unit = "frame"
+
+    def fit(self, train: Sequence[Any]) -> None:
+        from harness.shared import timestep_table
+
+        device = self.ctx.device
+        table = timestep_table(self.ctx, "train")
+        rows = [table.row(r.video_id) for r in train]
+        coarse = torch.as_tensor(np.asarray(table.light_features)[rows], device=device)
+        fine = torch.as_tensor(np.asarray(table.heavy_features)[rows], device=device)
+        mask = torch.as_tensor(table.mask[rows], device=device)
+        targets = torch.as_tensor(table.labels[rows], dtype=torch.float32, device=device)
+        torch.manual_seed(self.ctx.seed)
+        self.net = LiteEvalNet(coarse.shape[-1], fine.shape[-1], targets.shape[1], self.p["coarse_hidden"], self.p["fine_hidden"],
+                               self.p["coarse_embed"], self.p["fine_embed"], self.p["rnn"]).to(device)
+        train_liteeval(self.net, coarse, fine, mask, targets, gamma=self.p["gamma"], lambda_=self.p["lambda_"],
+                       multilabel=table.multilabel, epochs=self.p["epochs"], batch_size=self.p["batch_size"], lr=self.p["lr"],
+                       tau_start=self.p["tau_start"], tau_end=self.p["tau_end"], seed=self.ctx.seed, log=self.ctx.log)
+        self.table = timestep_table(self.ctx, "test")
+
+    def components(self) -> dict[str, Component]:
+        from harness.shared import shared_components
+
+        shared, net = shared_components(self.ctx), self.net
+        d_cin, d_fin = net.coarse.embed[0].num_features, net.fine.embed[0].num_features
+        d_c, d_f, e_c = net.coarse.cell.hidden, net.fine.cell.hidden, net.coarse.embed[1].out_features
+        cell = lambda d: d if self.p["rnn"] == "lstm" else 0  # noqa: E731
+        config = {"method": "liteeval", **{k: self.p[k] for k in ("coarse_hidden", "fine_hidden", "coarse_embed", "fine_embed", "rnn")},
+                  "dims": [d_cin, d_fin, net.head.out_features]}
+        return {
+            # both shared networks counted up to their pooled features: their heads never run here
+            "light": _features_only(shared["light"]),
+            "heavy": _features_only(shared["heavy"]),
+            "coarse_rnn": Component(net.coarse, lambda: (torch.zeros(1, d_cin), torch.zeros(1, d_c), torch.zeros(1, cell(d_c))),
+                                    role="selection", config={**config, "part": "coarse_rnn"}),
+            "gate": Component(net.gate, lambda: (torch.zeros(1, e_c), torch.zeros(1, d_f), torch.zeros(1, cell(d_f))),
+                              role="selection", config={**config, "part": "gate"}),
+            "fine_rnn": Component(net.fine, lambda: (torch.zeros(1, e_c), torch.zeros(1, d_fin), torch.zeros(1, d_f), torch.zeros(1, cell(d_f))),
+                                  role="recognition", config={**config, "part": "fine_rnn"}),
+            "head": Component(net.head, lambda: (torch.zeros(1, d_f),), role="recognition", config={**config, "part": "head"}),
+        }
+
+    def eval_mode(self) -> None:
+        self.net.eval()
+
+    def _run(self, row: int) -> dict[str, torch.Tensor]:
+        length = int(self.table.lengths[row])
+        as_input = lambda a: torch.as_tensor(np.array(a[row, :length]), device=self.ctx.device)[None]  # noqa: E731
+        return self.net(as_input(self.table.light_features), as_input(self.table.heavy_features),
+                        torch.ones(1, length, dtype=torch.bool, device=self.ctx.device), online_k=self.p["online_k"])
+
+    @torch.no_grad()
+    def predict(self, video: Any) -> Prediction:
+        from harness.shared import class_probabilities
+
+        row = self.table.row(video.video_id)
+        length = int(self.table.lengths[row])
+        out = self._run(row)
+        steps = int(out["processed"].sum())
+        read = out["reads"][0].nonzero()[:, 0].cpu().numpy()
+        usage = Usage({"light": steps, "coarse_rnn": steps, "gate": steps, "heavy": len(read), "fine_rnn": len(read), "head": 1})
+        scores = class_probabilities(out["logits"][0], self.table.multilabel).cpu().numpy()
+        return Prediction(scores=np.asarray(scores, dtype=np.float64), usage=usage, selected=self.table.heavy_frames(row, read),
+                          extras={"timesteps": [int(t) for t in read], "num_timesteps": length, "steps_processed": steps})
+
+    def trace_video(self, video: Any) -> tuple[nn.Module, tuple]:
+        from harness.shared import heavy_classifier, light_network, video_clips
+
+        steps = int(self._run(self.table.row(video.video_id))["processed"].sum())
+        clips = video_clips(self.ctx, "test", video.video_id)[:steps].to(self.ctx.device)
+        module = LiteEvalTrace(light_network(self.ctx), heavy_classifier(self.ctx), self.net, self.p["online_k"])
+        return module.eval(), (clips,)
+
+
+def _features_only(component: Component) -> Component:
+    return Component(_Features(component.module), component.make_inputs, role=component.role,
+                     config={**component.config, "part": "features"})
+
+
+class _Features(nn.Module):
+    """The heavy network up to its pooled features (LiteEval's fine features)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        return self.net.features(clips)

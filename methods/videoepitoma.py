@@ -140,3 +140,192 @@ class VideoEpitomaNet(nn.Module):
         else:
             gates = keep_one_open(gate_values(alpha, self.training) * mask, alpha, mask, self.training)
         return self.classifier(features, gates), gates, alpha
+
+
+# ----------------------------------------------------------------------------------------------
+# Training
+# ----------------------------------------------------------------------------------------------
+def classification_loss(logits: torch.Tensor, targets: torch.Tensor, multilabel: bool) -> torch.Tensor:
+    """CE on the single label, BCE on a multi-hot target."""
+    if multilabel:
+        return F.binary_cross_entropy_with_logits(logits, targets)
+    return F.cross_entropy(logits, targets.argmax(1))
+
+
+def train_videoepitoma(net: VideoEpitomaNet, light: torch.Tensor, features: torch.Tensor, mask: torch.Tensor,
+                       targets: torch.Tensor, *, sparsity: float, multilabel: bool, epochs: int, batch_size: int,
+                       lr: float, seed: int, log=print) -> VideoEpitomaNet:
+    """Adam (lr, eps 1e-4, the paper's optimiser) on CE + sparsity * L0, minibatches of whole videos."""
+    generator = torch.Generator().manual_seed(int(seed))
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr, eps=1e-4)
+    net.train()
+    for epoch in range(epochs):
+        order = torch.randperm(len(mask), generator=generator).to(mask.device)
+        totals = np.zeros(3)
+        for start in range(0, len(order), batch_size):
+            idx = order[start: start + batch_size]
+            logits, gates, alpha = net(light[idx], features[idx], mask[idx])
+            ce, l0 = classification_loss(logits, targets[idx], multilabel), l0_penalty(alpha, mask[idx])
+            loss = ce + sparsity * l0
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            opened = float(((gates > 0).sum(1).float() / mask[idx].sum(1)).mean())
+            totals += np.array([ce.item(), l0.item(), opened]) * len(idx)
+        if epoch == epochs - 1 or (epoch + 1) % 10 == 0:
+            ce, l0, opened = totals / len(order)
+            log(f"[videoepitoma] epoch {epoch + 1}/{epochs} ce {ce:.3f} l0 {l0:.3f} open {100 * opened:.0f}%")
+    return net.eval()
+
+
+# ----------------------------------------------------------------------------------------------
+# The method
+# ----------------------------------------------------------------------------------------------
+class FeaturesOf(nn.Module):
+    """The heavy network up to its pooled features: the classifier input of the end-to-end mode."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        return self.net.features(clips)
+
+
+def _features_only(component: Component) -> Component:
+    return Component(FeaturesOf(component.module), component.make_inputs, role=component.role,
+                     config={**component.config, "part": "features"})
+
+
+class EpitomaTrace(nn.Module):
+    """Everything VideoEpitoma runs on one test video, from its clips: the brute-force FLOP proof."""
+
+    def __init__(self, light: nn.Module, selector: TimestepSelector, heavy: nn.Module,
+                 classifier: VideoClassifier | None, top_t: int | None):
+        super().__init__()
+        self.light, self.selector, self.heavy, self.classifier, self.top_t = light, selector, heavy, classifier, top_t
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        alpha = self.selector(self.light.features(clips)[None])[0]
+        if self.top_t:
+            chosen = alpha.topk(min(self.top_t, len(alpha))).indices.sort().values
+        else:
+            chosen = (alpha > 0).nonzero()[:, 0] if bool((alpha > 0).any()) else alpha.argmax()[None]
+        if self.classifier is None:  # standalone: the off-the-shelf heavy classifier on each chosen clip
+            return self.heavy(clips[chosen])
+        features = self.heavy.features(clips[chosen])[None]
+        return self.classifier(features, torch.ones_like(features[..., 0]))
+
+
+@register_method("videoepitoma")
+class VideoEpitoma(Method):
+    summary = "LightNet timestep selector (concept kernels, context attention, gated sigmoid, L0) + HeavyNet on the chosen timesteps"
+    params = {
+        "mode": Param("end2end", "end2end: selector and attention+MLP classifier trained together on HeavyNet "
+                      "features; standalone: selector trained on LightNet features, feeding the shared heavy classifier",
+                      choices=("end2end", "standalone")),
+        "sparsity": Param(0.5, "weight of the L0 sparsity penalty (expected fraction of open gates): higher, fewer timesteps", low=0.0),
+        "top_t": Param(None, "test: take the T highest-gated timesteps instead of the open gates (Table 2 protocol)",
+                       type=int, low=1, nullable=True),
+        "context": Param(True, "self-attention context layer before the gate (false: the frame-only ablation, section 4.4)"),
+        "concepts": Param(32, "number of learned concept kernels N", low=1),
+        "hidden": Param(128, "hidden width of the gate MLP, the attention layers and the classifier MLP", low=4),
+        "epochs": Param(60, "training epochs over the training videos", low=1),
+        "batch_size": Param(32, "videos per training batch", low=1),
+        "lr": Param(1e-3, "Adam learning rate (epsilon 1e-4, as in the paper)", low=0.0),
+        "aggregate": Param("auto", "standalone: rule combining the chosen timesteps' heavy scores (auto: mean softmax / max sigmoid)",
+                           choices=("auto", "mean_softmax", "max_sigmoid", "mean_logits")),
+    }
+    budget_param = "sparsity"
+    dynamic = True
+    selection_unit = "frame"
+
+    def __init__(self, ctx: Any, **params: Any):
+        super().__init__(ctx, **params)
+        self.end2end = self.p["mode"] == "end2end"
+
+    def fit(self, train: Sequence[Any]) -> None:
+        from harness.shared import timestep_table
+
+        device = self.ctx.device
+        table = timestep_table(self.ctx, "train")
+        rows = [table.row(r.video_id) for r in train]
+        light = torch.as_tensor(np.asarray(table.light_features)[rows], device=device)
+        source = table.heavy_features if self.end2end else table.light_features
+        features = torch.as_tensor(np.asarray(source)[rows], device=device)
+        mask = torch.as_tensor(table.mask[rows], device=device)
+        targets = torch.as_tensor(table.labels[rows], dtype=torch.float32, device=device)
+        torch.manual_seed(self.ctx.seed)
+        self.net = VideoEpitomaNet(light.shape[-1], features.shape[-1], targets.shape[1], self.p["concepts"],
+                                   self.p["hidden"], self.p["context"]).to(device)
+        train_videoepitoma(self.net, light, features, mask, targets, sparsity=self.p["sparsity"],
+                           multilabel=table.multilabel, epochs=self.p["epochs"], batch_size=self.p["batch_size"],
+                           lr=self.p["lr"], seed=self.ctx.seed, log=self.ctx.log)
+        self.table = timestep_table(self.ctx, "test")
+
+    def components(self) -> dict[str, Component]:
+        from harness.shared import shared_components
+
+        shared = shared_components(self.ctx)
+        light_dim = self.net.selector.norm.normalized_shape[0]
+        config = {"method": "videoepitoma", **{k: self.p[k] for k in ("mode", "concepts", "hidden", "context")}}
+        # both networks counted up to their pooled features: the light head never runs, nor does
+        # the heavy head end-to-end (standalone uses the whole heavy classifier)
+        parts = {
+            "light": _features_only(shared["light"]),
+            "selector": Component(self.net.selector, lambda steps: (torch.zeros(1, steps, light_dim),),
+                                  role="selection", config={**config, "part": "selector", "dim": light_dim}),
+        }
+        if not self.end2end:
+            parts["heavy"] = shared["heavy"]
+            return parts
+        heavy_dim = self.net.classifier.mlp[0].in_features
+        parts["heavy"] = _features_only(shared["heavy"])
+        parts["classifier"] = Component(self.net.classifier,
+                                        lambda steps: (torch.zeros(1, steps, heavy_dim), torch.ones(1, steps)),
+                                        role="recognition", config={**config, "part": "classifier", "dim": heavy_dim,
+                                                                             "classes": self.net.classifier.mlp[2].out_features})
+        return parts
+
+    def eval_mode(self) -> None:
+        self.net.eval()
+
+    def _choose(self, row: int) -> tuple[np.ndarray, torch.Tensor]:
+        """The chosen timesteps of a test video and their gate logits."""
+        length = int(self.table.lengths[row])
+        light = torch.as_tensor(np.array(self.table.light_features[row, :length]), device=self.ctx.device)[None]
+        alpha = self.net.selector(light)
+        mask = torch.ones_like(alpha, dtype=torch.bool)
+        if self.p["top_t"]:
+            chosen = top_t_mask(alpha, mask, self.p["top_t"])
+        else:
+            chosen = keep_one_open(gate_values(alpha, training=False), alpha, mask, training=False) > 0
+        return chosen[0].nonzero()[:, 0].cpu().numpy(), alpha[0]
+
+    @torch.no_grad()
+    def predict(self, video: Any) -> Prediction:
+        from harness.shared import aggregate, class_probabilities
+
+        row = self.table.row(video.video_id)
+        length = int(self.table.lengths[row])
+        chosen, alpha = self._choose(row)
+        usage = Usage({"light": length}).add("selector", 1, steps=length).add("heavy", len(chosen))
+        if self.end2end:
+            features = torch.as_tensor(np.array(self.table.heavy_features[row, chosen]), device=self.ctx.device)[None]
+            logits = self.net.classifier(features, torch.ones_like(features[..., 0]))[0]
+            scores = class_probabilities(logits, self.table.multilabel).cpu().numpy()
+            usage.add("classifier", 1, steps=len(chosen))
+        else:
+            scores = aggregate(np.asarray(self.table.heavy_logits[row, chosen]), self.p["aggregate"], self.table.multilabel)
+        return Prediction(scores=np.asarray(scores, dtype=np.float64), usage=usage,
+                          selected=self.table.heavy_frames(row, chosen),
+                          extras={"timesteps": [int(t) for t in chosen], "num_timesteps": length,
+                                  "gate_logits": [round(float(a), 4) for a in alpha.detach().cpu()]})
+
+    def trace_video(self, video: Any) -> tuple[nn.Module, tuple]:
+        from harness.shared import heavy_classifier, light_network, video_clips
+
+        clips = video_clips(self.ctx, "test", video.video_id).to(self.ctx.device)
+        module = EpitomaTrace(light_network(self.ctx), self.net.selector, heavy_classifier(self.ctx),
+                              self.net.classifier if self.end2end else None, self.p["top_t"])
+        return module.eval(), (clips,)

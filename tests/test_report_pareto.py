@@ -85,8 +85,14 @@ def test_accuracy_at_matched_compute_table():
 
 
 def test_matched_cost_grid_stays_inside_the_range():
-    grid = matched_cost_grid(pd.DataFrame({"c": [0.123456, 98.7654]}), "c")
+    grid = matched_cost_grid(pd.DataFrame({"label": ["a", "a"], "c": [0.123456, 98.7654]}), "c")
     assert grid[0] >= 0.123456 and grid[-1] <= 98.7654 and len(grid) == 4
+
+
+def test_matched_cost_grid_spans_where_most_curves_overlap():
+    df = pd.DataFrame({"label": ["a", "a", "b", "b", "c", "c", "dense"], "c": [1, 4, 2, 8, 1, 6, 100]})
+    grid = matched_cost_grid(df, "c", n=3)
+    assert grid[0] == 1.5 and grid[-1] == 7  # medians of the curves' min and max (dense is one curve of four)
 
 
 def trial(method, budget, seed, top1, gflops, status="FINISHED", **params):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from harness.backbones.base import Backbone, Stage, common_params, init_weights, make_head
 from harness.params import Param
@@ -19,6 +20,14 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     return x.view(b, groups, c // groups, *x.shape[2:]).transpose(1, 2).reshape(x.shape)
 
 
+class PaddedAvgPool3d(nn.Module):
+    """AvgPool3d(3, stride 2, padding 1) with zero padding made explicit: torch's CPU kernel
+    rejects inputs smaller than the kernel before padding (T = 2 at the last stage of 16 frames)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool3d(F.pad(x, (1, 1, 1, 1, 1, 1)), 3, 2)
+
+
 class ShuffleUnit3D(nn.Module):
     def __init__(self, inp: int, out: int, stride: int, groups: int):
         super().__init__()
@@ -29,7 +38,7 @@ class ShuffleUnit3D(nn.Module):
         self.conv1 = nn.Sequential(nn.Conv3d(inp, mid, 1, groups=first_groups, bias=False), nn.BatchNorm3d(mid), nn.ReLU(inplace=True))
         self.conv2 = nn.Sequential(nn.Conv3d(mid, mid, 3, stride, 1, groups=mid, bias=False), nn.BatchNorm3d(mid))
         self.conv3 = nn.Sequential(nn.Conv3d(mid, branch_out, 1, groups=groups, bias=False), nn.BatchNorm3d(branch_out))
-        self.shortcut = nn.AvgPool3d(3, 2, 1) if stride == 2 else None
+        self.shortcut = PaddedAvgPool3d() if stride == 2 else None
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -52,7 +61,8 @@ class ShuffleNet3D(Backbone):
         unit = 4 * groups  # widths must split into 4 and into the groups
         widths = [max(unit, round(w * width_mult / unit) * unit) for w in STAGE_WIDTHS[groups]]
         widths[0] = max(widths[0], STEM_CHANNELS + unit)  # the first unit concatenates the stem's channels
-        widths = [max(w, widths[0]) for w in widths]
+        for i in (1, 2):  # each stride-2 unit must add channels
+            widths[i] = max(widths[i], widths[i - 1] + unit)
         self.stem = nn.Sequential(nn.Conv3d(in_channels, STEM_CHANNELS, 3, (1, 2, 2), 1, bias=False),
                                   nn.BatchNorm3d(STEM_CHANNELS), nn.ReLU(inplace=True), nn.MaxPool3d(3, 2, 1))
         stages, inp = [], STEM_CHANNELS

@@ -37,7 +37,7 @@ class X3DBlock(nn.Module):
         self.conv_a = nn.Sequential(nn.Conv3d(inp, inner, 1, bias=False), nn.BatchNorm3d(inner), nn.ReLU(inplace=True))
         self.conv_b = nn.Sequential(nn.Conv3d(inner, inner, 3, (1, stride, stride), 1, groups=inner, bias=False),
                                     nn.BatchNorm3d(inner))
-        self.se = SqueezeExcitation(inner, round_width(inner, 0.0625)) if use_se else nn.Identity()
+        self.se = SqueezeExcitation(inner, round_width(inner, 0.0625)) if use_se else None
         self.act = nn.SiLU()
         self.conv_c = nn.Sequential(nn.Conv3d(inner, out, 1, bias=False), nn.BatchNorm3d(out))
         self.downsample = None
@@ -47,7 +47,10 @@ class X3DBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
-        out = self.conv_c(self.act(self.se(self.conv_b(self.conv_a(x)))))
+        out = self.conv_b(self.conv_a(x))
+        if self.se is not None:
+            out = self.se(out)
+        out = self.conv_c(self.act(out))
         return self.relu(out + identity)
 
 

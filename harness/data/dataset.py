@@ -52,6 +52,23 @@ class VideoDataset:
         """Files whose content defines the dataset (hashed into the manifest)."""
         raise NotImplementedError
 
+    def split_names(self) -> tuple[str, ...]:
+        """The splits this dataset provides (``data check`` scans them, the manifest lists their videos)."""
+        return ("train", "test")
+
+    def video_paths(self) -> list[str]:
+        """Every video file the splits refer to (present or not), sorted; hashed into the manifest."""
+        paths: set[str] = set()
+        for name in self.split_names():
+            paths.update(record.path for record in self.split(name))
+        return sorted(paths)
+
+    @property
+    def root_dir(self) -> str | None:
+        """Folder that video paths are made relative to in the manifest (so copies elsewhere hash the same)."""
+        root = self.p.get("root") if isinstance(self.p, dict) else None
+        return str(root) if root else None
+
     def manifest_hash(self) -> str:
         """Hash of annotation files + video file list with sizes (see harness.data.manifest)."""
         from harness.data.manifest import manifest_hash

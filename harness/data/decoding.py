@@ -85,7 +85,7 @@ class PyAVReader:
         self.num_threads = num_threads
         with av.open(self.path) as container:
             if not container.streams.video:
-                raise VideoDecodeError(self.path, "undecodable", "no video stream")
+                raise ValueError("no video stream")  # classified by open_video (truncated MP4 or not a video)
             stream = container.streams.video[0]
             rate = stream.average_rate or stream.guessed_rate
             self.fps = float(rate) if rate else 0.0
@@ -215,8 +215,8 @@ def read_frames(path: str | os.PathLike, indices: Sequence[int], backend: str = 
         return reader.get_batch(indices)
     except (IndexError, VideoDecodeError):
         raise
-    except Exception as exc:
-        raise VideoDecodeError(str(path), "truncated", f"{type(exc).__name__}: {exc}") from exc
+    except Exception as exc:  # decord failing on a frame (no fallback with backend="decord")
+        raise VideoDecodeError(str(path), "undecodable", f"{type(exc).__name__}: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -241,7 +241,7 @@ def check_video(path: str | os.PathLike, min_frames: int = 1, backend: str = "au
         frames = reader.get_batch(indices)
     except VideoDecodeError:
         raise
-    except Exception as exc:
-        raise VideoDecodeError(str(path), "truncated", f"{type(exc).__name__}: {exc}") from exc
+    except Exception as exc:  # decord failing on a frame (no fallback with backend="decord")
+        raise VideoDecodeError(str(path), "undecodable", f"{type(exc).__name__}: {exc}") from exc
     used = getattr(reader, "active_backend", reader.backend)
     return VideoInfo(str(path), n, reader.fps, frames.shape[1], frames.shape[2], used)

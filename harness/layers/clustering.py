@@ -106,10 +106,11 @@ class TemporalClustering(nn.Module):
             raise ValueError(f"unknown clustering rule '{rule}' (choose from {', '.join(RULES)})")
         self.g, self.rule = int(g), rule
 
-    def starts(self, x: Tensor) -> list[int]:
+    def starts(self, x: Tensor, g: int | None = None) -> list[int]:
         distances = hamming_neighbours(x) if self.rule != "uniform" else torch.zeros(max(x.shape[0] - 1, 0))
-        return cluster_starts(distances, self.g, self.rule)
+        return cluster_starts(distances, int(g or self.g), self.rule)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, list[int]]:
-        starts = self.starts(x)
+    def forward(self, x: Tensor, g: int | None = None) -> tuple[Tensor, list[int]]:
+        """``g`` overrides the layer's cluster count (a model trained with one g tested at another)."""
+        starts = self.starts(x, g)
         return average_clusters(x, starts), starts

@@ -16,7 +16,9 @@ Conventions, written in bin units p_t = Delta_t / 2 gamma = B * Delta_t / Delta_
   its centre (and the first bin's below its centre), i.e. clamp p to [1/2, B - 1/2]: that frame gets
   weight 1 and identical maps collapse into one bin instead of vanishing.
 * Degenerate videos: Delta_max <= ``eps`` (all magnitudes zero, e.g. identical maps under the
-  distance-to-mean magnitude) put every map into one bin instead of dividing by zero.
+  distance-to-mean magnitude) put every map into one bin instead of dividing by zero. The embedding
+  is batch-normalised, so Delta is O(1) and eps = 1e-3 also absorbs float noise that batch-norm
+  amplifies when a batch holds identical maps.
 * The Kronecker kernel (eq. 5) averages its bin in the forward pass; its true derivative in Delta is
   zero almost everywhere, so like the official code we pass the linear kernel's sub-gradient
   (straight-through) to keep the similarity network trainable.
@@ -32,9 +34,12 @@ MAGNITUDES = ("mean_distance", "norm")
 KERNELS = ("linear", "kronecker")
 
 
-def bin_positions(delta: Tensor, bins: int, eps: float = 1e-6) -> Tensor:
-    """Magnitudes [N, T] -> clamped bin coordinates p in [1/2, B - 1/2] (bin b holds p in [b-1, b))."""
-    delta_max = delta.detach().amax(dim=1, keepdim=True)
+def bin_positions(delta: Tensor, bins: int, eps: float = 1e-3, delta_max: Tensor | None = None) -> Tensor:
+    """Magnitudes [N, T] -> clamped bin coordinates p in [1/2, B - 1/2] (bin b holds p in [b-1, b)).
+
+    ``delta_max`` [N, 1] defaults to the per-video maximum, held constant for the backward pass."""
+    if delta_max is None:
+        delta_max = delta.detach().amax(dim=1, keepdim=True)
     degenerate = delta_max <= eps
     p = bins * delta / delta_max.clamp_min(eps)
     p = torch.where(degenerate, torch.zeros_like(p), p)
@@ -57,14 +62,15 @@ def kernel_weights(p: Tensor, bins: int, kernel: str = "linear") -> Tensor:
     raise ValueError(f"unknown SGS kernel '{kernel}' (choose from {', '.join(KERNELS)})")
 
 
-def sample_bins(features: Tensor, delta: Tensor, bins: int, kernel: str = "linear", eps: float = 1e-6) -> tuple[Tensor, Tensor]:
+def sample_bins(features: Tensor, delta: Tensor, bins: int, kernel: str = "linear", eps: float = 1e-3,
+                delta_max: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Eq. 4: O_b = sum_t I_t Psi(Delta_t, beta_b) for all B bins.
 
     features [N, C, T, H, W], delta [N, T] -> (O [N, C, B, H, W], occupied [N, B] bool). A bin is
     empty when no map has a positive weight in it (O_b = 0 whatever the features).
     """
     n, c, t, h, w = features.shape
-    weights = kernel_weights(bin_positions(delta, bins, eps), bins, kernel)  # [N, B, T]
+    weights = kernel_weights(bin_positions(delta, bins, eps, delta_max), bins, kernel)  # [N, B, T]
     flat = features.transpose(1, 2).reshape(n, t, c * h * w)
     out = torch.matmul(weights, flat).view(n, bins, c, h, w).transpose(1, 2)
     occupied = weights.detach().sum(dim=2) > 0
@@ -85,7 +91,7 @@ class SimilarityGuidedSampling(nn.Module):
     """The SGS layer for [N, C, T, H, W] activations; ``bins=None`` means B = T (the paper's default)."""
 
     def __init__(self, channels: int, embed_dim: int = 8, kernel: str = "linear", magnitude: str = "mean_distance",
-                 eps: float = 1e-6):
+                 eps: float = 1e-3):
         super().__init__()
         if kernel not in KERNELS:
             raise ValueError(f"unknown SGS kernel '{kernel}' (choose from {', '.join(KERNELS)})")
@@ -191,10 +197,10 @@ class ATFRNet(nn.Module):
         self.split = SplitVideoNet(backbone, after_stage)
         self.sgs = SimilarityGuidedSampling(self.split.pre_channels(reference), embed_dim, kernel, magnitude)
 
-    def forward(self, x: Tensor, bins: int | None = None) -> tuple[Tensor, list[int]]:
-        """x [N, C, T, H, W] -> (logits [N, classes], B' per video)."""
+    def forward(self, x: Tensor, bins: int | None = None) -> tuple[Tensor, SGSOutput]:
+        """x [N, C, T, H, W] -> (logits [N, classes], the SGS output: B' per video in ``.bins_kept``)."""
         result = self.sgs(self.split.pre(x), bins)
-        return run_grouped(self.split.post, result.maps), result.bins_kept
+        return run_grouped(self.split.post, result.maps), result
 
 
 class ATFRTrace(nn.Module):

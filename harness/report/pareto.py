@@ -129,14 +129,18 @@ def accuracy_at_matched_compute(points: pd.DataFrame, at_costs: list[float], cos
     return pd.DataFrame.from_dict(rows, orient="index", columns=list(at_costs))
 
 
-def matched_cost_grid(points: pd.DataFrame, cost: str, n: int = 4) -> list[float]:
-    """``n`` log-spaced costs over the range the curves span, rounded to 3 significant digits."""
-    values = points[cost].astype(float)
-    values = values[values > 0].dropna()
+def matched_cost_grid(points: pd.DataFrame, cost: str, n: int = 4, by: str = "label") -> list[float]:
+    """``n`` log-spaced costs where most curves can be compared: from the median of the curves'
+    cheapest points to the median of their dearest (the whole range if that is empty), rounded to
+    3 significant digits but kept inside the range."""
+    values = points[[by, cost]].dropna()
+    values = values[values[cost] > 0]
     if values.empty:
         return []
-    low, high = values.min(), values.max()
+    spans = values.groupby(by)[cost].agg(["min", "max"])
+    low, high = spans["min"].median(), spans["max"].median()
+    if not low < high:
+        low, high = values[cost].min(), values[cost].max()
     if np.isclose(low, high):
         return [float(low)]
-    # rounded for readable column headers, but clamped so the end points stay inside the range
     return sorted({min(high, max(low, float(f"{x:.3g}"))) for x in np.geomspace(low, high, n)})

@@ -1,0 +1,202 @@
+"""SGS / ATFR (seed 002): a 3D CNN whose temporal resolution after stage k adapts to each video.
+
+The network sees T frames sampled over the whole video (one per equal segment; a random offset in
+training, the centre at test -- the paper's clips are strided too, Table 4). After ``after_stage``
+backbone stages a Similarity Guided Sampling layer (``harness.layers.sgs``) turns the T temporal
+maps into B' <= B occupied bins, and the rest of the network runs on B' maps, so a video with
+redundant frames costs less. ``mode: base`` trains and tests the same backbone with the same recipe
+on all T frames, the comparison of the paper's Tables 7-8.
+
+Budget: ``bins_test`` (B at inference, Table A.4). The model is trained once per training
+configuration (``bins_train``, kernel, L, placement, ...) as a stage and serves every ``bins_test``.
+
+Variable B' within a batch: the layers after SGS run once per distinct B' in the batch
+(``harness.layers.sgs.run_grouped``) instead of on a zero-padded tensor, because the temporal
+convolutions and batch-norm after SGS would carry padding into real bins. Cost: one extra forward
+call per distinct B' (a few per batch on this benchmark); FLOPs are unchanged, padding costs none.
+
+Accounting per video: ``pre`` once at T frames (stem + stages before SGS), ``sgs`` once (similarity
+network and the B x T sampling product, before empty bins are dropped), ``post`` once at B' maps.
+``Prediction.extras``: ``bins`` (B'), ``frames`` (the sampled frame indices), ``bin_of_frame`` (for
+each sampled frame, the kept bin it fell in, -1 if its kernel weight was zero).
+
+Measured here (skim-digits ``small``, r3d_18 width 8, T = 16, 2 CPU cores): see the module's
+"Measured" section at the end of this docstring, filled from ``experiments/sgs_claims.yaml``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from harness.layers.fitting import (class_scores, multi_hot_labels, segment_indices, to_input, train_network,
+                                    video_frames)
+from harness.layers.sgs import ATFRNet, ATFRTrace, SGSAllBins, bin_positions
+from harness.method import Component, Method, Prediction, Usage
+from harness.params import Param
+from harness.registry import register_method
+
+RECIPE = 1  # bump when training changes: part of the stage key
+TRAIN_PARAMS = ("mode", "after_stage", "bins_train", "embed_dim", "kernel", "magnitude", "frames", "epochs",
+                "batch_size", "lr")
+
+
+@register_method("sgs")
+class SGS(Method):
+    summary = "3D CNN + Similarity Guided Sampling (ATFR): per-video temporal resolution B' after stage k"
+    params = {
+        "mode": Param("atfr", "atfr: SGS inside the backbone; base: the plain backbone on the same T frames",
+                      choices=("atfr", "base")),
+        "after_stage": Param(1, "backbone stages before SGS: 0 = after the stem, 1 = after res2 (the paper's "
+                             "default, 'second stage'), 2 = after res3", low=0, high=3),
+        "bins_train": Param(None, "B in training (null: B = T, the paper's default)", type=int, low=1, nullable=True),
+        "bins_test": Param(None, "B at inference (null: bins_train); Table A.4 varies it", type=int, low=1, nullable=True),
+        "embed_dim": Param(8, "L, the similarity space's dimension (Table 3: 8)", low=1),
+        "kernel": Param("linear", "sampling kernel: linear (eq. 6) or kronecker (eq. 5)", choices=("linear", "kronecker")),
+        "magnitude": Param("mean_distance", "Delta_t: norm = ||Z_t|| (eq. 1), mean_distance = ||Z_t - mean Z|| "
+                           "(official code)", choices=("mean_distance", "norm")),
+        "frames": Param(16, "T, frames sampled over the whole video (one per equal segment)", low=1),
+        "epochs": Param(6, "training epochs", low=1),
+        "batch_size": Param(16, "training batch size", low=1),
+        "lr": Param(3e-3, "peak learning rate (AdamW, one-cycle)", low=0.0),
+    }
+    budget_param = "bins_test"
+    dynamic = True
+    selection_unit = "frame"
+
+    # -- training ----------------------------------------------------------------------------
+    def _new_net(self) -> nn.Module:
+        from harness.backbones import build_backbone
+
+        cfg = self.ctx.backbone
+        backbone = build_backbone(cfg["name"], dict(cfg.get("params", {})), self.ctx.dataset.num_classes)
+        if self.p["mode"] == "base":
+            return backbone
+        return ATFRNet(backbone, int(self.p["after_stage"]), self._zeros(self.p["frames"]), int(self.p["embed_dim"]),
+                       self.p["kernel"], self.p["magnitude"])
+
+    def _zeros(self, frames: int) -> torch.Tensor:
+        h, w = self._hw
+        return torch.zeros(1, 3, int(frames), h, w)
+
+    def _forward(self, x: torch.Tensor, bins: int | None) -> tuple[torch.Tensor, Any]:
+        if self.p["mode"] == "base":
+            return self.net(x), None
+        return self.net(x, bins)
+
+    def _clips(self, bank: Any, video_ids: Sequence[str], rng: np.random.Generator | None) -> tuple[torch.Tensor, list]:
+        frames, picks = [], []
+        for video_id in video_ids:
+            video = video_frames(bank, video_id)
+            idx = segment_indices(len(video), int(self.p["frames"]), rng)
+            frames.append(video[idx])
+            picks.append(idx.tolist())
+        return to_input(np.stack(frames), self.ctx.device), picks
+
+    def fit(self, train: Sequence[Any]) -> None:
+        ctx = self.ctx
+        bank = ctx.frames("train")
+        first = video_frames(bank, train[0].video_id)
+        self._hw = (int(first.shape[1]), int(first.shape[2]))
+        from harness.shared import dataset_deps
+
+        deps = {"recipe": RECIPE, "dataset": dataset_deps(ctx), "backbone": dict(ctx.backbone), "seed": int(ctx.seed),
+                "train": {k: self.p[k] for k in TRAIN_PARAMS}, "videos": [r.video_id for r in train]}
+
+        def compute(folder: Path) -> None:
+            self.net = self._new_net().to(ctx.device)
+            ids = [r.video_id for r in train]
+            labels = multi_hot_labels(train, ctx.dataset.num_classes)
+
+            def step(rows: Sequence[int], rng: np.random.Generator) -> torch.Tensor:
+                x, _ = self._clips(bank, [ids[i] for i in rows], rng)
+                return self._forward(x, self.p["bins_train"])[0]
+
+            train_network(self.net, step, labels, epochs=int(self.p["epochs"]), batch_size=int(self.p["batch_size"]),
+                          lr=float(self.p["lr"]), seed=ctx.seed, multilabel=ctx.dataset.multilabel, log=ctx.log,
+                          what=f"sgs/{self.p['mode']}")
+            torch.save({k: v.cpu() for k, v in self.net.state_dict().items()}, folder / "model.pt")
+
+        folder = ctx.stage("sgs_model", deps, compute)
+        self.net = self._new_net()
+        self.net.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=True))
+        self.net.to(ctx.device).eval()
+
+    def eval_mode(self) -> None:
+        self.net.eval()
+
+    # -- inference ---------------------------------------------------------------------------
+    @property
+    def bins_test(self) -> int | None:
+        return self.p["bins_test"] if self.p["bins_test"] is not None else self.p["bins_train"]
+
+    def _bins(self) -> int:
+        """B at inference; B = T counts the temporal maps entering SGS (T unless the stem strides time)."""
+        return int(self.bins_test or self._pre_shape(int(self.p["frames"]))[2])
+
+    def predict(self, video: Any) -> Prediction:
+        return self.predict_batch([video])[0]
+
+    def predict_batch(self, videos: Sequence[Any]) -> list[Prediction]:
+        bank, out = self.ctx.frames("test"), []
+        for start in range(0, len(videos), 16):
+            chunk = videos[start: start + 16]
+            x, picks = self._clips(bank, [v.video_id for v in chunk], None)
+            with torch.no_grad():
+                logits, details = self._forward(x, self.bins_test)
+            scores = class_scores(logits, self.ctx.dataset.multilabel).cpu().numpy()
+            for i in range(len(chunk)):
+                out.append(self._prediction(scores[i], picks[i], details, i))
+        return out
+
+    def _prediction(self, scores: np.ndarray, picks: list[int], details: Any, i: int) -> Prediction:
+        t = int(self.p["frames"])
+        if details is None:  # base mode
+            return Prediction(scores=scores, usage=Usage().add("backbone", 1, frames=t), extras={"frames": picks})
+        kept = int(details.bins_kept[i])
+        occupied = details.occupied[i].cpu()
+        rank = torch.cumsum(occupied.long(), 0) - 1  # position of each bin among the kept ones
+        p = bin_positions(details.delta[i: i + 1].cpu(), self._bins())[0]
+        frame_bin = p.floor().clamp(0, self._bins() - 1).long()
+        weight_ok = (p - frame_bin - 0.5).abs() < 0.5  # zero weight exactly on a bin edge
+        bin_of_frame = torch.where(occupied[frame_bin] & weight_ok, rank[frame_bin], torch.full_like(frame_bin, -1))
+        usage = Usage().add("pre", 1, frames=t).add("sgs", 1, frames=t, bins=self._bins()).add("post", 1, bins=kept)
+        return Prediction(scores=scores, usage=usage,
+                          extras={"bins": kept, "frames": picks, "bin_of_frame": bin_of_frame.tolist()})
+
+    # -- accounting --------------------------------------------------------------------------
+    def _pre_shape(self, frames: int) -> tuple[int, ...]:
+        if not hasattr(self, "_shapes"):
+            self._shapes: dict[int, tuple[int, ...]] = {}
+        if frames not in self._shapes:
+            pre, was = self.net.split.pre, self.net.split.pre.training
+            with torch.no_grad():
+                self._shapes[frames] = tuple(pre.eval()(self._zeros(frames).to(self.ctx.device)).shape)
+            pre.train(was)
+        return self._shapes[frames]
+
+    def components(self) -> dict[str, Component]:
+        device = self.ctx.device
+        if self.p["mode"] == "base":
+            return {"backbone": Component(self.net, lambda frames: (self._zeros(frames).to(device),))}
+        split = self.net.split
+
+        def post_inputs(bins: int) -> tuple:
+            _, c, _, h, w = self._pre_shape(int(self.p["frames"]))
+            return (torch.zeros(1, c, int(bins), h, w, device=device),)
+
+        return {
+            "pre": Component(split.pre, lambda frames: (self._zeros(frames).to(device),)),
+            "sgs": Component(SGSAllBins(self.net.sgs, self._bins()),
+                             lambda frames, bins: (torch.zeros(self._pre_shape(frames), device=device),), role="selection"),
+            "post": Component(split.post, post_inputs),
+        }
+
+    def trace_video(self, video: Any) -> tuple[nn.Module, tuple]:
+        x, _ = self._clips(self.ctx.frames("test"), [video.video_id], None)
+        if self.p["mode"] == "base":
+            return self.net, (x,)
+        return ATFRTrace(self.net, self._bins()), (x,)

@@ -1,0 +1,88 @@
+"""The built-in benchmark: determinism, ground truth, variants, and the generic read-back path."""
+import json
+
+import numpy as np
+import pytest
+
+from harness.data import synthetic
+from harness.data.decoding import open_video
+from harness.registry import DATASETS
+
+KNOBS = {"num_train": 6, "num_test": 3}  # a small slice of `tiny` keeps the test fast
+
+
+@pytest.fixture(scope="module")
+def copies(tmp_path_factory):
+    a, _ = synthetic.make("tiny", "longrange", seed=3, root=str(tmp_path_factory.mktemp("a")), **KNOBS)
+    b, _ = synthetic.make("tiny", "longrange", seed=3, root=str(tmp_path_factory.mktemp("b")), **KNOBS)
+    return a, b
+
+
+def test_same_seed_same_annotations_and_frames(copies, tmp_path):
+    a, b = copies
+    for name in ("train.json", "test.json"):
+        assert (a / name).read_bytes() == (b / name).read_bytes()
+    doc = json.loads((a / "train.json").read_text())
+    for entry in doc["videos"]:
+        fa = open_video(a / entry["path"]).get_batch(range(48))
+        fb = open_video(b / entry["path"]).get_batch(range(48))
+        assert np.array_equal(fa, fb)
+    other, _ = synthetic.make("tiny", "longrange", seed=4, root=str(tmp_path), **KNOBS)
+    assert (other / "train.json").read_bytes() != (a / "train.json").read_bytes()
+
+
+def test_relevant_frames_contain_the_actor(copies):
+    a, _ = copies
+    alphas, targets = synthetic._digits(12)
+    for entry in json.loads((a / "train.json").read_text())["videos"]:
+        relevance = np.array([int(c) for c in entry["relevance"]])
+        frames = open_video(a / entry["path"]).get_batch(range(entry["num_frames"])).astype(float)
+        assert len(relevance) == 48 and relevance.sum() == len(entry["actor_xy"]) > 0
+        assert relevance.reshape(-1, 4).std(1).max() == 0  # segments are whole clips of 4 frames
+        for t, x, y in entry["actor_xy"]:
+            assert relevance[t] == 1
+            rows, cols = (y + np.arange(12)) % 32, (x + np.arange(12)) % 32
+            patch = frames[t][np.ix_(rows, cols)].mean(-1)
+            # the digit's strokes are white (255) over footage dimmed to at most 128
+            ink = np.sort(patch.ravel())[-12:]
+            assert ink.mean() > 180, (entry["id"], t)
+        # the labels are the ordered motions of the informative segments
+        motions = [seg[2] for seg in entry["segments"]]
+        assert entry["labels"] == [">".join(motions)] and len(set(motions)) == 2
+
+
+def test_actor_moves_in_the_labelled_direction(copies):
+    a, _ = copies
+    for entry in json.loads((a / "test.json").read_text())["videos"]:
+        xy = {t: (x, y) for t, x, y in entry["actor_xy"]}
+        for start, end, motion in entry["segments"]:
+            t0, t1 = int(round(start * synthetic.FPS)), int(round(end * synthetic.FPS)) - 1
+            dx = (xy[t1][0] - xy[t0][0] + 16) % 32 - 16
+            dy = (xy[t1][1] - xy[t0][1] + 16) % 32 - 16
+            expected = synthetic.DIRECTIONS[motion]
+            assert np.sign(dx) == expected[0] and np.sign(dy) == expected[1]
+
+
+def test_dataset_reads_back_through_the_generic_loader(tmp_path):
+    ds = DATASETS.get("skim-digits")(variant="multilabel", size="tiny", root=str(tmp_path), num_frames=32)
+    assert ds.multilabel and ds.class_names == list(synthetic.PRIMITIVES)
+    train, test = ds.split("train"), ds.split("test")
+    assert len(train) == 24 and len(test) == 12
+    record = train[0]
+    assert record.num_frames == 32 and len(record.relevance) == 32 and record.fps == synthetic.FPS
+    assert set(record.labels) == {ds.class_names.index(m) for m in record.meta["segment_labels"]}
+    assert len(open_video(record.path)) == 32
+    assert len(ds.manifest_hash()) == 16
+    move4 = DATASETS.get("skim-digits")(variant="move4", size="tiny", root=str(tmp_path), num_frames=32)
+    assert move4.num_classes == 4 and not move4.multilabel
+    assert DATASETS.get("skim-digits")(variant="longrange", num_segments=3, size="tiny", root=str(tmp_path)).num_classes == 24
+    with pytest.raises(ValueError):
+        synthetic.resolve_config("longrange", "tiny", num_frames=30)
+
+
+def test_small_size_budget():
+    cfg = synthetic.resolve_config("longrange", "small")
+    assert cfg["resolution"] == 32 and 96 <= cfg["num_frames"] <= 128 and cfg["num_frames"] % 4 == 0
+    assert (cfg["num_train"], cfg["num_test"]) == (240, 120)
+    full = synthetic.resolve_config("move4", "full")
+    assert full["resolution"] == 112 and full["num_frames"] >= 300 and full["num_train"] + full["num_test"] >= 2000

@@ -1,0 +1,160 @@
+"""LiteEval mechanisms on random tensors (fast), then the method on the built-in benchmark."""
+import pytest
+import torch
+
+from methods.liteeval import LiteEvalNet, budget_loss, synchronise, temperature, train_liteeval
+
+D_C, D_F = 6, 10
+
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny recurrent steps: one intra-op thread is several times faster on a shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+def _net(rnn="lstm", classes=4, seed=0):
+    torch.manual_seed(seed)
+    return LiteEvalNet(8, 12, classes, coarse_hidden=D_C, fine_hidden=D_F, coarse_embed=6, fine_embed=10, rnn=rnn)
+
+
+def _batch(n=5, length=9, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(2, length + 1, (n,), generator=g)
+    lengths[0] = length
+    mask = torch.arange(length)[None] < lengths[:, None]
+    return torch.randn(n, length, 8, generator=g), torch.randn(n, length, 12, generator=g), mask
+
+
+def test_synchronisation_copies_exactly_the_first_coarse_dims():
+    coarse, fine = torch.randn(3, D_C), torch.randn(3, D_F)
+    synced = synchronise(coarse, fine)
+    assert synced.shape == fine.shape
+    assert torch.equal(synced[:, :D_C], coarse) and torch.equal(synced[:, D_C:], fine[:, D_C:])
+
+
+def test_a_skipping_gate_leaves_the_coarse_state_in_the_fine_state():
+    coarse, fine, mask = _batch()
+    for rnn in ("lstm", "gru"):
+        net = _net(rnn).eval()
+        with torch.no_grad():
+            net.gate.linear.bias.copy_(torch.tensor([100.0, -100.0]))  # always skip
+        out = net(coarse, fine, mask)
+        assert out["reads"].sum() == 0
+        assert torch.equal(out["fine_hidden"][:, :D_C], out["coarse_hidden"])
+        assert (out["fine_hidden"][:, D_C:] == 0).all()  # never read: the rest keeps its initial zeros
+        if rnn == "lstm":
+            assert torch.equal(out["fine_cell"][:, :D_C], out["coarse_cell"])
+
+
+def test_gates_are_binary_at_test_and_trained_through_straight_through_gumbel():
+    coarse, fine, mask = _batch()
+    net = _net().train()
+    out = net(coarse, fine, mask, tau=1.0)
+    assert set(out["reads"].unique().tolist()) <= {0.0, 1.0} and (out["reads"][~mask] == 0).all()
+    out["logits"].logsumexp(1).sum().backward()
+    assert net.gate.linear.weight.grad.abs().sum() > 0  # classification gradient reaches the gate
+    net.zero_grad()
+    out = net(coarse, fine, mask, tau=1.0)
+    budget_loss(out["reads"], mask.sum(1).float(), 0.0).backward()
+    assert net.gate.linear.weight.grad.abs().sum() > 0
+    net.eval()
+    reads = net(coarse, fine, mask)["reads"]
+    assert set(reads.unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(reads, net(coarse, fine, mask)["reads"])  # argmax: deterministic
+
+
+def test_padding_never_changes_scores_or_usage():
+    coarse, fine, mask = _batch(n=4, length=7)
+    net = _net().eval()
+    ref = net(coarse, fine, mask)
+    extra = 5
+    pad = lambda x: torch.cat([x, 50 * torch.randn(x.shape[0], extra, x.shape[2])], 1)  # noqa: E731
+    padded = net(pad(coarse), pad(fine), torch.cat([mask, torch.zeros(4, extra, dtype=torch.bool)], 1))
+    assert torch.equal(ref["logits"], padded["logits"])
+    assert torch.equal(ref["reads"], padded["reads"][:, :7]) and padded["reads"][:, 7:].sum() == 0
+    # a shorter video inside the batch scores as it does alone, at its true length
+    row, length = 1, int(mask[1].sum())
+    alone = net(coarse[row:row + 1, :length], fine[row:row + 1, :length], mask[row:row + 1, :length])
+    assert torch.allclose(alone["logits"], ref["logits"][row:row + 1], atol=1e-6)
+    assert torch.equal(alone["reads"][0], ref["reads"][row, :length])
+
+
+def test_online_setting_emits_after_the_kth_fine_read():
+    coarse, fine, mask = _batch(n=1, length=9)
+    net = _net().eval()
+    with torch.no_grad():
+        net.gate.linear.bias.copy_(torch.tensor([-100.0, 100.0]))  # always read
+    out = net(coarse, fine, mask, online_k=3)
+    assert out["reads"].sum() == 3 and out["processed"].sum() == 3 and out["processed"][0, :3].all()
+    truncated = net(coarse[:, :3], fine[:, :3], mask[:, :3])
+    assert torch.allclose(out["logits"], truncated["logits"], atol=1e-6)
+
+
+def test_temperature_follows_the_global_step():
+    assert temperature(0, 100, 5.0, 0.5) == 5.0
+    assert abs(temperature(99, 100, 5.0, 0.5) - 0.5) < 1e-9
+    values = [temperature(s, 100, 5.0, 0.5) for s in range(100)]
+    assert all(a > b for a, b in zip(values, values[1:]))  # never resets (the official code's epoch reset)
+
+
+def _reads_after_training(gamma, lambda_):
+    coarse, fine, mask = _batch(n=24, length=8, seed=3)
+    targets = torch.nn.functional.one_hot(torch.arange(24) % 3, 3).float()
+    net = _net(classes=3)
+    train_liteeval(net, coarse, fine, mask, targets, gamma=gamma, lambda_=lambda_, multilabel=False, epochs=12,
+                   batch_size=12, lr=1e-2, tau_start=2.0, tau_end=0.5, seed=0, log=lambda _: None)
+    with torch.no_grad():
+        return float(net(coarse, fine, mask)["reads"].sum() / mask.sum())
+
+
+def test_budget_term_pulls_fine_reads_toward_gamma():
+    low, high = _reads_after_training(0.1, 5.0), _reads_after_training(0.9, 5.0)
+    assert low < 0.3 and high > 0.7, (low, high)
+    assert _reads_after_training(0.0, 0.0) > _reads_after_training(0.0, 5.0) + 0.2  # a higher weight, fewer reads
+
+
+# -- on the built-in benchmark (tiny): real decoded frames, real shared stages, real fvcore -------
+def _tiny_method(tiny_root, name, **params):
+    from pathlib import Path
+
+    from harness.params import resolve_params
+    from harness.registry import BACKBONES, DATASETS, METHODS
+    from harness.settings import EVALUATION_PARAMS
+    from harness.stages import StageStore
+    from harness.trial import build_context
+
+    cfg = {"seed": 0, "dataset": {"name": "skim-digits", "params": resolve_params(DATASETS.get("skim-digits").params,
+                                                                                   {"size": "tiny", "root": str(tiny_root)})},
+           "backbone": {"name": "resnet18", "params": resolve_params(BACKBONES.get("resnet18").params, {})},
+           "method": {"name": name, "params": resolve_params(METHODS.get(name).params, params)},
+           "evaluation": resolve_params(EVALUATION_PARAMS, {"heavy_epochs": 1, "device": "cpu"})}
+    # one store beside the session's benchmark: both selection test modules share its stages
+    ctx, method = build_context(cfg, StageStore(Path(tiny_root).parent / "selection-stages"), Path(tiny_root).parent,
+                                log=lambda _: None)
+    method.fit(ctx.dataset.split("train"))
+    method.eval_mode()
+    return ctx, method
+
+
+@pytest.mark.parametrize("params", [{"rnn": "lstm"}, {"rnn": "gru", "online_k": 2}])
+def test_accounting_matches_a_brute_force_count_per_video(tiny_root, params):
+    from harness.compute import verify_accounting
+
+    ctx, method = _tiny_method(tiny_root, "liteeval", epochs=3, coarse_hidden=16, fine_hidden=32, coarse_embed=16,
+                               fine_embed=32, **params)
+    test = ctx.dataset.split("test")[:10]
+    pairs = verify_accounting(method, test)
+    assert len(pairs) == 10
+    for accounted, brute in pairs:
+        assert brute > 0 and abs(accounted - brute) <= 0.01 * brute, pairs
+    prediction = method.predict(test[0])
+    usage, length = prediction.usage, prediction.extras["num_timesteps"]
+    steps = length if not params.get("online_k") else prediction.extras["steps_processed"]
+    assert usage.total("light") == usage.total("coarse_rnn") == usage.total("gate") == steps <= length
+    assert usage.total("heavy") == usage.total("fine_rnn") == len(prediction.extras["timesteps"])
+    if params.get("online_k"):
+        assert usage.total("heavy") <= 2

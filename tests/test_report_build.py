@@ -1,0 +1,141 @@
+"""End to end: trials logged to a real MLflow sqlite store the way harness.tracking logs them, then
+``build_report`` writes every section; missing pieces are reported, not fatal; two experiments
+share axes."""
+import matplotlib.image
+import pandas as pd
+import pytest
+
+from harness.report.build import build_report, report_dir
+from harness.report.claims import CLAIMS
+from harness.report.collect import ReportError, load_predictions, load_trials
+from test_report_helpers import frames, make_experiment, relevance
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("full")
+    uri = make_experiment(tmp)
+    out = report_dir(tmp / "results", ["quick"])
+    report = build_report(uri, ["quick"], out, get_frames=frames, relevance=relevance())
+    return uri, out, report.read_text()
+
+
+def test_load_trials_keeps_only_trials_and_types_tags(full):
+    trials = load_trials(full[0], ["quick"])
+    assert len(trials) == 61  # 60 finished + 1 failed; the parent run (no trial hash) is not a trial
+    assert set(trials["status"]) == {"FINISHED", "FAILED"}
+    oracle = trials[trials["method"] == "oracle"].iloc[0]
+    assert not oracle["deployable"] and oracle["budget"] in (1.0, 2.0) and oracle["selection_unit"] == "clip"
+    assert trials.loc[trials["method"] == "dense", "budget"].isna().all()
+    assert trials[trials["method"] == "scsampler"]["params"].map(lambda p: p["objective"]).nunique() == 2
+
+
+def test_load_predictions_decodes_json_cells(full):
+    trials = load_trials(full[0], ["quick"])
+    run = trials[(trials["method"] == "sgs") & (trials["status"] == "FINISHED")].iloc[0]
+    table = load_predictions(full[0], run["run_id"])
+    assert len(table) == 6 and isinstance(table["extras"][0]["bins"], int) and table["selected"][0] is None
+    failed = trials[trials["status"] == "FAILED"].iloc[0]
+    assert load_predictions(full[0], failed["run_id"]) is None
+
+
+def test_report_files(full):
+    _, out, _ = full
+    assert out.name == "quick"
+    for stem in ("pareto_synthetic_top1", "latency_synthetic_top1", "cost_per_video_synthetic", "bins_synthetic",
+                 "clusters_synthetic", "selection_synthetic", "filmstrip"):
+        png = out / "figures" / f"{stem}.png"
+        assert matplotlib.image.imread(png).shape[0] > 200, stem
+        assert (out / "figures" / f"{stem}.svg").read_text().lstrip().startswith("<?xml")
+    for stem in ("methods_top1", "matched_compute_top1", "reach_dense_top1", "front_share_top1",
+                 "selection_quality", "claims"):
+        for suffix in (".csv", ".md", ".tex"):
+            assert (out / "tables" / f"{stem}{suffix}").stat().st_size > 0, stem + suffix
+    assert "\\toprule" in (out / "tables" / "methods_top1.tex").read_text()
+
+
+def test_report_md_content(full):
+    _, out, text = full
+    assert "one fused multiply-add counts as one FLOP" in text
+    for section in ("## Accuracy against compute", "## Tables", "## Per-video cost of dynamic methods",
+                    "## Selection quality", "## Claims check", "## Missing or failed trials"):
+        assert section in text
+    assert "![synthetic top1 vs GFLOPs per video](figures/pareto_synthetic_top1.png)" in text
+    assert "**synthetic, top1: Pareto front**" in text and "sgs bins=16" in text
+    assert "| uniform | k=16 | 0 | FAILED | ERROR |" in text  # the failed trial is listed
+    assert "oracle | k=1 | 2 | 86.0 ± 1.4" in text  # mean ± std over two seeds
+    assert "n/a (non-deployable)" in text
+
+
+def test_tables_numbers(full):
+    _, out, _ = full
+    methods = pd.read_csv(out / "tables" / "methods_top1.csv")
+    uniform = methods[methods["method"] == "uniform"].set_index("budget")
+    assert list(uniform.index) == [2, 4, 8]  # the failed k=16 trial has no row
+    assert uniform.loc[2, "top1_mean"] == pytest.approx((48.509775 + 50.509775) / 2)
+    assert not methods.loc[methods["method"] == "oracle", "on_front"].any()
+    reach = pd.read_csv(out / "tables" / "reach_dense_top1.csv").set_index("method")
+    assert reach.loc["dense", "fraction_of_dense_gflops"] == pytest.approx(1.0)
+    share = pd.read_csv(out / "tables" / "front_share_top1.csv")
+    assert share["share_of_front"].sum() == pytest.approx(1.0)
+    quality = pd.read_csv(out / "tables" / "selection_quality.csv")
+    assert "sgs" not in set(quality["label"])  # in-network methods select nothing
+    assert quality.set_index("label").loc["videoepitoma"].sort_values("budget")["precision_mean"].iloc[-1] == pytest.approx(0.875)
+
+
+def test_claims_rows(full):
+    _, out, _ = full
+    claims = pd.read_csv(out / "tables" / "claims.csv")
+    assert {c.id for c in CLAIMS} == set(claims["id"])
+    assert set(claims["verdict"]) <= {"holds", "does not hold", "not comparable here"}
+    assert claims.set_index("id").loc["VE-3", "verdict"] == "does not hold"  # 39% selection overhead at k=2
+
+
+def test_html_lists_every_method(full):
+    _, out, _ = full
+    page = (out / "report.html").read_text()
+    for label in ("uniform", "oracle (non-deployable)", "temporal_clustering (rule=cumulative)", "sgs"):
+        assert label in page
+
+
+def test_missing_pieces_are_reported_not_fatal(tmp_path):
+    uri = make_experiment(tmp_path, "bare", methods=["uniform", "random"], seeds=(0,), with_predictions=False)
+    report = build_report(uri, ["bare"], tmp_path / "out", get_frames=frames, relevance=relevance())
+    text = report.read_text()
+    assert "_No dynamic method" in text
+    assert "_No finished `dense` trial: nothing to reach._" in text
+    assert "No per-video B' or cluster counts" in text
+    assert "No trial recorded selected frames or clips" in text
+    assert "have no predictions.csv" in text and "1 trial(s) have no finished run" in text
+    claims = pd.read_csv(tmp_path / "out" / "tables" / "claims.csv")
+    assert set(claims["verdict"]) == {"not comparable here"}
+    assert (tmp_path / "out" / "figures" / "pareto_synthetic_top1.png").exists()
+
+
+def test_compare_two_experiments_on_the_same_axes(tmp_path):
+    uri = make_experiment(tmp_path, "cpu", methods=["uniform", "dense"], seeds=(0,), failed=False)
+    make_experiment(tmp_path, "gpu", methods=["uniform", "dense"], seeds=(1,), failed=False)
+    out = report_dir(tmp_path / "results", ["cpu", "gpu"])
+    assert out.name == "compare-cpu-vs-gpu"
+    text = build_report(uri, ["cpu", "gpu"], out).read_text()
+    methods = pd.read_csv(out / "tables" / "methods_top1.csv")
+    assert {"uniform <cpu>", "uniform <gpu>", "dense <cpu>", "dense <gpu>"} == set(methods["method"])
+    assert "experiment(s) `cpu`, `gpu`" in text and "selection quality skipped" in text
+    reach = pd.read_csv(out / "tables" / "reach_dense_top1.csv")
+    assert len(reach) == 4  # each curve against the dense baseline of its own experiment
+
+
+def test_unknown_experiment_is_a_clear_error(tmp_path):
+    uri = make_experiment(tmp_path, "exists", methods=["uniform"], seeds=(0,), with_predictions=False, failed=False)
+    with pytest.raises(ReportError, match="no MLflow experiment 'missing'.*exists"):
+        load_trials(uri, ["missing"])
+
+
+def test_per_video_counts_from_extras():
+    from harness.report.build import bins_count, cluster_count
+
+    assert cluster_count({"cluster_starts": [0, 3, 7, 9]}) == 4  # starts, first cluster's 0 listed
+    assert cluster_count({"cluster_boundaries": [3, 7, 9]}) == 4  # internal boundaries only
+    assert cluster_count({"cluster_starts": [0, 1, 2, 2, 2]}) == 3  # short video: repeated starts
+    assert cluster_count({"clusters": 5}) == 5 and cluster_count({}) is None
+    assert bins_count({"bins": 7}) == 7 and bins_count({"bins": [5, 9]}) == 5 and bins_count({}) is None

@@ -1,0 +1,162 @@
+"""Scale-out and reliability with real processes: multi-node Ray on loopback, logical GPU packing,
+concurrent tracking into sqlite and into a real `mlflow server`, timeouts, retries, killed workers."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import PLUGIN, quick_spec, skimbench
+from harness.tracking import TAG, trial_runs
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _grid(n: int) -> str:
+    return "k: [" + ", ".join(str(k) for k in range(1, n + 1)) + "]"
+
+
+def _intervals(runs):
+    return sorted((r.info.start_time, r.info.end_time) for r in runs)
+
+
+def _max_overlap(intervals) -> int:
+    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
+    best = cur = 0
+    for _, d in events:
+        cur += d
+        best = max(best, cur)
+    return best
+
+
+def test_multi_node_cluster_on_loopback(tiny_root, tmp_path):
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": 80 * 2**20,
+                                                            "include_dashboard": False})
+    try:
+        cluster.add_node(num_cpus=1, object_store_memory=80 * 2**20)
+        cluster.wait_for_nodes()
+        spec = quick_spec(tmp_path, tiny_root, experiment="multinode", grid=_grid(4), method_params="sleep_s: 1.5")
+        proc = skimbench("run", str(spec), "--plugin", str(PLUGIN), "--address", cluster.address, "--no-report", "--quiet")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs = trial_runs(f"sqlite:///{tmp_path}/mlflow.db", "multinode")
+        assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
+        assert len({r.data.tags[f"{TAG}ray_node"] for r in runs}) == 2  # trials ran on both nodes
+    finally:
+        cluster.shutdown()
+
+
+@pytest.mark.parametrize("gpus,expect_overlap", [(0.5, 2), (1, 1)])
+def test_fractional_gpus_pack_trials_on_logical_gpus(tiny_root, tmp_path, gpus, expect_overlap):
+    spec = quick_spec(tmp_path, tiny_root, experiment="gpus", grid=_grid(2), method_params="sleep_s: 3.0",
+                      extra="")
+    text = spec.read_text().replace("resources: {cpus: 1, gpus: 0}", f"resources: {{cpus: 0.5, gpus: {gpus}}}")
+    spec.write_text(text.replace("ray: {num_cpus: 2}", "ray: {num_cpus: 2, num_gpus: 1}"))
+    proc = skimbench("run", str(spec), "--plugin", str(PLUGIN), "--no-report", "--quiet")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = trial_runs(f"sqlite:///{tmp_path}/mlflow.db", "gpus")
+    assert len(runs) == 2
+    assert _max_overlap(_intervals(runs)) == expect_overlap
+    for run in runs:  # each trial saw exactly the device Ray assigned to it
+        assert run.data.tags[f"{TAG}ray_gpu_ids"] == "0"
+        assert run.data.tags[f"{TAG}cuda_visible_devices"] == "0"
+
+
+def test_spec_asking_for_missing_gpus_fails_fast(tiny_root, tmp_path):
+    spec = quick_spec(tmp_path, tiny_root, experiment="nogpu", grid=_grid(1))
+    spec.write_text(spec.read_text().replace("gpus: 0}", "gpus: 1}"))
+    proc = skimbench("run", str(spec), "--plugin", str(PLUGIN), "--no-report", "--quiet", timeout=120)
+    assert proc.returncode == 2 and "GPUs" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _check_complete(uri: str, experiment: str, n: int) -> None:
+    runs = trial_runs(uri, experiment)
+    assert len(runs) == n and all(r.info.status == "FINISHED" for r in runs)
+    client = MlflowClient(uri)
+    for run in runs:
+        assert len(run.data.params) >= 20 and "top1" in run.data.metrics and "gflops_per_video_max" in run.data.metrics
+        files = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"predictions.csv", "config.json", "flops_components.json"} <= files
+
+
+def _concurrent_spec(tmp_path, tiny_root, experiment, uri):
+    spec = quick_spec(tmp_path, tiny_root, experiment=experiment, grid=_grid(16))
+    text = spec.read_text().replace("ray: {num_cpus: 2}", "ray: {num_cpus: 16}")
+    spec.write_text(text.replace(f'uri: "sqlite:///{tmp_path}/mlflow.db"', f'uri: "{uri}"'))
+    return spec
+
+
+def test_sixteen_concurrent_trials_into_sqlite(tiny_root, tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    spec = _concurrent_spec(tmp_path, tiny_root, "concurrent", uri)
+    proc = skimbench("run", str(spec), "--plugin", str(PLUGIN), "--no-report", "--quiet")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _check_complete(uri, "concurrent", 16)
+
+
+def test_sixteen_concurrent_trials_into_an_mlflow_server(tiny_root, tmp_path):
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                               "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
+                               "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "2"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except OSError:
+                if time.time() > deadline or server.poll() is not None:
+                    pytest.fail("mlflow server did not start")
+                time.sleep(1)
+        uri = f"http://127.0.0.1:{port}"
+        spec = _concurrent_spec(tmp_path, tiny_root, "server", uri)
+        proc = skimbench("run", str(spec), "--plugin", str(PLUGIN), "--no-report", "--quiet")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        _check_complete(uri, "server", 16)
+        assert any((tmp_path / "server-artifacts").rglob("predictions.csv"))  # stored by the server, not locally
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+
+
+def test_timeout_really_stops_the_trial(tiny_root, tmp_path):
+    spec = quick_spec(tmp_path, tiny_root, experiment="timeout", grid="k: [2]", method_params="sleep_s: 60",
+                      extra="timeout_s: 5\n")
+    t0 = time.time()
+    proc = skimbench("run", str(spec), "--plugin", str(PLUGIN), "--local", "--no-report", "--quiet")
+    assert time.time() - t0 < 45, "the timeout did not stop the trial"
+    assert proc.returncode == 1 and "TIMEOUT" in proc.stderr
+    (run,) = trial_runs(f"sqlite:///{tmp_path}/mlflow.db", "timeout")
+    assert run.info.status == "KILLED" and run.data.tags[f"{TAG}outcome"] == "TIMEOUT"
+
+
+def test_retry_after_exception_and_after_killed_worker(tiny_root, tmp_path):
+    marker_a, marker_b = tmp_path / "a.flag", tmp_path / "b.flag"
+    spec = quick_spec(tmp_path, tiny_root, experiment="retry", grid="k: [2]", method_params=f'fail_once_file: "{marker_a}"',
+                      extra="max_failures: 2\n")
+    text = spec.read_text().replace("    grid: {k: [2]}\n", "    grid: {k: [2]}\n  - name: quick_centroid\n"
+                                    f'    params: {{fail_once_file: "{marker_b}", die: true, k: 3}}\n')
+    spec.write_text(text)
+    proc = skimbench("run", str(spec), "--plugin", str(PLUGIN), "--no-report", "--quiet")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = trial_runs(f"sqlite:///{tmp_path}/mlflow.db", "retry")
+    by_hash: dict[str, list[str]] = {}
+    for r in runs:
+        by_hash.setdefault(r.data.tags[f"{TAG}trial_hash"], []).append(r.info.status)
+    assert len(by_hash) == 2
+    for statuses in by_hash.values():  # one failed or killed attempt, then exactly one FINISHED run
+        assert sorted(statuses) in (["FAILED", "FINISHED"], ["FINISHED", "KILLED"])

@@ -1,0 +1,90 @@
+"""SCSampler: the ranking loss, the SAL-CL pseudo labels, each objective learning saliency on a toy
+where it is obvious, the sampler's cost against the heavy classifier's, and the method end to end."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from methods.scsampler import (CheapClipInputs, SaliencySampler, sal_rank_loss, salcl_targets, score_all,
+                               train_sampler)
+from harness.shared import random_timesteps, top_k, video_rng
+
+
+def test_sal_rank_loss_is_zero_iff_the_ordering_holds_with_margin():
+    targets = torch.tensor([[0.9, 0.5, 0.1, 0.0]])
+    mask = torch.tensor([[True, True, True, False]])  # the last clip is padding
+    good = torch.tensor([[3.0, 1.5, 0.0, 99.0]])  # respects f's order, gaps >= 1, padding ignored
+    assert float(sal_rank_loss(good, targets, mask, eta=1.0)) == 0.0
+    tight = torch.tensor([[3.0, 2.5, 0.0, 0.0]])  # right order, one gap below the margin
+    assert float(sal_rank_loss(tight, targets, mask, eta=1.0)) > 0.0
+    wrong = torch.tensor([[0.0, 1.5, 3.0, 0.0]])  # reversed
+    assert float(sal_rank_loss(wrong, targets, mask, eta=1.0)) > float(sal_rank_loss(tight, targets, mask, eta=1.0))
+    # pairs: (0,1): 0.5 short, (0,2) and (1,2) fine -> mean 0.5 / 3
+    assert np.isclose(float(sal_rank_loss(tight, targets, mask, eta=1.0)), 0.5 / 3)
+    # ties in f carry no pair; no pair at all gives zero (and a gradient-carrying tensor)
+    flat = torch.zeros(1, 3, requires_grad=True)
+    loss = sal_rank_loss(flat, torch.ones(1, 3), torch.ones(1, 3, dtype=torch.bool), eta=1.0)
+    assert float(loss.detach()) == 0.0 and loss.requires_grad
+
+
+def test_salcl_targets_mark_the_oracle_top_half():
+    scores = np.array([[0.1, 0.9, 0.8, 0.2, 0.0, 0.0], [0.3, 0.1, 0.0, 0.0, 0.0, 0.0]])
+    targets = salcl_targets(scores, np.array([4, 2]), 0.5)
+    assert targets[0].tolist() == [0, 1, 1, 0, 0, 0]
+    assert targets[1].tolist() == [1, 0, 0, 0, 0, 0]
+
+
+def _toy(num_videos: int = 48, length: int = 8, salient: int = 2, clip_len: int = 4, side: int = 16, seed: int = 0):
+    """Videos of noisy static clips; in `salient` clips per video a square of the class's colour moves.
+
+    Returns clips [N, L, 3, F, H, W], one-hot labels [N, 2], relevance [N, L] (1 on salient clips) and an
+    f-like true-class score (high on salient clips) for the SAL objectives.
+    """
+    rng = np.random.default_rng(seed)
+    clips = rng.normal(0, 0.3, size=(num_videos, length, 3, clip_len, side, side)).astype(np.float32)
+    labels = np.zeros((num_videos, 2), dtype=np.float32)
+    relevance = np.zeros((num_videos, length), dtype=np.float32)
+    for n in range(num_videos):
+        label = n % 2
+        labels[n, label] = 1
+        for t in rng.choice(length, size=salient, replace=False):
+            relevance[n, t] = 1
+            y = rng.integers(0, side - 5)
+            for f in range(clip_len):
+                x = 2 + 2 * f
+                clips[n, t, :, f, y: y + 5, x: x + 5] = -1.5
+                clips[n, t, label, f, y: y + 5, x: x + 5] = 2.0
+        for t in np.flatnonzero(relevance[n] == 0):  # distractor: a static grey square
+            y, x = rng.integers(0, side - 5, size=2)
+            clips[n, t, :, :, y: y + 5, x: x + 5] = 1.0
+    true_scores = 0.2 + 0.7 * relevance + rng.uniform(0, 0.05, size=relevance.shape)
+    return torch.from_numpy(clips), labels, relevance, true_scores
+
+
+@pytest.mark.parametrize("objective", ["ac", "sal_cl", "sal_rank"])
+def test_each_objective_learns_saliency_better_than_random(objective):
+    clips, labels, relevance, true_scores = _toy(num_videos=80, length=6)
+    n, length = relevance.shape
+    sampler = SaliencySampler(clip_len=4, num_classes=2, objective=objective, multilabel=False, input_size=8, width=8)
+    inputs = torch.stack([sampler.inputs(clips[i]) for i in range(n)])
+    lengths = np.full(n, length)
+    train, test = slice(0, 64), slice(64, n)
+    train_sampler(sampler, inputs[train], lengths[train], labels=labels[train], true_scores=true_scores[train],
+                  epochs=8, lr=1e-2, eta=1.0, salcl_fraction=2 / 6, seed=0, device=torch.device("cpu"),
+                  batch_videos=8, log=lambda _: None)
+    saliency = score_all(sampler, inputs[test], lengths[test], torch.device("cpu"))
+    rel = relevance[test]
+    k = 2
+    picked = np.mean([rel[i, top_k(saliency[i], k)].mean() for i in range(len(rel))])
+    chance = np.mean([rel[i, random_timesteps(length, k, video_rng(0, str(i)))].mean() for i in range(len(rel))])
+    assert picked > 0.8 and picked > chance + 0.4, (objective, picked, chance)
+
+
+def test_cheap_inputs_are_low_resolution_frame_and_differences():
+    clips = torch.zeros(2, 3, 4, 32, 32)
+    clips[:, :, 2:] = 1.0  # a change between frames 1 and 2
+    x = CheapClipInputs(8)(clips)
+    assert x.shape == (2, 3 + 3, 8, 8)
+    assert torch.allclose(x[:, :3], torch.ones(2, 3, 8, 8))  # middle frame (index 2)
+    assert torch.allclose(x[:, 4], torch.ones(2, 8, 8)) and float(x[:, [3, 5]].abs().sum()) == 0.0
