@@ -118,13 +118,45 @@ def cmd_results(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(uri: str, experiments: list[str], output: Path) -> Path | None:
-    try:
-        from harness.report.build import build_report
-    except ImportError:
-        print("skimbench: the report module is not available yet", file=sys.stderr)
-        return None
-    path = build_report(uri, experiments, output)
+def _ground_truth(uri: str, experiments: list[str]):
+    """Relevance and frames of the datasets the experiments' trials used (for selection quality)."""
+    import json
+
+    import numpy as np
+    from mlflow.tracking import MlflowClient
+
+    from harness.data.decoding import open_video, read_frames
+    from harness.tracking import trial_runs
+    from harness.trial import build_dataset
+
+    records, seen = {}, set()
+    for experiment in experiments:
+        for run in trial_runs(uri, experiment):
+            if run.info.status != "FINISHED":
+                continue
+            cfg = json.loads(open(MlflowClient(uri).download_artifacts(run.info.run_id, "config.json")).read())
+            key = json.dumps(cfg["dataset"], sort_keys=True)
+            if key in seen:
+                continue
+            seen.add(key)
+            try:
+                records.update({r.video_id: r for r in build_dataset(cfg).split("test")})
+            except Exception as exc:  # noqa: BLE001 - the dataset may not be on this machine
+                print(f"skimbench: no ground truth for {cfg['dataset']['name']}: {exc}", file=sys.stderr)
+    relevance = {v: np.asarray(r.relevance) for v, r in records.items() if r.relevance is not None}
+
+    def get_frames(video_id: str):
+        path = records[video_id].path
+        return read_frames(path, list(range(len(open_video(path)))))
+
+    return relevance, get_frames
+
+
+def _report(uri: str, experiments: list[str], output: Path) -> Path:
+    from harness.report.build import build_report, report_dir
+
+    relevance, get_frames = _ground_truth(uri, experiments)
+    path = build_report(uri, experiments, report_dir(output, experiments), get_frames=get_frames, relevance=relevance)
     print(f"skimbench: report written to {path}", file=sys.stderr)
     return path
 
@@ -219,8 +251,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_libraries() -> None:
+    """MLflow and alembic log schema migrations at INFO on every fresh store: noise for users."""
+    import logging
+    import warnings
+
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # inherited by Ray workers too
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", module="mlflow")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from harness.registry import RegistryError
+
+    _quiet_libraries()
 
     args = build_parser().parse_args(argv)
     try:
@@ -228,6 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError:  # pragma: no cover
         SpecError = UserError  # type: ignore[misc,assignment]
     from harness.runner import LaunchError
+    from harness.report.collect import ReportError
     from harness.scaffold import ScaffoldError
 
     try:
@@ -235,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SpecError as exc:  # already "FILE:LINE: FIELD: message"
         print(exc, file=sys.stderr)
         return 2
-    except (RegistryError, LaunchError, ScaffoldError, UserError, FileExistsError, FileNotFoundError) as exc:
+    except (RegistryError, LaunchError, ScaffoldError, ReportError, UserError, FileExistsError, FileNotFoundError) as exc:
         print(f"skimbench: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

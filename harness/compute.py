@@ -82,6 +82,9 @@ def count_params(module: nn.Module) -> int:
 
 def _analyse(module: nn.Module, inputs: Any) -> StaticCount:
     """fvcore on one forward, in eval mode (batch norm differs in training) without gradients."""
+    device = next((p.device for p in module.parameters()), None)
+    if device is not None:  # make_inputs may build CPU tensors for a module on CUDA
+        inputs = tuple(x.to(device) if isinstance(x, torch.Tensor) else x for x in _as_tuple(inputs))
     modes = [(m, m.training) for m in module.modules()]
     module.eval()
     try:
@@ -179,7 +182,10 @@ def account(components: Mapping[str, Component], usages: Sequence[Usage]) -> Acc
                 raise ValueError(f"component '{name}': role must be 'selection' or 'recognition', got '{component.role}'")
             row_key = (name, tuple(sorted(shape.items())))
             if row_key not in rows:
-                inputs = component.make_inputs(**shape)
+                try:
+                    inputs = component.make_inputs(**shape)
+                except TypeError as exc:
+                    raise TypeError(f"component '{name}': make_inputs(**{shape}) failed: {exc}") from exc
                 count = count_flops(component.module, inputs, dict(component.config) or None)
                 rows[row_key] = {"component": name, "role": component.role, "shape": dict(shape),
                                  "input_shapes": [list(x.shape) for x in _as_tuple(inputs) if isinstance(x, torch.Tensor)],

@@ -163,7 +163,8 @@ def connect_ray(spec: Any, address: str | None) -> None:
         if address:
             ray.init(address=address, **common)
         else:
-            ray.init(num_cpus=spec.ray.get("num_cpus"), num_gpus=spec.ray.get("num_gpus"), **common)
+            # a local instance listens on loopback only (safe by default)
+            ray.init(num_cpus=spec.ray.get("num_cpus"), num_gpus=spec.ray.get("num_gpus"), _node_ip_address="127.0.0.1", **common)
     except Exception as exc:  # noqa: BLE001
         raise LaunchError(f"cannot start or reach Ray{f' at {address}' if address else ''}: {exc}") from exc
 

@@ -35,6 +35,26 @@ def pick_device(setting: str = "auto") -> torch.device:
     return device
 
 
+def autocast(device: torch.device | str, enabled: bool = True) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA (the trial option ``evaluation.autocast``); a no-op on CPU or when off."""
+    if enabled and torch.device(device).type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def channels_last(module_or_tensor: Any) -> Any:
+    """Channels-last memory format (``evaluation.channels_last``): 4-D weights and inputs get
+    ``channels_last``, 5-D ones ``channels_last_3d``; other tensors are left as they are."""
+    if isinstance(module_or_tensor, torch.nn.Module):
+        for param in module_or_tensor.parameters():
+            param.data = channels_last(param.data)
+        return module_or_tensor
+    if isinstance(module_or_tensor, torch.Tensor) and module_or_tensor.dim() in (4, 5):
+        fmt = torch.channels_last if module_or_tensor.dim() == 4 else torch.channels_last_3d
+        return module_or_tensor.contiguous(memory_format=fmt)
+    return module_or_tensor
+
+
 def _sync(device: torch.device | str) -> None:
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)

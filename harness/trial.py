@@ -53,7 +53,7 @@ def build_context(cfg: dict[str, Any], store: StageStore, workdir: Path, log: Ca
 
 def run_trial(cfg: dict[str, Any], store: StageStore, workdir: Path, log: Callable[[str], None] = print) -> TrialResult:
     from harness.compute import account
-    from harness.runtime import measure_latency, peak_memory_mb
+    from harness.runtime import autocast, channels_last, measure_latency, peak_memory_mb
 
     started = time.perf_counter()
     ctx, method = build_context(cfg, store, workdir, log)
@@ -73,7 +73,11 @@ def run_trial(cfg: dict[str, Any], store: StageStore, workdir: Path, log: Callab
 
     if hasattr(method, "eval_mode"):
         method.eval_mode()
-    with torch.inference_mode():
+    use_autocast = bool(cfg["evaluation"].get("autocast"))
+    if cfg["evaluation"].get("channels_last") and ctx.device.type == "cuda":
+        for component in method.components().values():
+            channels_last(component.module)
+    with torch.inference_mode(), autocast(ctx.device, use_autocast):
         predictions: list[Prediction] = method.predict_batch(test)
     accounting = account(method.components(), [p.usage for p in predictions])
 
@@ -83,7 +87,7 @@ def run_trial(cfg: dict[str, Any], store: StageStore, workdir: Path, log: Callab
     metrics["params_m"] = accounting.params / 1e6
 
     batch = test[: int(cfg["evaluation"]["batch_size"])]
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(ctx.device, use_autocast):
         timing = measure_latency(lambda: method.predict_batch(batch), (), warmup=int(cfg["evaluation"]["latency_warmup"]),
                                  repeats=int(cfg["evaluation"]["latency_repeats"]), device=ctx.device)
     metrics["latency_ms_per_video"] = timing["latency_ms"] / len(batch)

@@ -248,7 +248,7 @@ class SCSampler(HeavyOnTimesteps):
             np.save(folder / "lengths.npy", lengths)
             (folder / "video_ids.json").write_text(json.dumps(ids))
 
-        folder = ctx.stage("scsampler_inputs", {"recipe": RECIPE, "frames": bank.key, "clip_len": clip_len,
+        folder = ctx.stage(f"scsampler_inputs_{split}", {"recipe": RECIPE, "frames": bank.key, "clip_len": clip_len,
                                                 "input_size": size}, compute)
         inputs = torch.from_numpy(np.load(folder / "inputs.npy"))
         return inputs, np.load(folder / "lengths.npy"), json.loads((folder / "video_ids.json").read_text())

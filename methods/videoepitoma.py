@@ -182,7 +182,7 @@ def train_videoepitoma(net: VideoEpitomaNet, light: torch.Tensor, features: torc
 # The method
 # ----------------------------------------------------------------------------------------------
 class FeaturesOf(nn.Module):
-    """The heavy network up to its pooled features: the classifier input of the end-to-end mode."""
+    """A shared network up to its pooled features (its head never runs here)."""
 
     def __init__(self, net: nn.Module):
         super().__init__()

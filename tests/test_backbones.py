@@ -22,6 +22,17 @@ SMALL = {
     "x3d_s": {"width_factor": 0.5, "depth_factor": 0.5},
     "shufflenet3d": {"width_mult": 0.25},
 }
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny inputs: one intra-op thread is faster than two, markedly so on a shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 BUILTIN = [n for n in BACKBONES.names() if BACKBONES.origin(n).startswith("harness.backbones")]
 
 

@@ -14,10 +14,10 @@ from harness.registry import DATASETS
 from harness.stages import StageStore
 
 
-def _video(path, n, h=32, w=32, value=100):
+def _video(path, n, h=32, w=32, value=100, faststart=False):
     frames = np.full((n, h, w, 3), value, np.uint8)
     frames[:, :, : w // 2] = 220  # left half bright: survives resizing and compression
-    write_video(path, frames, fps=10)
+    write_video(path, frames, fps=10, faststart=faststart)
 
 
 @pytest.fixture()
@@ -30,8 +30,12 @@ def dataset_dir(tmp_path):
     data = (root / "v/good_for_truncation.mp4").read_bytes()
     (root / "v/trunc.mp4").write_bytes(data[: len(data) // 2])
     (root / "v/zero.mp4").write_bytes(b"")
+    noise = (np.random.default_rng(0).random((40, 32, 32, 3)) * 255).astype(np.uint8)
+    write_video(root / "v/faststart.mp4", noise, faststart=True)
+    data = (root / "v/faststart.mp4").read_bytes()
+    (root / "v/cut.mp4").write_bytes(data[: len(data) // 2])  # opens (index first), fails while decoding
     (root / "v/text.mp4").write_text("definitely not a video\n" * 20)
-    entries = [{"path": "v/a.mp4", "labels": ["x"], "relevance": "00111100"},
+    entries = [{"path": "v/a.mp4", "labels": ["x"], "relevance": "00111100"}, {"path": "v/cut.mp4", "labels": ["x"]},
                {"path": "v/trunc.mp4", "labels": ["y"]}, {"path": "v/b.mp4", "labels": ["y"]},
                {"path": "v/zero.mp4", "labels": ["x"]}, {"path": "v/missing.mp4", "labels": ["x"]},
                {"path": "v/text.mp4", "labels": ["y"]}, {"path": "v/c.mp4", "labels": ["x", "y"]}]
@@ -49,7 +53,8 @@ def test_bank_skips_bad_videos_and_pads_with_a_mask(dataset_dir, tmp_path):
     calls = []
     bank = load_frame_bank(_dataset(dataset_dir), "train", store, progress=lambda d, n: calls.append(d))
     assert bank.video_ids == ["v/a", "v/b", "v/c"]
-    assert dict(bank.skipped) == {"v/trunc": "truncated", "v/zero": "zero bytes", "v/missing": "missing", "v/text": "undecodable"}
+    assert dict(bank.skipped) == {"v/trunc": "truncated", "v/zero": "zero bytes", "v/missing": "missing", "v/text": "undecodable",
+                                  "v/cut": "truncated"}
     assert bank.frames.shape == (3, 12, 32, 32, 3) and bank.lengths.tolist() == [8, 12, 5]
     assert bank.labels == [(0,), (1,), (0, 1)]
     mask = bank.mask()
@@ -124,10 +129,10 @@ def test_data_check_and_make_commands(dataset_dir, tmp_path, capsys):
                       "--workers", "2", "--csv", str(tmp_path / "bad.csv")])
     out = capsys.readouterr().out
     assert code == 1
-    assert "7 videos checked, 4 unreadable" in out
-    for name, reason in [("trunc.mp4", "truncated"), ("zero.mp4", "zero bytes"), ("missing.mp4", "missing"), ("text.mp4", "undecodable")]:
+    assert "8 videos checked, 5 unreadable" in out
+    for name, reason in [("trunc.mp4", "truncated"), ("cut.mp4", "truncated"), ("zero.mp4", "zero bytes"), ("missing.mp4", "missing"), ("text.mp4", "undecodable")]:
         assert f"{name}: {reason}" in out
-    assert len((tmp_path / "bad.csv").read_text().splitlines()) == 5
+    assert len((tmp_path / "bad.csv").read_text().splitlines()) == 6
     assert data_main(["data", "make", "skim-digits", "--size", "tiny", "--root", str(tmp_path / "sd"),
                       "--param", "num_train=2", "--param", "num_test=1"]) == 0
     assert "generated in" in capsys.readouterr().out

@@ -1,5 +1,4 @@
 """Decoding: decord and PyAV agree on real files, bad files are rejected with the right reason."""
-from pathlib import Path
 
 import numpy as np
 import pytest

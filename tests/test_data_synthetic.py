@@ -27,6 +27,9 @@ def test_same_seed_same_annotations_and_frames(copies, tmp_path):
         fa = open_video(a / entry["path"]).get_batch(range(48))
         fb = open_video(b / entry["path"]).get_batch(range(48))
         assert np.array_equal(fa, fb)
+    parallel, _ = synthetic.make("tiny", "longrange", seed=3, root=str(tmp_path / "p"), workers=2, **KNOBS)
+    for name in ("train.json", "test.json", "videos/train/train_00004.mp4"):
+        assert (parallel / name).read_bytes() == (a / name).read_bytes()  # worker processes change nothing
     other, _ = synthetic.make("tiny", "longrange", seed=4, root=str(tmp_path), **KNOBS)
     assert (other / "train.json").read_bytes() != (a / "train.json").read_bytes()
 

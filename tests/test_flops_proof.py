@@ -2,9 +2,10 @@
 GFLOPs accounted from ``predict``'s usage equal an independent brute-force fvcore count of the
 path that really ran (``trace_video``), within 1%.
 
-Each dynamic method adds its case to ``PROOF_CASES``: a function ``(tmp_path) -> (method,
-records)`` returning a fitted (or freshly built) method and at least 10 test records.
-``benchmarks/flops_reference.py`` reuses these cases.
+A dynamic method is proven by its own test file (tests/test_<name>.py, or any test file that calls
+``verify_accounting`` and names it), by a ``PROOF_CASES`` entry here (``(tmp_path) -> (method,
+records)``), or else by the generic proof at the end of this file, which builds it as a trial
+does on the built-in benchmark. ``benchmarks/flops_reference.py`` reuses these cases.
 """
 from __future__ import annotations
 
@@ -22,6 +23,15 @@ from harness.method import Component, Method, Prediction, Usage
 from harness.registry import METHODS
 
 SIZE, CLASSES = 16, 4
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: one intra-op thread is faster than two on a shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 # -- the toy gated model of the notes: a gate that skips the heavy branch for some videos ------
@@ -204,6 +214,52 @@ def test_every_dynamic_method_implements_trace_video():
         assert METHODS.get(name).trace_video is not Method.trace_video, f"dynamic method '{name}' lacks trace_video"
 
 
-def test_every_dynamic_method_has_a_proof_case():
-    missing = [name for name in registered_dynamic_methods() if name not in PROOF_CASES]
-    assert not missing, f"add a case to PROOF_CASES in tests/test_flops_proof.py for: {', '.join(missing)}"
+def proof_tests_of(name: str) -> list[str]:
+    """Test files holding a method's proof outside ``PROOF_CASES``: they call ``verify_accounting``
+    and are the method's own file (tests/test_<name>.py), import its module, or name it in quotes
+    (a parametrised proof over several methods)."""
+    module = METHODS.get(name).__module__
+    tests = Path(__file__).resolve().parent
+    return [f.name for f in sorted(tests.glob("test_*.py"))
+            if "verify_accounting(" in (text := f.read_text())
+            and (f.stem == f"test_{name}" or f"{module} import" in text or f'"{name}"' in text or f"'{name}'" in text)]
+
+
+# video backbone each method is built on for the generic proof (small: the point is the accounting)
+SMALL_3D = {"name": "r3d_18", "params": {"width": 8, "input_size": 32}}
+SMALL_BACKBONE = {"temporal_clustering": {"name": "tsm_resnet18", "params": {"width": 8, "input_size": 32}}}
+
+
+def build_small_method(name: str, root: Path, store: Any, workdir: Path) -> tuple[Any, Method]:
+    """A registered method built the way a trial builds it, on skim-digits tiny (generated at
+    ``root``), a small backbone, 1 training epoch: enough to exercise every component."""
+    from harness.params import resolve_params
+    from harness.registry import BACKBONES, DATASETS
+    from harness.settings import EVALUATION_PARAMS
+    from harness.trial import build_context
+
+    cls = METHODS.get(name)
+    backbone = SMALL_BACKBONE.get(name, SMALL_3D)
+    cfg = {"dataset": {"name": "skim-digits", "params": resolve_params(DATASETS.get("skim-digits").params,
+                                                                      {"size": "tiny", "variant": "longrange", "root": str(root)})},
+           "backbone": {"name": backbone["name"], "params": resolve_params(BACKBONES.get(backbone["name"]).params, backbone["params"])},
+           "method": {"name": name, "params": resolve_params(cls.params, {"epochs": 1} if "epochs" in cls.params else {})},
+           "seed": 0, "evaluation": resolve_params(EVALUATION_PARAMS, {"device": "cpu", "heavy_epochs": 1})}
+    ctx, method = build_context(cfg, store, workdir, log=lambda _: None)
+    method.fit(ctx.dataset.split("train"))
+    return ctx, method
+
+
+def test_every_dynamic_method_has_a_per_video_proof(tiny_root, tmp_path):
+    """Methods without a proof of their own (own test file, or PROOF_CASES) get the generic one here."""
+    from harness.stages import StageStore
+
+    store = StageStore(tmp_path / "stages")
+    for name in registered_dynamic_methods():
+        if name in PROOF_CASES or proof_tests_of(name):
+            continue
+        ctx, method = build_small_method(name, tiny_root, store, tmp_path / "work")
+        pairs = verify_accounting(method, ctx.dataset.split("test")[:10])
+        assert len(pairs) == 10, f"{name}: the generic proof needs 10 test videos"
+        for accounted, brute in pairs:
+            assert brute > 0 and abs(accounted - brute) <= 0.01 * brute, (name, accounted, brute)

@@ -17,7 +17,7 @@ def full(tmp_path_factory):
     uri = make_experiment(tmp)
     out = report_dir(tmp / "results", ["quick"])
     report = build_report(uri, ["quick"], out, get_frames=frames, relevance=relevance())
-    return uri, out, report.read_text()
+    return uri, out, report.read_text(), tmp
 
 
 def test_load_trials_keeps_only_trials_and_types_tags(full):
@@ -40,7 +40,7 @@ def test_load_predictions_decodes_json_cells(full):
 
 
 def test_report_files(full):
-    _, out, _ = full
+    _, out, _, _ = full
     assert out.name == "quick"
     for stem in ("pareto_synthetic_top1", "latency_synthetic_top1", "cost_per_video_synthetic", "bins_synthetic",
                  "clusters_synthetic", "selection_synthetic", "filmstrip"):
@@ -55,7 +55,7 @@ def test_report_files(full):
 
 
 def test_report_md_content(full):
-    _, out, text = full
+    _, out, text, _ = full
     assert "one fused multiply-add counts as one FLOP" in text
     for section in ("## Accuracy against compute", "## Tables", "## Per-video cost of dynamic methods",
                     "## Selection quality", "## Claims check", "## Missing or failed trials"):
@@ -68,7 +68,7 @@ def test_report_md_content(full):
 
 
 def test_tables_numbers(full):
-    _, out, _ = full
+    _, out, _, _ = full
     methods = pd.read_csv(out / "tables" / "methods_top1.csv")
     uniform = methods[methods["method"] == "uniform"].set_index("budget")
     assert list(uniform.index) == [2, 4, 8]  # the failed k=16 trial has no row
@@ -84,7 +84,7 @@ def test_tables_numbers(full):
 
 
 def test_claims_rows(full):
-    _, out, _ = full
+    _, out, _, _ = full
     claims = pd.read_csv(out / "tables" / "claims.csv")
     assert {c.id for c in CLAIMS} == set(claims["id"])
     assert set(claims["verdict"]) <= {"holds", "does not hold", "not comparable here"}
@@ -92,14 +92,16 @@ def test_claims_rows(full):
 
 
 def test_html_lists_every_method(full):
-    _, out, _ = full
+    _, out, _, _ = full
     page = (out / "report.html").read_text()
     for label in ("uniform", "oracle (non-deployable)", "temporal_clustering (rule=cumulative)", "sgs"):
         assert label in page
 
 
-def test_missing_pieces_are_reported_not_fatal(tmp_path):
-    uri = make_experiment(tmp_path, "bare", methods=["uniform", "random"], seeds=(0,), with_predictions=False)
+# The tests below add experiments to the same sqlite store: creating a store costs seconds.
+
+def test_missing_pieces_are_reported_not_fatal(full, tmp_path):
+    uri = make_experiment(full[3], "bare", methods=["uniform", "random"], seeds=(0,), with_predictions=False)
     report = build_report(uri, ["bare"], tmp_path / "out", get_frames=frames, relevance=relevance())
     text = report.read_text()
     assert "_No dynamic method" in text
@@ -112,30 +114,43 @@ def test_missing_pieces_are_reported_not_fatal(tmp_path):
     assert (tmp_path / "out" / "figures" / "pareto_synthetic_top1.png").exists()
 
 
-def test_compare_two_experiments_on_the_same_axes(tmp_path):
-    uri = make_experiment(tmp_path, "cpu", methods=["uniform", "dense"], seeds=(0,), failed=False)
-    make_experiment(tmp_path, "gpu", methods=["uniform", "dense"], seeds=(1,), failed=False)
+def test_compare_two_experiments_on_the_same_axes(full, tmp_path):
+    uri = make_experiment(full[3], "cpu", methods=["uniform", "dense"], seeds=(0,), failed=False)
+    make_experiment(full[3], "gpu", methods=["uniform", "dense"], seeds=(0,), failed=False)  # same trial hashes
     out = report_dir(tmp_path / "results", ["cpu", "gpu"])
     assert out.name == "compare-cpu-vs-gpu"
     text = build_report(uri, ["cpu", "gpu"], out).read_text()
     methods = pd.read_csv(out / "tables" / "methods_top1.csv")
     assert {"uniform <cpu>", "uniform <gpu>", "dense <cpu>", "dense <gpu>"} == set(methods["method"])
+    assert len(methods) == 8  # 3 uniform budgets + dense, per experiment: none dropped as a duplicate
     assert "experiment(s) `cpu`, `gpu`" in text and "selection quality skipped" in text
     reach = pd.read_csv(out / "tables" / "reach_dense_top1.csv")
     assert len(reach) == 4  # each curve against the dense baseline of its own experiment
 
 
-def test_unknown_experiment_is_a_clear_error(tmp_path):
-    uri = make_experiment(tmp_path, "exists", methods=["uniform"], seeds=(0,), with_predictions=False, failed=False)
-    with pytest.raises(ReportError, match="no MLflow experiment 'missing'.*exists"):
-        load_trials(uri, ["missing"])
+def test_unknown_experiment_is_a_clear_error(full):
+    with pytest.raises(ReportError, match="no MLflow experiment 'missing'.*quick"):
+        load_trials(full[0], ["missing"])
 
 
 def test_per_video_counts_from_extras():
     from harness.report.build import bins_count, cluster_count
 
-    assert cluster_count({"cluster_starts": [0, 3, 7, 9]}) == 4  # starts, first cluster's 0 listed
-    assert cluster_count({"cluster_boundaries": [3, 7, 9]}) == 4  # internal boundaries only
-    assert cluster_count({"cluster_starts": [0, 1, 2, 2, 2]}) == 3  # short video: repeated starts
+    assert cluster_count({"cluster_boundaries": [0, 3, 7, 9]}) == 4  # every cluster's start frame
+    assert cluster_count({"cluster_starts": [2, 5]}) == 2  # the first start need not be frame 0 (stride)
+    assert cluster_count({"cluster_boundaries": [0, 1, 2, 2, 2]}) == 3  # short video: repeated starts
     assert cluster_count({"clusters": 5}) == 5 and cluster_count({}) is None
     assert bins_count({"bins": 7}) == 7 and bins_count({"bins": [5, 9]}) == 5 and bins_count({}) is None
+
+
+def test_an_experiment_whose_trials_all_failed_still_gets_a_report(full, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from test_report_helpers import log_trial
+
+    client = MlflowClient(full[0])
+    exp = client.create_experiment("allfail", artifact_location=str(tmp_path / "artifacts"))
+    log_trial(client, exp, client.create_run(exp).info.run_id, "uniform", 2, 0, {}, status="FAILED")
+    text = build_report(full[0], ["allfail"], tmp_path / "out").read_text()
+    assert "No finished trial has an accuracy or mAP metric" in text
+    assert "_No metric to check claims against._" in text and "| uniform | k=2 | 0 | FAILED |" in text

@@ -85,3 +85,27 @@ def test_bins_vary_needs_per_video_counts():
 def test_selection_overhead_threshold():
     rows = [trial("videoepitoma", k, 50, float(k)) for k in (2, 4)]  # selection is 1% of the total
     assert verdicts(rows, "VE-3").iloc[0]["verdict"] == HOLDS
+
+
+def test_a_methods_own_baseline_mode_is_its_reference_not_one_of_its_curves():
+    rows = [trial("sgs", b, 60 + b / 4, b / 2, budget_param="bins_test", mode="atfr") for b in (4, 8, 16)]
+    rows += [trial("sgs", 16, 64.5, 20.0, budget_param="bins_test", mode="base")]  # plain backbone
+    rows += [trial("dense", 1, 90.0, 40.0)]  # would make the claim fail if it were the reference
+    row = verdicts(rows, "SGS-1").iloc[0]
+    assert len(verdicts(rows, "SGS-1")) == 1  # the base mode is not judged as an SGS curve
+    assert row["verdict"] == HOLDS and "mode=base" in row["why"] and "64.5%" in row["measured here"]
+
+
+def test_clustering_against_all_frames_and_sampled_modes_with_training_memory():
+    rows = [trial("temporal_clustering", g, 50 + g, g + 1.0, budget_param="g", mode="cluster") for g in (4, 8)]
+    rows += [trial("temporal_clustering", 8, 60, 30.0, budget_param="g", mode="all_frames")]
+    rows += [trial("temporal_clustering", g, 52 + g, float(g), budget_param="g", mode="sampled") for g in (4, 8)]
+    pts = points(rows)
+    label = {p["mode"]: lab for p, lab in zip(pts["params"], pts["label"])}
+    memory = {(label["cluster"], 4): {"train_memory_mb": 100.0}, (label["cluster"], 8): {"train_memory_mb": 150.0},
+              (label["all_frames"], 8): {"train_memory_mb": 120.0}}
+    table = check_claims(pts, "top1", extras=memory)
+    tc3 = table[table["id"] == "TC-3"].iloc[0]
+    assert tc3["verdict"] == FAILS and "150 vs 120 MB" in tc3["measured here"]  # memory exceeds all frames at g=8
+    tc2 = table[table["id"] == "TC-2"].iloc[0]
+    assert tc2["verdict"] == FAILS and "mode=sampled" in tc2["measured here"]  # 54 < 56 at g=4

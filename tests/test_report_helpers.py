@@ -108,8 +108,9 @@ def log_trial(client, exp_id, parent, method, budget, seed, params, status="FINI
             extras["bins"] = int(rng.integers(max(1, budget // 2), budget + 1))
             gflops = 1.0 + 0.4 * extras["bins"]
         elif method == "temporal_clustering":
-            cuts = sorted(rng.choice(np.arange(1, NUM_FRAMES), budget - 1, replace=False).tolist())
-            extras["cluster_boundaries"] = cuts
+            starts = [0] + sorted(rng.choice(np.arange(1, NUM_FRAMES), budget - 1, replace=False).tolist())
+            extras["cluster_boundaries"] = starts  # as methods/temporal_clustering.py: every cluster's start
+            extras["train_memory_mb"] = 50.0 + 10 * budget
             gflops = 0.3 + FRAME_GFLOPS * budget
         elif selected is None or method == "dense":
             gflops = NUM_FRAMES * FRAME_GFLOPS

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from harness.report.collect import label_series
-from harness.report.pareto import (accuracy_at_matched_compute, compute_to_reach, front_share,
+from harness.report.pareto import (accuracy_at_matched_compute, compute_to_reach, finished, front_share,
                                    interpolate_metric, matched_cost_grid, pareto_front, seed_summary)
 
 
@@ -116,6 +116,15 @@ def test_seed_summary_means_std_and_failed_runs_excluded():
     assert "uniform-4-2" not in summary.loc[4, "run_ids"]
 
 
+def test_a_trial_rerun_counts_once_but_the_same_hash_in_two_experiments_counts_twice():
+    rows = [dict(trial("uniform", 4, 0, 50.0, 2.0), trial_hash="h", start_time=1),
+            dict(trial("uniform", 4, 0, 60.0, 2.0), trial_hash="h", start_time=2, run_id="rerun")]
+    summary = seed_summary(label_series(pd.DataFrame(rows)))
+    assert summary.loc[0, "n_seeds"] == 1 and summary.loc[0, "top1_mean"] == 60.0  # the latest run
+    rows[1]["experiment"] = "other"
+    assert finished(pd.DataFrame(rows)).shape[0] == 2
+
+
 def test_labels_split_curves_by_non_budget_params_only():
     trials = pd.DataFrame([trial("scsampler", 2, 0, 1, 1, objective="ac"),
                            trial("scsampler", 4, 0, 1, 1, objective="ac"),
@@ -123,3 +132,23 @@ def test_labels_split_curves_by_non_budget_params_only():
                            trial("uniform", 2, 0, 1, 1)])
     assert list(label_series(trials)["label"]) == ["scsampler (objective=ac)"] * 2 + [
         "scsampler (objective=sal_rank)", "uniform"]
+
+
+def test_spec_labels_name_curves_and_still_split_differing_params():
+    rows = [dict(trial("sgs", b, 0, 1, 1, mode="atfr"), spec_label="atfr") for b in (4, 8)]
+    rows += [dict(trial("sgs", 16, 0, 1, 1, mode="base"), spec_label="base-3d-cnn")]
+    rows += [dict(trial("scsampler", 2, 0, 1, 1, objective=o), spec_label="sampler") for o in ("ac", "sal_cl")]
+    assert list(label_series(pd.DataFrame(rows))["label"]) == [
+        "atfr", "atfr", "base-3d-cnn", "sampler (objective=ac)", "sampler (objective=sal_cl)"]
+
+
+def test_a_non_numeric_budget_separates_curves_instead_of_merging_them():
+    from harness.report.collect import _budget_param
+
+    assert _budget_param({"skimbench.budget_param": "k", "skimbench.budget": "4"}) == "k"
+    assert _budget_param({"skimbench.budget_param": "bins_test", "skimbench.budget": "null"}) == "bins_test"
+    assert _budget_param({"skimbench.budget_param": "arch", "skimbench.budget": '"small"'}) is None
+    rows = [dict(trial("m", float("nan"), 0, 1, 1, arch=a), budget_param=None) for a in ("small", "big")]
+    for row in rows:
+        row["params"].pop("k")
+    assert list(label_series(pd.DataFrame(rows))["label"]) == ["m (arch=small)", "m (arch=big)"]

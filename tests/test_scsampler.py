@@ -88,3 +88,80 @@ def test_cheap_inputs_are_low_resolution_frame_and_differences():
     assert x.shape == (2, 3 + 3, 8, 8)
     assert torch.allclose(x[:, :3], torch.ones(2, 3, 8, 8))  # middle frame (index 2)
     assert torch.allclose(x[:, 4], torch.ones(2, 8, 8)) and float(x[:, [3, 5]].abs().sum()) == 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# On the real tiny benchmark, through the trial's own construction path
+# ---------------------------------------------------------------------------------------------
+from pathlib import Path  # noqa: E402
+
+from harness.compute import count_flops, verify_accounting  # noqa: E402
+from harness.params import resolve_params  # noqa: E402
+from harness.registry import BACKBONES, DATASETS, METHODS  # noqa: E402
+from harness.settings import EVALUATION_PARAMS  # noqa: E402
+from harness.stages import StageStore  # noqa: E402
+from harness.trial import build_context  # noqa: E402
+
+R3D = {"name": "r3d_18", "params": {"width": 8, "input_size": 32}}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> StageStore:
+    return StageStore(tmp_path_factory.mktemp("stages"))
+
+
+def make_method(root: Path, store: StageStore, params: dict, backbone: dict = R3D):
+    cfg = {"dataset": {"name": "skim-digits", "params": resolve_params(DATASETS.get("skim-digits").params,
+                                                                      {"size": "tiny", "variant": "longrange", "root": str(root)})},
+           "backbone": {"name": backbone["name"], "params": resolve_params(BACKBONES.get(backbone["name"]).params, backbone["params"])},
+           "method": {"name": "scsampler", "params": resolve_params(METHODS.get("scsampler").params, {"epochs": 2, **params})},
+           "seed": 0, "evaluation": resolve_params(EVALUATION_PARAMS, {"device": "cpu", "heavy_epochs": 2})}
+    ctx, method = build_context(cfg, store, root.parent / "work", log=lambda _: None)
+    method.fit(ctx.dataset.split("train"))
+    return ctx, method
+
+
+def test_sampler_is_at_least_ten_times_cheaper_than_the_heavy_classifier(tiny_root, store):
+    ctx, method = make_method(tiny_root, store, {"objective": "ac", "k": 2})
+    components = method.components()
+    costs = {name: count_flops(c.module, c.make_inputs(), dict(c.config)).gflops for name, c in components.items()}
+    assert costs["sampler"] > 0 and costs["heavy"] >= 10 * costs["sampler"], costs
+    assert components["sampler"].role == "selection" and components["heavy"].role == "recognition"
+
+
+@pytest.mark.parametrize("objective", ["ac", "sal_cl", "sal_rank"])
+def test_scsampler_end_to_end_and_accounting_matches_brute_force(tiny_root, store, objective):
+    ctx, method = make_method(tiny_root, store, {"objective": objective, "k": 2})
+    records = ctx.dataset.split("test")
+    prediction = method.predict(records[0])
+    length = prediction.extras["num_timesteps"]
+    saliency = np.array(prediction.extras["saliency"])
+    assert prediction.usage.total("sampler") == length and prediction.usage.total("heavy") == 2
+    assert sorted(prediction.extras["timesteps"]) == sorted(top_k(saliency, 2).tolist())
+    assert np.isclose(prediction.scores.sum(), 1.0)
+    pairs = verify_accounting(method, records[:10])
+    assert len(pairs) == 10
+    for accounted, brute in pairs:
+        assert brute > 0 and abs(accounted - brute) <= 0.01 * brute, (objective, accounted, brute)
+
+
+def test_sweeping_k_reuses_one_trained_sampler_and_cross_classifier_labels(tiny_root, store):
+    ctx2, method2 = make_method(tiny_root, store, {"objective": "sal_rank", "k": 2})
+    ctx4, _ = make_method(tiny_root, store, {"objective": "sal_rank", "k": 4})
+    assert ctx2.stages_used["scsampler_sampler"] == ctx4.stages_used["scsampler_sampler"]
+    # Table 3: pseudo labels from another classifier (a 2-D ResNet) train another sampler
+    cross, method = make_method(tiny_root, store, {"objective": "sal_rank", "k": 2, "labels_from_backbone": "resnet18",
+                                                  "labels_from_params": {"width": 8}})
+    assert cross.stages_used["scsampler_sampler"] != ctx2.stages_used["scsampler_sampler"]
+    assert cross.stages_used["heavy_classifier"] == ctx2.stages_used["heavy_classifier"]  # f is unchanged
+    assert cross.stages_used["heavy_classifier[resnet18]"] != ctx2.stages_used["heavy_classifier"]
+    assert np.array_equal(method.table.heavy_logits, method2.table.heavy_logits)
+    assert len([p for p in (store.root / "heavy_classifier").iterdir() if p.is_dir() and not p.name.startswith(".")]) == 2

@@ -199,10 +199,10 @@ def test_sgs_model_is_trained_once_for_all_inference_budgets(trained_sgs, tiny_r
     assert max(few) <= 2
 
 
-def test_base_mode_runs_the_plain_backbone(tmp_path, tiny_root):
+def test_base_mode_runs_the_plain_backbone(trained_sgs, tiny_root):
     from harness.compute import verify_accounting
 
-    ctx, method = build_trial(tmp_path, tiny_root, "sgs", {"mode": "base", "frames": 8, "epochs": 1, "batch_size": 8})
+    ctx, method = build_trial(trained_sgs[0], tiny_root, "sgs", {"mode": "base", "frames": 8, "epochs": 1, "batch_size": 8})
     method.fit(ctx.dataset.split("train"))
     method.eval_mode()
     prediction = method.predict(ctx.dataset.split("test")[0])

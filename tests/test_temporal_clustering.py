@@ -90,6 +90,21 @@ def test_average_clusters_repeated_start():
     assert average_clusters(x, [0, 2, 3, 3]).flatten().tolist() == [0.5, 2.0, 3.0, 3.0]
 
 
+def test_videos_of_different_lengths_never_meet_padding():
+    """ClusterNet batches equal lengths only: each video's logits equal those it gets alone."""
+    from harness.registry import BACKBONES
+    from methods.temporal_clustering import ClusterNet
+
+    torch.manual_seed(2)
+    net = ClusterNet(BACKBONES.get("tsm_resnet18")(num_classes=3, width=4), 1, 4, "cumulative").eval()
+    videos = [torch.randn(3, t, 32, 32) for t in (9, 17, 9, 3)]
+    with torch.no_grad():
+        batched, starts = net(videos)
+        alone = torch.cat([net([v])[0] for v in videos])
+    assert torch.allclose(batched, alone, atol=1e-5)
+    assert [len(s) for s in starts] == [4, 4, 4, 4] and starts[3] == [0, 1, 2, 2]
+
+
 # -- the method on the real built-in benchmark (size tiny) ----------------------------------------
 from tests.test_sgs import build_trial  # noqa: E402
 
@@ -116,6 +131,8 @@ def test_clustering_method_logs_boundaries_and_accounts_exactly(store_dir, tiny_
         assert all(x % 2 == 0 for x in b)  # frame indices of the strided frames actually used
         assert p.extras["train_memory_mb"] > 0
         assert sorted(n for n, _, _ in p.usage.items()) == ["post", "pre"]
+    if rule != "cumulative":
+        return
     pairs = verify_accounting(method, test[:10])
     assert len(pairs) == 10
     for accounted, brute in pairs:
@@ -123,14 +140,14 @@ def test_clustering_method_logs_boundaries_and_accounts_exactly(store_dir, tiny_
 
 
 def test_clustering_costs_less_flops_and_memory_than_all_frames(store_dir, tiny_root):
+    """Table 1's columns: FLOPs and training memory per video, g clusters vs all frames vs g sampled
+    frames (an untrained network: costs do not depend on the weights)."""
     from harness.compute import account
 
     results = {}
     for mode in ("cluster", "all_frames", "sampled"):
-        ctx, method = build_trial(store_dir, tiny_root, "temporal_clustering", {"g": 4, "mode": mode, "epochs": 1},
-                                  backbone="tsm_resnet18")
-        method.fit(ctx.dataset.split("train"))
-        method.eval_mode()
+        ctx, method = build_trial(store_dir, tiny_root, "temporal_clustering", {"g": 4, "mode": mode}, backbone="tsm_resnet18")
+        method._hw, method.net = (32, 32), method._new_net().eval()
         with torch.inference_mode():
             p = method.predict(ctx.dataset.split("test")[0])
         results[mode] = (float(account(method.components(), [p.usage]).per_video[0]), p.extras["train_memory_mb"])

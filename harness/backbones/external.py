@@ -47,17 +47,17 @@ def _build_body(lib: str, model: str, kwargs: dict[str, Any]) -> tuple[nn.Module
         return net, int(net.num_features), "2d"
     if lib == "torchvision":
         import torchvision.models as tvm
-        import torchvision.models.video as tvv
 
-        video = hasattr(tvv, model)
-        net = (tvv if video else tvm).get_model(model, weights=None, **kwargs) if hasattr(tvm, "get_model") else getattr(tvv if video else tvm, model)(**kwargs)
-        return _strip_classifier(net), _last_linear(net).in_features, "video" if video else "2d"
+        video = model in tvm.list_models(module=tvm.video)
+        net = tvm.get_model(model, weights=None, **kwargs)
+        feature_dim = _last_linear(net).in_features
+        return _strip_classifier(net), feature_dim, "video" if video else "2d"
     import pytorchvideo.models.hub as hub
 
     net = getattr(hub, model)(pretrained=False, **kwargs)
     proj = net.blocks[-1].proj
     net.blocks[-1].proj = nn.Identity()
-    net.blocks[-1].activation = nn.Identity() if hasattr(net.blocks[-1], "activation") else None
+    net.blocks[-1].activation = None  # ResNetBasicHead skips a None activation
     return net, proj.in_features, "video"
 
 

@@ -20,6 +20,7 @@ or read frames on the fly with ``harness.data.decoding.read_frames``.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -114,39 +115,43 @@ def bank_deps(dataset: Any, split: str, size: int | None, max_frames: int | None
             "version": BANK_VERSION}
 
 
+def _probe(record: Any, backend: str, num_threads: int, min_frames: int, need_shape: bool) -> tuple[Any, str | None]:
+    """(VideoInfo, None) for a usable video, (None, reason) otherwise. Opening decodes nothing."""
+    try:
+        reader = open_video(record.path, backend, num_threads)
+        if len(reader) < min_frames:
+            raise VideoDecodeError(record.path, "too short", f"{len(reader)} frames < {min_frames}")
+        h, w = reader.get_batch([0]).shape[1:3] if need_shape else (0, 0)
+        return VideoInfo(record.path, len(reader), reader.fps, h, w, reader.backend), None
+    except VideoDecodeError as exc:
+        return None, exc.reason
+    except Exception:  # decord failing on a frame (no fallback with backend="decord")
+        return None, "undecodable"
+
+
 def _decode_split(records: list, folder: Path, size: int | None, max_frames: int | None, backend: str, num_threads: int,
-                  min_frames: int, progress: Callable[[int, int], None] | None) -> None:
-    # pass 1: open every video (cheap: no decoding) to learn lengths and skip missing or broken files
-    usable, skipped = [], []
+                  min_frames: int, progress: Callable[[int, int], None] | None, workers: int) -> None:
+    from concurrent.futures import ThreadPoolExecutor  # decoders release the GIL
+
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    # pass 1: open every video to learn lengths and skip missing or broken files
+    skipped: list[tuple[str, str]] = []
+    usable = []
     shape: tuple[int, int] | None = (size, size) if size else None
-    for record in records:
-        try:
-            reader = open_video(record.path, backend, num_threads)
-            if len(reader) < min_frames:
-                raise VideoDecodeError(record.path, "too short", f"{len(reader)} frames < {min_frames}")
-            if shape is None:
-                shape = reader.get_batch([0]).shape[1:3]
-        except VideoDecodeError as exc:
-            skipped.append((record.video_id, exc.reason))
+    for record, (info, reason) in zip(records, pool.map(lambda r: _probe(r, backend, num_threads, min_frames, not size), records)):
+        if reason:
+            skipped.append((record.video_id, reason))
             continue
-        except Exception:  # decord failing on a frame (no fallback with backend="decord")
-            skipped.append((record.video_id, "undecodable"))
-            continue
-        usable.append((record, VideoInfo(record.path, len(reader), reader.fps, 0, 0, reader.backend)))
-    n_total = len(usable)
+        usable.append((record, info))
+        shape = shape or (info.height, info.width)
     tmax = max((len(subsample_indices(info.num_frames, max_frames)) for _, info in usable), default=0)
     h, w = shape or (0, 0)
-    frames = np.lib.format.open_memmap(folder / "frames.npy", mode="w+", dtype=np.uint8, shape=(n_total, tmax, h, w, 3))
-    lengths = np.zeros(n_total, dtype=np.int64)
-    relevance = np.zeros((n_total, tmax), dtype=np.uint8)
-    has_relevance = False
-    fps = np.zeros(n_total, dtype=np.float64)
-    kept: list = []
+    frames = np.lib.format.open_memmap(folder / "frames.npy", mode="w+", dtype=np.uint8, shape=(len(usable), tmax, h, w, 3))
 
-    # pass 2: decode into the memory map; a video failing now is skipped like the others
-    for done, (record, info) in enumerate(usable, 1):
+    # pass 2: decode video i into row i, in parallel; a video failing now is skipped like the others
+    def decode(row: int) -> str | None:
+        record, info = usable[row]
         indices = subsample_indices(info.num_frames, max_frames)
-        row = len(kept)
         try:
             reader = open_video(record.path, backend, num_threads)
             for start in range(0, len(indices), CHUNK):
@@ -154,38 +159,52 @@ def _decode_split(records: list, folder: Path, size: int | None, max_frames: int
                 if batch.shape[1:3] != (h, w):
                     batch = resize_crop_uint8(torch.from_numpy(batch), (h, w)).numpy()
                 frames[row, start:start + len(batch)] = batch
+            return None
         except Exception as exc:  # decoder errors must never kill the trial
-            reason = exc.reason if isinstance(exc, VideoDecodeError) else "undecodable"
+            return exc.reason if isinstance(exc, VideoDecodeError) else "undecodable"
+
+    kept: list = []  # (record, info, row)
+    for done, (row, reason) in enumerate(zip(range(len(usable)), pool.map(decode, range(len(usable)))), 1):
+        record, info = usable[row]
+        if reason:
             skipped.append((record.video_id, reason))
-            frames[row] = 0
-            continue
+        else:
+            if row != len(kept):  # close the gap left by a failed video
+                frames[len(kept)] = frames[row]
+            kept.append((record, info))
+        if progress:
+            progress(done, len(usable))
+    pool.shutdown()
+    frames.flush()
+    del frames
+
+    n = len(kept)
+    tmax = max((len(subsample_indices(info.num_frames, max_frames)) for _, info in kept), default=0)  # without the failed
+    lengths = np.zeros(n, dtype=np.int64)
+    fps = np.zeros(n, dtype=np.float64)
+    relevance = np.zeros((n, tmax), dtype=np.uint8)
+    for row, (record, info) in enumerate(kept):
+        indices = subsample_indices(info.num_frames, max_frames)
         lengths[row] = len(indices)
         fps[row] = info.fps * len(indices) / info.num_frames
         if record.relevance is not None:
-            has_relevance = True
             rel = np.zeros(info.num_frames, dtype=np.uint8)
             given = np.asarray(record.relevance, dtype=np.uint8)[: info.num_frames]
             rel[: len(given)] = given
             relevance[row, : len(indices)] = rel[indices]
-        kept.append(record)
-        if progress:
-            progress(done, n_total)
-    frames.flush()
-    del frames
-    n = len(kept)
-    np.save(folder / "lengths.npy", lengths[:n])
-    np.save(folder / "fps.npy", fps[:n])
-    if has_relevance:
-        np.save(folder / "relevance.npy", relevance[:n])
-    meta = {"video_ids": [r.video_id for r in kept], "labels": [list(r.labels) for r in kept],
-            "skipped": [list(s) for s in skipped], "rows": n, "tmax": tmax, "height": h, "width": w}
+    np.save(folder / "lengths.npy", lengths)
+    np.save(folder / "fps.npy", fps)
+    if any(record.relevance is not None for record, _ in kept):
+        np.save(folder / "relevance.npy", relevance)
+    meta = {"video_ids": [r.video_id for r, _ in kept], "labels": [list(r.labels) for r, _ in kept],
+            "skipped": [list(x) for x in skipped], "rows": n, "tmax": tmax, "height": h, "width": w}
     (folder / "bank.json").write_text(json.dumps(meta))
 
 
 def read_frame_bank(folder: Path) -> FrameBank:
     meta = json.loads((folder / "bank.json").read_text())
     n = meta["rows"]
-    frames = np.load(folder / "frames.npy", mmap_mode="r")[:n]
+    frames = np.load(folder / "frames.npy", mmap_mode="r")[:n, : meta["tmax"]]  # rows/frames of failed videos cut off
     relevance = np.load(folder / "relevance.npy", mmap_mode="r") if (folder / "relevance.npy").exists() else None
     return FrameBank(key=folder.name, video_ids=meta["video_ids"], frames=frames, lengths=np.load(folder / "lengths.npy"),
                      labels=[tuple(x) for x in meta["labels"]], relevance=relevance,
@@ -193,7 +212,7 @@ def read_frame_bank(folder: Path) -> FrameBank:
 
 
 def load_frame_bank(dataset: Any, split: str, store: Any, *, size: int | None = None, max_frames: int | None = None,
-                    backend: str = "auto", num_threads: int = 1, min_frames: int = 1,
+                    backend: str = "auto", num_threads: int = 1, min_frames: int = 1, workers: int | None = None,
                     progress: Callable[[int, int], None] | None = None) -> FrameBank:
     """The decoded frames of ``split``: decoded once into a stage of ``store`` (key = dataset manifest +
     params + split + decode settings), memory-mapped on every later call, in any process.
@@ -201,11 +220,13 @@ def load_frame_bank(dataset: Any, split: str, store: Any, *, size: int | None = 
     ``size``: frames resized (short side) and centre-cropped to size x size; None keeps the native
     resolution of the first readable video (others are resized to it). ``max_frames``: longer videos
     are uniformly subsampled. Bad videos are skipped and listed (see the module docstring).
+    ``workers``: videos decoded in parallel (threads; default min(4, CPUs)); the result does not depend on it.
     """
+    workers = workers or min(4, os.cpu_count() or 1)
     deps = bank_deps(dataset, split, size, max_frames, backend, min_frames)
 
     def compute(tmp: Path) -> None:
-        _decode_split(dataset.split(split), tmp, size, max_frames, backend, num_threads, min_frames, progress)
+        _decode_split(dataset.split(split), tmp, size, max_frames, backend, num_threads, min_frames, progress, workers)
 
     folder = store.get_or_compute("frames", deps, compute)
     return read_frame_bank(folder)

@@ -114,7 +114,7 @@ def cmd_make(args: argparse.Namespace) -> int:
             progress.update(task, completed=done, total=total)
 
         folder, seconds = synthetic.make(size=args.size, variant=args.variant, seed=args.seed, root=args.root,
-                                         progress=update, **_parse_params(args.param))
+                                         progress=update, workers=args.workers, **_parse_params(args.param))
     state = f"generated in {seconds:.1f} s" if seconds else "already present"
     print(f"skim-digits {args.variant}/{args.size} seed {args.seed}: {folder} ({state})")
     return 0
@@ -140,6 +140,7 @@ def add_commands(subparsers: Any) -> None:
     make.add_argument("--variant", default="longrange", choices=("move4", "longrange", "multilabel"))
     make.add_argument("--seed", type=int, default=0)
     make.add_argument("--root", default="data/skim-digits")
+    make.add_argument("--workers", type=int, default=None, help="processes (default: 1 for tiny/small, all CPUs for full)")
     make.add_argument("--param", action="append", metavar="KEY=VALUE",
                       help="generator knob: informative_fraction, num_segments, num_frames, resolution, num_train, num_test")
     make.set_defaults(func=cmd_make)

@@ -21,10 +21,11 @@ CODECS = {
 
 
 def write_video(path: str | Path, frames: np.ndarray, fps: float = 25.0, codec: str | None = None,
-                quality: int = 12) -> Path:
+                quality: int = 12, faststart: bool = False) -> Path:
     """Encode uint8 RGB frames ``[T,H,W,3]`` (H and W even) to ``path``; the codec follows the extension.
 
     ``quality`` is x264's CRF (lower = closer to lossless); other codecs use a high fixed rate.
+    ``faststart`` puts an MP4's index before the data (as web videos do).
     """
     path = Path(path)
     frames = np.asarray(frames)
@@ -34,7 +35,8 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float = 25.0, codec: 
     codec = codec or default_codec
     path.parent.mkdir(parents=True, exist_ok=True)
     rate = Fraction(fps).limit_denominator(1001)
-    with av.open(str(path), mode="w") as container:
+    options = {"movflags": "faststart"} if faststart and path.suffix.lower() == ".mp4" else {}
+    with av.open(str(path), mode="w", options=options) as container:
         stream = container.add_stream(codec, rate=rate)
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = pix_fmt

@@ -42,7 +42,7 @@ from harness.params import Param
 from harness.registry import register_dataset
 from harness.stages import content_hash
 
-GENERATOR_VERSION = 1  # bump when the generator's output changes: it names the folder
+GENERATOR_VERSION = 2  # bump when the generator's output changes: it is part of the folder name
 CLIP_LEN = 4
 FPS = 8.0
 PRIMITIVES = ("up", "down", "left", "right")
@@ -218,28 +218,54 @@ def make_video(cfg: dict[str, Any], label: int, rng: np.random.Generator) -> tup
     return frames, entry
 
 
-def generate(cfg: dict[str, Any], out: Path, progress: Callable[[int, int], None] | None = None) -> None:
-    """Write videos/<split>/<id>.mp4 and <split>.json for ``cfg`` into ``out`` (deterministic)."""
+def _write_one(job: tuple[dict[str, Any], Path, int, int, int]) -> dict[str, Any]:
+    """Render and encode video ``i`` of a split; its randomness depends only on (seed, split, i)."""
+    cfg, out, split_index, i, label = job
+    split = ("train", "test")[split_index]
+    frames, entry = make_video(cfg, label, np.random.default_rng([cfg["seed"], split_index, i]))
+    video_id = f"{split}_{i:05d}"
+    rel = f"videos/{split}/{video_id}.mp4"
+    write_video(out / rel, frames, fps=FPS)
+    return {"id": video_id, "path": rel, **entry}
+
+
+def default_workers(cfg: dict[str, Any]) -> int:
+    """Processes for generation: one for tiny/small (start-up would cost more than it saves), else all CPUs."""
+    total = cfg["num_train"] + cfg["num_test"]
+    return 1 if total <= 500 else min(16, os.cpu_count() or 1)
+
+
+def generate(cfg: dict[str, Any], out: Path, progress: Callable[[int, int], None] | None = None,
+             workers: int | None = None) -> None:
+    """Write videos/<split>/<id>.mp4 and <split>.json for ``cfg`` into ``out``. Deterministic whatever
+    ``workers`` is: every video draws from its own generator seeded by (seed, split, index)."""
     names = class_names(cfg["variant"], cfg["num_segments"])
     total = cfg["num_train"] + cfg["num_test"]
+    workers = workers or default_workers(cfg)
     done = 0
-    for split_index, split in enumerate(("train", "test")):
-        n = cfg[f"num_{split}"]
-        order_rng = np.random.default_rng([cfg["seed"], split_index, 10**6])
-        labels = order_rng.permutation(np.arange(n) % len(names))  # balanced classes
-        videos = []
-        for i in range(n):
-            rng = np.random.default_rng([cfg["seed"], split_index, i])
-            frames, entry = make_video(cfg, int(labels[i]), rng)
-            video_id = f"{split}_{i:05d}"
-            rel = f"videos/{split}/{video_id}.mp4"
-            write_video(out / rel, frames, fps=FPS)
-            videos.append({"id": video_id, "path": rel, **entry})
-            done += 1
-            if progress:
-                progress(done, total)
-        doc = {"classes": names, "videos": videos}
-        (out / f"{split}.json").write_text(json.dumps(doc, sort_keys=True, separators=(",", ":")) + "\n")
+    pool = None
+    if workers > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        _footage(cfg["resolution"])  # decoded once here, inherited by the forked workers
+        pool = ProcessPoolExecutor(max_workers=workers)
+    try:
+        for split_index, split in enumerate(("train", "test")):
+            n = cfg[f"num_{split}"]
+            order_rng = np.random.default_rng([cfg["seed"], split_index, 10**6])
+            labels = order_rng.permutation(np.arange(n) % len(names))  # balanced classes
+            jobs = [(cfg, out, split_index, i, int(labels[i])) for i in range(n)]
+            videos = []
+            for entry in (pool.map(_write_one, jobs, chunksize=8) if pool else map(_write_one, jobs)):
+                videos.append(entry)
+                done += 1
+                if progress:
+                    progress(done, total)
+            doc = {"classes": names, "videos": videos}
+            (out / f"{split}.json").write_text(json.dumps(doc, sort_keys=True, separators=(",", ":")) + "\n")
+    finally:
+        if pool:
+            pool.shutdown()
     (out / "config.json").write_text(json.dumps(cfg, sort_keys=True, indent=1) + "\n")
 
 
@@ -262,10 +288,16 @@ def resolve_config(variant: str = "longrange", size: str = "small", seed: int = 
     return cfg
 
 
-def ensure_generated(root: str | Path, cfg: dict[str, Any], progress: Callable[[int, int], None] | None = None) -> Path:
+def folder_name(cfg: dict[str, Any]) -> str:
+    """Readable prefix + hash of the whole configuration: different knobs never share a folder."""
+    return f"{cfg['variant']}-{cfg['size']}-seed{cfg['seed']}-{content_hash(cfg, 8)}"
+
+
+def ensure_generated(root: str | Path, cfg: dict[str, Any], progress: Callable[[int, int], None] | None = None,
+                     workers: int | None = None) -> Path:
     """The folder holding ``cfg``'s files, generating it first (once, under a lock) if absent."""
     root = Path(root)
-    name = f"{cfg['variant']}-{cfg['size']}-seed{cfg['seed']}-{content_hash(cfg, 8)}"
+    name = folder_name(cfg)
     final = root / name
     if (final / "config.json").exists():
         return final
@@ -275,7 +307,7 @@ def ensure_generated(root: str | Path, cfg: dict[str, Any], progress: Callable[[
             return final
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
         try:
-            generate(cfg, tmp, progress)
+            generate(cfg, tmp, progress, workers)
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)
@@ -344,10 +376,10 @@ class SkimDigits(VideoDataset):
 
 
 def make(size: str = "small", variant: str = "longrange", seed: int = 0, root: str = "data/skim-digits",
-         progress: Callable[[int, int], None] | None = None, **knobs: Any) -> tuple[Path, float]:
+         progress: Callable[[int, int], None] | None = None, workers: int | None = None, **knobs: Any) -> tuple[Path, float]:
     """Generate one copy (``skimbench data make``); returns its folder and the seconds it took (0 if it existed)."""
     cfg = resolve_config(variant, size, seed, **knobs)
     started = time.perf_counter()
-    existed = (Path(root) / f"{cfg['variant']}-{cfg['size']}-seed{cfg['seed']}-{content_hash(cfg, 8)}" / "config.json").exists()
-    folder = ensure_generated(root, cfg, progress)
+    existed = (Path(root) / folder_name(cfg) / "config.json").exists()
+    folder = ensure_generated(root, cfg, progress, workers)
     return folder, 0.0 if existed else time.perf_counter() - started

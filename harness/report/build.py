@@ -44,16 +44,16 @@ def slug(text: str) -> str:
 
 
 def cluster_count(extras: Mapping) -> int | None:
-    """Non-empty clusters of one video: ``clusters``/``num_clusters`` if logged, else one more than
-    the distinct positive frame indices in ``cluster_boundaries`` or ``cluster_starts`` (where a
-    cluster starts; the first cluster's start 0 may be listed or not, and a start repeated for a
+    """Non-empty clusters of one video: ``clusters``/``num_clusters`` if logged, else the distinct
+    start frames in ``cluster_boundaries`` / ``cluster_starts`` (the start frame of every cluster,
+    the first included, as ``methods/temporal_clustering.py`` logs them; a start repeated for a
     video shorter than g adds no cluster)."""
     for key in ("clusters", "num_clusters"):
         if isinstance(extras.get(key), (int, float)):
             return int(extras[key])
     bounds = extras.get("cluster_boundaries", extras.get("cluster_starts"))
     if isinstance(bounds, list):
-        return len({int(b) for b in bounds if int(b) > 0}) + 1
+        return len({int(b) for b in bounds})
     return None
 
 
@@ -79,6 +79,23 @@ def per_video_values(trials: pd.DataFrame, predictions: Mapping[str, pd.DataFram
     return {k: np.asarray(v) for k, v in pooled.items()}
 
 
+def numeric_extras_means(trials: pd.DataFrame, predictions: Mapping[str, pd.DataFrame]
+                         ) -> dict[tuple[str, float], dict[str, float]]:
+    """(label, budget) -> mean over all seeds' test videos of every numeric scalar in ``extras``
+    (e.g. clustering's ``train_memory_mb``)."""
+    pooled: dict[tuple[str, float], dict[str, list[float]]] = {}
+    for trial in trials.itertuples():
+        table = predictions.get(trial.run_id)
+        if table is None or "extras" not in table:
+            continue
+        bucket = pooled.setdefault((trial.label, trial.budget), {})
+        for extras in table["extras"]:
+            for key, value in (extras or {}).items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    bucket.setdefault(key, []).append(float(value))
+    return {k: {key: float(np.mean(v)) for key, v in d.items()} for k, d in pooled.items() if d}
+
+
 def selection_masks(trials: pd.DataFrame, predictions: Mapping[str, pd.DataFrame], video_ids: Sequence[str],
                     num_frames: Mapping[str, int]) -> dict[str, dict[str, np.ndarray]]:
     """video -> curve label -> per-frame mask of what the curve's middle budget (lowest seed) looked at."""
@@ -91,7 +108,7 @@ def selection_masks(trials: pd.DataFrame, predictions: Mapping[str, pd.DataFrame
         if table is None:
             continue
         unit = trial["selection_unit"] if isinstance(trial["selection_unit"], str) else "frame"
-        span = int(trial["clip_len"] or 1) if unit == "clip" else 1
+        span = int(trial["clip_len"]) if unit == "clip" and not pd.isna(trial["clip_len"]) else 1
         name = label + ("" if pd.isna(trial["budget"]) else f" ({trial['budget_param']}={trial['budget']:g})")
         for row in table.itertuples():
             vid = str(row.video_id)
@@ -249,7 +266,7 @@ def build_report(tracking_uri: str, experiments: Sequence[str], out_dir: str | P
            "budgets: for reference only), what this harness measured, and a verdict by the criterion given. "
            "Only the relative statement of each claim is tested.", ""]
     if metrics:
-        claim_rows = claims_mod.check_claims(points, metrics[0], bins_by_key)
+        claim_rows = claims_mod.check_claims(points, metrics[0], bins_by_key, numeric_extras_means(done, predictions))
         verdicts = claim_rows["verdict"].value_counts().to_dict()
         md += [f"Metric: {metrics[0]}. Verdicts: " + ", ".join(f"{k}: {v}" for k, v in sorted(verdicts.items())), ""]
         text = claim_rows.assign(claim=[f"{p} {t}: {c}" for p, t, c in

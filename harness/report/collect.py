@@ -59,6 +59,15 @@ def _parse_param(value: str) -> Any:
         return value
 
 
+def _budget_param(tags: dict[str, str]) -> str | None:
+    """The budget knob's name, unless its value is not a number (a curve needs an ordered knob:
+    such a parameter then separates curves in ``label_series`` instead)."""
+    name, value = tags.get(TAG + "budget_param") or None, tags.get(TAG + "budget", "")
+    if name and value not in ("", "null") and np.isnan(_as_float(value)):
+        return None
+    return name
+
+
 def trial_row(run: Any, experiment: str) -> dict[str, Any] | None:
     """One tidy row from an ``mlflow.entities.Run``; None for runs that are not trials."""
     tags = run.data.tags
@@ -76,7 +85,7 @@ def trial_row(run: Any, experiment: str) -> dict[str, Any] | None:
         "dataset": tags.get(TAG + "dataset", "?"),
         "backbone": tags.get(TAG + "backbone", "?"),
         "seed": _as_int(tags.get(TAG + "seed")),
-        "budget_param": tags.get(TAG + "budget_param") or None,
+        "budget_param": _budget_param(tags),
         "budget": _as_float(tags.get(TAG + "budget")),
         "deployable": _as_bool(tags.get(TAG + "deployable", "true")),
         "dynamic": _as_bool(tags.get(TAG + "dynamic", "false")),
@@ -139,26 +148,27 @@ def load_predictions(tracking_uri: str, run_id: str) -> pd.DataFrame | None:
 def label_series(trials: pd.DataFrame) -> pd.DataFrame:
     """Add ``label``: the curve a trial belongs to.
 
-    A curve is one method swept over its budget knob, so the label is the method name plus every
-    other method parameter that varies among that method's trials (``scsampler (objective=ac)``),
-    plus the backbone when the trials span several and the experiment when several are compared.
-    A spec's own ``label`` for a method entry replaces the method name. Seeds never enter the
-    label: they are averaged over.
+    A curve is one method entry swept over its budget knob. Its name is the spec's label for the
+    entry (the method name by default) plus every other method parameter that varies among the
+    trials sharing that name (``scsampler (objective=ac)``), so that differently configured trials
+    are never averaged together; plus the backbone when the trials span several and the experiment
+    when several are compared. Seeds never enter the label: they are averaged over.
     """
     trials = trials.copy()
-    labels = []
+    if "spec_label" not in trials:
+        trials["spec_label"] = trials["method"]
+    base = trials["spec_label"].fillna(trials["method"])
     several_backbones = trials["backbone"].nunique() > 1
     several_experiments = trials["experiment"].nunique() > 1
     varying: dict[str, list[str]] = {}
-    for method, group in trials.groupby("method"):
-        budget = group["budget_param"].dropna().iloc[0] if group["budget_param"].notna().any() else None
-        keys = sorted({k for p in group["params"] for k in p} - {budget})
-        varying[method] = [k for k in keys
-                           if len({json.dumps(p.get(k), sort_keys=True) for p in group["params"]}) > 1]
-    for _, row in trials.iterrows():
-        parts = [f"{k}={row['params'].get(k)}" for k in varying[row["method"]]]
-        label = row.get("spec_label") or row["method"]
-        label += f" ({', '.join(parts)})" if parts else ""
+    for name, group in trials.groupby(base):
+        budgets = set(group["budget_param"].dropna())
+        keys = sorted({k for p in group["params"] for k in p} - budgets)
+        varying[name] = [k for k in keys if len({json.dumps(p.get(k), sort_keys=True) for p in group["params"]}) > 1]
+    labels = []
+    for name, (_, row) in zip(base, trials.iterrows()):
+        parts = [f"{k}={row['params'].get(k)}" for k in varying[name]]
+        label = name + (f" ({', '.join(parts)})" if parts else "")
         if several_backbones:
             label += f" [{row['backbone']}]"
         if several_experiments:

@@ -32,14 +32,16 @@ def finished(trials: pd.DataFrame) -> pd.DataFrame:
     than once (``--force``) counts once: its latest finished run."""
     done = trials[trials["status"] == "FINISHED"]
     if "start_time" in done and "trial_hash" in done:
-        done = done.sort_values("start_time").drop_duplicates("trial_hash", keep="last").sort_index()
+        # keyed with the experiment: the same spec launched on two machines repeats its hashes
+        done = done.sort_values("start_time").drop_duplicates(["experiment", "trial_hash"], keep="last").sort_index()
     return done
 
 
 def unfinished(trials: pd.DataFrame) -> pd.DataFrame:
     """Trials (by hash) with no finished run: what a report must list as missing."""
-    ok = set(trials.loc[trials["status"] == "FINISHED", "trial_hash"])
-    return trials[~trials["trial_hash"].isin(ok)].drop_duplicates("trial_hash", keep="last")
+    key = trials["experiment"] + "/" + trials["trial_hash"]
+    ok = set(key[trials["status"] == "FINISHED"])
+    return trials[~key.isin(ok)].drop_duplicates(["experiment", "trial_hash"], keep="last")
 
 
 def seed_summary(trials: pd.DataFrame) -> pd.DataFrame:

@@ -209,9 +209,9 @@ def plot_filmstrip(video_ids: Sequence[str], get_frames: Callable[[str], np.ndar
     if not video_ids:
         return None
     n_methods = max(len(selections[v]) for v in video_ids)
-    height = len(video_ids) * (1.9 + 0.22 * (n_methods + 1)) + 0.4
+    height = len(video_ids) * (1.9 + 0.22 * (n_methods + 1)) + 0.8
     fig = plt.figure(figsize=(13, height))
-    outer = fig.add_gridspec(len(video_ids), 1, hspace=0.45, top=1 - 0.5 / height)
+    outer = fig.add_gridspec(len(video_ids), 1, hspace=0.45, top=1 - 0.95 / height)
     for row, vid in enumerate(video_ids):
         frames = np.asarray(get_frames(vid))
         n = len(frames)
@@ -241,5 +241,5 @@ def plot_filmstrip(video_ids: Sequence[str], get_frames: Callable[[str], np.ndar
         time_ax.set_yticklabels(names, fontsize=7)
         time_ax.set_xlabel("frame index (red: relevant ground truth, blue: frames the method looked at)", fontsize=7)
         time_ax.tick_params(axis="x", labelsize=7)
-    fig.suptitle(title, y=1.0)
+    fig.suptitle(title, y=1 - 0.1 / height, va="top")
     return save(fig, stem)

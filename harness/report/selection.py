@@ -72,7 +72,10 @@ def selection_quality(trials: pd.DataFrame, predictions: Mapping[str, pd.DataFra
         if table is None or trial.status != "FINISHED":
             continue
         unit = trial.selection_unit if isinstance(trial.selection_unit, str) else "frame"
-        scores = trial_selection_scores(table, relevance, unit, trial.clip_len)
+        clip_len = None if pd.isna(trial.clip_len) else int(trial.clip_len)
+        if unit == "clip" and not clip_len:
+            continue  # clips without a known length cannot be mapped to frames
+        scores = trial_selection_scores(table, relevance, unit, clip_len)
         if scores:
             rows.append({"dataset": trial.dataset, "label": trial.label, "method": trial.method,
                          "budget": trial.budget, "seed": trial.seed, "unit": unit,
