@@ -18,6 +18,7 @@ the duplicate runs (target 0: no trial hash with more than one FINISHED run).
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import subprocess
@@ -69,11 +70,15 @@ def runs_by_hash(folder: Path, experiment: str) -> dict[str, list]:
     return out
 
 
-def count_finished(folder: Path, experiment: str) -> int:
+def status_counts(folder: Path, experiment: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
     try:
-        return sum(r.info.status == "FINISHED" for runs in runs_by_hash(folder, experiment).values() for r in runs)
-    except Exception:  # noqa: BLE001 - the store may not exist yet, or be busy
-        return 0
+        for runs in runs_by_hash(folder, experiment).values():
+            for run in runs:
+                counts[run.info.status] = counts.get(run.info.status, 0) + 1
+    except Exception:  # noqa: BLE001 - the store may be busy
+        pass
+    return counts
 
 
 # -- processes ---------------------------------------------------------------------------------
@@ -143,6 +148,8 @@ def main() -> None:
     from harness.data.synthetic import make
     from harness.tracking import TAG, trial_runs
 
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # no schema-migration chatter in the figures
+
     with tempfile.TemporaryDirectory(prefix="skimbench-faults-") as tmp:
         folder = Path(tmp)
         data_root = folder / "data"
@@ -162,15 +169,18 @@ def main() -> None:
         t0 = time.perf_counter()
         driver = subprocess.Popen(skimbench_command(spec1), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                   text=True, start_new_session=True)
-        while count_finished(folder, "faults") < args.kill_after:
+        while True:  # kill mid-grid: some trials FINISHED and at least one in flight, whose work is lost
+            counts = status_counts(folder, "faults")
+            if counts.get("FINISHED", 0) >= args.kill_after and counts.get("RUNNING", 0) >= 1:
+                break
             if driver.poll() is not None:
                 raise SystemExit(f"the driver ended before it could be killed:\n{driver.stderr.read()[-3000:]}")
-            time.sleep(0.5)
-        finished_before_kill = count_finished(folder, "faults")
+            time.sleep(0.3)
         killed, left_alive = kill_driver(driver)
         driver.stderr.close()
         time_to_kill = time.perf_counter() - t0
-        running_at_kill = sum(r.info.status == "RUNNING" for r in trial_runs(f"sqlite:///{folder}/mlflow.db", "faults"))
+        counts = status_counts(folder, "faults")  # runs in flight stay RUNNING: nobody is left to close them
+        finished_before_kill, running_at_kill = counts.get("FINISHED", 0), counts.get("RUNNING", 0)
 
         t0 = time.perf_counter()
         rerun = run_to_end(spec1)
@@ -191,6 +201,7 @@ def main() -> None:
         runs1, runs2 = runs_by_hash(folder, "faults"), runs_by_hash(folder, "timeout")
         all_runs = {**runs1, **runs2}
         finished = {h: [r for r in all_runs.get(h, []) if r.info.status == "FINISHED"] for h in hashes1 + hashes2}
+        still_running = sum(r.info.status == "RUNNING" for runs in all_runs.values() for r in runs)
         timeout_runs = runs2.get(timeout_hash, [])
         timeout_ok = (bool(timeout_runs) and not finished[timeout_hash]
                       and all(r.info.status == "KILLED" and r.data.tags.get(f"{TAG}outcome") == "TIMEOUT" for r in timeout_runs))
@@ -208,7 +219,7 @@ def main() -> None:
         survived = {
             "exception in fit (1st attempt)": len(finished[error_hash]) == 1 and bool(error_first) and has_traceback,
             "Ray worker SIGKILLed mid-trial (1st attempt)": len(finished[die_hash]) == 1 and len(runs1.get(die_hash, [])) >= 2,
-            "driver SIGKILLed mid-grid, restarted": rerun.returncode == 0 and left_alive == 0
+            "driver SIGKILLed mid-grid, restarted": rerun.returncode == 0 and left_alive == 0 and still_running == 0
                                                      and all(len(finished[h]) == 1 for h in hashes1),
             "trial beyond timeout_s": timeout_ok and longest_attempt < args.timeout + 30
                                       and all(len(finished[h]) == 1 for h in hashes2 if h != timeout_hash),
@@ -219,6 +230,7 @@ def main() -> None:
         print(f"  driver SIGKILLed after {time_to_kill:.1f} s with {finished_before_kill} runs FINISHED and {running_at_kill} RUNNING; "
               f"{killed} processes in its group/tree, {left_alive} left alive [target 0: {'met' if left_alive == 0 else 'NOT met'}]")
         print(f"  restart with the same command: exit {rerun.returncode}, {rerun_time:.1f} s; {summary[-1].strip() if summary else rerun.stderr[-2000:]}")
+        print(f"  trial runs still RUNNING at the end (in flight at the kill, not closed on restart): {still_running}")
         print(f"  runs of the exception trial: {outcomes(error_hash)}")
         print(f"  runs of the worker-killing trial: {outcomes(die_hash)}")
         print(f"grid 2 'timeout': timeout_s {args.timeout:g}, one trial sleeping {10 * args.timeout:g} s, one ordinary; "

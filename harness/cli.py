@@ -36,12 +36,16 @@ def _load_plugins(args: argparse.Namespace) -> None:
 
 
 def _load(args: argparse.Namespace):
-    from harness.grid import expand
+    from harness.grid import expand, swept_params
     from harness.spec import load_spec
 
     _load_plugins(args)
     spec = load_spec(args.spec)
-    return spec, expand(spec)
+    trials = expand(spec)
+    swept = swept_params(trials)
+    for cfg in trials:  # for display only: not part of the trial hash
+        cfg["swept"] = swept[cfg.get("label") or cfg["method"]["name"]]
+    return spec, trials
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -51,7 +55,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     spec, trials = _load(args)
     rows = [{"hash": t["hash"], "method": t.get("label") or t["method"]["name"], "dataset": t["dataset"]["name"],
              "backbone": t["backbone"]["name"], "seed": t["seed"],
-             **{k: v for k, v in t["method"]["params"].items() if k in t.get("swept", ())}} for t in trials]
+             **{k: str(v) for k, v in t["method"]["params"].items() if k in t.get("swept", ())}} for t in trials]
     print(f"{spec.path}: experiment '{spec.experiment}', {len(trials)} trials "
           f"({spec.resources.get('cpus', 1)} CPU, {spec.resources.get('gpus', 0)} GPU each)")
     with pd.option_context("display.max_rows", None, "display.width", 200):
@@ -285,6 +289,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (RegistryError, LaunchError, ScaffoldError, ReportError, UserError, FileExistsError, FileNotFoundError) as exc:
         print(f"skimbench: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `skimbench plan ... | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("skimbench: interrupted; finished trials are kept, rerun the same command to resume", file=sys.stderr)
         return 130

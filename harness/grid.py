@@ -8,6 +8,7 @@ implicit, and whatever the key order. Resume, MLflow tags and the report all key
 from __future__ import annotations
 
 import copy
+import json
 import itertools
 from typing import Any, Iterator
 
@@ -112,3 +113,13 @@ def _backbone_axis(spec: Spec) -> list[tuple[str, dict[str, Any]]]:
         cfg = _resolved(BACKBONES, ref)
         axis.setdefault(_key(cfg), cfg)
     return list(axis.items())
+
+
+def swept_params(trials: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Per method label: the parameters whose values differ between its trials (its budget curve)."""
+    values: dict[str, dict[str, set[str]]] = {}
+    for cfg in trials:
+        label = cfg.get("label") or cfg["method"]["name"]
+        for key, value in cfg["method"]["params"].items():
+            values.setdefault(label, {}).setdefault(key, set()).add(json.dumps(value, sort_keys=True, default=str))
+    return {label: [k for k, seen in params.items() if len(seen) > 1] for label, params in values.items()}

@@ -25,10 +25,19 @@ Public API (stable; VideoEpitoma, LiteEval and the baselines build on it)::
     true_class_scores(logits [.., C], labels, multilabel) -> [..]   # f_y of the oracle / SAL objectives
     aggregate(logits [K, C], rule, multilabel) -> [C]               # "auto" = mean softmax / max sigmoid
     video_rng(seed, video_id) -> np.random.Generator                # per-video deterministic randomness
+    class_probabilities(logits, multilabel)                         # softmax / sigmoid, numpy or torch
+    frames_to_clips(uint8 frames [T, H, W, 3], clip_len) -> [L, 3, F, H, W];  frame_shape(ctx) -> (H, W)
+    dataset_deps(ctx) / heavy_deps(ctx, cfg) / light_deps(ctx)     # stage-key pieces for other stages
+
+Stages (names in ``ctx.stages_used``): ``heavy_classifier``, ``light_network``,
+``heavy_timesteps_<split>``, ``light_timesteps_<split>``; a classifier other than the trial's own
+(SCSampler's cross-classifier labels) is recorded as ``heavy_classifier[<backbone>]``. Training
+recipe (all shared networks): AdamW, one-cycle LR, batch 64, ``heavy_epochs`` epochs of
+``CLIPS_PER_VIDEO_PER_EPOCH`` random clips per training video, every clip labelled with its video's
+label (CE, or BCE for multi-label), seeded by the trial seed.
 
 ``ClipNet`` wraps any backbone behind one input: float clips ``[B, 3, F, H, W]``. A "2d" backbone
-sees the middle frame of each clip, a "tsm" backbone the F frames as its segments, a clip backbone
-("3d"/"video") the whole clip. ``clipnet.features(x) -> [B, D]``, ``clipnet.head(f) -> [B, C]``,
+sees the middle frame of each clip; a video backbone ("video"/"3d", TSM included) the whole clip. ``clipnet.features(x) -> [B, D]``, ``clipnet.head(f) -> [B, C]``,
 ``clipnet(x) = head(features(x))``, ``clipnet.feature_dim``, ``clipnet.frames_seen(i)`` (the frame
 indices timestep i shows the network, for ``Prediction.selected``).
 

@@ -45,7 +45,7 @@ from harness.method import Component, Usage
 from harness.params import Param, resolve_params
 from harness.registry import BACKBONES, register_method
 from harness.shared import (AGGREGATE_PARAM, RECIPE, ClipNet, HeavyOnTimesteps, backbone_config, clip_input_maker,
-                            frame_shape, frames_to_clips, heavy_classifier, heavy_component, heavy_deps,
+                            frame_shape, frames_to_clips, heavy_classifier, heavy_component, heavy_deps, multi_hot,
                             timestep_table, top_k, true_class_scores, video_clips)
 
 OBJECTIVES = ("ac", "sal_cl", "sal_rank")
@@ -278,16 +278,18 @@ class SCSampler(HeavyOnTimesteps):
 
         def compute(folder: Path) -> None:
             inputs, lengths, ids = self._inputs_stage("train")
-            table = timestep_table(ctx, "train", labels_cfg)
-            if ids != table.video_ids:
-                raise RuntimeError("sampler inputs and timestep table list different training videos")
+            labels_of = {r.video_id: r.labels for r in ctx.dataset.split("train")}
+            labels = np.stack([multi_hot(labels_of[v], ctx.dataset.num_classes) for v in ids])
             true_scores = None
-            if p["objective"] != "ac":
+            if p["objective"] != "ac":  # pseudo ground truth from f's true-class scores (AC needs none)
+                table = timestep_table(ctx, "train", labels_cfg)
+                if ids != table.video_ids:
+                    raise RuntimeError("sampler inputs and timestep table list different training videos")
                 true_scores = np.zeros(inputs.shape[:2], dtype=np.float64)
                 for n, length in enumerate(lengths):
                     true_scores[n, :length] = true_class_scores(np.asarray(table.heavy_logits[n, :length]),
                                                                 table.labels[n], table.multilabel)
-            sampler = train_sampler(self._new_sampler(), inputs, lengths, labels=table.labels, true_scores=true_scores,
+            sampler = train_sampler(self._new_sampler(), inputs, lengths, labels=labels, true_scores=true_scores,
                                     epochs=p["epochs"], lr=p["lr"], eta=p["eta"], salcl_fraction=p["salcl_fraction"],
                                     seed=ctx.seed, device=ctx.device, log=ctx.log)
             torch.save({k: v.cpu() for k, v in sampler.state_dict().items()}, folder / "sampler.pt")

@@ -230,7 +230,7 @@ class VideoEpitoma(Method):
         "context": Param(True, "self-attention context layer before the gate (false: the frame-only ablation, section 4.4)"),
         "concepts": Param(32, "number of learned concept kernels N", low=1),
         "hidden": Param(128, "hidden width of the gate MLP, the attention layers and the classifier MLP", low=4),
-        "epochs": Param(60, "training epochs over the training videos", low=1),
+        "epochs": Param(30, "training epochs over the training videos", low=1),
         "batch_size": Param(32, "videos per training batch", low=1),
         "lr": Param(1e-3, "Adam learning rate (epsilon 1e-4, as in the paper)", low=0.0),
         "aggregate": Param("auto", "standalone: rule combining the chosen timesteps' heavy scores (auto: mean softmax / max sigmoid)",

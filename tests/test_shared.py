@@ -108,3 +108,15 @@ def test_baseline_accounting_matches_brute_force(tiny_root, store, name, params)
     assert len(pairs) == 10
     for accounted, brute in pairs:
         assert brute > 0 and abs(accounted - brute) <= 0.01 * brute, (name, accounted, brute)
+
+
+def test_epoch_sample_takes_at_most_n_clips_of_every_video():
+    from harness.shared import epoch_sample
+
+    rows = torch.tensor([0] * 9 + [1] * 2 + [2] * 5)
+    generator = torch.Generator().manual_seed(0)
+    first = epoch_sample(rows, 3, generator)
+    assert torch.bincount(rows[first]).tolist() == [3, 2, 3] and len(set(first.tolist())) == 8
+    second = epoch_sample(rows, 3, generator)
+    assert sorted(first.tolist()) != sorted(second.tolist())  # a new draw every epoch
+    assert sorted(epoch_sample(rows, None, generator).tolist()) == list(range(16))
