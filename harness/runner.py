@@ -23,6 +23,10 @@ os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")  # trials resolve paths aga
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
 
+class TrialTimeout(tracking.TrialFailed):
+    """A trial stopped by its timeout: recorded, reported, not retried (it would only time out again)."""
+
+
 class LaunchError(RuntimeError):
     """A grid that cannot start (no GPU for a GPU trial, unreachable cluster...): one clear line."""
 
@@ -67,7 +71,7 @@ class LaunchContext:
             child.kill()
             child.join()
             tracking.record_timeout(self.uri, run_id, float(timeout))
-            raise tracking.TrialFailed(f"{cfg['method']['name']} {cfg['hash'][:8]}: TIMEOUT after {timeout:g} s")
+            raise TrialTimeout(f"{cfg['method']['name']} {cfg['hash'][:8]}: TIMEOUT after {timeout:g} s")
         try:
             kind, payload = results.get(timeout=5)
         except queue.Empty:
@@ -85,6 +89,7 @@ class LaunchContext:
 
 
 def _trial_process(launch: LaunchContext, cfg: dict, run_id: str, results: Any) -> None:
+    _die_with_parent()
     launch.load_plugins()
     try:
         metrics = tracking.tracked_trial(cfg, uri=launch.uri, experiment_id=launch.experiment_id,
@@ -97,11 +102,12 @@ def _trial_process(launch: LaunchContext, cfg: dict, run_id: str, results: Any) 
 
 
 def select_trials(trials: Sequence[dict], previous: dict[str, str], *, force: bool, rerun_failed: bool) -> tuple[list[dict], list[str]]:
-    """Split into (to run, skipped). FINISHED is skipped; FAILED only with ``rerun_failed``; ``force`` runs all."""
+    """Split into (to run, skipped). FINISHED is skipped; FAILED and TIMEOUT only rerun with
+    ``rerun_failed``; interrupted ones (RUNNING, KILLED: a killed driver or worker) rerun; ``force`` runs all."""
     to_run, skipped = [], []
     for cfg in trials:
         status = previous.get(cfg["hash"])
-        done = status == "FINISHED" or (status == "FAILED" and not rerun_failed)
+        done = status == "FINISHED" or (status in ("FAILED", "TIMEOUT") and not rerun_failed)
         if done and not force:
             skipped.append(cfg["hash"])
         else:
@@ -139,17 +145,38 @@ def run_grid(spec: Any, trials: Sequence[dict], *, local: bool = False, address:
     return outcome
 
 
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this trial process when its parent (a Ray worker) dies, so no orphan logs on."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _run_local(launch: LaunchContext, trials: Sequence[dict], progress: GridProgress, outcome: GridOutcome) -> None:
+    """One trial after another in this process, with the same retry rule as Ray (``max_failures``)."""
     for cfg in trials:
         progress.started(cfg["hash"])
-        try:
-            metrics = launch.run(cfg)
-        except tracking.TrialFailed as exc:
-            outcome.failed[cfg["hash"]] = str(exc)
-            progress.failed(cfg["hash"], str(exc))
-        else:
-            outcome.finished.append(cfg["hash"])
-            progress.finished(cfg["hash"], metrics)
+        for attempt in range(1 + int(cfg.get("max_failures") or 0)):
+            if attempt:
+                progress.retrying(cfg["hash"])
+            try:
+                metrics = launch.run(cfg)
+            except TrialTimeout as exc:
+                error = str(exc)
+                break
+            except tracking.TrialFailed as exc:
+                error = str(exc)
+            else:
+                outcome.finished.append(cfg["hash"])
+                progress.finished(cfg["hash"], metrics)
+                break
+        if cfg["hash"] not in outcome.finished:
+            outcome.failed[cfg["hash"]] = error
+            progress.failed(cfg["hash"], error)
 
 
 def connect_ray(spec: Any, address: str | None) -> None:
@@ -199,13 +226,16 @@ def _run_ray(spec: Any, launch: LaunchContext, trials: Sequence[dict], progress:
     results = tuner.fit()
     for result in results:
         h = result.config["trial"]["hash"]
-        if result.error is None:
-            outcome.finished.append(h)
-        else:
+        if result.error is not None:
             outcome.failed[h] = _one_line(result.error)
-    missing = set(by_hash) - set(outcome.finished) - set(outcome.failed)
-    for h in missing:
+        elif (result.metrics or {}).get("timed_out"):
+            outcome.failed[h] = result.metrics.get("error", "TIMEOUT")
+        else:
+            outcome.finished.append(h)
+    for h in set(by_hash) - set(outcome.finished) - set(outcome.failed):
         outcome.failed[h] = "no result from Ray"
+    for h in outcome.failed:  # a worker that died on the last attempt left its run RUNNING
+        tracking.abandon_running(launch.uri, launch.experiment_id, h, "WORKER_LOST")
 
 
 def _tune_trainable(config: dict, launch: LaunchContext) -> None:
@@ -216,8 +246,12 @@ def _tune_trainable(config: dict, launch: LaunchContext) -> None:
     facts = {f"{tracking.TAG}ray_node": runtime.get_node_id(),
              f"{tracking.TAG}ray_gpu_ids": ",".join(str(g) for g in ray.get_gpu_ids()),
              f"{tracking.TAG}cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
-    metrics = launch.run(config["trial"], extra_tags=facts)
-    tune.report({k: v for k, v in metrics.items()})
+    try:
+        metrics = launch.run(config["trial"], extra_tags=facts)
+    except TrialTimeout as exc:  # reported as a result, so Tune does not retry it
+        tune.report({"timed_out": 1.0, "error": str(exc)})
+        return
+    tune.report(dict(metrics))
 
 
 def _one_line(error: BaseException) -> str:

@@ -242,10 +242,15 @@ def record_timeout(uri: str, run_id: str, seconds: float) -> None:
 
 
 def finished_trials(uri: str, experiment: str) -> dict[str, str]:
-    """trial hash -> best status among its runs (FINISHED wins), for resuming a grid."""
+    """trial hash -> status for resuming a grid: FINISHED if any run finished, else the newest run's
+    status (TIMEOUT for a run its timeout killed). Runs are listed newest first."""
     status: dict[str, str] = {}
     for run in trial_runs(uri, experiment):
         h = run.data.tags.get(f"{TAG}trial_hash")
-        if h and status.get(h) != "FINISHED":
-            status[h] = run.info.status
+        if not h:
+            continue
+        if run.info.status == "FINISHED":
+            status[h] = "FINISHED"
+        elif h not in status:
+            status[h] = "TIMEOUT" if run.data.tags.get(f"{TAG}outcome") == "TIMEOUT" else run.info.status
     return status

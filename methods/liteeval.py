@@ -18,7 +18,6 @@ Online setting (``online_k``): at test the model emits after its K-th fine read 
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 import numpy as np

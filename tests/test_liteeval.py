@@ -7,7 +7,6 @@ from methods.liteeval import LiteEvalNet, budget_loss, synchronise, temperature,
 D_C, D_F = 6, 10
 
 
-
 @pytest.fixture(autouse=True)
 def one_thread():
     """Tiny recurrent steps: one intra-op thread is several times faster on a shared 2-core machine."""
@@ -15,6 +14,7 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
 
 def _net(rnn="lstm", classes=4, seed=0):
     torch.manual_seed(seed)

@@ -7,7 +7,6 @@ from methods.videoepitoma import (VideoEpitomaNet, gate_values, keep_one_open, l
                                   train_videoepitoma)
 
 
-
 @pytest.fixture(autouse=True)
 def one_thread():
     """Tiny recurrent steps: one intra-op thread is several times faster on a shared 2-core machine."""
@@ -15,6 +14,7 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
 
 def _batch(n=6, length=10, light_dim=12, heavy_dim=16, seed=0):
     g = torch.Generator().manual_seed(seed)
