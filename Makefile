@@ -44,7 +44,7 @@ browser:
 
 quickstart: install
 	@echo ">> generating the built-in benchmark (skim-digits, size small) if missing"
-	$(BIN)/skimbench data make skim-digits --size small
+	$(BIN)/skimbench data make skim-digits --size small --variant move4
 	@echo ">> running $(SPEC) through Ray; runs are logged to results/mlflow.db"
 	$(BIN)/skimbench run $(SPEC)
 

@@ -339,14 +339,17 @@ _LOADED: dict[tuple[str, str], ClipNet] = {}  # (stage folder, device) -> networ
 
 
 def dataset_deps(ctx: TrialContext) -> dict[str, Any]:
-    return {"name": getattr(ctx.dataset, "name", type(ctx.dataset).__name__), "params": dict(ctx.dataset.p),
+    """The data a shared stage was trained on: dataset name, params (not where the copy lies: the
+    frame bank's key already holds the manifest hash) and the decoded training frames."""
+    params = {k: v for k, v in sorted(dict(ctx.dataset.p).items()) if k != "root"}
+    return {"name": getattr(ctx.dataset, "name", type(ctx.dataset).__name__), "params": params,
             "train_frames": ctx.frames("train").key}
 
 
 def heavy_deps(ctx: TrialContext, cfg: Mapping[str, Any]) -> dict[str, Any]:
     ev = ctx.evaluation
-    return {"recipe": RECIPE, "dataset": dataset_deps(ctx), "backbone": cfg, "clip_len": int(ev["clip_len"]),
-            "epochs": int(ev["heavy_epochs"]), "seed": int(ctx.seed)}
+    return {"recipe": RECIPE, "clips_per_video": CLIPS_PER_VIDEO_PER_EPOCH, "dataset": dataset_deps(ctx), "backbone": cfg,
+            "clip_len": int(ev["clip_len"]), "epochs": int(ev["heavy_epochs"]), "seed": int(ctx.seed)}
 
 
 def _light_cfg(ctx: TrialContext) -> dict[str, Any]:
@@ -355,7 +358,8 @@ def _light_cfg(ctx: TrialContext) -> dict[str, Any]:
 
 def light_deps(ctx: TrialContext) -> dict[str, Any]:
     ev = ctx.evaluation
-    return {"recipe": RECIPE, "dataset": dataset_deps(ctx), "backbone": _light_cfg(ctx), "size": int(ev["light_size"]),
+    return {"recipe": RECIPE, "clips_per_video": CLIPS_PER_VIDEO_PER_EPOCH, "dataset": dataset_deps(ctx),
+            "backbone": _light_cfg(ctx), "size": int(ev["light_size"]),
             "clip_len": int(ev["clip_len"]), "epochs": int(ev["heavy_epochs"]), "seed": int(ctx.seed)}
 
 

@@ -208,7 +208,8 @@ def tracked_trial(cfg: dict[str, Any], *, uri: str, experiment_id: str, parent_r
         log_files(uri, run_id, out)
         log_dict(uri, run_id, metrics=result.metrics,
                  tags={f"{TAG}dataset_manifest": result.facts["dataset_manifest"], f"{TAG}device": result.facts["device"],
-                       f"{TAG}threads": result.facts["threads"], f"{TAG}stages": json.dumps(result.stages_used, sort_keys=True),
+                       f"{TAG}threads": result.facts["threads"],
+                       f"{TAG}latency_measured_on": result.facts["latency_measured_on"], f"{TAG}stages": json.dumps(result.stages_used, sort_keys=True),
                        f"{TAG}outcome": "FINISHED", f"{TAG}pid": str(os.getpid())})
         end_run(uri, run_id, "FINISHED")
     return result.metrics

@@ -19,6 +19,11 @@ zero fvcore FLOPs, as the paper's Table 1 ignores them. ``Prediction.extras``:
 ``cluster_boundaries`` (first frame of each cluster, in video frame indices), ``frames_used``, and
 ``train_memory_mb`` -- the activation memory a training step keeps for backward on this video
 (``harness.layers.fitting.training_memory_mb``), Table 1's memory column.
+
+Measured (``skimbench run experiments/clustering_claims.yaml --local``: skim-digits move4 small,
+tsm_resnet18 width 8 at 32x32, every second frame (48), g = 8, 3 epochs from scratch, seed 0, one
+run on a heavily shared 2-core machine):
+MEASURED_TC
 """
 from __future__ import annotations
 

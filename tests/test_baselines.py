@@ -1,9 +1,8 @@
-"""Baselines: uniform / random / dense / oracle choices, the oracle's label-only dependence, and on the
-real built-in benchmark: the shared stages computed once for several methods and the FLOP proof."""
+"""Baselines: uniform / random / dense / oracle choices, top-K, aggregation, and the oracle's label-only
+dependence (on hand-made tables; the real-benchmark checks are in tests/test_shared.py)."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from harness.shared import TimestepTable, aggregate, random_timesteps, top_k, true_class_scores, uniform_timesteps, video_rng
 from methods.dense import Dense

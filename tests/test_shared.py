@@ -120,3 +120,13 @@ def test_epoch_sample_takes_at_most_n_clips_of_every_video():
     second = epoch_sample(rows, 3, generator)
     assert sorted(first.tolist()) != sorted(second.tolist())  # a new draw every epoch
     assert sorted(epoch_sample(rows, None, generator).tolist()) == list(range(16))
+
+
+def test_stage_keys_do_not_depend_on_where_the_dataset_lies(tiny_root, store, tmp_path):
+    import shutil
+
+    ctx_a, _ = make_method(tiny_root, store, "uniform", {"k": 2})
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(tiny_root, moved)
+    ctx_b, _ = make_method(moved, store, "uniform", {"k": 2})
+    assert ctx_a.stages_used["heavy_classifier"] == ctx_b.stages_used["heavy_classifier"]

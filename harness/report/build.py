@@ -128,11 +128,11 @@ def build_report(tracking_uri: str, experiments: Sequence[str], out_dir: str | P
     ``relevance`` maps video_id -> per-frame ground truth (built-in benchmark) for selection quality;
     ``get_frames`` returns a video's uint8 [T, H, W, 3] frames for the filmstrip.
     """
+    trials = label_series(load_trials(tracking_uri, list(experiments)))  # fails before anything is written
     out = Path(out_dir)
     figures, table_dir = out / "figures", out / "tables"
     figures.mkdir(parents=True, exist_ok=True)
     table_dir.mkdir(parents=True, exist_ok=True)
-    trials = label_series(load_trials(tracking_uri, list(experiments)))
     done = finished(trials)
     points = seed_summary(trials)
     metrics = [m for m in PRIMARY_METRICS if points[f"{m}_mean"].notna().any()]
