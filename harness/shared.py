@@ -94,12 +94,13 @@ def top_k(scores: Sequence[float] | np.ndarray, k: int) -> np.ndarray:
 
 
 def uniform_timesteps(length: int, k: int) -> np.ndarray:
-    """K evenly spaced timesteps, first and last included (SCSampler's "Uniform"); k=1: the centre."""
+    """K evenly spaced timesteps: the centres of K equal segments (TSN's test sampling; k=1 is the
+    centre). The same rule as ``harness.data.sampling.uniform_frames``, so "uniform" means one thing."""
     if k >= length:
         return np.arange(length, dtype=np.int64)
-    if k == 1:
-        return np.array([(length - 1) // 2], dtype=np.int64)
-    return np.unique(np.round(np.linspace(0, length - 1, k)).astype(np.int64))
+    from harness.data.sampling import uniform_frames
+
+    return uniform_frames(length, k)
 
 
 def random_timesteps(length: int, k: int, rng: np.random.Generator) -> np.ndarray:

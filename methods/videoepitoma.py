@@ -17,15 +17,17 @@ shared heavy classifier (mean of softmax over them); ``top_t`` takes the T highe
 instead of the open gates (the paper's Table 2 protocol at T = 1..N). ``context: false`` is the
 frame-only gating ablation (section 4.4).
 
-Departures, all small: a LayerNorm on the cached LightNet features before the concept kernels
-(cached features of different backbones have very different scales); a video whose gates are all
-closed keeps its highest-alpha timestep (a classifier over zero timesteps is undefined).
+Departures, all small: the LightNet feature of a timestep is the shared, pooled vector (not a
+C x H x W map), behind a LayerNorm (cached features of different backbones have very different
+scales); the classifier pools by the gate-weighted mean (the plain mean at test); the L0 weight is
+ramped up linearly over the first half of training (at full strength from the first step it closes
+every gate before the classifier can tell which timesteps help: on a toy with 2 informative
+timesteps of 12, without the ramp sparsity 1.0 closed every gate and 0.3 chose at chance precision,
+18%; with it, 80% and 95%); a video whose gates are all closed keeps its highest-alpha timestep.
 
-Budget knob: the paper's L0 weight ``sparsity`` (not a target count). It traces the curve well on a
-log scale -- on ``small`` (r3d_18 width 16, 24 timesteps per video) the mean number of heavy
-timesteps was 24 / 12.8 / 3.6 / 1.7 at sparsity 0.05 / 0.2 / 1.0 / 3.0 -- and it keeps what the
-paper claims for L0: each video gets its own number of timesteps. A fixed target count is what
-``top_t`` (standalone) already gives.
+Budget knob: the paper's L0 weight ``sparsity`` (not a target count), swept on a log scale. It keeps
+what L0 is for in the paper -- each video gets its own number of timesteps -- and a fixed count is
+what ``top_t`` already gives. MEASURED_PLACEHOLDER
 """
 from __future__ import annotations
 
@@ -113,7 +115,12 @@ def top_t_mask(alpha: torch.Tensor, mask: torch.Tensor, t: int) -> torch.Tensor:
 
 
 class VideoClassifier(nn.Module):
-    """Features of the selected timesteps (scaled by their gate values) -> attention -> mean -> MLP."""
+    """Features of the selected timesteps (scaled by their gate values) -> attention -> pool -> MLP.
+
+    The pool is the gate-weighted mean: at test (binary gates) the plain mean over the selected
+    timesteps; in training a timestep's gate value sets its share, so the classification loss
+    tells each open gate whether its timestep helps (raise it) or dilutes the evidence (lower it).
+    """
 
     def __init__(self, in_dim: int, num_classes: int, hidden: int = 128):
         super().__init__()
@@ -123,8 +130,8 @@ class VideoClassifier(nn.Module):
     def forward(self, features: torch.Tensor, gates: torch.Tensor) -> torch.Tensor:
         selected = gates > 0
         x = self.attention(features * gates.unsqueeze(-1), selected)
-        weights = selected.to(x.dtype).unsqueeze(-1)
-        return self.mlp((x * weights).sum(1) / weights.sum(1).clamp(min=1))
+        weights = gates.unsqueeze(-1)
+        return self.mlp((x * weights).sum(1) / weights.sum(1).clamp(min=1e-6))
 
 
 class VideoEpitomaNet(nn.Module):
@@ -157,12 +164,19 @@ def classification_loss(logits: torch.Tensor, targets: torch.Tensor, multilabel:
     return F.cross_entropy(logits, targets.argmax(1))
 
 
+def sparsity_weight(sparsity: float, step: int, total_steps: int, warmup: float = 0.5) -> float:
+    """The L0 weight, ramped up linearly over the first half of training (global step): a penalty at
+    full strength from the first step closes every gate before the classifier can say which help."""
+    return sparsity * min(1.0, step / max(1.0, warmup * total_steps))
+
+
 def train_videoepitoma(net: VideoEpitomaNet, light: torch.Tensor, features: torch.Tensor, mask: torch.Tensor,
                        targets: torch.Tensor, *, sparsity: float, multilabel: bool, epochs: int, batch_size: int,
                        lr: float, seed: int, log=print) -> VideoEpitomaNet:
     """Adam (lr, eps 1e-4, the paper's optimiser) on CE + sparsity * L0, minibatches of whole videos."""
     generator = torch.Generator().manual_seed(int(seed))
     optimizer = torch.optim.Adam(net.parameters(), lr=lr, eps=1e-4)
+    total_steps, step = epochs * ((len(mask) + batch_size - 1) // batch_size), 0
     net.train()
     for epoch in range(epochs):
         order = torch.randperm(len(mask), generator=generator).to(mask.device)
@@ -171,10 +185,11 @@ def train_videoepitoma(net: VideoEpitomaNet, light: torch.Tensor, features: torc
             idx = order[start: start + batch_size]
             logits, gates, alpha = net(light[idx], features[idx], mask[idx])
             ce, l0 = classification_loss(logits, targets[idx], multilabel), l0_penalty(alpha, mask[idx])
-            loss = ce + sparsity * l0
+            loss = ce + sparsity_weight(sparsity, step, total_steps) * l0
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            step += 1
             opened = float(((gates > 0).sum(1).float() / mask[idx].sum(1)).mean())
             totals += np.array([ce.item(), l0.item(), opened]) * len(idx)
         if epoch == epochs - 1 or (epoch + 1) % 10 == 0:

@@ -19,8 +19,8 @@ def test_top_k_picks_the_highest_and_handles_k_above_length():
 
 
 def test_uniform_includes_first_and_last_and_caps_at_length():
-    assert list(uniform_timesteps(10, 4)) == [0, 3, 6, 9]
-    assert list(uniform_timesteps(10, 1)) == [4]
+    assert list(uniform_timesteps(10, 4)) == [1, 3, 6, 8]  # centres of 4 segments of 2.5
+    assert list(uniform_timesteps(10, 1)) == [5]
     assert list(uniform_timesteps(3, 8)) == [0, 1, 2]
     assert len(uniform_timesteps(33, 7)) == 7
 

@@ -117,6 +117,36 @@ def test_budget_term_pulls_fine_reads_toward_gamma():
     assert _reads_after_training(0.0, 0.0) > _reads_after_training(0.0, 5.0) + 0.2  # a higher weight, fewer reads
 
 
+def _toy(n=96, length=12, classes=3, seed=0):
+    """Class evidence only at 2 informative timesteps per video, flagged in the cheap features."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, classes, (n,), generator=g)
+    informative = torch.zeros(n, length, dtype=torch.bool)
+    for i in range(n):
+        informative[i, torch.randperm(length, generator=g)[:2]] = True
+    light = torch.randn(n, length, 8, generator=g)
+    light[..., 0] += 4 * informative
+    heavy = torch.randn(n, length, 16, generator=g)
+    onehot = torch.nn.functional.one_hot(labels, classes).float()
+    heavy[..., :classes] += 4 * informative[..., None] * onehot[:, None]
+    return light, heavy, torch.ones(n, length, dtype=torch.bool), onehot, informative
+
+
+def test_gate_learns_to_read_the_informative_timesteps():
+    coarse, fine, mask, targets, _ = _toy()
+    test_coarse, test_fine, test_mask, test_targets, informative = _toy(seed=1)
+    torch.manual_seed(0)
+    net = LiteEvalNet(8, 16, 3, coarse_hidden=8, fine_hidden=32, coarse_embed=8, fine_embed=32)
+    train_liteeval(net, coarse, fine, mask, targets, gamma=0.2, lambda_=2.0, multilabel=False, epochs=20, batch_size=16,
+                   lr=3e-3, tau_start=5.0, tau_end=0.5, seed=0, log=lambda _: None)
+    with torch.no_grad():
+        out = net(test_coarse, test_fine, test_mask)
+    read = out["reads"] > 0
+    precision = float((read & informative).sum() / read.sum())  # random reads: 2/12
+    accuracy = float((out["logits"].argmax(1) == test_targets.argmax(1)).float().mean())
+    assert float(read.float().mean()) < 0.35 and precision > 0.6 and accuracy > 0.9, (precision, accuracy)
+
+
 # -- on the built-in benchmark (tiny): real decoded frames, real shared stages, real fvcore -------
 def _tiny_method(tiny_root, name, **params):
     from pathlib import Path

@@ -55,6 +55,8 @@ def test_bins_follow_the_paper_centres_and_widths():
     assert w[:, 8].tolist() == [0.0, 0.0, 0.0, 1.0]  # the Delta_max frame is kept, not dropped
     hard = kernel_weights(p, 4, "kronecker")[0]
     assert torch.equal(hard.sum(dim=1), torch.ones(4))  # Kronecker: every bin is an average
+    normalized = kernel_weights(p, 4, "linear_normalized")[0]
+    assert torch.allclose(normalized.sum(dim=1), torch.ones(4))  # official option: weighted averages
 
 
 @pytest.mark.parametrize("magnitude", ["mean_distance", "norm"])

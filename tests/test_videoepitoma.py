@@ -119,6 +119,36 @@ def test_sparsity_weight_pulls_the_number_of_selected_timesteps_down():
     assert opened[1] < opened[0] - 0.2, opened
 
 
+def _toy(n=96, length=12, classes=3, seed=0):
+    """Class evidence only at 2 informative timesteps per video, flagged in the cheap features."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, classes, (n,), generator=g)
+    informative = torch.zeros(n, length, dtype=torch.bool)
+    for i in range(n):
+        informative[i, torch.randperm(length, generator=g)[:2]] = True
+    light = torch.randn(n, length, 8, generator=g)
+    light[..., 0] += 4 * informative
+    heavy = torch.randn(n, length, 16, generator=g)
+    onehot = torch.nn.functional.one_hot(labels, classes).float()
+    heavy[..., :classes] += 4 * informative[..., None] * onehot[:, None]
+    return light, heavy, torch.ones(n, length, dtype=torch.bool), onehot, informative
+
+
+def test_selector_learns_to_pick_the_informative_timesteps():
+    light, heavy, mask, targets, _ = _toy()
+    test_light, test_heavy, test_mask, test_targets, informative = _toy(seed=1)
+    torch.manual_seed(0)
+    net = VideoEpitomaNet(8, 16, 3, concepts=8, hidden=32)
+    train_videoepitoma(net, light, heavy, mask, targets, sparsity=0.3, multilabel=False, epochs=20, batch_size=16,
+                       lr=3e-3, seed=0, log=lambda _: None)
+    with torch.no_grad():
+        logits, gates, _ = net(test_light, test_heavy, test_mask)
+    chosen = gates > 0
+    precision = float((chosen & informative).sum() / chosen.sum())  # random choice: 2/12
+    accuracy = float((logits.argmax(1) == test_targets.argmax(1)).float().mean())
+    assert float(chosen.float().mean()) < 0.3 and precision > 0.7 and accuracy > 0.8, (precision, accuracy)
+
+
 # -- on the built-in benchmark (tiny): real decoded frames, real shared stages, real fvcore -------
 def _tiny_method(tiny_root, name, **params):
     from pathlib import Path

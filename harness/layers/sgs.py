@@ -19,6 +19,11 @@ Conventions, written in bin units p_t = Delta_t / 2 gamma = B * Delta_t / Delta_
   distance-to-mean magnitude) put every map into one bin instead of dividing by zero. The embedding
   is batch-normalised, so Delta is O(1) and eps = 1e-3 also absorbs float noise that batch-norm
   amplifies when a batch holds identical maps.
+* Kept bins come out in bin order, i.e. sorted by magnitude, as in the paper and the official code:
+  the temporal order of the frames is not kept after SGS (what the layers after it see as "time" is
+  the similarity axis).
+* ``linear_normalized`` (the official code's other linear option) divides each bin by its total
+  weight, so a bin holding many maps is not larger in scale than a bin holding one.
 * The Kronecker kernel (eq. 5) averages its bin in the forward pass; its true derivative in Delta is
   zero almost everywhere, so like the official code we pass the linear kernel's sub-gradient
   (straight-through) to keep the similarity network trainable.
@@ -31,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 MAGNITUDES = ("mean_distance", "norm")
-KERNELS = ("linear", "kronecker")
+KERNELS = ("linear", "kronecker", "linear_normalized")
 
 
 def bin_positions(delta: Tensor, bins: int, eps: float = 1e-3, delta_max: Tensor | None = None) -> Tensor:
@@ -54,6 +59,8 @@ def kernel_weights(p: Tensor, bins: int, kernel: str = "linear") -> Tensor:
     linear = torch.where(raw > 0, raw, torch.zeros_like(raw))  # zero, with zero gradient, outside the support
     if kernel == "linear":
         return linear
+    if kernel == "linear_normalized":  # the official code's option: each bin a weighted average, not a sum
+        return linear / linear.sum(dim=2, keepdim=True).clamp_min(1e-6)
     if kernel == "kronecker":
         index = p.detach().floor().clamp(0, bins - 1).long()  # [N, T]
         hard = torch.zeros_like(linear).scatter_(1, index.unsqueeze(1), 1.0)
