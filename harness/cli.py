@@ -90,8 +90,9 @@ def _results_frame(uri: str, experiment: str):
     rows = []
     for run in trial_runs(uri, experiment):
         tags, m = run.data.tags, run.data.metrics
+        knob = tags.get(f"{TAG}budget_param")
         rows.append({"method": tags.get(f"{TAG}label", tags.get(f"{TAG}method")), "backbone": tags.get(f"{TAG}backbone"),
-                     tags.get(f"{TAG}budget_param") or "budget": tags.get(f"{TAG}budget"), "seed": tags.get(f"{TAG}seed"),
+                     "budget": f"{knob}={tags.get(f'{TAG}budget')}" if knob else "", "seed": tags.get(f"{TAG}seed"),
                      "status": run.info.status, "top1": m.get("top1"), "mAP": m.get("map"),
                      "GFLOPs/video": m.get("gflops_per_video_mean"), "GFLOPs std": m.get("gflops_per_video_std"),
                      "latency ms": m.get("latency_ms_per_video"), "params M": m.get("params_m"),
