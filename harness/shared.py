@@ -605,3 +605,21 @@ class HeavyOnTimesteps(Method):
         ran = self.heavy_runs(length, np.asarray(self.choose(row, length), dtype=np.int64))
         clips = video_clips(self.ctx, "test", video.video_id)[torch.as_tensor(np.sort(ran))]
         return ClipsThrough(heavy_classifier(self.ctx)), (clips.to(self.ctx.device),)
+
+
+class FeaturesOf(nn.Module):
+    """A shared network up to its pooled features (its head never runs): what LiteEval and
+    VideoEpitoma consume, so only this part is counted for them."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        return self.net.features(clips)
+
+
+def features_only(component: Component) -> Component:
+    """The same component counted up to its pooled features."""
+    return Component(FeaturesOf(component.module), component.make_inputs, role=component.role,
+                     config={**component.config, "part": "features"})

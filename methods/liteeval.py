@@ -310,7 +310,7 @@ class LiteEval(Method):
         self.table = timestep_table(self.ctx, "test")
 
     def components(self) -> dict[str, Component]:
-        from harness.shared import shared_components
+        from harness.shared import features_only, shared_components
 
         shared, net = shared_components(self.ctx), self.net
         d_cin, d_fin = net.coarse.embed[0].num_features, net.fine.embed[0].num_features
@@ -320,8 +320,8 @@ class LiteEval(Method):
                   "dims": [d_cin, d_fin, net.head.out_features]}
         return {
             # both shared networks counted up to their pooled features: their heads never run here
-            "light": _features_only(shared["light"]),
-            "heavy": _features_only(shared["heavy"]),
+            "light": features_only(shared["light"]),
+            "heavy": features_only(shared["heavy"]),
             "coarse_rnn": Component(net.coarse, lambda: (torch.zeros(1, d_cin), torch.zeros(1, d_c), torch.zeros(1, cell(d_c))),
                                     role="selection", config={**config, "part": "coarse_rnn"}),
             "gate": Component(net.gate, lambda: (torch.zeros(1, e_c), torch.zeros(1, d_f), torch.zeros(1, cell(d_f))),
@@ -372,19 +372,3 @@ class LiteEval(Method):
         clips = video_clips(self.ctx, "test", video.video_id)[:steps].to(self.ctx.device)
         module = LiteEvalTrace(light_network(self.ctx), heavy_classifier(self.ctx), self.net, self.p["online_k"])
         return module.eval(), (clips,)
-
-
-def _features_only(component: Component) -> Component:
-    return Component(_Features(component.module), component.make_inputs, role=component.role,
-                     config={**component.config, "part": "features"})
-
-
-class _Features(nn.Module):
-    """The heavy network up to its pooled features (LiteEval's fine features)."""
-
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
-
-    def forward(self, clips: torch.Tensor) -> torch.Tensor:
-        return self.net.features(clips)

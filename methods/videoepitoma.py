@@ -216,20 +216,6 @@ def train_videoepitoma(net: VideoEpitomaNet, light: torch.Tensor, features: torc
 # ----------------------------------------------------------------------------------------------
 # The method
 # ----------------------------------------------------------------------------------------------
-class FeaturesOf(nn.Module):
-    """A shared network up to its pooled features (its head never runs here)."""
-
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
-
-    def forward(self, clips: torch.Tensor) -> torch.Tensor:
-        return self.net.features(clips)
-
-
-def _features_only(component: Component) -> Component:
-    return Component(FeaturesOf(component.module), component.make_inputs, role=component.role,
-                     config={**component.config, "part": "features"})
 
 
 class EpitomaTrace(nn.Module):
@@ -299,7 +285,7 @@ class VideoEpitoma(Method):
         self.table = timestep_table(self.ctx, "test")
 
     def components(self) -> dict[str, Component]:
-        from harness.shared import shared_components
+        from harness.shared import features_only, shared_components
 
         shared = shared_components(self.ctx)
         light_dim = self.net.selector.norm.normalized_shape[0]
@@ -307,7 +293,7 @@ class VideoEpitoma(Method):
         # both networks counted up to their pooled features: the light head never runs, nor does
         # the heavy head end-to-end (standalone uses the whole heavy classifier)
         parts = {
-            "light": _features_only(shared["light"]),
+            "light": features_only(shared["light"]),
             "selector": Component(self.net.selector, lambda steps: (torch.zeros(1, steps, light_dim),),
                                   role="selection", config={**config, "part": "selector", "dim": light_dim}),
         }
@@ -315,7 +301,7 @@ class VideoEpitoma(Method):
             parts["heavy"] = shared["heavy"]
             return parts
         heavy_dim = self.net.classifier.mlp[0].in_features
-        parts["heavy"] = _features_only(shared["heavy"])
+        parts["heavy"] = features_only(shared["heavy"])
         parts["classifier"] = Component(self.net.classifier,
                                         lambda steps: (torch.zeros(1, steps, heavy_dim), torch.ones(1, steps)),
                                         role="recognition", config={**config, "part": "classifier", "dim": heavy_dim,
