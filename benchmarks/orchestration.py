@@ -78,7 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--burn", type=float, default=5.0, help="CPU seconds per trial in part 2")
-    parser.add_argument("--burn-trials", type=int, default=4)
+    parser.add_argument("--burn-trials", type=int, default=8)
     args = parser.parse_args()
 
     from harness.data.synthetic import make

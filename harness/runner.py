@@ -217,7 +217,7 @@ def _run_ray(spec: Any, launch: LaunchContext, trials: Sequence[dict], progress:
     tuner = tune.Tuner(
         trainable,
         param_space={"trial": tune.grid_search(list(trials))},
-        tune_config=tune.TuneConfig(max_concurrent_trials=spec.ray.get("max_concurrent"), reuse_actors=False,
+        tune_config=tune.TuneConfig(max_concurrent_trials=spec.ray.get("max_concurrent"), reuse_actors=True,
                                     trial_dirname_creator=lambda t: f"{t.config['trial']['method']['name']}-{t.config['trial']['hash']}"),
         run_config=tune.RunConfig(name=f"{spec.experiment}-{launch.parent_run_id[:8]}", storage_path=str(Path(spec.output).resolve() / "ray"),
                                   failure_config=tune.FailureConfig(max_failures=int(spec.max_failures)), verbose=0,
