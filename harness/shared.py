@@ -336,7 +336,10 @@ def train_clip_classifier(net: ClipNet, clips: torch.Tensor, labels: torch.Tenso
 # ----------------------------------------------------------------------------------------------
 # Stages
 # ----------------------------------------------------------------------------------------------
-_LOADED: dict[tuple[str, str], ClipNet] = {}  # (stage folder, device) -> network, per process
+def _trial_cache(ctx: TrialContext) -> dict[str, ClipNet]:
+    """Networks loaded in this trial. Per trial, not per process: a worker process runs many trials
+    (Ray reuses it), and no trial may see a network object another trial has used or changed."""
+    return ctx.__dict__.setdefault("_loaded_networks", {})
 
 
 def dataset_deps(ctx: TrialContext) -> dict[str, Any]:
@@ -389,12 +392,12 @@ def _trained(ctx: TrialContext, name: str, deps: dict[str, Any], new_net, record
     else:  # same store folder, recorded under its own name so that it does not hide the trial's own
         folder = ctx.store.get_or_compute(name, deps, compute)
         ctx.stages_used[record_as] = folder.name
-    key = (str(folder), str(ctx.device))
-    if key not in _LOADED:
+    loaded = _trial_cache(ctx)
+    if str(folder) not in loaded:
         net = new_net()
         net.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=True))
-        _LOADED[key] = net.to(ctx.device).eval()
-    return _LOADED[key]
+        loaded[str(folder)] = net.to(ctx.device).eval()
+    return loaded[str(folder)]
 
 
 def heavy_classifier(ctx: TrialContext, backbone: Mapping[str, Any] | str | None = None) -> ClipNet:

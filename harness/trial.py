@@ -42,8 +42,10 @@ def build_context(cfg: dict[str, Any], store: StageStore, workdir: Path, log: Ca
 
     seed_everything(cfg["seed"])
     evaluation = cfg["evaluation"]
-    if evaluation.get("threads"):
-        torch.set_num_threads(int(evaluation["threads"]))
+    # The same thread count on every path (Ray worker, --local, benchmark loop): float reductions,
+    # and so trained weights, depend on it.
+    threads = int(evaluation.get("threads") or max(1, int(cfg.get("resources", {}).get("cpus", 1))))
+    torch.set_num_threads(threads)
     ctx = TrialContext(seed=cfg["seed"], device=pick_device(evaluation.get("device", "auto")),
                        dataset=build_dataset(cfg), backbone=cfg["backbone"], store=store,
                        evaluation=evaluation, workdir=Path(workdir), log=log)
