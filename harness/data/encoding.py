@@ -42,7 +42,9 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float = 25.0, codec: 
         stream.pix_fmt = pix_fmt
         stream.thread_count = 1
         if codec == "libx264":
-            stream.options = {"crf": str(quality), "preset": "veryfast", "bframes": "0", "threads": "1"}
+            # x264 is only bit-exact run to run with one thread and no lookahead threads
+            stream.options = {"crf": str(quality), "preset": "veryfast", "bframes": "0", "threads": "1",
+                              "x264-params": "threads=1:lookahead-threads=1:sliced-threads=0:deterministic=1"}
         elif codec == "mpeg4":
             stream.bit_rate = 4_000_000
             stream.options = {"bf": "0", "threads": "1"}
