@@ -47,9 +47,17 @@ class StageStore:
 
     def get_or_compute(self, name: str, deps: Mapping[str, Any], compute: Callable[[Path], None]) -> Path:
         """Return the stage folder, running ``compute(tmpdir)`` first if no complete output exists."""
+
         final = self.path(name, deps)
-        if (final / "meta.json").exists():
-            return final
+
+        def build(tmp: Path) -> None:
+            started = time.time()
+            compute(tmp)
+            meta = {"stage": name, "key": final.name, "deps": deps, "seconds": round(time.time() - started, 3),
+                    "pid": os.getpid(), "host": os.uname().nodename}
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True, default=str))
+
+        return build_once(final, "meta.json", build)
         final.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(final) + ".lock"):
             if (final / "meta.json").exists():  # another process finished it while we waited
@@ -68,3 +76,29 @@ class StageStore:
                 if tmp.exists():
                     shutil.rmtree(tmp, ignore_errors=True)
         return final
+
+
+def build_once(final: Path, marker: str, build: Callable[[Path], None]) -> Path:
+    """Build folder ``final`` exactly once across processes; ``final/marker`` says it is complete.
+
+    Under a file lock, ``build(tmpdir)`` writes into a private temporary folder (it must create
+    ``marker`` last), which is renamed into place: readers never see a half-built folder, and a
+    crash leaves only a temporary folder behind.
+    """
+    final = Path(final)
+    if (final / marker).exists():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(final) + ".lock"):
+        if (final / marker).exists():  # another process finished it while we waited
+            return final
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+        try:
+            build(tmp)
+            if final.exists():  # leftover without its marker: an interrupted earlier attempt
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    return final

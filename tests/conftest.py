@@ -54,3 +54,32 @@ def skimbench(*args: str, cwd: Path | None = None, env: dict | None = None, time
     """Run the real command line in a subprocess."""
     return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=cwd or ROOT, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models: one intra-op thread is several times faster than two on a shared 2-core machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_trial(tiny_root: Path, method: str, params: dict, *, store: Path, workdir: Path, backbone: str = "resnet18",
+               backbone_params: dict | None = None, evaluation: dict | None = None):
+    """(ctx, method) built exactly as a trial builds them, on the tiny built-in benchmark."""
+    from harness.params import resolve_params
+    from harness.registry import BACKBONES, DATASETS, METHODS
+    from harness.settings import EVALUATION_PARAMS
+    from harness.stages import StageStore
+    from harness.trial import build_context
+
+    cfg = {"seed": 0,
+           "dataset": {"name": "skim-digits", "params": resolve_params(DATASETS.get("skim-digits").params,
+                                                                       {"variant": "longrange", "size": "tiny", "root": str(tiny_root)})},
+           "backbone": {"name": backbone, "params": resolve_params(BACKBONES.get(backbone).params, backbone_params or {})},
+           "method": {"name": method, "params": resolve_params(METHODS.get(method).params, params)},
+           "evaluation": resolve_params(EVALUATION_PARAMS, {"device": "cpu", **(evaluation or {})})}
+    return build_context(cfg, StageStore(store), workdir, log=lambda _: None)

@@ -24,13 +24,7 @@ SMALL = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny inputs: one intra-op thread is faster than two, markedly so on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 BUILTIN = [n for n in BACKBONES.names() if BACKBONES.origin(n).startswith("harness.backbones")]

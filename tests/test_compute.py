@@ -13,7 +13,7 @@ from torch import nn
 from harness.backbones import build_backbone
 from harness.compute import FLOP_CONVENTION, account, brute_force_gflops, clear_cache, count_flops
 from harness.method import Component, Usage
-from harness.runtime import (autocast, channels_last, measure_latency, peak_memory_mb, pick_device, saved_activation_mb,
+from harness.runtime import (autocast, channels_last, measure_latency, pick_device, saved_activation_mb,
                              track_peak_memory)
 
 # published GFLOPs (multiply-adds, one view) from docs/shared notes: torchvision's model tables
@@ -28,13 +28,7 @@ PUBLISHED = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Counting runs one real forward; on a shared 2-core machine one thread is several times faster."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED))

@@ -25,13 +25,7 @@ from harness.registry import METHODS
 SIZE, CLASSES = 16, 4
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one intra-op thread is faster than two on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 # -- the toy gated model of the notes: a gate that skips the heavy branch for some videos ------

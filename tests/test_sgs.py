@@ -145,18 +145,10 @@ def test_no_padding_reaches_the_classifier():
 
 # -- the method on the real built-in benchmark (size tiny) ----------------------------------------
 def build_trial(tmp_path, tiny_root, method: str, params: dict, backbone: str = "r3d_18", width: int = 4):
-    from harness.params import resolve_params
-    from harness.registry import BACKBONES, DATASETS, METHODS
-    from harness.settings import EVALUATION_PARAMS
-    from harness.stages import StageStore
-    from harness.trial import build_context
+    from conftest import tiny_trial
 
-    cfg = {"dataset": {"name": "skim-digits", "params": resolve_params(DATASETS.get("skim-digits").params,
-                                                                      {"variant": "longrange", "size": "tiny", "root": str(tiny_root)})},
-           "backbone": {"name": backbone, "params": resolve_params(BACKBONES.get(backbone).params, {"width": width})},
-           "method": {"name": method, "params": resolve_params(METHODS.get(method).params, params)},
-           "seed": 0, "evaluation": resolve_params(EVALUATION_PARAMS, {"device": "cpu"})}
-    return build_context(cfg, StageStore(tmp_path / "stages"), tmp_path, log=lambda _: None)
+    return tiny_trial(tiny_root, method, params, store=tmp_path / "stages", workdir=tmp_path, backbone=backbone,
+                      backbone_params={"width": width})
 
 
 @pytest.fixture(scope="module")

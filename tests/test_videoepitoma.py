@@ -7,13 +7,7 @@ from methods.videoepitoma import (VideoEpitomaNet, gate_values, keep_one_open, l
                                   train_videoepitoma)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny recurrent steps: one intra-op thread is several times faster on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def _batch(n=6, length=10, light_dim=12, heavy_dim=16, seed=0):
@@ -153,20 +147,11 @@ def test_selector_learns_to_pick_the_informative_timesteps():
 def _tiny_method(tiny_root, name, **params):
     from pathlib import Path
 
-    from harness.params import resolve_params
-    from harness.registry import BACKBONES, DATASETS, METHODS
-    from harness.settings import EVALUATION_PARAMS
-    from harness.stages import StageStore
-    from harness.trial import build_context
+    from conftest import tiny_trial
 
-    cfg = {"seed": 0, "dataset": {"name": "skim-digits", "params": resolve_params(DATASETS.get("skim-digits").params,
-                                                                                   {"size": "tiny", "root": str(tiny_root)})},
-           "backbone": {"name": "resnet18", "params": resolve_params(BACKBONES.get("resnet18").params, {})},
-           "method": {"name": name, "params": resolve_params(METHODS.get(name).params, params)},
-           "evaluation": resolve_params(EVALUATION_PARAMS, {"heavy_epochs": 1, "device": "cpu"})}
     # one store beside the session's benchmark: both selection test modules share its stages
-    ctx, method = build_context(cfg, StageStore(Path(tiny_root).parent / "selection-stages"), Path(tiny_root).parent,
-                                log=lambda _: None)
+    ctx, method = tiny_trial(tiny_root, name, params, store=Path(tiny_root).parent / "selection-stages",
+                             workdir=Path(tiny_root).parent, evaluation={"heavy_epochs": 1})
     method.fit(ctx.dataset.split("train"))
     method.eval_mode()
     return ctx, method

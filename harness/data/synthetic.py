@@ -26,15 +26,12 @@ import importlib.util
 import itertools
 import json
 import os
-import shutil
-import tempfile
 import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-from filelock import FileLock
 
 from harness.data.dataset import VideoDataset, VideoRecord
 from harness.data.encoding import write_video
@@ -297,25 +294,9 @@ def folder_name(cfg: dict[str, Any]) -> str:
 def ensure_generated(root: str | Path, cfg: dict[str, Any], progress: Callable[[int, int], None] | None = None,
                      workers: int | None = None) -> Path:
     """The folder holding ``cfg``'s files, generating it first (once, under a lock) if absent."""
-    root = Path(root)
-    name = folder_name(cfg)
-    final = root / name
-    if (final / "config.json").exists():
-        return final
-    root.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(final) + ".lock"):
-        if (final / "config.json").exists():
-            return final
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
-        try:
-            generate(cfg, tmp, progress, workers)
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-    return final
+    from harness.stages import build_once
+
+    return build_once(Path(root) / folder_name(cfg), "config.json", lambda tmp: generate(cfg, tmp, progress, workers))
 
 
 @register_dataset("skim-digits")
