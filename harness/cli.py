@@ -137,13 +137,12 @@ def _ground_truth(uri: str, experiments: list[str]):
     records, seen = {}, set()
     for experiment in experiments:
         for run in trial_runs(uri, experiment):
-            if run.info.status != "FINISHED":
-                continue
-            cfg = json.loads(open(MlflowClient(uri).download_artifacts(run.info.run_id, "config.json")).read())
-            key = json.dumps(cfg["dataset"], sort_keys=True)
-            if key in seen:
+            # the logged dataset params identify the dataset: one config download per distinct dataset
+            key = json.dumps({k: v for k, v in run.data.params.items() if k.startswith("dataset.")}, sort_keys=True)
+            if run.info.status != "FINISHED" or key in seen:
                 continue
             seen.add(key)
+            cfg = json.loads(open(MlflowClient(uri).download_artifacts(run.info.run_id, "config.json")).read())
             try:
                 records.update({r.video_id: r for r in build_dataset(cfg).split("test")})
             except Exception as exc:  # noqa: BLE001 - the dataset may not be on this machine
@@ -262,6 +261,7 @@ def _quiet_libraries() -> None:
     import warnings
 
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # inherited by Ray workers too
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per artifact read
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", module="mlflow")
