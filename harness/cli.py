@@ -159,6 +159,7 @@ def _ground_truth(uri: str, experiments: list[str]):
 def _report(uri: str, experiments: list[str], output: Path) -> Path:
     from harness.report.build import build_report, report_dir
 
+    print(f"skimbench: writing the report of {', '.join(experiments)} (plots, tables, claims; ~20 s)", file=sys.stderr)
     relevance, get_frames = _ground_truth(uri, experiments)
     path = build_report(uri, experiments, report_dir(output, experiments), get_frames=get_frames, relevance=relevance)
     print(f"skimbench: report written to {path}", file=sys.stderr)
