@@ -95,6 +95,7 @@ def _results_frame(uri: str, experiment: str):
                      "budget": f"{knob}={tags.get(f'{TAG}budget')}" if knob else "", "seed": tags.get(f"{TAG}seed"),
                      "status": run.info.status, "top1": m.get("top1"), "mAP": m.get("map"),
                      "GFLOPs/video": m.get("gflops_per_video_mean"), "GFLOPs std": m.get("gflops_per_video_std"),
+                     "decoded frames": m.get("decoded_frames_per_video"), "decode ms": m.get("decode_ms_per_video"),
                      "latency ms": m.get("latency_ms_per_video"), "params M": m.get("params_m"),
                      "skipped videos": m.get("videos_skipped"), "hash": tags.get(f"{TAG}trial_hash"), "run_id": run.info.run_id})
     return pd.DataFrame(rows)

@@ -78,12 +78,16 @@ class Prediction:
     ``selected``: the frame indices (or clip indices with ``selection_unit="clip"``) that the method
     looked at with its expensive path, for selection-quality scoring; None for in-network methods.
     ``extras``: small per-video facts worth logging (B', cluster boundaries, ...).
+    ``decoded``: the frame indices the method had to decode for this video, by any of its networks
+    and at any resolution (``harness.decode_cost`` counts and times them); None = every frame, so a
+    method that does not declare it is never flattered.
     """
 
     scores: np.ndarray
     usage: Usage
     selected: Sequence[int] | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    decoded: Sequence[int] | None = None
 
 
 @dataclass

@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness.decode_cost import clip_frames
 from harness.method import Component, Method, Prediction, Usage
 from harness.params import Param
 from harness.registry import register_method
@@ -357,9 +358,12 @@ class LiteEval(Method):
             read = out["reads"][i].nonzero()[:, 0].cpu().numpy()
             usage = Usage({"light": steps, "coarse_rnn": steps, "gate": steps, "heavy": len(read), "fine_rnn": len(read),
                            "head": 1})
-            predictions.append(Prediction(scores=scores[i], usage=usage, selected=self.table.heavy_frames(row, read),
+            heavy_frames = self.table.heavy_frames(row, read)
+            # the coarse network saw the middle frame of every processed step, the fine one the read clips
+            decoded = sorted(set(clip_frames(range(steps), self.table.clip_len, middle_only=True)) | set(heavy_frames))
+            predictions.append(Prediction(scores=scores[i], usage=usage, selected=heavy_frames,
                                           extras={"timesteps": [int(t) for t in read], "steps_processed": steps,
-                                                  "num_timesteps": int(self.table.lengths[row])}))
+                                                  "num_timesteps": int(self.table.lengths[row])}, decoded=decoded))
         return predictions
 
     def predict(self, video: Any) -> Prediction:
@@ -372,3 +376,12 @@ class LiteEval(Method):
         clips = video_clips(self.ctx, "test", video.video_id)[:steps].to(self.ctx.device)
         module = LiteEvalTrace(light_network(self.ctx), heavy_classifier(self.ctx), self.net, self.p["online_k"])
         return module.eval(), (clips,)
+
+
+@register_method("liteeval_online")
+class LiteEvalOnline(LiteEval):
+    """LiteEval in the online setting (Fig. 2) as its own curve: the same training, swept over K."""
+
+    summary = "LiteEval online (Fig. 2): emits after its K-th heavy read; the budget knob is K"
+    params = {**LiteEval.params, "online_k": Param(4, "K: emit after the K-th heavy read", low=1)}
+    budget_param = "online_k"

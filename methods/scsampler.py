@@ -61,6 +61,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness.decode_cost import clip_frames
 from harness.method import Component, Usage
 from harness.params import Param, resolve_params
 from harness.registry import BACKBONES, register_method
@@ -346,7 +347,11 @@ class SCSampler(HeavyOnTimesteps):
     def predict(self, video: Any):
         prediction = super().predict(video)
         row = self.table.row(video.video_id)
-        prediction.extras["saliency"] = np.round(self.saliency[row, : int(self.table.lengths[row])], 4).tolist()
+        length = int(self.table.lengths[row])
+        prediction.extras["saliency"] = np.round(self.saliency[row, :length], 4).tolist()
+        # the sampler reads every frame of every clip it scores (middle frame + frame differences):
+        # this stand-in for the paper's compressed-domain inputs needs a full decode
+        prediction.decoded = clip_frames(range(length), self.table.clip_len)
         return prediction
 
     def trace_video(self, video: Any) -> tuple[nn.Module, tuple]:

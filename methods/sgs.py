@@ -185,7 +185,8 @@ class SGS(Method):
     def _prediction(self, scores: np.ndarray, picks: list[int], details: Any, i: int) -> Prediction:
         t = int(self.p["frames"])
         if details is None:  # base mode
-            return Prediction(scores=scores, usage=Usage().add("backbone", 1, frames=t), extras={"frames": picks})
+            return Prediction(scores=scores, usage=Usage().add("backbone", 1, frames=t), extras={"frames": picks},
+                              decoded=picks)
         kept = int(details.bins_kept[i])
         occupied = details.occupied[i].cpu()
         rank = torch.cumsum(occupied.long(), 0) - 1  # position of each bin among the kept ones
@@ -195,7 +196,7 @@ class SGS(Method):
         bin_of_frame = torch.where(occupied[frame_bin] & weight_ok, rank[frame_bin], torch.full_like(frame_bin, -1))
         usage = Usage().add("pre", 1, frames=t).add("sgs", 1, frames=t, bins=self._bins()).add("post", 1, bins=kept)
         return Prediction(scores=scores, usage=usage,
-                          extras={"bins": kept, "frames": picks, "bin_of_frame": bin_of_frame.tolist()})
+                          extras={"bins": kept, "frames": picks, "bin_of_frame": bin_of_frame.tolist()}, decoded=picks)
 
     # -- accounting --------------------------------------------------------------------------
     def _pre_shape(self, frames: int) -> tuple[int, ...]:

@@ -216,7 +216,7 @@ class TemporalClusteringMethod(Method):
                 if starts is not None:
                     extras["cluster_boundaries"] = [int(picks[i][s]) for s in starts[i]]
                 usage = Usage().add("pre", 1, frames=t).add("post", 1, frames=post)
-                out.append(Prediction(scores=scores[i], usage=usage, extras=extras))
+                out.append(Prediction(scores=scores[i], usage=usage, extras=extras, decoded=picks[i]))
         return out
 
     def train_memory_mb(self, frames: int) -> float:
