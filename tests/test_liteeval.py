@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from harness.decode_cost import clip_frames
 from methods.liteeval import LiteEvalNet, budget_loss, synchronise, temperature, train_liteeval
 
 D_C, D_F = 6, 10
@@ -217,5 +218,12 @@ def test_accounting_matches_a_brute_force_count_per_video(tiny_root, params):
     steps = length if not params.get("online_k") else prediction.extras["steps_processed"]
     assert usage.total("light") == usage.total("coarse_rnn") == usage.total("gate") == steps <= length
     assert usage.total("heavy") == usage.total("fine_rnn") == len(prediction.extras["timesteps"])
+    # decoded: the coarse network's frame of every processed step, and the clips the fine network read
+    coarse_frames = clip_frames(range(steps), method.table.clip_len, middle_only=True)
+    assert set(prediction.decoded) == set(coarse_frames) | set(prediction.selected)
+    with torch.no_grad():
+        method.net.gate.linear.bias.copy_(torch.tensor([100.0, -100.0]))  # never read: only the coarse frames
+    skipping = method.predict(test[0])
+    assert skipping.selected == [] and skipping.decoded == clip_frames(range(length), method.table.clip_len, middle_only=True)
     if params.get("online_k"):
         assert usage.total("heavy") <= 2
