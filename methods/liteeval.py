@@ -19,21 +19,15 @@ Online setting (``online_k``): at test the model emits after its K-th fine read 
 Choices the paper leaves open or that differ from it: lambda is constant (the paper's 2; no lambda
 schedule, so nothing to reset); Adam at lr 1e-3 (the paper's 1e-4 is for 10^4-10^5 videos);
 default state sizes 64 (coarse) and 256 (fine; the paper's ActivityNet setting is 64 / 512); the
-gate reads the fine hidden and cell state (the official code) -- eq. 2 writes h only. On a toy with
-class evidence at 2 of 12 timesteps flagged in the cheap features, gamma 0.2 read 20% of the
-timesteps with 81% precision and 96% recall, and classified every held-out video correctly.
+gate reads the fine hidden and cell state (the official code) -- eq. 2 writes h only. That the gate
+learns to read the informative timesteps of a toy is checked by
+``tests/test_liteeval.py::test_gate_learns_to_read_the_informative_timesteps``.
 
-Measured (``skimbench run experiments/liteeval_claims.yaml --local``; skim-digits move4 small, 120
-test videos of 24 timesteps; fine: r3d_18 width 8 @ 32 px, 0.0169 GFLOPs per timestep; coarse:
-mobilenet_v2 @ 16 px, 0.068 GFLOPs for all 24 timesteps with both LSTMs; 1 seed):
-- (a) Table 1: uniform over all 24 timesteps 63.3% @ 0.406 GFLOPs; LiteEval (LSTM) at gamma 0.1 /
-  0.25 / 0.5 / 0.75: 59.2 / 68.3 / 68.3 / 65.8% @ 0.141 / 0.178 / 0.272 / 0.393 GFLOPs (4.1 / 6.2 /
-  11.6 / 18.5 fine reads per video). Holds: +5 pt at 44% of the GFLOPs (gamma 0.25); the report's
-  check puts the crossing at 38% of uniform-all's GFLOPs.
-- (b) per-video spread: std 0.023 / 0.028 / 0.030 / 0.014 GFLOPs (fine reads 2-7, 3-10, 8-16,
-  17-20): holds except at gamma 0.75 (CV 3.5%, below the check's 5%).
-- (c) Table 7: GFLOPs rise monotonically with gamma: holds. (d) Table 6: GRU 70.8% @ 0.169 and
-  69.2% @ 0.281 (gamma 0.25 / 0.5), on a par with the LSTM here (the paper finds GRU worse).
+Baselines (Table 1, Fig. 2): methods/liteeval_baselines.py; ``liteeval_online`` is this method with
+``online_k`` as its budget knob, so that the online setting draws its own curve.
+
+Results: ``skimbench run experiments/liteeval_claims.yaml`` then ``skimbench report liteeval-claims``
+(tables and the claims check in ``results/liteeval-claims/``).
 """
 from __future__ import annotations
 
