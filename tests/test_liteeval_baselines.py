@@ -86,14 +86,18 @@ SMALL_LITEEVAL = {"epochs": 2, "coarse_hidden": 16, "fine_hidden": 32, "coarse_e
     ("liteeval_lstm", {"epochs": 2, "hidden": 16, "embed": 16, "inputs": "coarse_fine"}),
     ("uniform_cf", {"k": 3}),
     ("uniform_k", {**SMALL_LITEEVAL, "online_k": 2}),
+    ("seq_k", {"k": 2}),
+    ("liteeval_online", {**SMALL_LITEEVAL, "online_k": 2}),
     ("videoepitoma_uniform", {"k": 3, "epochs": 2}),
 ])
 def test_accounting_matches_a_brute_force_count_per_video(tiny_root, name, params):
     from harness.compute import verify_accounting
 
     ctx, method = _tiny_method(tiny_root, name, **params)
-    test = ctx.dataset.split("test")[:6]
-    for accounted, brute in verify_accounting(method, test):
+    test = ctx.dataset.split("test")[:10]
+    pairs = verify_accounting(method, test)
+    assert len(pairs) == 10
+    for accounted, brute in pairs:
         assert brute > 0 and abs(accounted - brute) <= 0.01 * brute, (name, accounted, brute)
     prediction = method.predict(test[0])
     length = prediction.extras["num_timesteps"]
