@@ -26,7 +26,6 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from harness.decode_cost import clip_frames
@@ -37,6 +36,7 @@ from harness.shared import (AGGREGATE_PARAM, ClipsThrough, HeavyOnTimesteps, agg
                             features_only, heavy_classifier, heavy_component, light_component, light_network,
                             timestep_table, uniform_timesteps, video_clips)
 from methods.liteeval import LiteEval, RecurrentCell, projection
+from methods.videoepitoma_uniform import train_video_classifier
 
 
 class LSTMClassifier(nn.Module):
@@ -52,6 +52,7 @@ class LSTMClassifier(nn.Module):
         return self.cell(v, h, c)
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        mask = mask > 0  # bool, or 0/1 floats
         v = features.new_zeros(*mask.shape, self.embed[1].out_features)
         v[mask] = self.embed(features[mask])  # BatchNorm never sees padding
         h, c = self.cell.zero_state(mask.shape[0], v)
@@ -85,37 +86,12 @@ class LSTMTrace(nn.Module):
         return self.net(features[None], torch.ones(1, len(clips), dtype=torch.bool, device=clips.device))
 
 
-def train_lstm(net: LSTMClassifier, features: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor, *,
-               multilabel: bool, epochs: int, batch_size: int, lr: float, seed: int, log=print) -> LSTMClassifier:
-    """Adam on CE (BCE multi-label), minibatches of whole videos: LiteEval's recipe without the gate."""
-    generator = torch.Generator().manual_seed(int(seed))
-    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
-    net.train()
-    for epoch in range(epochs):
-        order = torch.randperm(len(mask), generator=generator).to(mask.device)
-        total = 0.0
-        for start in range(0, len(order), batch_size):
-            idx = order[start: start + batch_size]
-            logits = net(features[idx], mask[idx])
-            if multilabel:
-                loss = F.binary_cross_entropy_with_logits(logits, targets[idx])
-            else:
-                loss = F.cross_entropy(logits, targets[idx].argmax(1))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(idx)
-        if epoch == epochs - 1 or (epoch + 1) % 10 == 0:
-            log(f"[liteeval_lstm] epoch {epoch + 1}/{epochs} ce {total / len(order):.3f}")
-    return net.eval()
-
-
 @register_method("liteeval_lstm")
 class LiteEvalLSTM(Method):
     summary = "LiteEval's LSTM baseline: an LSTM over the heavy features (or coarse + heavy: LSTM+CF) of every timestep"
     params = {
-        "inputs": Param("fine", "fine: heavy features (LSTM); coarse_fine: concatenated cheap and heavy features (LSTM+CF)",
-                        choices=("fine", "coarse_fine")),
+        "inputs": Param("fine", "fine: heavy features (LSTM); coarse_fine: concatenated cheap and heavy "
+                        "features (LSTM+CF)", choices=("fine", "coarse_fine")),
         "hidden": Param(256, "LSTM state size (LiteEval's fine_hidden)", low=1),
         "embed": Param(256, "BN-Linear-BN-ReLU embedding width of the input features", low=1),
         "epochs": Param(20, "training epochs over the training videos", low=1),
@@ -143,9 +119,11 @@ class LiteEvalLSTM(Method):
         mask = torch.as_tensor(table.mask[rows], device=self.ctx.device)
         targets = torch.as_tensor(table.labels[rows], dtype=torch.float32, device=self.ctx.device)
         torch.manual_seed(self.ctx.seed)
-        self.net = LSTMClassifier(features.shape[-1], targets.shape[1], self.p["embed"], self.p["hidden"]).to(self.ctx.device)
-        train_lstm(self.net, features, mask, targets, multilabel=table.multilabel, epochs=self.p["epochs"],
-                   batch_size=self.p["batch_size"], lr=self.p["lr"], seed=self.ctx.seed, log=self.ctx.log)
+        self.net = LSTMClassifier(features.shape[-1], targets.shape[1], self.p["embed"], self.p["hidden"])
+        self.net.to(self.ctx.device)
+        train_video_classifier(self.net, features, mask, targets, multilabel=table.multilabel, epochs=self.p["epochs"],
+                               batch_size=self.p["batch_size"], lr=self.p["lr"], seed=self.ctx.seed, eps=1e-8,
+                               what="liteeval_lstm", log=self.ctx.log)
         self.table = timestep_table(self.ctx, "test")
 
     def components(self) -> dict[str, Component]:
@@ -153,7 +131,8 @@ class LiteEvalLSTM(Method):
         config = {"method": "liteeval_lstm", **{k: self.p[k] for k in ("inputs", "hidden", "embed")},
                   "dims": [d_in, net.head.out_features]}
         parts = {"heavy": features_only(heavy_component(self.ctx)),
-                 "lstm": Component(LSTMStep(net), lambda: (torch.zeros(1, d_in), torch.zeros(1, hidden), torch.zeros(1, hidden)),
+                 "lstm": Component(LSTMStep(net), lambda: (torch.zeros(1, d_in), torch.zeros(1, hidden),
+                                                           torch.zeros(1, hidden)),
                                    role="recognition", config={**config, "part": "lstm"}),
                  "head": Component(net.head, lambda: (torch.zeros(1, hidden),), role="recognition",
                                    config={**config, "part": "head"})}
@@ -170,7 +149,8 @@ class LiteEvalLSTM(Method):
         lengths = self.table.lengths[rows]
         longest = int(lengths.max())
         features = self._features(self.table, rows)[:, :longest]
-        mask = torch.arange(longest, device=self.ctx.device)[None] < torch.as_tensor(lengths, device=self.ctx.device)[:, None]
+        device = self.ctx.device
+        mask = torch.arange(longest, device=device)[None] < torch.as_tensor(lengths, device=device)[:, None]
         scores = class_probabilities(self.net(features, mask), self.table.multilabel).cpu().numpy().astype(np.float64)
         out = []
         for i, row in enumerate(rows):
@@ -206,8 +186,9 @@ class CoarseAndFine(nn.Module):
 
 @register_method("uniform_cf")
 class UniformCF(Method):
-    summary = "LiteEval's UNIFORM+CF: coarse and heavy class scores averaged per timestep, then over K uniform timesteps"
-    params = {"k": Param(None, "uniformly spaced timesteps per video (null: every timestep)", type=int, low=1, nullable=True)}
+    summary = "LiteEval's UNIFORM+CF: coarse and heavy class scores averaged per timestep, then over K timesteps"
+    params = {"k": Param(None, "uniformly spaced timesteps per video (null: every timestep)", type=int, low=1,
+                         nullable=True)}
     budget_param = "k"
     dynamic = True  # a video with fewer than K timesteps costs less
     selection_unit = "frame"
@@ -256,9 +237,10 @@ class SeqK(HeavyOnTimesteps):
 
 @register_method("uniform_k")
 class UniformK(LiteEval):
-    summary = "LiteEval's online UNIFORM-K: K uniform timesteps over the span LiteEval (online_k = K) watched; not deployable"
+    summary = "LiteEval's online UNIFORM-K: K uniform timesteps over the span LiteEval watched; not deployable"
     params = {**LiteEval.params,
-              "online_k": Param(4, "K: heavy timesteps; the span is where liteeval emits after its K-th fine read", low=1),
+              "online_k": Param(4, "K: heavy timesteps, spread over the steps liteeval ran up to its K-th fine read",
+                                low=1),
               "aggregate": AGGREGATE_PARAM}
     budget_param = "online_k"
     deployable = False  # it needs the span LiteEval watched before the video is seen
@@ -278,7 +260,8 @@ class UniformK(LiteEval):
         out = []
         for row, (chosen, span) in zip(rows, self._chosen(rows)):
             frames = self.table.heavy_frames(row, chosen)
-            scores = aggregate(np.asarray(self.table.heavy_logits[row, chosen]), self.p["aggregate"], self.table.multilabel)
+            logits = np.asarray(self.table.heavy_logits[row, chosen])
+            scores = aggregate(logits, self.p["aggregate"], self.table.multilabel)
             out.append(Prediction(scores=np.asarray(scores, dtype=np.float64), usage=Usage({"heavy": len(chosen)}),
                                   selected=frames, decoded=frames,
                                   extras={"timesteps": [int(t) for t in chosen], "span": span,

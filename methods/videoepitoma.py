@@ -357,7 +357,8 @@ class VideoEpitoma(Method):
             scores = aggregate(np.asarray(self.table.heavy_logits[row, chosen]), self.p["aggregate"], self.table.multilabel)
         heavy_frames = self.table.heavy_frames(row, chosen)
         # the LightNet saw the middle frame of every candidate, the HeavyNet the chosen clips
-        decoded = sorted(set(clip_frames(self._candidates(row), self.table.clip_len, middle_only=True)) | set(heavy_frames))
+        light_frames = clip_frames(self._candidates(row), self.table.clip_len, middle_only=True)
+        decoded = sorted(set(light_frames) | set(heavy_frames))
         return Prediction(scores=np.asarray(scores, dtype=np.float64), usage=usage, selected=heavy_frames,
                           extras={"timesteps": [int(t) for t in chosen], "num_timesteps": length,
                                   "candidates": [int(t) for t in self._candidates(row)],
@@ -368,7 +369,8 @@ class VideoEpitoma(Method):
         from harness.shared import heavy_classifier, light_network, video_clips
 
         row = self.table.row(video.video_id)
-        clips = video_clips(self.ctx, "test", video.video_id)[torch.as_tensor(self._candidates(row))].to(self.ctx.device)
+        candidates = torch.as_tensor(self._candidates(row))
+        clips = video_clips(self.ctx, "test", video.video_id)[candidates].to(self.ctx.device)
         module = EpitomaTrace(light_network(self.ctx), self.net.selector, heavy_classifier(self.ctx),
                               self.net.classifier if self.end2end else None, self.p["top_t"])
         return module.eval(), (clips,)

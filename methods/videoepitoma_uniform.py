@@ -36,11 +36,14 @@ def uniform_mask(lengths: np.ndarray, longest: int, k: int) -> torch.Tensor:
     return mask
 
 
-def train_classifier(net: VideoClassifier, features: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor, *,
-                     multilabel: bool, epochs: int, batch_size: int, lr: float, seed: int, log=print) -> VideoClassifier:
-    """VideoEpitoma's recipe without the selector: Adam (eps 1e-4) on CE, gates = the chosen timesteps."""
+def train_video_classifier(net: nn.Module, features: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor, *,
+                           multilabel: bool, epochs: int, batch_size: int, lr: float, seed: int, eps: float = 1e-4,
+                           what: str = "videoepitoma_uniform", log=print) -> nn.Module:
+    """Adam on CE (BCE multi-label) over minibatches of whole videos, for a classifier of per-timestep
+    features called as ``net(features [B, L, D], mask [B, L] as 0/1 floats)``: VideoEpitoma's recipe
+    without the selector (eps 1e-4, the paper's), also LiteEval's LSTM baselines (eps 1e-8)."""
     generator = torch.Generator().manual_seed(int(seed))
-    optimizer = torch.optim.Adam(net.parameters(), lr=lr, eps=1e-4)
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr, eps=eps)
     net.train()
     for epoch in range(epochs):
         order = torch.randperm(len(mask), generator=generator).to(mask.device)
@@ -53,7 +56,7 @@ def train_classifier(net: VideoClassifier, features: torch.Tensor, mask: torch.T
             optimizer.step()
             total += loss.item() * len(idx)
         if epoch == epochs - 1 or (epoch + 1) % 10 == 0:
-            log(f"[videoepitoma_uniform] epoch {epoch + 1}/{epochs} ce {total / len(order):.3f}")
+            log(f"[{what}] epoch {epoch + 1}/{epochs} ce {total / len(order):.3f}")
     return net.eval()
 
 
@@ -94,8 +97,8 @@ class VideoEpitomaUniform(Method):
         targets = torch.as_tensor(table.labels[rows], dtype=torch.float32, device=device)
         torch.manual_seed(self.ctx.seed)
         self.net = VideoClassifier(features.shape[-1], targets.shape[1], self.p["hidden"]).to(device)
-        train_classifier(self.net, features, mask, targets, multilabel=table.multilabel, epochs=self.p["epochs"],
-                         batch_size=self.p["batch_size"], lr=self.p["lr"], seed=self.ctx.seed, log=self.ctx.log)
+        train_video_classifier(self.net, features, mask, targets, multilabel=table.multilabel, epochs=self.p["epochs"],
+                               batch_size=self.p["batch_size"], lr=self.p["lr"], seed=self.ctx.seed, log=self.ctx.log)
         self.table = timestep_table(self.ctx, "test")
 
     def components(self) -> dict[str, Component]:

@@ -41,8 +41,9 @@ def _trial(tiny_root, tmp_path, method, params):
 
     load_plugin_file(str(Path(__file__).parent / "plugins" / "quick_methods.py"))
     cfg = {"seed": 0,
-           "dataset": {"name": "skim-digits", "params": resolve_params(DATASETS.get("skim-digits").params,
-                                                                       {"variant": "longrange", "size": "tiny", "root": str(tiny_root)})},
+           "dataset": {"name": "skim-digits",
+                       "params": resolve_params(DATASETS.get("skim-digits").params,
+                                                {"variant": "longrange", "size": "tiny", "root": str(tiny_root)})},
            "backbone": {"name": "resnet18", "params": resolve_params(BACKBONES.get("resnet18").params, {})},
            "method": {"name": method, "params": resolve_params(METHODS.get(method).params, params)},
            "evaluation": resolve_params(EVALUATION_PARAMS, {"device": "cpu", "heavy_epochs": 1, "batch_size": 2,

@@ -30,7 +30,8 @@ def test_lstm_baseline_ignores_padding():
 def test_seq_k_reads_the_first_k_timesteps():
     rng = np.random.default_rng(0)
     table = TimestepTable(video_ids=["v0", "v1"], lengths=np.array([10, 2]), labels=np.eye(3, dtype=np.float32)[[0, 1]],
-                          heavy_logits=rng.normal(size=(2, 10, 3)), heavy_features=rng.normal(size=(2, 10, 4)), clip_len=4)
+                          heavy_logits=rng.normal(size=(2, 10, 3)), heavy_features=rng.normal(size=(2, 10, 4)),
+                          clip_len=4)
     method = SeqK(type("Ctx", (), {"seed": 0})(), k=3, aggregate="auto")
     method.table = table
     full = method.predict(type("Rec", (), {"video_id": "v0"})())

@@ -159,7 +159,8 @@ def _tiny_method(tiny_root, name, **params):
     return ctx, method
 
 
-@pytest.mark.parametrize("params", [{"mode": "end2end", "sparsity": 0.2}, {"mode": "standalone", "top_t": 3, "context": False},
+@pytest.mark.parametrize("params", [{"mode": "end2end", "sparsity": 0.2},
+                                    {"mode": "standalone", "top_t": 3, "context": False},
                                     {"mode": "end2end", "sparsity": 0.2, "candidates": 5}])
 def test_accounting_matches_a_brute_force_count_per_video(tiny_root, params):
     from harness.compute import verify_accounting
@@ -175,7 +176,8 @@ def test_accounting_matches_a_brute_force_count_per_video(tiny_root, params):
     candidates = uniform_timesteps(length, params["candidates"]) if "candidates" in params else np.arange(length)
     assert prediction.extras["candidates"] == candidates.tolist() and set(steps) <= set(candidates.tolist())
     assert prediction.usage.total("light") == len(candidates)  # the LightNet sees the candidates only
-    assert set(prediction.decoded) == set(clip_frames(candidates, method.table.clip_len, middle_only=True)) | set(prediction.selected)
+    light_frames = clip_frames(candidates, method.table.clip_len, middle_only=True)
+    assert set(prediction.decoded) == set(light_frames) | set(prediction.selected)
     assert prediction.usage.total("heavy") == len(steps) and (len(steps) == 3 or "top_t" not in params)
     assert prediction.selected == [f for t in steps for f in method.table.heavy_frames(0, [t])]
     assert np.isclose(prediction.scores.sum(), 1.0)
