@@ -367,5 +367,6 @@ class LiteEval(Method):
     def trace_video(self, video: Any) -> tuple[nn.Module, tuple]:
         steps = int(self._run([self.table.row(video.video_id)])["processed"].sum())
         clips = video_clips(self.ctx, "test", video.video_id)[:steps].to(self.ctx.device)
-        module = LiteEvalTrace(light_network(self.ctx, self.p), heavy_classifier(self.ctx), self.net, self.p["online_k"])
+        light = light_network(self.ctx, self.p)
+        module = LiteEvalTrace(light, heavy_classifier(self.ctx), self.net, self.p["online_k"])
         return module.eval(), (clips,)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.toolkit.selection import aggregate, random_timesteps, top_k, true_class_scores, uniform_timesteps, video_rng
+from harness.toolkit.selection import (aggregate, random_timesteps, top_k, true_class_scores, uniform_timesteps,
+                                      video_rng)
 from harness.toolkit.stages import TimestepTable
 from methods.dense import Dense
 from methods.oracle import Oracle, oracle_timesteps

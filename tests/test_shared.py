@@ -34,9 +34,10 @@ def make_method(root: Path, store: StageStore, name: str, params: dict | None = 
     """A method built the way a trial builds it, on skim-digits tiny (longrange), 2 heavy epochs."""
     from harness.registry import DATASETS
 
-    cfg = {"dataset": {"name": "skim-digits", "params": resolve_params(DATASETS.get("skim-digits").params,
-                                                                      {"size": "tiny", "variant": "longrange", "root": str(root)})},
-           "backbone": {"name": backbone["name"], "params": resolve_params(BACKBONES.get(backbone["name"]).params, backbone["params"])},
+    data = {"size": "tiny", "variant": "longrange", "root": str(root)}
+    cfg = {"dataset": {"name": "skim-digits", "params": resolve_params(DATASETS.get("skim-digits").params, data)},
+           "backbone": {"name": backbone["name"],
+                        "params": resolve_params(BACKBONES.get(backbone["name"]).params, backbone["params"])},
            "method": {"name": name, "params": resolve_params(METHODS.get(name).params, params or {})},
            "seed": seed, "evaluation": resolve_params(EVALUATION_PARAMS, {"device": "cpu", "heavy_epochs": 2})}
     ctx, method = build_context(cfg, store, root.parent / "work", log=lambda _: None)
@@ -51,7 +52,9 @@ def store(tmp_path_factory) -> StageStore:
 
 def _computed(store: StageStore, name: str) -> list[str]:
     folder = store.root / name
-    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")) if folder.exists() else []
+    if not folder.exists():
+        return []
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def test_heavy_classifier_and_tables_are_computed_once_for_several_methods(tiny_root, store):
@@ -101,8 +104,8 @@ def test_a_2d_heavy_backbone_sees_the_middle_frame(tiny_root, store):
     assert np.allclose(direct.numpy(), table.heavy_logits[table.row(record.video_id), : len(clips)], atol=1e-4)
 
 
-@pytest.mark.parametrize("name,params", [("uniform", {"k": 2}), ("random", {"k": 3}), ("dense", {}), ("oracle", {"k": 2}),
-                                         ("uniform", {"k": 50})])
+@pytest.mark.parametrize("name,params", [("uniform", {"k": 2}), ("random", {"k": 3}), ("dense", {}),
+                                         ("oracle", {"k": 2}), ("uniform", {"k": 50})])
 def test_baseline_accounting_matches_brute_force(tiny_root, store, name, params):
     ctx, method = make_method(tiny_root, store, name, params)
     records = ctx.dataset.split("test")[:10]

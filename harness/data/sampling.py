@@ -26,7 +26,8 @@ def _check(num_frames: int) -> None:
         raise ValueError(f"a video needs at least one frame, got {num_frames}")
 
 
-def tsn_segments(num_frames: int, num_segments: int, train: bool = False, rng: np.random.Generator | None = None) -> np.ndarray:
+def tsn_segments(num_frames: int, num_segments: int, train: bool = False,
+                 rng: np.random.Generator | None = None) -> np.ndarray:
     """TSN: split the video into ``num_segments`` equal segments and take one frame from each -- a random
     frame of the segment in training, its centre at test (``uniform_frames``). With fewer frames than
     segments, both take the centres (frames repeat)."""

@@ -131,7 +131,8 @@ def _split_clips(ctx: TrialContext, split: str) -> tuple[torch.Tensor, torch.Ten
     for row, video_id in enumerate(bank.video_ids):
         video = split_into_clips(bank.get(video_id), clip_len)
         clips.append(video)
-        labels.append(np.broadcast_to(multi_hot(labels_of[video_id], ctx.dataset.num_classes), (len(video), ctx.dataset.num_classes)))
+        label = multi_hot(labels_of[video_id], ctx.dataset.num_classes)
+        labels.append(np.broadcast_to(label, (len(video), len(label))))
         rows.append(np.full(len(video), row, dtype=np.int64))
     return torch.cat(clips), torch.from_numpy(np.concatenate(labels)), np.concatenate(rows)
 
@@ -262,7 +263,10 @@ class TimestepTable:
         frames: list[int] = []
         for t in sorted(int(t) for t in timesteps):
             start = t * self.clip_len
-            frames += [start + self.clip_len // 2] if self.heavy_kind == "2d" else list(range(start, start + self.clip_len))
+            if self.heavy_kind == "2d":
+                frames.append(start + self.clip_len // 2)
+            else:
+                frames += range(start, start + self.clip_len)
         return frames
 
 
