@@ -112,3 +112,15 @@ def test_ray_data_actor_pool_writes_the_same_shards(source, tmp_path, one_thread
     assert isinstance(remote, ShardedArrays) and remote.video_ids == local.video_ids
     for name in ("features", "logits"):
         np.testing.assert_allclose(remote.padded(name), local.padded(name), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_extraction_matches_cpu_through_pinned_loader(source, tmp_path):
+    from harness.data.streaming import FrameRequests, frame_loader
+
+    batch = next(iter(frame_loader(FrameRequests(source), batch_size=2, workers=1, device="cuda")))
+    assert batch["frames"].is_pinned()
+    cpu = extract(tmp_path / "cpu", source, factory(), shard_size=3)
+    gpu = extract(tmp_path / "gpu", source, factory(), shard_size=3, device="cuda")
+    np.testing.assert_allclose(gpu.padded("logits"), cpu.padded("logits"), rtol=1e-3, atol=1e-3)
