@@ -90,3 +90,18 @@ def test_open_frames_chooses_by_decoded_size(dataset_dir, tmp_path):
     assert isinstance(open_frames(ds, "train", store, size=16, budget_bytes=need), BankFrames)
     assert isinstance(open_frames(ds, "train", store, size=16, budget_bytes=need - 1), StreamedFrames)
     assert decoded_bytes(index, 8) == (8 + 8 + 8 + 6) * 16 * 16 * 3
+
+
+def test_clip_requests_cover_the_clips_the_bank_would_cut(dataset_dir, tmp_path):
+    from harness.data.streaming import clip_requests
+
+    store = StageStore(tmp_path / "stages")
+    stream = open_frames(_dataset(dataset_dir), "train", store, size=16, budget_bytes=None)
+    every = clip_requests(stream, 4, rng=np.random.default_rng(1))
+    pairs = sorted((r, tuple(i)) for r, i in zip(every.rows, every.indices))
+    expected = sorted((row, tuple(range(4 * t, 4 * t + 4))) for row, n in enumerate(stream.lengths) for t in range(int(n) // 4))
+    assert pairs == expected and every.rows != sorted(every.rows)  # every clip once, shuffled
+    two = clip_requests(stream, 4, per_video=2, rng=np.random.default_rng(1))
+    assert sorted(np.bincount(two.rows).tolist()) == [1, 2, 2, 2]  # v/c has 6 frames: one clip
+    short = clip_requests(stream, 8, rng=np.random.default_rng(1))
+    assert [list(i) for r, i in zip(short.rows, short.indices) if r == stream.index("v/c")] == [[0, 1, 2, 3, 4, 5, 5, 5]]

@@ -261,6 +261,27 @@ class FrameRequests(Dataset):
         return {"row": row, "video_id": video_id, "frames": torch.from_numpy(frames), "indices": indices}
 
 
+def clip_requests(source: BankFrames | StreamedFrames, clip_len: int, per_video: int | None = None,
+                  rng: np.random.Generator | None = None) -> FrameRequests:
+    """One request per training clip, shuffled: the non-overlapping clips of ``clip_len`` frames of every
+    video (``per_video`` random ones of each, None: all), what the shared networks train on.
+
+    Streaming replacement of building every clip of a split in memory: an epoch is a new call (a new
+    draw from ``rng``). A video shorter than a clip gives one clip padded with its last frame.
+    """
+    rng = rng if rng is not None else np.random.default_rng(0)
+    rows, indices = [], []
+    for row, length in enumerate(np.asarray(source.lengths, dtype=np.int64)):
+        count = max(1, int(length) // clip_len)
+        chosen = np.arange(count) if per_video is None or per_video >= count else np.sort(
+            rng.choice(count, per_video, replace=False))
+        for t in chosen:
+            rows.append(row)
+            indices.append(np.minimum(t * clip_len + np.arange(clip_len), int(length) - 1))
+    order = rng.permutation(len(rows))
+    return FrameRequests(source, [rows[i] for i in order], [indices[i] for i in order])
+
+
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack the good items (zero-padded to the longest, with a mask) and list the failed ones in ``skipped``."""
     good = [it for it in items if "error" not in it]
