@@ -100,7 +100,8 @@ def bounded_memory(args: argparse.Namespace) -> None:
     print(f"{'videos':>7} {'decoded GB':>10} {'timesteps':>9} {'seconds':>8} {'peak RSS main MB':>16} {'worker MB':>9}"
           f" {'total MB':>8}")
     for r in rows:
-        print(f"{r['videos']:>7} {r['decoded_gb']:>10.2f} {r['timesteps']:>9} {r['seconds']:>8.1f} {r['rss_main_mb']:>16.0f}"
+        print(f"{r['videos']:>7} {r['decoded_gb']:>10.2f} {r['timesteps']:>9} {r['seconds']:>8.1f}"
+              f" {r['rss_main_mb']:>16.0f}"
               f" {r['rss_worker_mb']:>9.0f} {r['rss_main_mb'] + r['rss_worker_mb']:>8.0f}")
     total = [r["rss_main_mb"] + r["rss_worker_mb"] for r in rows]
     print(f"peak RSS ratio 10N / N: {total[1] / total[0]:.2f} (target <= 1.2)")
@@ -146,7 +147,8 @@ def throughput(args: argparse.Namespace) -> None:
         raw_t.append(run(raw))
         our_t.append(run(ours))
     (raw_cpu, raw_wall), (our_cpu, our_wall) = np.min(raw_t, axis=0), np.min(our_t, axis=0)
-    print(f"\n(b) loader throughput: {len(frames)} videos x 16 frames at {args.resolution} px, {args.workers} worker(s), "
+    print(f"\n(b) loader throughput: {len(frames)} videos x 16 frames at {args.resolution} px, "
+          f"{args.workers} worker(s), "
           f"batch 4, best of {args.repeats}; frames per CPU-second (loader + workers: robust on a shared machine) "
           f"and per wall-clock second")
     print(f"raw decord get_batch: {total / raw_cpu:8.0f} cpu-fps {total / raw_wall:8.0f} wall-fps")
@@ -187,7 +189,7 @@ def resumable(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--videos", type=int, default=20, help="N: training videos of the small set (10 x N for the large)")
+    parser.add_argument("--videos", type=int, default=20, help="N: training videos of the small set (10 x N: large)")
     parser.add_argument("--frames", type=int, default=192)
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")

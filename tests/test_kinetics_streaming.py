@@ -48,7 +48,8 @@ def test_kinetics_copy_through_the_streaming_path(tmp_path, one_thread):
         assert frames.get(frames.video_ids[0]).shape[1:] == (32, 32, 3)
         factory = NetworkOnClips(partial(build_with_weights, backbone, len(CLASSES)), clip_len=4)
         arrays = extract(tmp_path / f"features-{split}", frames, factory, shard_size=4)
-        assert arrays.names == ["features", "logits"] and arrays.lengths.tolist() == [int(n) // 4 for n in frames.lengths]
+        assert arrays.names == ["features", "logits"]
+        assert arrays.lengths.tolist() == [int(n) // 4 for n in frames.lengths]
         assert arrays.get("logits", frames.video_ids[-1]).shape[1] == len(CLASSES)
     net = build_with_weights(backbone, len(CLASSES))
     assert torch.equal(net.stem[0].weight, pretrained.stem[0].weight)  # the pretrained body, a fresh 3-class head

@@ -95,7 +95,8 @@ def test_sharded_stage_in_the_store(source, tmp_path, one_thread):
     arrays = sharded_stage(store, "timesteps", deps, source, factory(), shard_size=3)
     assert store.exists("timesteps", deps) and arrays.num_shards == 3
     again: list[int] = []
-    assert sharded_stage(store, "timesteps", deps, source, factory(), shard_size=3, on_shard=again.append).key == arrays.key
+    again_arrays = sharded_stage(store, "timesteps", deps, source, factory(), shard_size=3, on_shard=again.append)
+    assert again_arrays.key == arrays.key
     assert again == []
 
 

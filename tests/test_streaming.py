@@ -99,9 +99,11 @@ def test_clip_requests_cover_the_clips_the_bank_would_cut(dataset_dir, tmp_path)
     stream = open_frames(_dataset(dataset_dir), "train", store, size=16, budget_bytes=None)
     every = clip_requests(stream, 4, rng=np.random.default_rng(1))
     pairs = sorted((r, tuple(i)) for r, i in zip(every.rows, every.indices))
-    expected = sorted((row, tuple(range(4 * t, 4 * t + 4))) for row, n in enumerate(stream.lengths) for t in range(int(n) // 4))
+    expected = sorted((row, tuple(range(4 * t, 4 * t + 4)))
+                      for row, n in enumerate(stream.lengths) for t in range(int(n) // 4))
     assert pairs == expected and every.rows != sorted(every.rows)  # every clip once, shuffled
     two = clip_requests(stream, 4, per_video=2, rng=np.random.default_rng(1))
     assert sorted(np.bincount(two.rows).tolist()) == [1, 2, 2, 2]  # v/c has 6 frames: one clip
     short = clip_requests(stream, 8, rng=np.random.default_rng(1))
-    assert [list(i) for r, i in zip(short.rows, short.indices) if r == stream.index("v/c")] == [[0, 1, 2, 3, 4, 5, 5, 5]]
+    c_row = stream.index("v/c")
+    assert [list(i) for r, i in zip(short.rows, short.indices) if r == c_row] == [[0, 1, 2, 3, 4, 5, 5, 5]]

@@ -60,7 +60,8 @@ def test_hash_and_shape_mismatches_are_one_line_errors(tmp_path):
         load_weights(model, {"path": str(path)})
     with pytest.raises(WeightsError, match="not found"):
         load_weights(model, {"path": str(tmp_path / "nope.pth"), "sha256": digest})
-    partial = {k: v for k, v in build_backbone("resnet18", {"width": 4}, 10).state_dict().items() if "stages.3" not in k}
+    full = build_backbone("resnet18", {"width": 4}, 10).state_dict()
+    partial = {k: v for k, v in full.items() if "stages.3" not in k}
     torch.save(partial, tmp_path / "p.pth")
     with pytest.raises(WeightsError, match=r"lacks \d+ parameter\(s\) of the model, first 'stages.3"):
         load_weights(model, {"path": str(tmp_path / "p.pth"), "sha256": sha256_file(tmp_path / "p.pth")})

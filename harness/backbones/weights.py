@@ -127,7 +127,8 @@ def _target(key: str, target: Mapping[str, torch.Tensor], head_keys: list[str]) 
     return _head_target(key, head_keys)
 
 
-def map_state_dict(state: Any, model: nn.Module, path: str = "checkpoint") -> tuple[dict[str, torch.Tensor], LoadReport]:
+def map_state_dict(state: Any, model: nn.Module,
+                   path: str = "checkpoint") -> tuple[dict[str, torch.Tensor], LoadReport]:
     """The checkpoint's tensors under the model's names (see the module docstring), and what was done."""
     try:
         state = _unwrap(state)

@@ -133,14 +133,7 @@ class StreamedFrames:
     def __len__(self) -> int:
         return len(self.video_ids)
 
-    def index(self, video_id: str) -> int:
-        if not self._rows:
-            self._rows.update({v: i for i, v in enumerate(self.video_ids)})
-        try:
-            return self._rows[video_id]
-        except KeyError:
-            why = dict(self.skipped).get(video_id)
-            raise KeyError(f"video '{video_id}' is not in the index" + (f" (skipped: {why})" if why else "")) from None
+    index = FrameBank.index  # row of a video id; KeyError naming the skip reason
 
     def file_indices(self, row: int, indices: Sequence[int] | np.ndarray) -> np.ndarray:
         """Frame numbers in the file of positions ``indices`` of the subsampled timeline."""

@@ -153,7 +153,8 @@ def extract(folder: str | Path, source: Any, factory: Callable, *, shard_size: i
         metas = [json.loads((folder / shard_name(s) / "meta.json").read_text()) for s in range(len(shards))]
         index = {"video_ids": list(source.video_ids), "shard_size": shard_size, "num_shards": len(shards),
                  "names": sorted({n for m in metas for n in m["names"]}),
-                 "skipped": [list(x) for x in getattr(source, "skipped", [])] + [x for m in metas for x in m["skipped"]]}
+                 "skipped": [list(x) for x in getattr(source, "skipped", [])]
+                 + [x for m in metas for x in m["skipped"]]}
         (folder / INDEX).write_text(json.dumps(index))
     return ShardedArrays(folder)
 
