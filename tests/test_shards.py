@@ -15,7 +15,6 @@ from harness.shared import ClipNet
 from harness.stages import StageStore
 
 NUM_VIDEOS = 7
-STATE = ""
 
 
 @pytest.fixture(scope="module")
@@ -37,23 +36,19 @@ def source(tmp_path_factory):
 BUILD = partial(build_backbone, "resnet18", {"width": 4}, 2)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def trained(tmp_path_factory):
-    """One fixed set of weights (a trained stage's model.pt), so that every extraction computes the same."""
-    global STATE
-    STATE = str(tmp_path_factory.mktemp("net") / "model.pt")
-    torch.save(ClipNet(BUILD(), 2).state_dict(), STATE)
-
-
-def factory():
-    return NetworkOnClips(BUILD, clip_len=2, state_path=STATE)
+@pytest.fixture(scope="module")
+def factory(tmp_path_factory):
+    """Factories of one fixed set of weights (a trained stage's model.pt): every extraction computes the same."""
+    state = str(tmp_path_factory.mktemp("net") / "model.pt")
+    torch.save(ClipNet(BUILD(), 2).state_dict(), state)
+    return lambda: NetworkOnClips(BUILD, clip_len=2, state_path=state)
 
 
 class Interrupted(Exception):
     pass
 
 
-def test_killed_extraction_resumes_at_the_first_missing_shard(source, tmp_path, one_thread):
+def test_killed_extraction_resumes_at_the_first_missing_shard(source, factory, tmp_path, one_thread):
     calls = {"videos": 0}
 
     def failing(device):
@@ -89,7 +84,7 @@ def test_killed_extraction_resumes_at_the_first_missing_shard(source, tmp_path, 
     assert done == []  # complete: nothing recomputed
 
 
-def test_sharded_stage_in_the_store(source, tmp_path, one_thread):
+def test_sharded_stage_in_the_store(source, factory, tmp_path, one_thread):
     store = StageStore(tmp_path / "stages")
     deps = {"what": "test"}
     arrays = sharded_stage(store, "timesteps", deps, source, factory(), shard_size=3)
@@ -100,7 +95,7 @@ def test_sharded_stage_in_the_store(source, tmp_path, one_thread):
     assert again == []
 
 
-def test_ray_data_actor_pool_writes_the_same_shards(source, tmp_path, one_thread):
+def test_ray_data_actor_pool_writes_the_same_shards(source, factory, tmp_path, one_thread):
     ray = pytest.importorskip("ray")
     local = extract(tmp_path / "local", source, factory(), shard_size=2)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
@@ -117,7 +112,7 @@ def test_ray_data_actor_pool_writes_the_same_shards(source, tmp_path, one_thread
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_extraction_matches_cpu_through_pinned_loader(source, tmp_path):
+def test_cuda_extraction_matches_cpu_through_pinned_loader(source, factory, tmp_path):
     from harness.data.streaming import FrameRequests, frame_loader
 
     batch = next(iter(frame_loader(FrameRequests(source), batch_size=2, workers=1, device="cuda")))
