@@ -28,7 +28,7 @@ timeout 180 "$PY" -m pytest -q -m gpu tests/ || status=1
 
 step "2. streaming extraction on the GPU"
 timeout 180 "$PY" - "$WORK" <<'PY' || status=1
-import sys, time
+import os, sys, time
 from functools import partial
 from pathlib import Path
 import torch
@@ -40,7 +40,8 @@ from harness.registry import DATASETS
 from harness.stages import StageStore
 
 work = Path(sys.argv[1])
-folder, _ = make(size="small", variant="move4", root=str(work / "data"), resolution=112)
+folder, _ = make(size="small", variant="move4", root=str(work / "data"), resolution=112, num_train=24,
+                 workers=os.cpu_count())
 ds = DATASETS.get("generic")(root=str(folder))
 frames = open_frames(ds, "test", StageStore(work / "stages"), budget_bytes=None)
 factory = NetworkOnClips(partial(build_backbone, "r3d_18", {}, len(ds.class_names)), clip_len=4)
