@@ -48,6 +48,7 @@ def test_stream_and_bank_give_the_same_tensors(dataset_dir, tmp_path, size, max_
     bank = open_frames(ds, "train", store, size=size, max_frames=max_frames)
     stream = open_frames(ds, "train", store, size=size, max_frames=max_frames, budget_bytes=0)
     assert isinstance(bank, BankFrames) and isinstance(stream, StreamedFrames)
+    assert stream.key == bank.key  # stages trained on these frames keep their key whichever path reads them
     assert bank.video_ids == ["v/a", "v/b", "v/c"]  # the bank drops v/cut while decoding it
     assert stream.video_ids == ["v/a", "v/cut", "v/b", "v/c"]  # the stream finds out when it reads it
     rng = np.random.default_rng(0)

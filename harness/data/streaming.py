@@ -118,12 +118,14 @@ class StreamedFrames:
     path = None  # no folder of decoded frames: ``open_frames`` callers can tell the two paths apart
 
     @classmethod
-    def from_index(cls, index: dict[str, Any], max_frames: int | None, backend: str = "auto") -> "StreamedFrames":
+    def from_index(cls, index: dict[str, Any], max_frames: int | None, backend: str = "auto",
+                   key: str | None = None) -> "StreamedFrames":
+        """``key``: what stage keys record for these frames (``open_frames`` gives the frame bank's key)."""
         videos = index["videos"]
         num_frames = np.array([v["num_frames"] for v in videos], dtype=np.int64)
         lengths = np.array([len(subsample_indices(int(n), max_frames)) for n in num_frames], dtype=np.int64)
         fps = np.array([v["fps"] * length / n for v, length, n in zip(videos, lengths, num_frames)], dtype=np.float64)
-        return cls(key=f"{index['key']}-stream{max_frames or ''}", video_ids=[v["video_id"] for v in videos],
+        return cls(key=key or f"{index['key']}-stream{max_frames or ''}", video_ids=[v["video_id"] for v in videos],
                    paths=[v["path"] for v in videos], num_frames=num_frames, lengths=lengths,
                    labels=[tuple(v["labels"]) for v in videos], skipped=[tuple(x) for x in index["skipped"]],
                    fps=fps, height=int(index["height"]), width=int(index["width"]), max_frames=max_frames,
@@ -207,7 +209,8 @@ def open_frames(dataset: Any, split: str, store: Any, *, size: int | None = None
 
     ``budget_bytes=None`` always streams. Both give the same ``frames(row, indices)`` for the same
     rows and indices; rows differ only when a video fails mid-decode (the bank drops its row, the
-    stream skips it when read).
+    stream skips it when read). Both carry the same ``key`` (the frame bank's stage key), so stages
+    that depend on the frames do not change when a split moves from one path to the other.
     """
     index = video_index(dataset, split, store, size=size, backend=backend, min_frames=min_frames)
     need = decoded_bytes(index, max_frames)
@@ -219,7 +222,8 @@ def open_frames(dataset: Any, split: str, store: Any, *, size: int | None = None
         return BankFrames(bank)
     if log:
         log(f"[data] {split}: {need / 1e9:.2f} GB decoded > budget: streaming from the video files")
-    return StreamedFrames.from_index(index, max_frames, backend)
+    key = store.key("frames", bank_deps(dataset, split, size, max_frames, backend, min_frames))  # = the bank's
+    return StreamedFrames.from_index(index, max_frames, backend, key=key)
 
 
 # ------------------------------------------------------------------------------------------------
