@@ -1,5 +1,11 @@
 """Sharded feature extraction: resumable shard by shard, memory-mapped reads, the Ray Data path on CPU."""
 import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
 from functools import partial
 
 import numpy as np
@@ -9,7 +15,7 @@ import torch
 from harness.backbones import build_backbone
 from harness.data.encoding import write_video
 from harness.data.streaming import open_frames
-from harness.features.shards import NetworkOnClips, ShardedArrays, extract, sharded_stage
+from harness.features.shards import NetworkOnClips, ShardedArrays, extract, missing_shards, sharded_stage
 from harness.registry import DATASETS
 from harness.shared import ClipNet
 from harness.stages import StageStore
@@ -44,30 +50,38 @@ def factory(tmp_path_factory):
     return lambda: NetworkOnClips(BUILD, clip_len=2, state_path=state)
 
 
-class Interrupted(Exception):
-    pass
+CHILD = """
+import pickle, sys, time
+from harness.features.shards import extract
+source, factory, folder = pickle.load(open(sys.argv[1], "rb"))
+
+def slow(device):
+    video_fn = factory(device)
+
+    def fn(frames):
+        time.sleep(0.5)  # slow enough to be killed midway
+        return video_fn(frames)
+    return fn
+
+extract(folder, source, slow, shard_size=2)
+"""
 
 
 def test_killed_extraction_resumes_at_the_first_missing_shard(source, factory, tmp_path, one_thread):
-    calls = {"videos": 0}
-
-    def failing(device):
-        video_fn = factory()(device)
-
-        def fn(frames):
-            calls["videos"] += 1
-            if calls["videos"] > 4:  # shards of 2 videos: dies inside shard 2
-                raise Interrupted
-            return video_fn(frames)
-        return fn
-
-    with pytest.raises(Interrupted):
-        extract(tmp_path / "x", source, failing, shard_size=2)
-    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["shard_00000", "shard_00001"]  # no partial shard
+    folder = tmp_path / "x"
+    (tmp_path / "job.pkl").write_bytes(pickle.dumps((source, factory(), str(folder))))
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path / "job.pkl")], env={**os.environ})
+    deadline = time.time() + 300
+    while len(missing_shards(folder, 4)) > 2 and child.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    child.send_signal(signal.SIGKILL)  # a real kill: no exception handler, no clean-up runs
+    child.wait()
+    before = sorted(set(range(4)) - set(missing_shards(folder, 4)))
+    assert before == [0, 1] and not (folder / "index.json").exists()
 
     resumed: list[int] = []
     arrays = extract(tmp_path / "x", source, factory(), shard_size=2, on_shard=resumed.append)
-    assert resumed == [2, 3]  # shards 0 and 1 were not recomputed
+    assert resumed == [2, 3]  # restarted at the first missing shard: 0 and 1 were not recomputed
 
     fresh: list[int] = []
     reference = extract(tmp_path / "fresh", source, factory(), shard_size=2, on_shard=fresh.append)
