@@ -17,7 +17,7 @@ from harness.data.encoding import write_video
 from harness.data.streaming import open_frames
 from harness.features.shards import NetworkOnClips, ShardedArrays, extract, missing_shards, sharded_stage
 from harness.registry import DATASETS
-from harness.shared import ClipNet
+from harness.toolkit.clips import ClipNet
 from harness.stages import StageStore
 
 NUM_VIDEOS = 7

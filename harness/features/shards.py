@@ -37,7 +37,7 @@ import torch
 from filelock import FileLock
 
 from harness.data.streaming import FrameRequests, drain_skipped, frame_loader
-from harness.shared import ClipNet, frames_to_clips
+from harness.toolkit.clips import ClipNet, frames_to_clips
 
 INDEX = "index.json"
 
