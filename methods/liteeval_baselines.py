@@ -32,9 +32,11 @@ from harness.decode_cost import clip_frames
 from harness.method import Component, Method, Prediction, Usage
 from harness.params import Param
 from harness.registry import register_method
-from harness.shared import (AGGREGATE_PARAM, ClipsThrough, HeavyOnTimesteps, aggregate, class_probabilities,
-                            features_only, heavy_classifier, heavy_component, light_component, light_network,
-                            timestep_table, uniform_timesteps, video_clips)
+from harness.toolkit.clips import video_clips
+from harness.toolkit.heavy_on_timesteps import ClipsThrough, HeavyOnTimesteps, features_only
+from harness.toolkit.selection import AGGREGATE_PARAM, aggregate, class_probabilities, uniform_timesteps
+from harness.toolkit.stages import (LIGHT_PARAMS, heavy_classifier, heavy_component, light_component,
+                                    light_network, timestep_table)
 from methods.liteeval import LiteEval, RecurrentCell, projection
 from methods.videoepitoma_uniform import train_video_classifier
 
@@ -97,6 +99,7 @@ class LiteEvalLSTM(Method):
         "epochs": Param(20, "training epochs over the training videos", low=1),
         "batch_size": Param(32, "videos per training batch", low=1),
         "lr": Param(1e-3, "Adam learning rate", low=0.0),
+        **LIGHT_PARAMS,  # the LightNet's width and input size (inputs: coarse_fine)
     }
     budget_param = None  # every timestep: the cost is the video's length
     dynamic = True  # cost follows the video's length
@@ -113,7 +116,7 @@ class LiteEvalLSTM(Method):
         return torch.as_tensor(np.concatenate(parts, axis=-1), device=self.ctx.device)
 
     def fit(self, train: Sequence[Any]) -> None:
-        table = timestep_table(self.ctx, "train")
+        table = timestep_table(self.ctx, "train", light=self.p)
         rows = [table.row(r.video_id) for r in train]
         features = self._features(table, rows)
         mask = torch.as_tensor(table.mask[rows], device=self.ctx.device)
@@ -124,7 +127,7 @@ class LiteEvalLSTM(Method):
         train_video_classifier(self.net, features, mask, targets, multilabel=table.multilabel, epochs=self.p["epochs"],
                                batch_size=self.p["batch_size"], lr=self.p["lr"], seed=self.ctx.seed, eps=1e-8,
                                what="liteeval_lstm", log=self.ctx.log)
-        self.table = timestep_table(self.ctx, "test")
+        self.table = timestep_table(self.ctx, "test", light=self.p)
 
     def components(self) -> dict[str, Component]:
         net, d_in, hidden = self.net, self.net.embed[0].num_features, self.net.cell.hidden
@@ -137,7 +140,7 @@ class LiteEvalLSTM(Method):
                  "head": Component(net.head, lambda: (torch.zeros(1, hidden),), role="recognition",
                                    config={**config, "part": "head"})}
         if self.coarse:
-            parts["light"] = features_only(light_component(self.ctx))
+            parts["light"] = features_only(light_component(self.ctx, self.p))
         return parts
 
     def eval_mode(self) -> None:
@@ -167,7 +170,7 @@ class LiteEvalLSTM(Method):
         return self.predict_batch([video])[0]
 
     def trace_video(self, video: Any) -> tuple[nn.Module, tuple]:
-        networks = ([light_network(self.ctx)] if self.coarse else []) + [heavy_classifier(self.ctx)]
+        networks = ([light_network(self.ctx, self.p)] if self.coarse else []) + [heavy_classifier(self.ctx)]
         clips = video_clips(self.ctx, "test", video.video_id).to(self.ctx.device)
         return LSTMTrace(networks, self.net).eval(), (clips,)
 
@@ -188,17 +191,18 @@ class CoarseAndFine(nn.Module):
 class UniformCF(Method):
     summary = "LiteEval's UNIFORM+CF: coarse and heavy class scores averaged per timestep, then over K timesteps"
     params = {"k": Param(None, "uniformly spaced timesteps per video (null: every timestep)", type=int, low=1,
-                         nullable=True)}
+                         nullable=True),
+              **LIGHT_PARAMS}  # the LightNet's width and input size
     budget_param = "k"
     dynamic = True  # a video with fewer than K timesteps costs less
     selection_unit = "frame"
 
     def fit(self, train: Sequence[Any]) -> None:
-        self.table = timestep_table(self.ctx, "test")
+        self.table = timestep_table(self.ctx, "test", light=self.p)
 
     def components(self) -> dict[str, Component]:
         # both networks whole: the coarse network's head gives its scores (features_only would miss it)
-        return {"heavy": heavy_component(self.ctx), "light": light_component(self.ctx)}
+        return {"heavy": heavy_component(self.ctx), "light": light_component(self.ctx, self.p)}
 
     def _chosen(self, row: int) -> np.ndarray:
         length = int(self.table.lengths[row])
@@ -208,7 +212,7 @@ class UniformCF(Method):
     def predict(self, video: Any) -> Prediction:
         row = self.table.row(video.video_id)
         chosen = self._chosen(row)
-        light = light_network(self.ctx)
+        light = light_network(self.ctx, self.p)
         coarse = light.head(torch.as_tensor(np.array(self.table.light_features[row, chosen]), device=self.ctx.device))
         per_step = (class_probabilities(coarse.float().cpu().numpy(), self.table.multilabel)
                     + class_probabilities(np.asarray(self.table.heavy_logits[row, chosen]), self.table.multilabel)) / 2
@@ -221,7 +225,7 @@ class UniformCF(Method):
     def trace_video(self, video: Any) -> tuple[nn.Module, tuple]:
         chosen = self._chosen(self.table.row(video.video_id))
         clips = video_clips(self.ctx, "test", video.video_id)[torch.as_tensor(chosen)].to(self.ctx.device)
-        module = CoarseAndFine(light_network(self.ctx), heavy_classifier(self.ctx), self.table.multilabel)
+        module = CoarseAndFine(light_network(self.ctx, self.p), heavy_classifier(self.ctx), self.table.multilabel)
         return module.eval(), (clips,)
 
 

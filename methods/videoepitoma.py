@@ -52,6 +52,10 @@ from harness.decode_cost import clip_frames
 from harness.method import Component, Method, Prediction, Usage
 from harness.params import Param
 from harness.registry import register_method
+from harness.toolkit.clips import video_clips
+from harness.toolkit.heavy_on_timesteps import features_only
+from harness.toolkit.selection import aggregate, class_probabilities, uniform_timesteps
+from harness.toolkit.stages import LIGHT_PARAMS, heavy_classifier, light_network, shared_components, timestep_table
 
 _NEG = -1e9  # finite "minus infinity": a fully masked attention row stays finite
 
@@ -261,6 +265,7 @@ class VideoEpitoma(Method):
         "lr": Param(1e-3, "Adam learning rate (epsilon 1e-4, as in the paper)", low=0.0),
         "aggregate": Param("auto", "standalone: rule combining the chosen timesteps' heavy scores (auto: mean softmax / max sigmoid)",
                            choices=("auto", "mean_softmax", "max_sigmoid", "mean_logits")),
+        **LIGHT_PARAMS,  # the LightNet's width and input size, shared with every method that uses it
         "candidates": Param(None, "T candidate timesteps the LightNet sees and the selector chooses among (Table 1): "
                             "uniformly spaced at test, random per video in training; null = every timestep",
                             type=int, low=1, nullable=True),
@@ -274,10 +279,8 @@ class VideoEpitoma(Method):
         self.end2end = self.p["mode"] == "end2end"
 
     def fit(self, train: Sequence[Any]) -> None:
-        from harness.shared import timestep_table
-
         device = self.ctx.device
-        table = timestep_table(self.ctx, "train")
+        table = timestep_table(self.ctx, "train", light=self.p)
         rows = [table.row(r.video_id) for r in train]
         light = torch.as_tensor(np.asarray(table.light_features)[rows], device=device)
         source = table.heavy_features if self.end2end else table.light_features
@@ -290,12 +293,10 @@ class VideoEpitoma(Method):
         train_videoepitoma(self.net, light, features, mask, targets, sparsity=self.p["sparsity"],
                            multilabel=table.multilabel, epochs=self.p["epochs"], batch_size=self.p["batch_size"],
                            lr=self.p["lr"], seed=self.ctx.seed, candidates=self.p["candidates"], log=self.ctx.log)
-        self.table = timestep_table(self.ctx, "test")
+        self.table = timestep_table(self.ctx, "test", light=self.p)
 
     def components(self) -> dict[str, Component]:
-        from harness.shared import features_only, shared_components
-
-        shared = shared_components(self.ctx)
+        shared = shared_components(self.ctx, self.p)
         light_dim = self.net.selector.norm.normalized_shape[0]
         config = {"method": "videoepitoma", **{k: self.p[k] for k in ("mode", "concepts", "hidden", "context")}}
         # both networks counted up to their pooled features: the light head never runs, nor does
@@ -321,8 +322,6 @@ class VideoEpitoma(Method):
 
     def _candidates(self, row: int) -> np.ndarray:
         """The timesteps the LightNet sees: T uniformly spaced ones, or every timestep."""
-        from harness.shared import uniform_timesteps
-
         length = int(self.table.lengths[row])
         if self.p["candidates"]:
             return uniform_timesteps(length, self.p["candidates"])
@@ -342,8 +341,6 @@ class VideoEpitoma(Method):
 
     @torch.no_grad()
     def predict(self, video: Any) -> Prediction:
-        from harness.shared import aggregate, class_probabilities
-
         row = self.table.row(video.video_id)
         length, seen = int(self.table.lengths[row]), len(self._candidates(row))
         chosen, alpha = self._choose(row)
@@ -366,11 +363,9 @@ class VideoEpitoma(Method):
                           decoded=decoded)
 
     def trace_video(self, video: Any) -> tuple[nn.Module, tuple]:
-        from harness.shared import heavy_classifier, light_network, video_clips
-
         row = self.table.row(video.video_id)
         candidates = torch.as_tensor(self._candidates(row))
         clips = video_clips(self.ctx, "test", video.video_id)[candidates].to(self.ctx.device)
-        module = EpitomaTrace(light_network(self.ctx), self.net.selector, heavy_classifier(self.ctx),
+        module = EpitomaTrace(light_network(self.ctx, self.p), self.net.selector, heavy_classifier(self.ctx),
                               self.net.classifier if self.end2end else None, self.p["top_t"])
         return module.eval(), (clips,)

@@ -23,13 +23,15 @@ from torch import nn
 from harness.method import Component, Method, Prediction, Usage
 from harness.params import Param
 from harness.registry import register_method
+from harness.toolkit.clips import video_clips
+from harness.toolkit.heavy_on_timesteps import features_only
+from harness.toolkit.selection import class_probabilities, uniform_timesteps
+from harness.toolkit.stages import heavy_classifier, heavy_component, timestep_table
 from methods.videoepitoma import VideoClassifier, classification_loss
 
 
 def uniform_mask(lengths: np.ndarray, longest: int, k: int) -> torch.Tensor:
     """bool [N, longest]: the K uniform timesteps of each video (all of them when shorter)."""
-    from harness.shared import uniform_timesteps
-
     mask = torch.zeros(len(lengths), longest, dtype=torch.bool)
     for row, length in enumerate(lengths):
         mask[row, torch.as_tensor(uniform_timesteps(int(length), k))] = True
@@ -87,8 +89,6 @@ class VideoEpitomaUniform(Method):
     selection_unit = "frame"
 
     def fit(self, train: Sequence[Any]) -> None:
-        from harness.shared import timestep_table
-
         device = self.ctx.device
         table = timestep_table(self.ctx, "train")
         rows = [table.row(r.video_id) for r in train]
@@ -102,8 +102,6 @@ class VideoEpitomaUniform(Method):
         self.table = timestep_table(self.ctx, "test")
 
     def components(self) -> dict[str, Component]:
-        from harness.shared import features_only, heavy_component
-
         dim, classes = self.net.mlp[0].in_features, self.net.mlp[2].out_features
         config = {"method": "videoepitoma_uniform", "hidden": self.p["hidden"], "dim": dim, "classes": classes}
         return {"heavy": features_only(heavy_component(self.ctx)),
@@ -114,14 +112,10 @@ class VideoEpitomaUniform(Method):
         self.net.eval()
 
     def _chosen(self, row: int) -> np.ndarray:
-        from harness.shared import uniform_timesteps
-
         return uniform_timesteps(int(self.table.lengths[row]), self.p["k"])
 
     @torch.no_grad()
     def predict(self, video: Any) -> Prediction:
-        from harness.shared import class_probabilities
-
         row = self.table.row(video.video_id)
         chosen = self._chosen(row)
         features = torch.as_tensor(np.array(self.table.heavy_features[row, chosen]), device=self.ctx.device)[None]
@@ -133,8 +127,6 @@ class VideoEpitomaUniform(Method):
                           extras={"timesteps": [int(t) for t in chosen], "num_timesteps": int(self.table.lengths[row])})
 
     def trace_video(self, video: Any) -> tuple[nn.Module, tuple]:
-        from harness.shared import heavy_classifier, video_clips
-
         chosen = self._chosen(self.table.row(video.video_id))
         clips = video_clips(self.ctx, "test", video.video_id)[torch.as_tensor(chosen)].to(self.ctx.device)
         return FeaturesThenClassifier(heavy_classifier(self.ctx), self.net).eval(), (clips,)

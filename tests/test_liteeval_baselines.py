@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from harness.shared import TimestepTable, uniform_timesteps
+from harness.toolkit.selection import uniform_timesteps
+from harness.toolkit.stages import TimestepTable
 from methods.liteeval_baselines import LSTMClassifier, SeqK
 from methods.videoepitoma import VideoEpitomaNet, random_candidates, train_videoepitoma
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from harness.decode_cost import clip_frames
-from harness.shared import uniform_timesteps
+from harness.toolkit.selection import uniform_timesteps
 from methods.videoepitoma import (VideoEpitomaNet, gate_values, keep_one_open, l0_penalty, top_t_mask,
                                   train_videoepitoma)
 
