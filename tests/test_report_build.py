@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from harness.report.build import build_report, report_dir
-from harness.report.claims import CLAIMS
+from harness.report.claims import VERDICTS, registered_claims
 from harness.report.collect import ReportError, load_predictions, load_trials
 from test_report_helpers import frames, make_experiment, relevance
 
@@ -42,13 +42,13 @@ def test_load_predictions_decodes_json_cells(full):
 def test_report_files(full):
     _, out, _, _ = full
     assert out.name == "quick"
-    for stem in ("pareto_synthetic_top1", "latency_synthetic_top1", "cost_per_video_synthetic", "bins_synthetic",
-                 "clusters_synthetic", "selection_synthetic", "filmstrip"):
+    for stem in ("pareto_synthetic_top1", "latency_synthetic_top1", "cost_per_video_synthetic", "sgs_bins_synthetic",
+                 "temporal_clustering_cluster_boundaries_synthetic", "selection_synthetic", "filmstrip"):
         png = out / "figures" / f"{stem}.png"
         assert matplotlib.image.imread(png).shape[0] > 200, stem
         assert (out / "figures" / f"{stem}.svg").read_text().lstrip().startswith("<?xml")
     for stem in ("methods_top1", "matched_compute_top1", "reach_dense_top1", "front_share_top1",
-                 "selection_quality", "claims"):
+                 "selection_quality", "claims", "cost_regime"):
         for suffix in (".csv", ".md", ".tex"):
             assert (out / "tables" / f"{stem}{suffix}").stat().st_size > 0, stem + suffix
     assert "\\toprule" in (out / "tables" / "methods_top1.tex").read_text()
@@ -63,7 +63,9 @@ def test_report_md_content(full):
     assert "![synthetic top1 vs GFLOPs per video](figures/pareto_synthetic_top1.png)" in text
     assert "**synthetic, top1: Pareto front**" in text and "sgs bins=16" in text
     assert "| uniform | k=16 | 0 | FAILED | ERROR |" in text  # the failed trial is listed
-    assert "oracle | k=1 | 2 | 86.0 ± 1.4" in text  # mean ± std over two seeds
+    assert "oracle | k=1 | 2 | 86.0 [58.3, 100.0] | 1.4 |" in text  # seed mean [95% interval], std over two seeds
+    assert "| light | selection | 0.02 | 1:25 |" in text  # cost regime: light vs heavy per call, 0.02 vs 0.5
+    assert "1:98 (section 4.1" in text  # LiteEval's paper ratio, declared beside the method
     assert "n/a (non-deployable)" in text
 
 
@@ -86,8 +88,8 @@ def test_tables_numbers(full):
 def test_claims_rows(full):
     _, out, _, _ = full
     claims = pd.read_csv(out / "tables" / "claims.csv")
-    assert {c.id for c in CLAIMS} == set(claims["id"])
-    assert set(claims["verdict"]) <= {"holds", "does not hold", "not comparable here"}
+    assert {c.id for c in registered_claims()} == set(claims["id"])
+    assert set(claims["verdict"]) <= set(VERDICTS)
     assert claims.set_index("id").loc["VE-3", "verdict"] == "does not hold"  # 39% selection overhead at k=2
 
 
@@ -106,7 +108,7 @@ def test_missing_pieces_are_reported_not_fatal(full, tmp_path):
     text = report.read_text()
     assert "_No dynamic method" in text
     assert "_No finished `dense` trial: nothing to reach._" in text
-    assert "No per-video B' or cluster counts" in text
+    assert "No per-video facts declared" in text
     assert "No trial recorded selected frames or clips" in text
     assert "have no predictions.csv" in text and "1 trial(s) have no finished run" in text
     claims = pd.read_csv(tmp_path / "out" / "tables" / "claims.csv")
@@ -133,14 +135,12 @@ def test_unknown_experiment_is_a_clear_error(full):
         load_trials(full[0], ["missing"])
 
 
-def test_per_video_counts_from_extras():
-    from harness.report.build import bins_count, cluster_count
+def test_per_video_facts_from_extras():
+    from harness.report.evidence import fact_value
 
-    assert cluster_count({"cluster_boundaries": [0, 3, 7, 9]}) == 4  # every cluster's start frame
-    assert cluster_count({"cluster_starts": [2, 5]}) == 2  # the first start need not be frame 0 (stride)
-    assert cluster_count({"cluster_boundaries": [0, 1, 2, 2, 2]}) == 3  # short video: repeated starts
-    assert cluster_count({"clusters": 5}) == 5 and cluster_count({}) is None
-    assert bins_count({"bins": 7}) == 7 and bins_count({"bins": [5, 9]}) == 5 and bins_count({}) is None
+    assert fact_value([0, 3, 7, 9]) == 4  # a list counts its distinct values: every cluster's start frame
+    assert fact_value([0, 1, 2, 2, 2]) == 3  # short video: repeated starts add no cluster
+    assert fact_value(7) == 7 and fact_value(None) is None and fact_value(True) is None
 
 
 def test_an_experiment_whose_trials_all_failed_still_gets_a_report(full, tmp_path):

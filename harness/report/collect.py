@@ -145,6 +145,19 @@ def load_predictions(tracking_uri: str, run_id: str) -> pd.DataFrame | None:
     return table
 
 
+def load_flops_components(tracking_uri: str, run_id: str) -> list[dict[str, Any]] | None:
+    """A trial's ``flops_components.json`` (one row per component and shape: ``component``, ``role``,
+    ``gflops_per_call``, ``calls``, ...); None when the run has none."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    client = MlflowClient(tracking_uri=tracking_uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = Path(client.download_artifacts(run_id, "flops_components.json", tmp))
+        except Exception:  # missing artifact (failed trial, older run): the report says so
+            return None
+        return json.loads(path.read_text())
+
+
 def label_series(trials: pd.DataFrame) -> pd.DataFrame:
     """Add ``label``: the curve a trial belongs to.
 

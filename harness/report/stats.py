@@ -51,6 +51,8 @@ class Outcomes:
         for s, seed in enumerate(seeds):
             for vid, labels, score in zip(per_seed[seed]["video_id"], per_seed[seed]["labels"],
                                           per_seed[seed]["scores"]):
+                if score is None or labels is None:
+                    continue
                 n = index[str(vid)]
                 score = np.asarray(score, float)
                 scores[s, n, :len(score)] = score

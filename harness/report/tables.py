@@ -1,18 +1,21 @@
 """Report tables as DataFrames, written as CSV (full precision), Markdown and LaTeX (formatted).
 
 Every table is computed from seed means (``pareto.seed_summary``). GFLOPs per video are shown as
-mean ± std over the test videos (LiteEval's convention), averaged over seeds; accuracy as mean ±
-std over seeds.
+mean ± std over the test videos (LiteEval's convention), averaged over seeds; accuracy as
+``mean [lo, hi]``, the 95% interval of ``harness.report.stats`` (seeds and test videos
+resampled), with the std over seeds beside it.
 """
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 
 from harness.report.pareto import (accuracy_at_matched_compute, compute_to_reach, front_share,
                                    matched_cost_grid, pareto_front)
+from harness.report.stats import mean_ci
 
 COST = "gflops_per_video_mean_mean"
 
@@ -48,6 +51,7 @@ def method_table(points: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, pd.Da
         "dataset": points["dataset"], "method": points["label"], "budget_param": points["budget_param"],
         "budget": points["budget"], "seeds": points["n_seeds"],
         f"{metric}_mean": points[f"{metric}_mean"], f"{metric}_std_over_seeds": points[f"{metric}_std"],
+        f"{metric}_ci95_lo": points.get(f"{metric}_lo", np.nan), f"{metric}_ci95_hi": points.get(f"{metric}_hi", np.nan),
         "gflops_per_video_mean": points[COST], "gflops_per_video_std_over_videos": points["gflops_per_video_std_mean"],
         "gflops_selection_mean": points["gflops_selection_mean_mean"], "params_m": points["params_m_mean"],
         "latency_ms_per_video": points["latency_ms_per_video_mean"],
@@ -58,7 +62,9 @@ def method_table(points: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, pd.Da
     text = pd.DataFrame({
         "dataset": numeric["dataset"], "method": numeric["method"],
         "budget": [budget_cell(r) for _, r in points.iterrows()], "seeds": numeric["seeds"],
-        f"{metric} (%)": [pm(m, s) for m, s in zip(numeric[f"{metric}_mean"], numeric[f"{metric}_std_over_seeds"])],
+        f"{metric} (%) [95% CI]": [mean_ci(m, lo, hi) for m, lo, hi in
+                                   zip(numeric[f"{metric}_mean"], numeric[f"{metric}_ci95_lo"], numeric[f"{metric}_ci95_hi"])],
+        "std over seeds": [num(s, 2) for s in numeric[f"{metric}_std_over_seeds"]],
         "GFLOPs/video": [pm(m, s, 3) for m, s in zip(numeric["gflops_per_video_mean"],
                                                      numeric["gflops_per_video_std_over_videos"])],
         "of which selection": [num(v) for v in numeric["gflops_selection_mean"]],
@@ -170,3 +176,39 @@ def write_table(numeric: pd.DataFrame, text: pd.DataFrame, stem: Path, caption: 
     stem.with_suffix(".md").write_text(f"{caption}\n\n{markdown}")
     stem.with_suffix(".tex").write_text(to_latex(text, caption))
     return markdown
+
+
+def cost_regime_table(components: Mapping[tuple[str, str, str], list[dict]], paper: Mapping[str, Any]
+                      ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per curve and component: GFLOPs per call (the calls-weighted mean over its realised shapes,
+    from ``flops_components.json``), and its ratio to the curve's costliest recognition component,
+    with the paper's cheap-to-heavy ratio beside it where the method's claims declare one.
+    ``components``: (dataset, label, method) -> one trial's component rows."""
+    rows = []
+    for (dataset, label, method), table in sorted(components.items()):
+        per: dict[str, dict[str, Any]] = {}
+        for r in table:
+            entry = per.setdefault(r["component"], {"role": r.get("role", "recognition"), "flops": 0.0, "calls": 0})
+            entry["flops"] += float(r["gflops_per_call"]) * int(r.get("calls") or 0)
+            entry["calls"] += int(r.get("calls") or 0)
+        if not per:
+            continue
+        gflops = {c: (e["flops"] / e["calls"] if e["calls"] else np.nan) for c, e in per.items()}
+        heavy = max((g for c, g in gflops.items() if per[c]["role"] == "recognition" and not pd.isna(g)), default=np.nan)
+        cost = paper.get(method)
+        for component, g in gflops.items():
+            rows.append({"dataset": dataset, "method": label, "component": component, "role": per[component]["role"],
+                         "gflops_per_call": g, "calls_all_videos": per[component]["calls"],
+                         "ratio_to_heaviest_recognition": g / heavy if heavy else np.nan,
+                         "paper_ratio": cost.ratio if cost else "", "paper_source": cost.source if cost else ""})
+    numeric = pd.DataFrame(rows, columns=["dataset", "method", "component", "role", "gflops_per_call",
+                                          "calls_all_videos", "ratio_to_heaviest_recognition", "paper_ratio",
+                                          "paper_source"])
+    text = pd.DataFrame({
+        "dataset": numeric["dataset"], "method": numeric["method"], "component": numeric["component"],
+        "role": numeric["role"], "GFLOPs per call": [num(v) for v in numeric["gflops_per_call"]],
+        "vs heaviest recognition": [("—" if pd.isna(r) or r <= 0 else "1" if r >= 1 else f"1:{1 / r:.3g}")
+                                    for r in numeric["ratio_to_heaviest_recognition"]],
+        "paper": [f"{p} ({s})" if p else "" for p, s in zip(numeric["paper_ratio"], numeric["paper_source"])],
+    })
+    return numeric, text
