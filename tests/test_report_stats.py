@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from harness.metrics import mean_average_precision
-from harness.report.stats import (Outcomes, Resampler, estimate, interval, mean_ap_batch, more_data_factor,
-                                  replicates)
+from harness.report.stats import (Outcomes, Resampler, estimate, interval, more_data_factor,
+                                  replicates, weighted_map)
 
 
 def outcomes(correct: np.ndarray) -> Outcomes:
@@ -53,13 +53,24 @@ def test_missing_videos_are_ignored_and_estimate_is_the_seed_mean():
     assert reps.shape == (200,) and np.nanmin(reps) >= 0 and np.nanmax(reps) <= 100
 
 
-def test_batched_map_matches_the_metric_module():
+def test_weighted_map_matches_the_metric_module_and_zero_weight_drops_a_video():
     rng = np.random.default_rng(1)
-    scores = rng.random((3, 40, 5))
-    targets = rng.random((3, 40, 5)) < 0.3
-    for b in range(3):
-        assert 100 * mean_ap_batch(scores[b:b + 1], targets[b:b + 1])[0] == pytest.approx(
-            mean_average_precision(scores[b], targets[b]))
+    scores = rng.random((40, 5))
+    targets = rng.random((40, 5)) < 0.3
+    weights = np.ones((2, 40), np.float32)
+    weights[1, :10] = 0
+    got = weighted_map(scores, targets, weights)
+    assert 100 * got[0] == pytest.approx(mean_average_precision(scores, targets))
+    assert 100 * got[1] == pytest.approx(mean_average_precision(scores[10:], targets[10:]))
+
+
+def test_map_replicates_vary_around_the_estimate():
+    rng = np.random.default_rng(2)
+    scores = rng.random((2, 60, 4))
+    targets = (scores + rng.random((2, 60, 4)) > 1.0)
+    out = Outcomes([0, 1], np.zeros((2, 60)), scores, targets)
+    lo, hi = interval(replicates(Resampler(60, 2, n_boot=300), out, "map"))
+    assert lo < estimate(out, "map") < hi
 
 
 def test_more_data_factor_follows_one_over_sqrt_n():

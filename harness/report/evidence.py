@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 
 from harness.report.claims import Context, key
-from harness.report.stats import Outcomes, Resampler, estimate, interval, replicates
+from harness.report.collect import load_predictions
+from harness.report.stats import MAP_BOOT, N_BOOT, Outcomes, Resampler, estimate, interval, replicates
 
 GROUP = ["dataset", "backbone", "experiment"]
 
@@ -32,7 +33,7 @@ class Evidence:
                 continue
             videos = sorted({str(v) for t in tables.values() for v in t["video_id"]})
             num_classes = max(max((len(s) for s in t["scores"] if s is not None), default=1) for t in tables.values())
-            resampler = Resampler(len(videos), int(group["n_seeds"].max()))
+            resampler = Resampler(len(videos), int(group["n_seeds"].max()), MAP_BOOT if metric == "map" else N_BOOT)
             est, reps, usage = {}, {}, {}
             for _, row in group.iterrows():
                 per_seed = {int(seed_of[r]): tables[r] for r in row["run_ids"] if r in tables}
@@ -119,3 +120,21 @@ def numeric_extras_means(trials: pd.DataFrame, predictions: Mapping[str, pd.Data
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
                     bucket.setdefault(name, []).append(float(value))
     return {k: {name: float(np.mean(v)) for name, v in d.items()} for k, d in pooled.items() if d}
+
+
+def trial_intervals(tracking_uri: str, run_ids: list[str], metrics: tuple[str, ...] = ("top1", "map")) -> pd.DataFrame:
+    """One row per trial (one seed: its test videos resampled): ``run_id``, ``<metric>_lo``,
+    ``<metric>_hi`` (NaN without predictions), for ``skimbench results``' interval columns."""
+    rows = []
+    for run_id in run_ids:
+        row: dict[str, Any] = {"run_id": run_id}
+        table = load_predictions(tracking_uri, run_id)
+        if table is not None and {"scores", "labels"} <= set(table):
+            videos = [str(v) for v in table["video_id"]]
+            classes = max((len(s) for s in table["scores"] if s is not None), default=1)
+            outcomes = Outcomes.from_predictions(videos, {0: table}, classes)
+            for metric in metrics:
+                resampler = Resampler(len(videos), 1, MAP_BOOT if metric == "map" else N_BOOT)
+                row[f"{metric}_lo"], row[f"{metric}_hi"] = interval(replicates(resampler, outcomes, metric))
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["run_id"] + [f"{m}_{b}" for m in metrics for b in ("lo", "hi")])

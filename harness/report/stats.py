@@ -16,14 +16,14 @@ draws come from a fixed RNG seed, so a report is reproducible.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 N_BOOT = 2000
+MAP_BOOT = 1000  # mAP replicates cost ~ classes x videos x replicates: fewer of them
 LEVEL = 0.95
 RNG_SEED = 20260101
-MAP_CHUNK = 100  # mAP replicates computed this many at a time (memory: chunk x videos x classes)
 
 
 @dataclass
@@ -64,53 +64,74 @@ class Outcomes:
 class Resampler:
     """One set of bootstrap draws for a test set of ``n_videos`` and up to ``max_seeds`` seeds.
 
-    Slot j of replicate b takes seed ``floor(u[b, j] * S)`` of a point's own S seeds and the videos
-    ``videos[b, j]``; points with the same seed list therefore get the same seeds.
+    Slot j of replicate b takes seed ``floor(u[b, j] * S)`` of a point's own S seeds, and draws the
+    videos ``counts[j, b]`` (how many times each video was drawn); points with the same seed list
+    therefore get the same seeds, and every point the same videos.
     """
 
     def __init__(self, n_videos: int, max_seeds: int, n_boot: int = N_BOOT, seed: int = RNG_SEED):
         rng = np.random.default_rng(seed)
         self.n_boot = n_boot
         self.u = rng.random((n_boot, max(1, max_seeds)))
-        self.videos = rng.integers(0, n_videos, (n_boot, max(1, max_seeds), n_videos), dtype=np.int32)
+        slots = max(1, max_seeds)
+        draws = rng.integers(0, n_videos, (slots * n_boot, n_videos))
+        flat = (draws + n_videos * np.arange(slots * n_boot)[:, None]).ravel()
+        self.counts = np.bincount(flat, minlength=slots * n_boot * n_videos).astype(np.float32).reshape(
+            slots, n_boot, n_videos)  # [slots, B, N]: how many times replicate b of slot j drew each video
 
     def _seed_index(self, n_seeds: int) -> np.ndarray:
         return np.minimum((self.u[:, :n_seeds] * n_seeds).astype(int), n_seeds - 1)  # [B, S]
 
-    def accuracy(self, correct: np.ndarray) -> np.ndarray:
-        """[B] replicates of top-1 accuracy (%) from a [S, N] hit matrix."""
-        n_seeds = len(correct)
-        seeds = self._seed_index(n_seeds)
-        per_slot = [np.nanmean(correct[seeds[:, j, None], self.videos[:, j, :]], axis=1) for j in range(n_seeds)]
-        return 100.0 * np.mean(per_slot, axis=0)
-
-    def mean_ap(self, scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
-        """[B] replicates of mAP (%) from [S, N, C] scores and targets (classes with no positive
-        among the drawn videos are left out, as in ``harness.metrics``)."""
-        n_seeds = len(scores)
+    def _per_slot(self, statistic: Callable[[int, np.ndarray], np.ndarray], n_seeds: int) -> np.ndarray:
+        """Average over slots of ``statistic(seed, weights)`` ([rows] from [rows, N] video weights),
+        each replicate reading the seed its slot drew under the slot's video draws."""
         seeds = self._seed_index(n_seeds)
         out = np.zeros(self.n_boot)
         for j in range(n_seeds):
-            for start in range(0, self.n_boot, MAP_CHUNK):
-                rows = slice(start, start + MAP_CHUNK)
-                s_idx, v_idx = seeds[rows, j, None], self.videos[rows, j, :]
-                out[rows] += mean_ap_batch(scores[s_idx, v_idx], targets[s_idx, v_idx])
-        return 100.0 * out / n_seeds
+            for s in range(n_seeds):
+                rows = np.flatnonzero(seeds[:, j] == s)
+                if len(rows):
+                    out[rows] += statistic(s, self.counts[j, rows])
+        return out / n_seeds
+
+    def accuracy(self, correct: np.ndarray) -> np.ndarray:
+        """[B] replicates of top-1 accuracy (%) from a [S, N] hit matrix (NaN: no prediction)."""
+        valid = (~np.isnan(correct)).astype(np.float32)
+        hits = np.nan_to_num(correct).astype(np.float32)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return 100.0 * self._per_slot(lambda s, w: (w @ hits[s]) / (w @ valid[s]), len(correct))
+
+    def mean_ap(self, scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """[B] replicates of mAP (%) from [S, N, C] scores and targets: a drawn video counts as many
+        times as it was drawn (AP with sample weights), classes with no drawn positive left out."""
+        return 100.0 * self._per_slot(lambda s, w: weighted_map(scores[s], targets[s], w), len(scores))
 
 
-def mean_ap_batch(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """mAP (fraction) of each of a batch of [N, C] score/target pairs: [B, N, C] -> [B]. Videos with
-    no score (NaN) are ranked last and are never positives."""
-    present = ~np.isnan(scores).any(axis=2, keepdims=True)
-    targets = targets & present
-    order = np.argsort(-np.nan_to_num(scores, nan=-np.inf), axis=1, kind="stable")
-    hits = np.take_along_axis(targets, order, axis=1).astype(float)
-    precision = np.cumsum(hits, axis=1) / np.arange(1, hits.shape[1] + 1)[None, :, None]
-    positives = hits.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ap = (precision * hits).sum(axis=1) / positives
-    ap[positives == 0] = np.nan
-    return np.nanmean(ap, axis=1)
+def weighted_map(scores: np.ndarray, targets: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """mAP (fraction) of one seed's [N, C] scores under each row of [B, N] video weights. Videos are
+    ranked by score (ties by order, as ``harness.metrics``); a video drawn w times adds w to the
+    counts at its rank. Videos without a score get weight 0."""
+    present = ~np.isnan(scores).any(axis=1)
+    weights = weights * present[None, :]
+    aps = []
+    for c in range(scores.shape[1]):
+        order = np.argsort(-np.nan_to_num(scores[:, c], nan=-np.inf), kind="stable")
+        positive = np.flatnonzero(targets[order, c])  # ranks of the positives
+        if not len(positive):
+            aps.append(np.full(len(weights), np.nan))
+            continue
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order))
+        above = (rank[:, None] <= positive[None, :]).astype(np.float32)  # [N, P]: video ranked at or above
+        seen = weights @ above  # drawn videos up to each positive (a matrix product: fast)
+        w = weights[:, order[positive]]
+        tp = np.cumsum(w, axis=1)  # drawn positives up to each positive
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ap = (w * np.where(seen > 0, tp / seen, 0.0)).sum(axis=1) / tp[:, -1]
+        ap[tp[:, -1] == 0] = np.nan
+        aps.append(ap)
+    with np.errstate(invalid="ignore"):
+        return np.nanmean(np.stack(aps, axis=1), axis=1) if aps else np.full(len(weights), np.nan)
 
 
 def replicates(resampler: Resampler, outcomes: Outcomes, metric: str) -> np.ndarray:
@@ -126,7 +147,8 @@ def estimate(outcomes: Outcomes, metric: str) -> float:
     """The point estimate: the metric on all videos, averaged over seeds."""
     if metric == "top1":
         return float(100.0 * np.mean(np.nanmean(outcomes.correct, axis=1)))
-    return float(100.0 * np.mean(mean_ap_batch(outcomes.scores, outcomes.targets)))
+    ones = np.ones((1, outcomes.scores.shape[1]), np.float32)
+    return float(100.0 * np.mean([weighted_map(s, t, ones)[0] for s, t in zip(outcomes.scores, outcomes.targets)]))
 
 
 def interval(values: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
