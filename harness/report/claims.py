@@ -117,7 +117,7 @@ def baseline_modes(method: str) -> dict[str, str]:
 # -- what a check reads -----------------------------------------------------------------------------
 
 def key(label: str, budget: Any) -> tuple[str, float | None]:
-    """A point's key; a missing budget (dense) is None, so that keys compare equal."""
+    """A point's key; a missing budget (no budget knob) is None, so that keys compare equal."""
     return label, (None if budget is None or pd.isna(budget) else float(budget))
 
 

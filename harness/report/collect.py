@@ -163,7 +163,7 @@ def label_series(trials: pd.DataFrame) -> pd.DataFrame:
 
     A curve is one method entry swept over its budget knob. Its name is the spec's label for the
     entry (the method name by default) plus every other method parameter that varies among the
-    trials sharing that name (``scsampler (objective=ac)``), so that differently configured trials
+    trials sharing that name (``sampler (objective=ac)``), so that differently configured trials
     are never averaged together; plus the backbone when the trials span several and the experiment
     when several are compared. Seeds never enter the label: they are averaged over.
     """

@@ -1,6 +1,6 @@
 """Static figures of a report (matplotlib, Agg backend: no display needed). Each figure is written as
 PNG and SVG and its PNG path returned. Colours and markers are fixed per method, so a method looks
-the same in every figure of a report; non-deployable methods (the oracle) are drawn hollow and
+the same in every figure of a report; non-deployable methods (upper bounds) are drawn hollow and
 dotted and say so in the legend."""
 from __future__ import annotations
 
@@ -128,7 +128,7 @@ def log_x(ax: plt.Axes) -> None:
 
 def plot_cost_distributions(per_video: Mapping[tuple[str, float], np.ndarray], stem: Path, title: str,
                             knobs: Mapping[str, str] | None = None) -> Path | None:
-    """Box plots of per-video GFLOPs for each (curve, budget) of the dynamic methods (LiteEval Fig. 4)."""
+    """Box plots of per-video GFLOPs for each (curve, budget) of the dynamic methods."""
     groups = [(k, np.asarray(v, float)) for k, v in sorted(per_video.items(), key=lambda kv: (kv[0][0], kv[0][1]))
               if len(v)]
     if not groups:
@@ -154,7 +154,7 @@ def budget_text(budget: float, knob: str | None = None) -> str:
 
 def plot_count_histograms(counts: Mapping[tuple[str, float], np.ndarray], stem: Path, xlabel: str,
                           title: str, knobs: Mapping[str, str] | None = None) -> Path | None:
-    """One histogram per (curve, budget) of a per-video count (SGS's active bins B', clusters)."""
+    """One histogram per (curve, budget) of a per-video count (a declared per-video fact)."""
     groups = [(k, np.asarray(v, int)) for k, v in sorted(counts.items()) if len(v)]
     if not groups:
         return None

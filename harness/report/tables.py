@@ -1,7 +1,7 @@
 """Report tables as DataFrames, written as CSV (full precision), Markdown and LaTeX (formatted).
 
 Every table is computed from seed means (``pareto.seed_summary``). GFLOPs per video are shown as
-mean ± std over the test videos (LiteEval's convention), averaged over seeds; accuracy as
+mean ± std over the test videos (as LiteEval reports them), averaged over seeds; accuracy as
 ``mean [lo, hi]``, the 95% interval of ``harness.report.stats`` (seeds and test videos
 resampled), with the std over seeds beside it.
 """
@@ -96,30 +96,32 @@ def matched_compute_table(points: pd.DataFrame, metric: str, n: int = 4) -> tupl
     return numeric, text
 
 
-def reach_dense_table(points: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """GFLOPs each curve needs to reach the dense baseline's metric (same dataset, backbone and
-    experiment), interpolated on its curve; NaN when it never does within its measured budgets."""
+def reach_reference_table(points: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """GFLOPs each curve needs to reach the full-evaluation baseline's metric: the costliest deployable
+    point of a method without a budget knob (same dataset, backbone and experiment), interpolated on
+    each curve; NaN when a curve never reaches it within its measured budgets."""
     rows = []
     for (dataset, backbone, experiment), group in points.groupby(["dataset", "backbone", "experiment"], sort=True):
-        dense = group[group["method"] == "dense"].dropna(subset=[f"{metric}_mean"])
-        if dense.empty:
+        full = group[group["budget_param"].isna() & group["deployable"].astype(bool)].dropna(subset=[f"{metric}_mean"])
+        if full.empty:
             continue
-        reference = dense.sort_values(COST).iloc[-1]  # the densest evaluation if several
+        reference = full.sort_values(COST).iloc[-1]
         for label, curve in group.groupby("label", sort=True):
             need = compute_to_reach(curve[COST], curve[f"{metric}_mean"], reference[f"{metric}_mean"])
-            rows.append({"dataset": dataset, "method": label, "dense_metric": reference[f"{metric}_mean"],
-                         "dense_gflops": reference[COST], "gflops_to_reach_dense": need,
-                         "fraction_of_dense_gflops": need / reference[COST] if reference[COST] else np.nan,
+            rows.append({"dataset": dataset, "method": label, "reference": reference["label"],
+                         "reference_metric": reference[f"{metric}_mean"], "reference_gflops": reference[COST],
+                         "gflops_to_reach_reference": need,
+                         "fraction_of_reference_gflops": need / reference[COST] if reference[COST] else np.nan,
                          "best_metric": curve[f"{metric}_mean"].max()})
     numeric = pd.DataFrame(rows)
     if numeric.empty:
         return numeric, numeric
     text = pd.DataFrame({
-        "dataset": numeric["dataset"], "method": numeric["method"],
-        f"dense {metric} (%)": [pm(v, None) for v in numeric["dense_metric"]],
-        "dense GFLOPs": [num(v) for v in numeric["dense_gflops"]],
-        "GFLOPs to reach dense": [num(v) if not pd.isna(v) else "not reached" for v in numeric["gflops_to_reach_dense"]],
-        "× dense GFLOPs": [num(v, 2) for v in numeric["fraction_of_dense_gflops"]],
+        "dataset": numeric["dataset"], "method": numeric["method"], "reference": numeric["reference"],
+        f"reference {metric} (%)": [pm(v, None) for v in numeric["reference_metric"]],
+        "reference GFLOPs": [num(v) for v in numeric["reference_gflops"]],
+        "GFLOPs to reach it": [num(v) if not pd.isna(v) else "not reached" for v in numeric["gflops_to_reach_reference"]],
+        "× reference GFLOPs": [num(v, 2) for v in numeric["fraction_of_reference_gflops"]],
         f"best {metric} (%)": [pm(v, None) for v in numeric["best_metric"]],
     })
     return numeric, text
