@@ -5,7 +5,7 @@ reads at 1 fps (FCVID: 167 s on average, so 25 of ~167 frames = 15%). Here: ``un
 k = round(15% of the timesteps LiteEval's coarse RNN reads per video).
 """
 from harness.report.claims import (Claim, PaperCost, cost_increases_with_budget, cost_varies_per_video,
-                                   point_where, reaches_reference, register_claim, register_paper_cost,
+                                   point_or_run, reaches_reference, register_claim, register_paper_cost,
                                    usage_median)
 
 PAPER = "LiteEval (001)"
@@ -17,8 +17,7 @@ def uniform_over_the_papers_share(ctx, curve):
     if not timesteps:
         return "the timesteps per video are unknown (no coarse_rnn usage in the predictions)"
     k = max(1, round(UNIFORM_SHARE * timesteps))
-    ref = point_where(ctx, "uniform", k=k)
-    return ref if ref is not None else f"run uniform with k={k} ({UNIFORM_SHARE:.0%} of {timesteps:g} timesteps)"
+    return point_or_run(ctx, "uniform", f"{UNIFORM_SHARE:.0%} of {timesteps:g} timesteps", k=k)
 
 
 register_claim(Claim(

@@ -2,15 +2,14 @@
 
 References (Tables 1–2): ``dense`` (every clip), and K ``uniform`` and K ``random`` clips at the same K.
 """
-from harness.report.claims import (Claim, beats_at_equal_budget, cheaper_and_as_accurate, ordered, point_where,
+from harness.report.claims import (Claim, beats_at_equal_budget, cheaper_and_as_accurate, ordered, point_or_run,
                                    register_claim)
 
 PAPER = "SCSampler (003)"
 
 
 def dense(ctx):
-    ref = point_where(ctx, "dense")
-    return ref if ref is not None else "run dense (every clip)"
+    return point_or_run(ctx, "dense", "every clip")
 
 
 register_claim(Claim(

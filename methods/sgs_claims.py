@@ -3,14 +3,13 @@
 Reference (Table 7): the same 3D CNN without SGS, run by this plugin with ``mode: base``.
 """
 from harness.report.claims import (Claim, cheaper_and_as_accurate, cost_increases_with_budget, fact_varies,
-                                   point_where, register_claim)
+                                   point_or_run, register_claim)
 
 PAPER = "SGS / ATFR (002)"
 
 
 def base_network(ctx):
-    ref = point_where(ctx, "sgs", mode="base")
-    return ref if ref is not None else "run sgs with mode=base (the same backbone without SGS)"
+    return point_or_run(ctx, "sgs", "the same backbone without SGS", mode="base")
 
 
 register_claim(Claim(

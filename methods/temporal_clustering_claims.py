@@ -5,15 +5,14 @@ References (Tables 1–2): the same TSM on g sampled frames (``mode: sampled``) 
 (``mode: all_frames``), both run by this plugin.
 """
 from harness.report.claims import (Claim, beats_at_equal_budget, cheaper_than, increases_with_budget, ordered,
-                                   point_where, register_claim)
+                                   point_or_run, register_claim)
 
 PAPER = "Full-video clustering (004)"
 METHOD = "temporal_clustering"
 
 
 def all_frames(ctx):
-    ref = point_where(ctx, METHOD, mode="all_frames")
-    return ref if ref is not None else f"run {METHOD} with mode=all_frames (TSM on every frame)"
+    return point_or_run(ctx, METHOD, "TSM on every frame", mode="all_frames")
 
 
 register_claim(Claim(

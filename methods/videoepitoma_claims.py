@@ -4,7 +4,7 @@ Reference (Table 1): the HeavyNet on all T candidate timesteps the LightNet sees
 with k = T; T is the method's ``candidates`` parameter when it has one, else the number of
 timesteps its selector scored per video (from ``predictions.csv``'s usage).
 """
-from harness.report.claims import (Claim, PaperCost, beats_at_matched_compute, point_where, reaches_reference,
+from harness.report.claims import (Claim, PaperCost, beats_at_matched_compute, point_or_run, reaches_reference,
                                    register_claim, register_paper_cost, selection_share_at_most, usage_median)
 
 PAPER = "VideoEpitoma (000)"
@@ -15,8 +15,7 @@ def uniform_on_the_candidates(ctx, curve):
     candidates = first["params"].get("candidates") or usage_median(ctx, first, "selector", "steps")
     if not candidates:
         return "the number of candidate timesteps is unknown (no `candidates` parameter, no selector usage)"
-    ref = point_where(ctx, "uniform", k=int(candidates))
-    return ref if ref is not None else f"run uniform with k={int(candidates)} (the {int(candidates)} candidate timesteps)"
+    return point_or_run(ctx, "uniform", f"the {int(candidates)} candidate timesteps", k=int(candidates))
 
 
 register_claim(Claim(

@@ -73,7 +73,7 @@ def test_reaching_the_reference_only_above_the_claimed_fraction_does_not_hold():
 
 
 def test_a_small_gap_on_noisy_outcomes_is_inconclusive_and_says_what_would_settle_it():
-    noisy = np.random.default_rng(5).permutation(N) / N  # independent of the reference's outcomes: a wide paired interval
+    noisy = np.random.default_rng(5).permutation(N) / N  # independent of the reference's: a wide paired interval
     row = check(UNIFORM + liteeval((0.1, 4.0, 0.585), difficulty=noisy), "LE-1").iloc[0]
     assert row["verdict"] == INCONCLUSIVE
     assert "would be settled at about" in row["why"] and "one seed: training variance is not measured" in row["why"]

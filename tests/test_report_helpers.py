@@ -86,7 +86,8 @@ def log_trial(client, exp_id, parent, method, budget, seed, params, status="FINI
     trial_hash = f"{abs(hash((method, json.dumps(method_params, sort_keys=True), seed))):016x}"[:16]
     tags = {"skimbench.trial_hash": trial_hash, "skimbench.method": method, "skimbench.label": method,
             "skimbench.dataset": "synthetic", "skimbench.backbone": "r3d_18", "skimbench.seed": str(seed),
-            "skimbench.budget_param": budget_param or "", "skimbench.budget": "" if budget_param is None else json.dumps(budget),
+            "skimbench.budget_param": budget_param or "",
+            "skimbench.budget": "" if budget_param is None else json.dumps(budget),
             "skimbench.deployable": str(deployable).lower(), "skimbench.dynamic": str(dynamic).lower(),
             "skimbench.role": "trial", "mlflow.parentRunId": parent}
     if unit:
@@ -156,7 +157,8 @@ def make_experiment(tmp_path: Path, name: str = "quick", methods=None, seeds=(0,
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(name)
-    exp_id = exp.experiment_id if exp else client.create_experiment(name, artifact_location=str(tmp_path / f"artifacts-{name}"))
+    exp_id = (exp.experiment_id if exp
+              else client.create_experiment(name, artifact_location=str(tmp_path / f"artifacts-{name}")))
     parent = client.create_run(exp_id, tags={"skimbench.role": "parent"}).info.run_id
     for method in methods or METHODS:
         _, budgets, _, _, _, variants = METHODS[method]

@@ -9,7 +9,8 @@ from harness.report.stats import (Outcomes, Resampler, estimate, interval, more_
 
 def outcomes(correct: np.ndarray) -> Outcomes:
     correct = np.atleast_2d(np.asarray(correct, float))
-    return Outcomes(list(range(len(correct))), correct, np.zeros(correct.shape + (1,)), np.zeros(correct.shape + (1,), bool))
+    empty = np.zeros(correct.shape + (1,))
+    return Outcomes(list(range(len(correct))), correct, empty, empty.astype(bool))
 
 
 def test_95_percent_interval_covers_the_true_accuracy_in_93_to_97_percent_of_simulations():

@@ -156,7 +156,8 @@ def build_report(tracking_uri: str, experiments: Sequence[str], out_dir: str | P
         numeric, text = tables.matched_compute_table(points, metric)
         md += [f"### {metric} at matched compute", "",
                "Each method's curve interpolated at shared GFLOPs values ('—': outside its measured range).", "",
-               tables.write_table(numeric, text, table_dir / f"matched_compute_{metric}", f"{metric} at matched compute")]
+               tables.write_table(numeric, text, table_dir / f"matched_compute_{metric}",
+                                  f"{metric} at matched compute")]
         numeric, text = tables.reach_reference_table(points, metric)
         md += [f"### GFLOPs to reach the full-evaluation baseline ({metric})", "",
                "The reference is the costliest deployable point of a method without a budget knob.", ""]
@@ -181,7 +182,8 @@ def build_report(tracking_uri: str, experiments: Sequence[str], out_dir: str | P
         for dataset in sorted({k[0] for k in gflops}):
             data = {(k[1], k[2]): v for k, v in gflops.items() if k[0] == dataset}
             path = plots.plot_cost_distributions(data, figures / f"cost_per_video_{slug(dataset)}",
-                                                 f"{dataset}: GFLOPs per video of dynamic methods (all seeds' test videos)",
+                                                 f"{dataset}: GFLOPs per video of dynamic methods "
+                                                 "(all seeds' test videos)",
                                                  knobs)
             md += [f"![per-video GFLOPs]({'figures/' + path.name})", ""] if path else []
     counts_md: list[str] = []
@@ -230,8 +232,10 @@ def build_report(tracking_uri: str, experiments: Sequence[str], out_dir: str | P
             text = pd.DataFrame({
                 "dataset": quality["dataset"], "method": quality["label"],
                 "budget": ["—" if pd.isna(b) else f"{b:g}" for b in quality["budget"]], "unit": quality["unit"],
-                "precision (%)": [tables.pm(100 * m, 100 * s) for m, s in zip(quality["precision_mean"], quality["precision_std"])],
-                "recall (%)": [tables.pm(100 * m, 100 * s) for m, s in zip(quality["recall_mean"], quality["recall_std"])],
+                "precision (%)": [tables.pm(100 * m, 100 * s)
+                                  for m, s in zip(quality["precision_mean"], quality["precision_std"])],
+                "recall (%)": [tables.pm(100 * m, 100 * s)
+                               for m, s in zip(quality["recall_mean"], quality["recall_std"])],
                 "chance (%)": [tables.pm(100 * c, None) for c in quality["chance"]],
                 "selected/video": [tables.num(v) for v in quality["selected_per_video"]]})
             md += [tables.write_table(quality, text, table_dir / "selection_quality", "Selection quality")]
@@ -246,7 +250,8 @@ def build_report(tracking_uri: str, experiments: Sequence[str], out_dir: str | P
             masks = selection_masks(done, predictions, videos, lengths)
             path = plots.plot_filmstrip(videos, get_frames, masks, relevance, figures / "filmstrip",
                                         "What each method looked at (middle budget, lowest seed)")
-            md += [f"![filmstrip](figures/{path.name})", ""] if path else ["_No selections to show in a filmstrip._", ""]
+            md += ([f"![filmstrip](figures/{path.name})", ""] if path
+                   else ["_No selections to show in a filmstrip._", ""])
 
     # -- claims ----------------------------------------------------------------------------------
     md += ["## Claims check", "",
@@ -278,11 +283,13 @@ def build_report(tracking_uri: str, experiments: Sequence[str], out_dir: str | P
         text = pd.DataFrame({"method": failed["label"], "budget": [tables.budget_cell(r) for _, r in failed.iterrows()],
                              "seed": failed["seed"], "status": failed["status"], "outcome": failed["outcome"],
                              "run": failed["run_id"]})
-        md += [f"{len(failed)} trial(s) have no finished run and are left out of every mean:", "", tables.to_markdown(text)]
+        md += [f"{len(failed)} trial(s) have no finished run and are left out of every mean:", "",
+               tables.to_markdown(text)]
     no_predictions = done[~done["run_id"].isin(predictions)]
     if not no_predictions.empty:
         md += [f"{len(no_predictions)} finished trial(s) have no predictions.csv (per-video figures and selection "
-               "quality leave them out): " + ", ".join(f"{r.label} ({r.run_id[:8]})" for r in no_predictions.itertuples()), ""]
+               "quality leave them out): "
+               + ", ".join(f"{r.label} ({r.run_id[:8]})" for r in no_predictions.itertuples()), ""]
     report = out / "report.md"
     report.write_text("\n".join(md))
     return report

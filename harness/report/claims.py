@@ -212,6 +212,15 @@ def point_where(ctx: Context, method: str, mode: str | None = None, **params: An
     return None if pts.empty else pts.sort_values(COST).iloc[-1]
 
 
+def point_or_run(ctx: Context, method: str, what: str, mode: str | None = None, **params: Any) -> pd.Series | str:
+    """``point_where``'s point, or the sentence saying what to run to get it (for a reference)."""
+    ref = point_where(ctx, method, mode, **params)
+    if ref is not None:
+        return ref
+    given = ([f"mode={mode}"] if mode else []) + [f"{k}={v}" for k, v in params.items()]
+    return f"run {method}" + (f" with {', '.join(given)}" if given else "") + f" ({what})"
+
+
 def _same(a: Any, b: Any) -> bool:
     try:
         return float(a) == float(b)
@@ -367,7 +376,8 @@ def beats_at_equal_budget(ctx: Context, method: str, baseline: str, mode: str | 
             used += [row, other]
             parts.append(f"{row['budget']:g}: {mine[0]:.1f} vs {theirs[0]:.1f}, difference {text}")
         if not verdicts:
-            out.append(("no shared budget values", NOT_COMPARABLE, f"{label} and {b_label} were run at different budgets"))
+            out.append(("no shared budget values", NOT_COMPARABLE,
+                        f"{label} and {b_label} were run at different budgets"))
             continue
         verdict, advice = overall(verdicts, factors)
         out.append((f"{label} vs {b_label} at equal budget: " + "; ".join(parts), verdict,

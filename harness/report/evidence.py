@@ -33,7 +33,8 @@ class Evidence:
                 continue
             videos = sorted({str(v) for t in tables.values() for v in t["video_id"]})
             num_classes = max(max((len(s) for s in t["scores"] if s is not None), default=1) for t in tables.values())
-            resampler = Resampler(len(videos), int(group["n_seeds"].max()), MAP_BOOT if metric == "map" else N_BOOT)
+            n_boot = MAP_BOOT if metric == "map" else N_BOOT
+            resampler = Resampler(len(videos), int(group["n_seeds"].max()), n_boot)
             est, reps, usage = {}, {}, {}
             for _, row in group.iterrows():
                 per_seed = {int(seed_of[r]): tables[r] for r in row["run_ids"] if r in tables}
@@ -57,7 +58,8 @@ class Evidence:
             hi.append(bounds[1])
         return points.assign(**{f"{self.metric}_lo": lo, f"{self.metric}_hi": hi})
 
-    def context(self, facts: Mapping[tuple, Mapping], extras: Mapping[tuple, Mapping]) -> Callable[[pd.DataFrame], Context]:
+    def context(self, facts: Mapping[tuple, Mapping], extras: Mapping[tuple, Mapping]
+                ) -> Callable[[pd.DataFrame], Context]:
         """A factory for ``claims.check_claims``: the Context of one (dataset, backbone, experiment)."""
 
         def make(group: pd.DataFrame) -> Context:
@@ -87,7 +89,7 @@ def json_key(value: Any) -> Any:
 
 
 def per_video_facts(trials: pd.DataFrame, predictions: Mapping[str, pd.DataFrame],
-                    declared: Mapping[str, Mapping[str, str]]) -> dict[tuple[str, str, float | None], dict[str, np.ndarray]]:
+                    declared: Mapping[str, Mapping[str, str]]) -> dict[tuple, dict[str, np.ndarray]]:
     """(dataset, label, budget) -> declared fact -> values over all seeds' test videos.
     ``declared``: method -> its ``video_facts``."""
     pooled: dict[tuple, dict[str, list[float]]] = {}

@@ -54,7 +54,8 @@ def tradeoff_figure(points: pd.DataFrame, metric: str, title: str) -> go.Figure:
             hovertext=[hover_text(r, metric) for _, r in curve.iterrows()], hoverinfo="text"))
     front = pts[front_mask(pts, metric).loc[pts.index]].sort_values(COST)
     if not front.empty:
-        fig.add_trace(go.Scatter(x=front[COST], y=front[f"{metric}_mean"], mode="lines", name="Pareto front (deployable)",
+        fig.add_trace(go.Scatter(x=front[COST], y=front[f"{metric}_mean"], mode="lines",
+                                 name="Pareto front (deployable)",
                                  line={"color": "black", "dash": "dash", "shape": "hv", "width": 1}, hoverinfo="skip"))
     fig.update_layout(title=title, template="plotly_white", height=560, hoverlabel={"align": "left"},
                       xaxis={"type": "log", "title": GFLOPS_LABEL},
@@ -69,7 +70,8 @@ def write_html(points: pd.DataFrame, metrics: list[str], path: Path, title: str,
     for dataset, group in points.groupby("dataset", sort=True):
         for metric in metrics:
             if group[f"{metric}_mean"].notna().any():
-                fig = tradeoff_figure(group, metric, f"{dataset}: {METRIC_LABELS.get(metric, metric)} vs GFLOPs per video")
+                name = METRIC_LABELS.get(metric, metric)
+                fig = tradeoff_figure(group, metric, f"{dataset}: {name} vs GFLOPs per video")
                 parts.append(pio.to_html(fig, include_plotlyjs=first, full_html=False))
                 first = False
     body = "\n".join(parts) or "<p>No finished trials with both a metric and GFLOPs.</p>"

@@ -201,8 +201,8 @@ def plot_selection_quality(quality: pd.DataFrame, stem: Path, title: str, styles
         ax.grid(True, which="both", alpha=0.25)
     axes[1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
     handles, labels = axes[0].get_legend_handles_labels()
-    axes[0].legend([h for h, l in zip(handles, labels) if l.startswith("chance")],
-                   [l for l in labels if l.startswith("chance")], loc="lower right", fontsize=8)
+    axes[0].legend([h for h, name in zip(handles, labels) if name.startswith("chance")],
+                   [name for name in labels if name.startswith("chance")], loc="lower right", fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     return save(fig, stem)

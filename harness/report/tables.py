@@ -51,7 +51,8 @@ def method_table(points: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, pd.Da
         "dataset": points["dataset"], "method": points["label"], "budget_param": points["budget_param"],
         "budget": points["budget"], "seeds": points["n_seeds"],
         f"{metric}_mean": points[f"{metric}_mean"], f"{metric}_std_over_seeds": points[f"{metric}_std"],
-        f"{metric}_ci95_lo": points.get(f"{metric}_lo", np.nan), f"{metric}_ci95_hi": points.get(f"{metric}_hi", np.nan),
+        f"{metric}_ci95_lo": points.get(f"{metric}_lo", np.nan),
+        f"{metric}_ci95_hi": points.get(f"{metric}_hi", np.nan),
         "gflops_per_video_mean": points[COST], "gflops_per_video_std_over_videos": points["gflops_per_video_std_mean"],
         "gflops_selection_mean": points["gflops_selection_mean_mean"], "params_m": points["params_m_mean"],
         "latency_ms_per_video": points["latency_ms_per_video_mean"],
@@ -62,8 +63,8 @@ def method_table(points: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, pd.Da
     text = pd.DataFrame({
         "dataset": numeric["dataset"], "method": numeric["method"],
         "budget": [budget_cell(r) for _, r in points.iterrows()], "seeds": numeric["seeds"],
-        f"{metric} (%) [95% CI]": [mean_ci(m, lo, hi) for m, lo, hi in
-                                   zip(numeric[f"{metric}_mean"], numeric[f"{metric}_ci95_lo"], numeric[f"{metric}_ci95_hi"])],
+        f"{metric} (%) [95% CI]": [mean_ci(m, lo, hi) for m, lo, hi in zip(
+            numeric[f"{metric}_mean"], numeric[f"{metric}_ci95_lo"], numeric[f"{metric}_ci95_hi"])],
         "std over seeds": [num(s, 2) for s in numeric[f"{metric}_std_over_seeds"]],
         "GFLOPs/video": [pm(m, s, 3) for m, s in zip(numeric["gflops_per_video_mean"],
                                                      numeric["gflops_per_video_std_over_videos"])],
@@ -120,7 +121,8 @@ def reach_reference_table(points: pd.DataFrame, metric: str) -> tuple[pd.DataFra
         "dataset": numeric["dataset"], "method": numeric["method"], "reference": numeric["reference"],
         f"reference {metric} (%)": [pm(v, None) for v in numeric["reference_metric"]],
         "reference GFLOPs": [num(v) for v in numeric["reference_gflops"]],
-        "GFLOPs to reach it": [num(v) if not pd.isna(v) else "not reached" for v in numeric["gflops_to_reach_reference"]],
+        "GFLOPs to reach it": [num(v) if not pd.isna(v) else "not reached"
+                               for v in numeric["gflops_to_reach_reference"]],
         "× reference GFLOPs": [num(v, 2) for v in numeric["fraction_of_reference_gflops"]],
         f"best {metric} (%)": [pm(v, None) for v in numeric["best_metric"]],
     })
@@ -196,7 +198,8 @@ def cost_regime_table(components: Mapping[tuple[str, str, str], list[dict]], pap
         if not per:
             continue
         gflops = {c: (e["flops"] / e["calls"] if e["calls"] else np.nan) for c, e in per.items()}
-        heavy = max((g for c, g in gflops.items() if per[c]["role"] == "recognition" and not pd.isna(g)), default=np.nan)
+        heavy = max((g for c, g in gflops.items() if per[c]["role"] == "recognition" and not pd.isna(g)),
+                    default=np.nan)
         cost = paper.get(method)
         for component, g in gflops.items():
             rows.append({"dataset": dataset, "method": label, "component": component, "role": per[component]["role"],
