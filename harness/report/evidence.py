@@ -58,6 +58,13 @@ class Evidence:
             hi.append(bounds[1])
         return points.assign(**{f"{self.metric}_lo": lo, f"{self.metric}_hi": hi})
 
+    def interval_at(self, curve: pd.DataFrame, cost: float) -> tuple[float, float]:
+        """The 95% interval of one curve (one group's points of one label) at ``cost``."""
+        g = tuple(curve.iloc[0][c] for c in GROUP)
+        ctx = Context(curve, self.metric, self.estimates.get(g, {}), self.replicates.get(g, {}))
+        value = ctx.at_cost(curve, cost)
+        return interval(value[1]) if value is not None else (np.nan, np.nan)
+
     def context(self, facts: Mapping[tuple, Mapping], extras: Mapping[tuple, Mapping]
                 ) -> Callable[[pd.DataFrame], Context]:
         """A factory for ``claims.check_claims``: the Context of one (dataset, backbone, experiment)."""

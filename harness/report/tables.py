@@ -8,7 +8,7 @@ resampled), with the std over seeds beside it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -79,21 +79,31 @@ def method_table(points: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, pd.Da
     return numeric.reset_index(drop=True), text.reset_index(drop=True)
 
 
-def matched_compute_table(points: pd.DataFrame, metric: str, n: int = 4) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Each curve's metric interpolated at a few shared GFLOPs values (per dataset)."""
+def matched_compute_table(points: pd.DataFrame, metric: str, n: int = 4,
+                          interval_at: Callable[[pd.DataFrame, float], tuple[float, float]] | None = None
+                          ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Each curve's metric interpolated at a few shared GFLOPs values (per dataset), with its 95%
+    interval where ``interval_at(curve, cost)`` gives one (CSV columns ``... lo`` / ``... hi``)."""
     frames = []
     for dataset, group in points.groupby("dataset", sort=True):
         grid = matched_cost_grid(group, COST, n)
         table = accuracy_at_matched_compute(group, grid, COST, f"{metric}_mean")
-        table.columns = [f"{metric} @ {c:.3g} GFLOPs" for c in grid]
+        columns = [f"{metric} @ {c:.3g} GFLOPs" for c in grid]
+        table.columns = columns
+        for column, cost in zip(columns, grid):
+            bounds = [interval_at(group[group["label"] == label], cost) if interval_at and not pd.isna(v)
+                      else (np.nan, np.nan) for label, v in table[column].items()]
+            table[f"{column} lo"], table[f"{column} hi"] = [b[0] for b in bounds], [b[1] for b in bounds]
         frames.append(table.rename_axis("method").reset_index().assign(dataset=dataset))
     if not frames:
         return pd.DataFrame(), pd.DataFrame()
     numeric = pd.concat(frames, ignore_index=True)
     numeric = numeric[["dataset", "method"] + [c for c in numeric.columns if c not in ("dataset", "method")]]
-    text = numeric.copy()
-    for column in numeric.columns[2:]:
-        text[column] = [pm(v, None) for v in numeric[column]]
+    values = [c for c in numeric.columns[2:] if not c.endswith((" lo", " hi"))]
+    text = numeric[["dataset", "method"]].copy()
+    for column in values:
+        text[column] = [mean_ci(v, lo, hi) for v, lo, hi in
+                        zip(numeric[column], numeric[f"{column} lo"], numeric[f"{column} hi"])]
     return numeric, text
 
 
@@ -182,6 +192,11 @@ def write_table(numeric: pd.DataFrame, text: pd.DataFrame, stem: Path, caption: 
     return markdown
 
 
+def ratio_text(r: float) -> str:
+    """A cost ratio as the papers write it: ``1:98`` for a cheaper component, ``3.2:1`` for a dearer one."""
+    return "—" if pd.isna(r) or r <= 0 else f"{r:.3g}:1" if r >= 1 else f"1:{1 / r:.3g}"
+
+
 def cost_regime_table(components: Mapping[tuple[str, str, str], list[dict]], paper: Mapping[str, Any]
                       ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per curve and component: GFLOPs per call (the calls-weighted mean over its realised shapes,
@@ -212,8 +227,8 @@ def cost_regime_table(components: Mapping[tuple[str, str, str], list[dict]], pap
     text = pd.DataFrame({
         "dataset": numeric["dataset"], "method": numeric["method"], "component": numeric["component"],
         "role": numeric["role"], "GFLOPs per call": [num(v) for v in numeric["gflops_per_call"]],
-        "vs heaviest recognition": [("—" if pd.isna(r) or r <= 0 else "1" if r >= 1 else f"1:{1 / r:.3g}")
-                                    for r in numeric["ratio_to_heaviest_recognition"]],
-        "paper": [f"{p} ({s})" if p else "" for p, s in zip(numeric["paper_ratio"], numeric["paper_source"])],
+        "vs heaviest recognition": [ratio_text(r) for r in numeric["ratio_to_heaviest_recognition"]],
+        "paper (cheap:heavy)": [f"{p} ({s})" if p and role == "selection" else "" for p, s, role
+                                in zip(numeric["paper_ratio"], numeric["paper_source"], numeric["role"])],
     })
     return numeric, text
