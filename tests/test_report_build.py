@@ -111,6 +111,7 @@ def test_missing_pieces_are_reported_not_fatal(full, tmp_path):
     assert "_No dynamic method" in text
     assert "_No finished trial of a method without a budget knob: nothing to reach._" in text
     assert "No per-video facts declared" in text
+    assert "One seed per point: training variance is not measured." in text
     assert "No trial recorded selected frames or clips" in text
     assert "have no predictions.csv" in text and "1 trial(s) have no finished run" in text
     claims = pd.read_csv(tmp_path / "out" / "tables" / "claims.csv")
