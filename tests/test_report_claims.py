@@ -76,7 +76,8 @@ def test_a_small_gap_on_noisy_outcomes_is_inconclusive_and_says_what_would_settl
     noisy = np.random.default_rng(5).permutation(N) / N  # independent of the reference's: a wide paired interval
     row = check(UNIFORM + liteeval((0.1, 4.0, 0.585), difficulty=noisy), "LE-1").iloc[0]
     assert row["verdict"] == INCONCLUSIVE
-    assert "would be settled at about" in row["why"] and "one seed: training variance is not measured" in row["why"]
+    assert "would be settled at about" in row["why"] and "test videos instead of 400" in row["why"]
+    assert "one seed: training variance is not measured" in row["why"]
 
 
 def test_equal_budget_comparison_is_paired_per_k():

@@ -173,6 +173,19 @@ class Context:
         w = (math.log10(cost) - math.log10(costs[i - 1])) / (math.log10(costs[i]) - math.log10(costs[i - 1]))
         return (1 - w) * low[0] + w * high[0], (1 - w) * low[1] + w * high[1]
 
+    def settle(self, factor: float) -> str:
+        """What would settle an inconclusive comparison: ``factor`` times the data (see
+        ``stats.more_data_factor``), in test videos and seeds."""
+        if not math.isfinite(factor):
+            return ("; the estimate sits exactly on the threshold: more test videos and seeds narrow the interval "
+                    "(4x the data halves it) but settle it only if the estimate moves")
+        seeds = int(self.points["n_seeds"].max()) if len(self.points) else 1
+        n = self.n_videos
+        videos = f" (~{math.ceil(factor * n)} test videos instead of {n}," if n else " ("
+        return (f"; would be settled at about {factor:.1f}x the data{videos} "
+                f"~{math.ceil(factor * seeds)} seeds instead of {seeds}, if both sources shrink alike: the interval's "
+                "half-width goes as 1/sqrt(n))")
+
     def seeds_note(self, *rows: pd.Series) -> str:
         if any(int(r["n_seeds"]) < 2 for r in rows):
             return "; one seed: training variance is not measured"
@@ -252,22 +265,14 @@ def judge(estimate: float, reps: np.ndarray, threshold: float) -> tuple[str, str
     return INCONCLUSIVE, text, more_data_factor(estimate, lo, hi, threshold)
 
 
-def overall(verdicts: list[str], factors: list[float]) -> tuple[str, str]:
+def overall(ctx: Context, verdicts: list[str], factors: list[float]) -> tuple[str, str]:
     """Several comparisons that must all hold: any failure fails, all holding holds, else
     inconclusive, with what would settle the least settled comparison."""
     if FAILS in verdicts:
         return FAILS, ""
     if all(v == HOLDS for v in verdicts):
         return HOLDS, ""
-    return INCONCLUSIVE, settle(max(factors))
-
-
-def settle(factor: float) -> str:
-    if not math.isfinite(factor):
-        return ("; the estimate sits exactly on the threshold: more test videos and seeds narrow the interval "
-                "(4x the data halves it) but settle it only if the estimate moves")
-    return (f"; would be settled at about {factor:.1f}x the test videos and seeds "
-            "(interval half-width ~ 1/sqrt(n))")
+    return INCONCLUSIVE, ctx.settle(max(factors))
 
 
 def difference(ctx: Context, a: tuple[float, np.ndarray], b: tuple[float, np.ndarray], threshold: float):
@@ -312,7 +317,7 @@ def reaches_reference(ctx: Context, method: str, reference: Callable[[Context, p
         out.append((f"reference {pt(ref, ctx)}; best at <= {fraction:.0%} of its GFLOPs: {name} {best[0]:.1f}%; "
                     f"difference {text}", verdict,
                     f"criterion: the difference's 95% interval above -{margin:g} pt at <= {fraction:.0%} of the "
-                    f"reference's GFLOPs" + (settle(factor) if verdict == INCONCLUSIVE else "")
+                    f"reference's GFLOPs" + (ctx.settle(factor) if verdict == INCONCLUSIVE else "")
                     + ctx.seeds_note(ref, *[r for _, r in curve.iterrows()])))
     return out
 
@@ -341,7 +346,7 @@ def beats_at_matched_compute(ctx: Context, method: str, baselines: list[str]) ->
             out.append(("no comparable cost", NOT_COMPARABLE, f"{label}'s costs lie outside the measured range of "
                         f"{', '.join(present)}, or predictions are missing"))
             continue
-        verdict, advice = overall(verdicts, factors)
+        verdict, advice = overall(ctx, verdicts, factors)
         absent = [b for b in baselines if b not in present]
         out.append((f"{label}, difference in {ctx.metric}: " + "; ".join(parts), verdict,
                     f"criterion: 95% interval of the paired difference above 0 at every overlapping cost "
@@ -380,7 +385,7 @@ def beats_at_equal_budget(ctx: Context, method: str, baseline: str, mode: str | 
             out.append(("no shared budget values", NOT_COMPARABLE,
                         f"{label} and {b_label} were run at different budgets"))
             continue
-        verdict, advice = overall(verdicts, factors)
+        verdict, advice = overall(ctx, verdicts, factors)
         out.append((f"{label} vs {b_label} at equal budget: " + "; ".join(parts), verdict,
                     f"reference: {what}; criterion: 95% interval of the paired difference above 0 at every shared "
                     "budget value" + advice + ctx.seeds_note(*used)))
@@ -414,7 +419,8 @@ def cheaper_and_as_accurate(ctx: Context, method: str, reference: Callable[[Cont
         out.append((f"reference {pt(ref, ctx)}; best cheaper point {pt(row, ctx)} ({row[COST] / ref[COST]:.0%} of "
                     f"the reference's GFLOPs); difference {text}", verdict,
                     "criterion: 95% interval of the paired difference above "
-                    + ("0" if need_better else f"-{margin:g} pt") + (settle(factor) if verdict == INCONCLUSIVE else "")
+                    + ("0" if need_better else f"-{margin:g} pt")
+                    + (ctx.settle(factor) if verdict == INCONCLUSIVE else "")
                     + ctx.seeds_note(ref, row)))
     return out
 
@@ -466,7 +472,7 @@ def increases_with_budget(ctx: Context, method: str) -> list[Row]:
             verdicts.append(verdict)
             factors.append(factor)
             parts.append(f"{low['budget']:g} -> {high['budget']:g}: {text}")
-        verdict, advice = overall(verdicts, factors)
+        verdict, advice = overall(ctx, verdicts, factors)
         out.append((f"{label} {ctx.metric} gain by {curve['budget_param'].iloc[0]}: " + "; ".join(parts), verdict,
                     "criterion: 95% interval of each paired gain above 0" + advice + ctx.seeds_note(*rows)))
     return out
@@ -497,7 +503,7 @@ def ordered(ctx: Context, method: str, param: str, order: list[str]) -> list[Row
                 parts.append(f"{pts['budget_param'].iloc[0]}={budget:g}: {a} - {b} {text}")
     if not verdicts:
         return [("no budget shared by the variants", NOT_COMPARABLE, "variants were run at different budgets")]
-    verdict, advice = overall(verdicts, factors)
+    verdict, advice = overall(ctx, verdicts, factors)
     skipped = [r for r in order if r not in present]
     return [("; ".join(parts), verdict, f"criterion: {' > '.join(present)} (95% interval of each paired difference "
              "above 0) at every shared budget" + (f"; {', '.join(skipped)} not run" if skipped else "") + advice
