@@ -110,3 +110,20 @@ def test_a_claim_id_registered_twice_from_two_places_is_an_error():
     claim = registered_claims()[0]
     with pytest.raises(RegistryError, match=f"duplicate claim id '{claim.id}'"):
         register_claim(Claim(claim.id, "p", "t", "s", "n", "m", lambda ctx: []), origin="elsewhere")
+
+
+def test_third_party_claims_load_through_the_entry_point_group(tmp_path, monkeypatch):
+    import harness.report.claims as claims
+
+    (tmp_path / "thirdparty_claims.py").write_text(
+        "from harness.report.claims import Claim, missing, register_claim\n"
+        "register_claim(Claim('X-1', 'Third party', 'Table 9', 's', 'n', 'nothing', lambda c: missing('nothing')))\n")
+    dist = tmp_path / "thirdparty-0.1.dist-info"  # an installed distribution, as pip leaves it
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: thirdparty\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[skimbench.claims]\nthirdparty = thirdparty_claims\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(claims, "_loaded", False)
+    monkeypatch.setattr(claims, "_CLAIMS", dict(claims._CLAIMS))
+    monkeypatch.setattr(claims, "_ORIGINS", dict(claims._ORIGINS))
+    assert "X-1" in {c.id for c in claims.registered_claims()}
