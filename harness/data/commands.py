@@ -4,6 +4,9 @@
 release the GIL) with a progress bar, and lists each unreadable file with its reason; exit code 1
 if any file is unreadable, so it can gate a CI job or a cluster submission.
 ``data make skim-digits --size small`` writes the built-in benchmark with a progress bar.
+A dataset that cannot be read as given (unknown or out-of-range parameter, missing or empty root,
+missing annotation file, empty split) is one line on stderr and exit code 2, before anything is
+scanned or written.
 """
 from __future__ import annotations
 
@@ -20,12 +23,14 @@ import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from harness.data.dataset import DatasetError
+
 
 def _parse_params(pairs: list[str] | None) -> dict[str, Any]:
     out = {}
     for pair in pairs or []:
         if "=" not in pair:
-            raise SystemExit(f"skimbench: error: --param expects KEY=VALUE, got '{pair}'")
+            raise DatasetError(f"--param expects KEY=VALUE, got '{pair}'")
         key, value = pair.split("=", 1)
         out[key.strip()] = yaml.safe_load(value)
     return out
@@ -46,8 +51,11 @@ def _build_datasets(target: str, params: dict[str, Any]) -> list[Any]:
         cls = DATASETS.get(name)
         unknown = set(given) - set(cls.params)
         if unknown:
-            raise SystemExit(f"skimbench: error: dataset '{name}' has no parameter(s) {sorted(unknown)}; "
-                             f"it has {sorted(cls.params)}")
+            raise DatasetError(f"dataset '{name}' has no parameter(s) {sorted(unknown)}; it has {sorted(cls.params)}")
+        for key, value in given.items():  # the declarations' choices and ranges, as the spec checks them
+            problem = cls.params[key].check(value)
+            if problem:
+                raise DatasetError(f"dataset '{name}': --param {key}: {problem}")
         datasets.append(cls(**resolve_params(cls.params, given)))
     return datasets
 
@@ -90,8 +98,18 @@ def check_dataset(dataset: Any, workers: int, full: bool, min_frames: int, backe
 
 def cmd_check(args: argparse.Namespace) -> int:
     console = Console(stderr=False, highlight=False)
+    try:
+        datasets = _build_datasets(args.target, _parse_params(args.param))
+        for dataset in datasets:  # every split parsed before anything is scanned: a bad root fails first
+            for split in dataset.split_names():
+                dataset.split(split)
+    except DatasetError as exc:
+        print(f"skimbench: error: {exc}", file=sys.stderr)
+        return 2
     bad = []
-    for dataset in _build_datasets(args.target, _parse_params(args.param)):
+    for dataset in datasets:
+        for note in getattr(dataset, "notes", []):
+            console.print(f"{dataset.name}: {note}", markup=False, highlight=False, soft_wrap=True)
         bad += check_dataset(dataset, args.workers, args.full, args.min_frames, args.backend, console)
     if args.csv:
         with open(args.csv, "w", newline="") as fh:
