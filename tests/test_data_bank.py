@@ -152,3 +152,11 @@ def test_bank_of_only_unreadable_videos_is_empty_not_an_error(tmp_path):
     bank = load_frame_bank(DATASETS.get("generic")(root=str(tmp_path)), "train", StageStore(tmp_path / "s"))
     assert len(bank) == 0 and bank.mask().shape == (0, 0)
     assert bank.skipped == [("a", "undecodable"), ("gone", "missing")]
+
+
+def test_bank_itself_skips_videos_shorter_than_min_frames(dataset_dir, tmp_path):
+    # a.mp4 has 8 frames, b.mp4 12, c.mp4 5: with min_frames=8 the bank keeps a and b and lists c as too short
+    bank = load_frame_bank(_dataset(dataset_dir), "train", StageStore(tmp_path / "s"), min_frames=8)
+    assert bank.video_ids == ["v/a", "v/b"] and bank.lengths.tolist() == [8, 12]
+    assert dict(bank.skipped)["v/c"] == "too short"
+    assert bank.frames.shape[0] == 2
