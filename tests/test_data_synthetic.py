@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.data import synthetic
+from harness.data import coverage, synthetic
 from harness.data.decoding import open_video
 from harness.registry import DATASETS
 
@@ -130,3 +130,15 @@ def test_informative_clips_are_placed_uniformly(tmp_path):
         share = informative.mean(0)  # how often each clip position is informative
         expected = round(cfg["informative_fraction"] * clips) / clips
         assert np.abs(share - expected).max() < 0.04, (variant, share.round(2))  # 4000 draws: sd 0.008
+
+
+def test_coverage_of_fixed_rules_on_hand_made_ground_truth():
+    # 4 clips of 4 frames; video 1: only the last clip informative, video 2: the two middle clips
+    rows = coverage.coverage_rows(["0000" "0000" "0000" "1111", "0000" "1111" "1111" "0000"], ks=[1, 2])
+    got = {(r["rule"], r["k"]): (r["videos_hit"], r["informative_share"], r["informative_seen"]) for r in rows}
+    assert got[("uniform (centres)", 1)] == (0.5, 0.5, 0.25)  # clip 2: misses video 1, 1 of 2 in video 2
+    assert got[("uniform (endpoints)", 2)] == (0.5, 0.25, 0.5)  # clips 0 and 3: the last clip is included
+    assert got[("uniform (centres)", 2)] == (1.0, 0.5, 0.75)  # clips 1 and 3
+    hit, share, seen = got[("random", 2)]  # exact: 1 - C(3,2)/C(4,2) = 0.5 and 1 - C(2,2)/C(4,2) = 5/6
+    assert hit == pytest.approx((0.5 + 5 / 6) / 2) and share == pytest.approx(0.375) and seen == pytest.approx(0.5)
+    assert got[("dense", 4)] == (1.0, 0.375, 1.0)

@@ -138,6 +138,19 @@ def cmd_make(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_coverage(args: argparse.Namespace) -> int:
+    from harness.data import coverage, synthetic
+
+    cfg = synthetic.resolve_config(args.variant, args.size, args.seed, **_parse_params(args.param))
+    folder = synthetic.ensure_generated(args.root, cfg)
+    relevances = coverage.split_relevance(folder, args.split)
+    ks = [int(k) for k in args.k.split(",")]
+    print(f"skim-digits {args.variant}/{args.size} seed {args.seed}, {args.split} split: {len(relevances)} videos "
+          f"of {cfg['num_frames'] // synthetic.CLIP_LEN} clips ({folder})")
+    print(coverage.format_rows(coverage.coverage_rows(relevances, ks)))
+    return 0
+
+
 def add_commands(subparsers: Any) -> None:
     data = subparsers.add_parser("data", help="check datasets for unreadable videos; generate the built-in benchmark")
     sub = data.add_subparsers(dest="data_command", required=True)
@@ -162,6 +175,16 @@ def add_commands(subparsers: Any) -> None:
     make.add_argument("--param", action="append", metavar="KEY=VALUE",
                       help="generator knob: informative_fraction, num_segments, num_frames, resolution, num_train, num_test")
     make.set_defaults(func=cmd_make)
+
+    cover = sub.add_parser("coverage", help="what uniform, random and dense sampling see of skim-digits' informative clips")
+    cover.add_argument("--size", default="small", choices=("tiny", "small", "full"))
+    cover.add_argument("--variant", default="move4", choices=("move4", "longrange", "multilabel"))
+    cover.add_argument("--seed", type=int, default=0)
+    cover.add_argument("--root", default="data/skim-digits")
+    cover.add_argument("--split", default="test", choices=("train", "test"))
+    cover.add_argument("--k", default="1,2,3,4,6,8,12", help="comma-separated numbers of clips (default 1,2,3,4,6,8,12)")
+    cover.add_argument("--param", action="append", metavar="KEY=VALUE", help="generator knob, as for data make")
+    cover.set_defaults(func=cmd_coverage)
 
 
 def main(argv: list[str] | None = None) -> int:
