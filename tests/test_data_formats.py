@@ -149,12 +149,13 @@ def activitynet_doc() -> dict:
     nodes, leaves = classes, one leaf used by no video of this excerpt); ``database`` entries with
     ``subset``, ``duration``, ``resolution``, ``url``, ``annotations`` (``segment``, ``label``), and
     "testing" entries whose annotations are empty (the test labels are withheld)."""
+    sport = "Participating in Sports, Exercise, or Recreation"
     taxonomy = [{"nodeId": 0, "nodeName": "Root", "parentId": None, "parentName": None},
                 {"nodeId": 1, "nodeName": "Sports, Exercise, and Recreation", "parentId": 0, "parentName": "Root"},
                 {"nodeId": 2, "nodeName": "Participating in Sports, Exercise, or Recreation", "parentId": 1,
                  "parentName": "Sports, Exercise, and Recreation"},
-                {"nodeId": 3, "nodeName": "Long jump", "parentId": 2, "parentName": "Participating in Sports, Exercise, or Recreation"},
-                {"nodeId": 4, "nodeName": "Javelin throw", "parentId": 2, "parentName": "Participating in Sports, Exercise, or Recreation"},
+                {"nodeId": 3, "nodeName": "Long jump", "parentId": 2, "parentName": sport},
+                {"nodeId": 4, "nodeName": "Javelin throw", "parentId": 2, "parentName": sport},
                 {"nodeId": 5, "nodeName": "Household Activities", "parentId": 0, "parentName": "Root"},
                 {"nodeId": 6, "nodeName": "Vacuuming floor", "parentId": 5, "parentName": "Household Activities"}]
 
@@ -218,12 +219,14 @@ def test_charades_segment_with_start_after_end_is_swapped_and_reported(tmp_path)
     (tmp_path / "Charades_v1_train.csv").write_text(
         header + "46GP8,HR43,Kitchen,6,7,Yes,cooks,food,cooks,c092 11.90 21.20,24.83\n"
         + "ZZ9QX,HR43,Kitchen,6,7,Yes,eats,food,eats,c147 9.40 3.10;c006 0.00 2.00,12.00\n")
-    (tmp_path / "Charades_v1_test.csv").write_text(header + "YSKX3,KQFM,Bedroom,5,5,Yes,Sleeps,bed,Sleeps,c006 0.00 5.10,5.10\n")
+    (tmp_path / "Charades_v1_test.csv").write_text(header + "YSKX3,KQFM,Bedroom,5,5,Yes,Sleeps,bed,Sleeps,"
+                                                   "c006 0.00 5.10,5.10\n")
     ds = build("charades", root=str(tmp_path))
     _, swapped = ds.split("train")
     assert swapped.segments == ((3.1, 9.4, 147), (0.0, 2.0, 6)) and swapped.labels == (6, 147)
     assert all(start <= end for r in ds.split("train") for start, end, _ in r.segments)
-    assert len(ds.notes) == 1 and ds.notes[0].startswith("Charades_v1_train.csv:3: video ZZ9QX: segment 'c147 9.40 3.10'")
+    assert len(ds.notes) == 1
+    assert ds.notes[0].startswith("Charades_v1_train.csv:3: video ZZ9QX: segment 'c147 9.40 3.10'")
 
 
 def _registered_formats():

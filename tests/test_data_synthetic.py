@@ -97,7 +97,7 @@ def test_small_size_budget():
 
 def _generate_in_a_process(root, threads, workers):
     """``skimbench data make`` in a fresh process with ``threads`` BLAS/OpenMP threads: {file: bytes}, manifest hash."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    env = {**os.environ, **{name: str(threads) for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
     command = [sys.executable, "-m", "harness.data.commands", "data", "make", "skim-digits", "--size", "tiny",
                "--variant", "move4", "--root", str(root), "--workers", str(workers), "--param", "num_train=8",
                "--param", "num_test=4"]
@@ -125,7 +125,8 @@ def test_informative_clips_are_placed_uniformly(tmp_path):
         informative = np.zeros((4000, clips))
         for i in range(len(informative)):
             segments, gaps, shift = synthetic.layout(cfg, np.random.default_rng([0, 1, i]))
-            row = np.concatenate([np.repeat([0, 1] * len(segments), np.ravel(np.c_[gaps[:-1], segments])), np.zeros(gaps[-1])])
+            pieces = np.ravel(np.c_[gaps[:-1], segments])  # gap, segment, gap, segment, ..., then the last gap
+            row = np.concatenate([np.repeat([0, 1] * len(segments), pieces), np.zeros(gaps[-1])])
             informative[i] = np.roll(row, shift)
         share = informative.mean(0)  # how often each clip position is informative
         expected = round(cfg["informative_fraction"] * clips) / clips

@@ -176,13 +176,14 @@ def add_commands(subparsers: Any) -> None:
                       help="generator knob: informative_fraction, num_segments, num_frames, resolution, num_train, num_test")
     make.set_defaults(func=cmd_make)
 
-    cover = sub.add_parser("coverage", help="what uniform, random and dense sampling see of skim-digits' informative clips")
+    cover = sub.add_parser("coverage",
+                           help="what uniform, random and dense sampling see of skim-digits' informative clips")
     cover.add_argument("--size", default="small", choices=("tiny", "small", "full"))
     cover.add_argument("--variant", default="move4", choices=("move4", "longrange", "multilabel"))
     cover.add_argument("--seed", type=int, default=0)
     cover.add_argument("--root", default="data/skim-digits")
     cover.add_argument("--split", default="test", choices=("train", "test"))
-    cover.add_argument("--k", default="1,2,3,4,6,8,12", help="comma-separated numbers of clips (default 1,2,3,4,6,8,12)")
+    cover.add_argument("--k", default="1,2,3,4,6,8,12", help="comma-separated numbers of clips")
     cover.add_argument("--param", action="append", metavar="KEY=VALUE", help="generator knob, as for data make")
     cover.set_defaults(func=cmd_coverage)
 

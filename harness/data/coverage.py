@@ -30,7 +30,8 @@ RULES = ("uniform (centres)", "uniform (endpoints)", "random", "dense")
 
 
 def informative_clips(relevance: str, clip_len: int = CLIP_LEN) -> np.ndarray:
-    """bool ``[C]``: which whole clips of ``clip_len`` frames hold a relevant frame (a trailing partial clip is dropped)."""
+    """bool ``[C]``: which whole clips of ``clip_len`` frames hold a relevant frame (a trailing partial
+    clip is dropped)."""
     frames = np.array([c == "1" for c in relevance], dtype=bool)
     clips = len(frames) // clip_len
     return frames[: clips * clip_len].reshape(clips, clip_len).any(1)
@@ -77,7 +78,8 @@ def coverage_rows(relevances: Sequence[str], ks: Sequence[int], clip_len: int = 
 
 
 def format_rows(rows: list[dict[str, object]]) -> str:
-    lines = ["| rule | K | videos hit | informative share of the K clips | informative clips seen |", "|---|---|---|---|---|"]
+    lines = ["| rule | K | videos hit | informative share of the K clips | informative clips seen |",
+             "|---|---|---|---|---|"]
     for row in rows:
         lines.append(f"| {row['rule']} | {row['k']} | {row['videos_hit']:.2f} | {row['informative_share']:.2f} "
                      f"| {row['informative_seen']:.2f} |")

@@ -47,7 +47,8 @@ class AnnotatedDataset(VideoDataset):
     def __init__(self, **params: Any):
         unknown = set(params) - set(self.params)
         if unknown:
-            raise DatasetError(f"dataset '{self.name}': unknown parameter(s) {sorted(unknown)}; it has {sorted(self.params)}")
+            raise DatasetError(f"dataset '{self.name}': unknown parameter(s) {sorted(unknown)}; "
+                               f"it has {sorted(self.params)}")
         for key, value in params.items():
             problem = self.params[key].check(value)
             if problem:
@@ -67,10 +68,12 @@ class AnnotatedDataset(VideoDataset):
         return value if value.is_absolute() else self.root / value
 
     def existing(self, key: str, name: str = "") -> Path:
-        """``file(key)`` (or the file ``name`` inside that folder), which must exist: else a DatasetError naming ``key``."""
+        """``file(key)`` (or the file ``name`` inside that folder), which must exist; else a DatasetError
+        naming ``key``."""
         path = self.file(key) / name if name else self.file(key)
         if not path.exists():
-            raise DatasetError(f"dataset '{self.name}': parameter {key}: no such {'file' if name or path.suffix else 'path'} '{path}'")
+            kind = "file" if name or path.suffix else "path"
+            raise DatasetError(f"dataset '{self.name}': parameter {key}: no such {kind} '{path}'")
         return path
 
     def _check_root(self) -> None:
@@ -192,7 +195,8 @@ class SomethingSomethingV2(AnnotatedDataset):
         return names
 
     def _load(self, split: str) -> list[VideoRecord]:
-        entries = json.loads(self.existing("train_json" if split == "train" else "val_json").read_text(encoding="utf-8"))
+        annotations = self.existing("train_json" if split == "train" else "val_json")
+        entries = json.loads(annotations.read_text(encoding="utf-8"))
         index = {name: i for i, name in enumerate(self.class_names)}
         folder = self.file("videos_dir")
         records = []
@@ -259,8 +263,8 @@ class HMDB51(AnnotatedDataset):
     def _split_files(self) -> list[Path]:
         files = sorted(self.existing("splits_dir").glob(f"*_test_split{self.p['split']}.txt"))
         if not files:
-            raise DatasetError(f"dataset '{self.name}': parameter splits_dir: no <class>_test_split{self.p['split']}.txt "
-                               f"in '{self.file('splits_dir')}'")
+            raise DatasetError(f"dataset '{self.name}': parameter splits_dir: "
+                               f"no <class>_test_split{self.p['split']}.txt in '{self.file('splits_dir')}'")
         return files
 
     def _load_classes(self) -> list[str]:
@@ -314,7 +318,7 @@ class Charades(AnnotatedDataset):
                 segments = []
                 for action in filter(None, (row.get("actions") or "").split(";")):
                     code, start, end = action.split()
-                    if float(start) > float(end):  # 7 in the official train CSV: the two times written the wrong way round
+                    if float(start) > float(end):  # 7 in the official train CSV: the times in the wrong order
                         self.notes.append(f"{path.name}:{reader.line_num}: video {row['id']}: segment '{action}' "
                                           "has its start after its end; start and end swapped")
                         start, end = end, start
@@ -367,7 +371,9 @@ class Breakfast(AnnotatedDataset):
             for name in files:
                 path = Path(dirpath) / name
                 match = self._pattern.match(path.stem)
-                if path.suffix.lower() not in (".avi", ".mp4") or not match or match.group(3) not in BREAKFAST_ACTIVITIES:
+                if path.suffix.lower() not in (".avi", ".mp4") or not match:
+                    continue
+                if match.group(3) not in BREAKFAST_ACTIVITIES:
                     continue
                 camera = path.parent.name if path.parent != folder else "nocamera"
                 camera = "stereo01" if camera == "stereo" else camera  # the bundles' name of the stereo view
@@ -378,7 +384,8 @@ class Breakfast(AnnotatedDataset):
         for video_id, files in sorted(views.items()):
             channel = next(c for c in (None, preferred, "1" if preferred == "0" else "0") if c in files)
             person, camera, _, activity = video_id.split("_")
-            out.append((int(person[1:]), VideoRecord(video_id, str(files[channel]), (BREAKFAST_ACTIVITIES.index(activity),),
+            label = (BREAKFAST_ACTIVITIES.index(activity),)
+            out.append((int(person[1:]), VideoRecord(video_id, str(files[channel]), label,
                                                      meta={"camera": camera, "channel": channel})))
         return out
 

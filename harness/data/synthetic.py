@@ -66,7 +66,7 @@ BACKGROUND_DIM = 0.5  # footage is dimmed so that white digits stay visible at 3
 
 SIZES = {
     "tiny": {"resolution": 32, "num_frames": 48, "num_train": 24, "num_test": 12},
-    "small": {"resolution": 32, "num_frames": 96, "num_train": 240, "num_test": 1000},  # test: top-1 to about +-3 points
+    "small": {"resolution": 32, "num_frames": 96, "num_train": 240, "num_test": 1000},  # test: top-1 to +-3 points
     "full": {"resolution": 112, "num_frames": 320, "num_train": 1800, "num_test": 600},
 }
 VARIANT_DEFAULTS = {
