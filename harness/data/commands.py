@@ -119,11 +119,33 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+GENERATOR_KNOBS = ("informative_fraction", "num_segments", "num_frames", "resolution", "num_train", "num_test")
+
+
+def _generator_config(args: argparse.Namespace) -> dict[str, Any]:
+    """skim-digits' configuration from the command line; a bad knob is a DatasetError (one line, exit 2)."""
+    from harness.data import synthetic
+
+    knobs = _parse_params(args.param)
+    unknown = sorted(set(knobs) - set(GENERATOR_KNOBS))
+    if unknown:
+        raise DatasetError(f"skim-digits has no generator knob(s) {unknown}; it has {list(GENERATOR_KNOBS)}")
+    try:
+        return synthetic.resolve_config(args.variant, args.size, args.seed, **knobs)
+    except (ValueError, TypeError) as exc:
+        raise DatasetError(f"skim-digits: {exc}") from None
+
+
 def cmd_make(args: argparse.Namespace) -> int:
     from harness.data import synthetic
 
-    if args.name != "skim-digits":
-        raise SystemExit(f"skimbench: error: only the built-in 'skim-digits' can be made, not '{args.name}'")
+    try:
+        if args.name != "skim-digits":
+            raise DatasetError(f"only the built-in 'skim-digits' can be made, not '{args.name}'")
+        cfg = _generator_config(args)
+    except DatasetError as exc:
+        print(f"skimbench: error: {exc}", file=sys.stderr)
+        return 2
     console = Console(stderr=True)
     with _progress(console) as progress:
         task = progress.add_task(f"skim-digits {args.variant} {args.size}", total=None)
@@ -131,8 +153,9 @@ def cmd_make(args: argparse.Namespace) -> int:
         def update(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
+        knobs = {k: v for k, v in cfg.items() if k in GENERATOR_KNOBS}
         folder, seconds = synthetic.make(size=args.size, variant=args.variant, seed=args.seed, root=args.root,
-                                         progress=update, workers=args.workers, **_parse_params(args.param))
+                                         progress=update, workers=args.workers, **knobs)
     state = f"generated in {seconds:.1f} s" if seconds else "already present"
     print(f"skim-digits {args.variant}/{args.size} seed {args.seed}: {folder} ({state})")
     return 0
@@ -141,10 +164,19 @@ def cmd_make(args: argparse.Namespace) -> int:
 def cmd_coverage(args: argparse.Namespace) -> int:
     from harness.data import coverage, synthetic
 
-    cfg = synthetic.resolve_config(args.variant, args.size, args.seed, **_parse_params(args.param))
+    try:
+        cfg = _generator_config(args)
+        ks = [int(k) for k in args.k.split(",")]
+        if min(ks) < 1:
+            raise ValueError
+    except ValueError:
+        print(f"skimbench: error: --k expects positive integers separated by commas, got '{args.k}'", file=sys.stderr)
+        return 2
+    except DatasetError as exc:
+        print(f"skimbench: error: {exc}", file=sys.stderr)
+        return 2
     folder = synthetic.ensure_generated(args.root, cfg)
     relevances = coverage.split_relevance(folder, args.split)
-    ks = [int(k) for k in args.k.split(",")]
     print(f"skim-digits {args.variant}/{args.size} seed {args.seed}, {args.split} split: {len(relevances)} videos "
           f"of {cfg['num_frames'] // synthetic.CLIP_LEN} clips ({folder})")
     print(coverage.format_rows(coverage.coverage_rows(relevances, ks)))
