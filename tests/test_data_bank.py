@@ -163,7 +163,9 @@ def test_bank_itself_skips_videos_shorter_than_min_frames(dataset_dir, tmp_path)
 
 
 def test_data_make_bad_knob_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys):
-    for knob, words in [("num_frames=30", "num_frames must be a multiple of 4"), ("nope=3", "no generator knob(s) ['nope']")]:
-        code = data_main(["data", "make", "skim-digits", "--size", "tiny", "--root", str(tmp_path / "sd"), "--param", knob])
+    for knob, words in [("num_frames=30", "num_frames must be a multiple of 4"),
+                        ("nope=3", "no generator knob(s) ['nope']")]:
+        code = data_main(["data", "make", "skim-digits", "--size", "tiny", "--root", str(tmp_path / "sd"),
+                          "--param", knob])
         err = capsys.readouterr().err
         assert code == 2 and words in err and "Traceback" not in err and not (tmp_path / "sd").exists(), err
