@@ -98,13 +98,20 @@ def test_hmdb51(tmp_path):
     assert [r.labels for r in build("hmdb51", root=str(tmp_path), split=2).split("test")] == [(0,)]
 
 
-def test_charades(tmp_path):
-    (tmp_path / "Charades_v1_classes.txt").write_text("".join(f"c{i:03d} class number {i}\n" for i in range(157)))
+def write_charades(root: Path, train_rows: list[str], test_rows: list[str]) -> None:
+    """The official class list and CSVs (``Charades_v1_{classes.txt,train.csv,test.csv}``) with these rows."""
+    (root / "Charades_v1_classes.txt").write_text("".join(f"c{i:03d} class number {i}\n" for i in range(157)))
     header = "id,subject,scene,quality,relevance,verified,script,objects,descriptions,actions,length\n"
-    (tmp_path / "Charades_v1_train.csv").write_text(
-        header + '46GP8,HR43,Kitchen,6,7,Yes,"A person cooks, then eats.",food;stove,"A person is cooking.",c092 11.90 21.20;c147 0.00 12.60,24.83\n'
-        + 'N11GT,0KZ7,Stairs,6,7,Yes,A person walks.,stairs,A person walks.,,8.00\n')
-    (tmp_path / "Charades_v1_test.csv").write_text(header + 'YSKX3,KQFM,Bedroom,5,5,Yes,Sleeping.,bed,Sleeps.,c006 0.00 5.10,5.10\n')
+    (root / "Charades_v1_train.csv").write_text(header + "".join(row + "\n" for row in train_rows))
+    (root / "Charades_v1_test.csv").write_text(header + "".join(row + "\n" for row in test_rows))
+
+
+def test_charades(tmp_path):
+    write_charades(tmp_path, [
+        '46GP8,HR43,Kitchen,6,7,Yes,"A person cooks, then eats.",food;stove,"A person is cooking.",'
+        'c092 11.90 21.20;c147 0.00 12.60,24.83',
+        'N11GT,0KZ7,Stairs,6,7,Yes,A person walks.,stairs,A person walks.,,8.00'],
+        ['YSKX3,KQFM,Bedroom,5,5,Yes,Sleeping.,bed,Sleeps.,c006 0.00 5.10,5.10'])
     for vid in ("46GP8", "N11GT", "YSKX3"):
         video(tmp_path / f"Charades_v1_480/{vid}.mp4")
     ds = build("charades", root=str(tmp_path))
@@ -214,13 +221,9 @@ def test_registered_names():
 
 
 def test_charades_segment_with_start_after_end_is_swapped_and_reported(tmp_path):
-    (tmp_path / "Charades_v1_classes.txt").write_text("".join(f"c{i:03d} class number {i}\n" for i in range(157)))
-    header = "id,subject,scene,quality,relevance,verified,script,objects,descriptions,actions,length\n"
-    (tmp_path / "Charades_v1_train.csv").write_text(
-        header + "46GP8,HR43,Kitchen,6,7,Yes,cooks,food,cooks,c092 11.90 21.20,24.83\n"
-        + "ZZ9QX,HR43,Kitchen,6,7,Yes,eats,food,eats,c147 9.40 3.10;c006 0.00 2.00,12.00\n")
-    (tmp_path / "Charades_v1_test.csv").write_text(header + "YSKX3,KQFM,Bedroom,5,5,Yes,Sleeps,bed,Sleeps,"
-                                                   "c006 0.00 5.10,5.10\n")
+    write_charades(tmp_path, ["46GP8,HR43,Kitchen,6,7,Yes,cooks,food,cooks,c092 11.90 21.20,24.83",
+                              "ZZ9QX,HR43,Kitchen,6,7,Yes,eats,food,eats,c147 9.40 3.10;c006 0.00 2.00,12.00"],
+                   ["YSKX3,KQFM,Bedroom,5,5,Yes,Sleeps,bed,Sleeps,c006 0.00 5.10,5.10"])
     ds = build("charades", root=str(tmp_path))
     _, swapped = ds.split("train")
     assert swapped.segments == ((3.1, 9.4, 147), (0.0, 2.0, 6)) and swapped.labels == (6, 147)
