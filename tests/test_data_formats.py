@@ -274,3 +274,25 @@ def test_data_check_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, ca
         assert code == 2 and not report.exists(), argv
         assert captured.err.count("\n") == 2 and "Traceback" not in captured.err, captured.err  # the line + the timing
         assert captured.err.startswith("skimbench: error: dataset ") and words in captured.err, captured.err
+
+
+def test_breakfast_official_bundles_decide_the_split(tmp_path):
+    base = tmp_path / "BreakfastII_15fps_qvga_sync"
+    for rel in ("P03/cam01/P03_cereals.avi", "P03/stereo/P03_cereals_ch0.avi", "P03/stereo/P03_cereals_ch1.avi",
+                "P03/webcam02/P03_cereals.avi", "P16/cam01/P16_tea.avi"):
+        video(base / rel)
+    bundles = tmp_path / "splits"
+    bundles.mkdir()
+    # MS-TCN's bundles name each video by its ground-truth file; the stereo view is listed once
+    (bundles / "test.split1.bundle").write_text("P03_cam01_P03_cereals.txt\nP03_stereo01_P03_cereals.txt\n"
+                                                "P03_cam02_P03_cereals.txt\n")
+    (bundles / "train.split1.bundle").write_text("P16_cam01_P16_tea.txt\n")
+    ds = build("breakfast", root=str(tmp_path), bundles_dir="splits")
+    test = ds.split("test")
+    assert [r.video_id for r in test] == ["P03_cam01_P03_cereals", "P03_stereo01_P03_cereals", "P03_cam02_P03_cereals"]
+    assert test[1].path.endswith("P03/stereo/P03_cereals_ch0.avi") and readable(test[1])
+    assert test[2].path.endswith("P03/cam02/P03_cereals.avi") and not Path(test[2].path).exists()  # listed: missing
+    assert [r.labels for r in ds.split("train")] == [(9,)]  # webcam02, in no bundle, is left out
+    (bundles / "train.split1.bundle").write_text("P16_cam01_tea.txt\n")
+    with pytest.raises(DatasetError, match=r"train.split1.bundle:1: 'P16_cam01_tea.txt' is not"):
+        build("breakfast", root=str(tmp_path), bundles_dir="splits").split("train")

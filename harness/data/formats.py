@@ -349,6 +349,11 @@ class Breakfast(AnnotatedDataset):
     never by their file name alone. The stereo camera's folder ``stereo`` holds one file per channel
     (``P03_cereals_ch0.avi``, ``_ch1.avi``), where the bundles list one video ``P03_stereo01_P03_cereals``:
     it is read from channel ``stereo_channel``, or from the other one when that file is absent.
+
+    With ``bundles_dir`` (the official ``train.splitN.bundle`` / ``test.splitN.bundle``, one video id
+    per line, with or without ``.txt``), a split holds exactly the videos its bundle lists, in its
+    order; a listed video absent on disk keeps its expected path (reported missing); files that no
+    bundle lists are left out. Without it, every video found is split by person.
     """
 
     summary = "Breakfast (10 activities, splits s1-s4 by person, every camera view a video)"
@@ -358,6 +363,8 @@ class Breakfast(AnnotatedDataset):
         "split": Param("s1", "which block of persons is held out for testing", choices=tuple(BREAKFAST_TEST_PERSONS)),
         "stereo_channel": Param(0, "stereo camera channel read as the stereo01 view (the other if it is absent)",
                                 choices=(0, 1)),
+        "bundles_dir": Param(None, "folder of the official split bundles (train.splitN.bundle, test.splitN.bundle); "
+                             "null: every video found, split by person", type=str, nullable=True),
     }
     _pattern = re.compile(r"^(P(\d+))_([a-z]+?)(?:_ch([01]))?$")
 
@@ -390,10 +397,39 @@ class Breakfast(AnnotatedDataset):
         return out
 
     def _load(self, split: str) -> list[VideoRecord]:
+        if self.p["bundles_dir"]:
+            return self._bundle(split)
         held_out = set(BREAKFAST_TEST_PERSONS[self.p["split"]])
         return [r for person, r in self._all() if (person in held_out) == (split == "test")]
 
+    def _bundle_file(self, split: str) -> str:
+        return f"{'train' if split == 'train' else 'test'}.split{self.p['split'][1:]}.bundle"
+
+    def _bundle(self, split: str) -> list[VideoRecord]:
+        """The videos an official bundle lists; one not on disk gets its expected path (reported missing)."""
+        bundle = self.existing("bundles_dir", self._bundle_file(split))
+        found = {record.video_id: record for _, record in self._all()}
+        records = []
+        for number, line in enumerate(bundle.read_text(encoding="utf-8").splitlines(), 1):
+            video_id = line.strip().removesuffix(".txt")
+            if not video_id or video_id.startswith("#"):
+                continue
+            parts = video_id.split("_")
+            if len(parts) != 4 or parts[3] not in BREAKFAST_ACTIVITIES:
+                raise DatasetError(f"{bundle}:{number}: '{line.strip()}' is not <person>_<camera>_<person>_<activity>")
+            if video_id not in found:
+                person, camera, _, activity = parts
+                stereo = camera == "stereo01"
+                name = f"{person}_{activity}" + (f"_ch{self.p['stereo_channel']}" if stereo else "") + ".avi"
+                path = self.file("videos_dir") / person / ("stereo" if stereo else camera) / name
+                found[video_id] = VideoRecord(video_id, str(path), (BREAKFAST_ACTIVITIES.index(activity),),
+                                              meta={"camera": camera, "channel": None})
+            records.append(found[video_id])
+        return records
+
     def annotation_files(self) -> list[str]:
+        if self.p["bundles_dir"]:
+            return [str(self.file("bundles_dir") / self._bundle_file(s)) for s in self.splits]
         return []  # the file names are the annotations: the manifest's video list covers them
 
 
