@@ -10,7 +10,8 @@ missing) reads the per-frame ``relevance`` of every video of a split, cuts each 
 
 Rules, on the C clips of a video: ``uniform (centres)``, the centres of K equal bins (TSN's test
 rule, ``harness.data.sampling.uniform_frames``); ``uniform (endpoints)``, K clips evenly spaced with
-the first and the last clip of the video included (SCSampler section 4.1.2; K = 1 takes the first);
+the first and the last clip of the video included (SCSampler section 4.1.2; K = 1 takes the centre;
+``uniform_frames(..., placement="endpoints")``);
 ``random``, the exact expectation over all K-subsets of clips (no sampling noise); ``dense``,
 every clip (K = C).
 """
@@ -35,11 +36,6 @@ def informative_clips(relevance: str, clip_len: int = CLIP_LEN) -> np.ndarray:
     frames = np.array([c == "1" for c in relevance], dtype=bool)
     clips = len(frames) // clip_len
     return frames[: clips * clip_len].reshape(clips, clip_len).any(1)
-
-
-def endpoint_clips(num_clips: int, k: int) -> np.ndarray:
-    """K clip indices evenly spaced from the first clip to the last (the first alone when K = 1)."""
-    return np.unique(np.round(np.linspace(0, num_clips - 1, k)).astype(np.int64))
 
 
 def _seen(informative: np.ndarray, picked: np.ndarray) -> tuple[float, float, float]:
@@ -69,7 +65,7 @@ def coverage_rows(relevances: Sequence[str], ks: Sequence[int], clip_len: int = 
                     per_video.append(_random(informative, k))
                     continue
                 picked = {"uniform (centres)": lambda: uniform_frames(c, k),
-                          "uniform (endpoints)": lambda: endpoint_clips(c, k),
+                          "uniform (endpoints)": lambda: uniform_frames(c, k, placement="endpoints"),
                           "dense": lambda: np.arange(c)}[rule]()
                 per_video.append(_seen(informative, picked))
             hit, share, seen = np.mean(per_video, axis=0)
