@@ -147,10 +147,11 @@ def _results_table(uri: str, experiment: str) -> str:
 
 def _check_experiments(uri: str, names: Sequence[str]) -> None:
     """Refuse experiments that the tracking store does not have, listing those it has."""
-    from harness.tracking import client
+    from harness.tracking import client, resolve_uri
 
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():  # before resolve_uri creates folders
         raise UserError(f"no tracking store at {uri}: run a spec first, or give --tracking-uri")
+    uri = resolve_uri(uri)
     known = sorted(e.name for e in client(uri).search_experiments() if e.name != "Default")
     for name in names:
         if name not in known:
@@ -160,8 +161,8 @@ def _check_experiments(uri: str, names: Sequence[str]) -> None:
 def cmd_results(args: argparse.Namespace) -> int:
     from harness.tracking import resolve_uri
 
+    _check_experiments(args.tracking_uri, [args.experiment])
     uri = resolve_uri(args.tracking_uri)
-    _check_experiments(uri, [args.experiment])
     if args.csv:
         frame = _results_frame(uri, args.experiment)
         frame.to_csv(args.csv, index=False)
@@ -216,8 +217,8 @@ def _report(uri: str, experiments: list[str], output: Path) -> Path:
 def cmd_report(args: argparse.Namespace) -> int:
     from harness.tracking import resolve_uri
 
+    _check_experiments(args.tracking_uri, args.experiments)
     uri = resolve_uri(args.tracking_uri)
-    _check_experiments(uri, args.experiments)
     _report(uri, args.experiments, Path(args.output))
     return 0
 
