@@ -59,7 +59,7 @@ class Registry:
                 same_object = getattr(obj, "__qualname__", None) == getattr(self._items[key], "__qualname__", None)
                 if self._origins[key] != origin and not (same_file and same_object):
                     raise RegistryError(f"duplicate {self.kind} name '{key}': registered by {self._origins[key]} "
-                                        f"({self._files[key]}) and by {origin} ({file})")
+                                        f"and by {origin} (files {self._files[key]} and {file})")
                 if self._origins[key] != origin:  # the same source file reached twice: keep the first
                     if isinstance(obj, type):
                         obj.name = key
