@@ -147,12 +147,17 @@ def _results_table(uri: str, experiment: str) -> str:
 
 def _check_experiments(uri: str, names: Sequence[str]) -> None:
     """Refuse experiments that the tracking store does not have, listing those it has."""
+    from harness.preflight import check_tracking
     from harness.tracking import client, resolve_uri
 
+    check_tracking(uri, float(os.environ.get("SKIMBENCH_CONNECT_TIMEOUT", "10")))
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():  # before resolve_uri creates folders
         raise UserError(f"no tracking store at {uri}: run a spec first, or give --tracking-uri")
     uri = resolve_uri(uri)
-    known = sorted(e.name for e in client(uri).search_experiments() if e.name != "Default")
+    try:
+        known = sorted(e.name for e in client(uri).search_experiments() if e.name != "Default")
+    except Exception as exc:  # noqa: BLE001 - e.g. a server that is not MLflow: one line, not its traceback
+        raise UserError(f"cannot list the experiments of {uri}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
     for name in names:
         if name not in known:
             raise UserError(f"no experiment '{name}' in {uri} (experiments: {', '.join(known) or 'none'})")

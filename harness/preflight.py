@@ -26,11 +26,7 @@ def check_reachable(spec: Any, address: str | None, timeout: float) -> None:
     would use (``address``, else ``ray.address``, else ``RAY_ADDRESS``) accept a connection in time."""
     if not timeout > 0:
         raise PreflightError(f"--connect-timeout must be a positive number of seconds, got {timeout}")
-    uri = spec.tracking["uri"]
-    scheme = uri.split(":", 1)[0].lower().split("+", 1)[0]
-    if scheme in DEFAULT_PORTS:
-        parts = urlsplit(uri)
-        _connect(parts.hostname, parts.port or DEFAULT_PORTS[scheme], timeout, f"the tracking server of {uri}")
+    check_tracking(spec.tracking["uri"], timeout)
     ray_address = address or spec.ray.get("address") or os.environ.get("RAY_ADDRESS")
     if ray_address and ray_address not in ("auto", "local"):
         problem = ray_address_problem(ray_address)
@@ -40,6 +36,14 @@ def check_reachable(spec: Any, address: str | None, timeout: float) -> None:
         if not host:  # ray://HOST without a port: Ray client's default
             host, port = ray_address.removeprefix("ray://"), "10001"
         _connect(host.strip("[]"), int(port), timeout, f"the Ray cluster at {ray_address}")
+
+
+def check_tracking(uri: str, timeout: float) -> None:
+    """Raise ``PreflightError`` unless a tracking server (http, https, a database) accepts a connection in time."""
+    scheme = uri.split(":", 1)[0].lower().split("+", 1)[0]
+    if scheme in DEFAULT_PORTS:
+        parts = urlsplit(uri)
+        _connect(parts.hostname, parts.port or DEFAULT_PORTS[scheme], timeout, f"the tracking server of {uri}")
 
 
 def _connect(host: str | None, port: int, timeout: float, what: str) -> None:
