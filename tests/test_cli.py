@@ -114,6 +114,7 @@ def test_results_and_report_of_an_unknown_experiment(tmp_path, monkeypatch, caps
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path}/store/mlflow.db"
     ensure_experiment(uri, "exp_a")
+    capsys.readouterr()  # MLflow's own messages on creating the store
     for argv in (["results", "nosuch"], ["report", "nosuch"]):
         code, _, err = main(capsys, *argv, "--tracking-uri", uri)
         assert code == 2, err
