@@ -102,11 +102,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.runner import run_grid  # slow (Ray, MLflow): after the checks
 
     print(f"skimbench: {len(trials)} trials of '{spec.experiment}' "
-          f"{'in-process (--local)' if args.local else 'through Ray'}; tracking {spec.tracking['uri']}", file=sys.stderr)
+          f"{'in-process (--local)' if args.local else 'through Ray'}; tracking {spec.tracking['uri']}",
+          file=sys.stderr)
     outcome = run_grid(spec, trials, local=args.local, address=args.address, force=args.force,
                        rerun_failed=args.rerun_failed, plugins=args.plugin or [], show_progress=not args.quiet)
     print(f"skimbench: {len(outcome.finished)} finished, {len(outcome.failed)} failed, "
-          f"{len(outcome.skipped)} skipped (already finished) in {outcome.seconds:.0f}s; parent run {outcome.parent_run_id}",
+          f"{len(outcome.skipped)} skipped (already finished) in {outcome.seconds:.0f}s; parent run "
+          f"{outcome.parent_run_id}",
           file=sys.stderr)
     for h, error in outcome.failed.items():
         print(f"  FAILED {h}: {error}", file=sys.stderr)
@@ -125,12 +127,14 @@ def _results_frame(uri: str, experiment: str):
     for run in trial_runs(uri, experiment):
         tags, m = run.data.tags, run.data.metrics
         knob = tags.get(f"{TAG}budget_param")
-        rows.append({"method": tags.get(f"{TAG}label", tags.get(f"{TAG}method")), "backbone": tags.get(f"{TAG}backbone"),
+        rows.append({"method": tags.get(f"{TAG}label", tags.get(f"{TAG}method")),
+                     "backbone": tags.get(f"{TAG}backbone"),
                      "budget": f"{knob}={tags.get(f'{TAG}budget')}" if knob else "", "seed": tags.get(f"{TAG}seed"),
                      "status": run.info.status, "top1": m.get("top1"), "mAP": m.get("map"),
                      "GFLOPs/video": m.get("gflops_per_video_mean"), "GFLOPs std": m.get("gflops_per_video_std"),
                      "latency ms": m.get("latency_ms_per_video"), "params M": m.get("params_m"),
-                     "skipped videos": m.get("videos_skipped"), "hash": tags.get(f"{TAG}trial_hash"), "run_id": run.info.run_id})
+                     "skipped videos": m.get("videos_skipped"), "hash": tags.get(f"{TAG}trial_hash"),
+                     "run_id": run.info.run_id})
     return pd.DataFrame(rows)
 
 
@@ -151,13 +155,15 @@ def _check_experiments(uri: str, names: Sequence[str]) -> None:
     from harness.tracking import client, resolve_uri
 
     check_tracking(uri, float(os.environ.get("SKIMBENCH_CONNECT_TIMEOUT", "10")))
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():  # before resolve_uri creates folders
+    # checked before resolve_uri, which creates the store's folder
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
         raise UserError(f"no tracking store at {uri}: run a spec first, or give --tracking-uri")
     uri = resolve_uri(uri)
     try:
         known = sorted(e.name for e in client(uri).search_experiments() if e.name != "Default")
     except Exception as exc:  # noqa: BLE001 - e.g. a server that is not MLflow: one line, not its traceback
-        raise UserError(f"cannot list the experiments of {uri}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+        first_line = str(exc).splitlines()[0] if str(exc) else repr(exc)
+        raise UserError(f"cannot list the experiments of {uri}: {first_line}") from None
     for name in names:
         if name not in known:
             raise UserError(f"no experiment '{name}' in {uri} (experiments: {', '.join(known) or 'none'})")
@@ -293,7 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     spec_command("plan", "show the trials a spec expands to, without running anything", cmd_plan)
     run = spec_command("run", "run a spec's grid (Ray Tune by default), log every trial to MLflow, write the report",
                        cmd_run)
-    run.add_argument("--local", action="store_true", help="run trials in this process, one after another (same results)")
+    run.add_argument("--local", action="store_true", help="run trials in this process, one after another (same "
+                                                          "results)")
     run.add_argument("--address", help="connect to an existing Ray cluster, HOST:PORT or auto "
                                        "(else the spec's ray.address, else RAY_ADDRESS, else a local Ray)")
     run.add_argument("--connect-timeout", type=float, metavar="SECONDS",
@@ -301,7 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="give up reaching the tracking server or Ray cluster after this long "
                           "(default 10, or SKIMBENCH_CONNECT_TIMEOUT)")
     run.add_argument("--force", action="store_true", help="rerun every trial, even those already FINISHED")
-    run.add_argument("--rerun-failed", action="store_true", help="rerun trials whose last run FAILED (finished ones stay skipped)")
+    run.add_argument("--rerun-failed", action="store_true", help="rerun trials whose last run FAILED (finished "
+                                                                 "ones stay skipped)")
     run.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
     run.add_argument("--quiet", action="store_true", help="no progress view")
 
@@ -313,7 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
     results.set_defaults(func=cmd_results)
 
     report = sub.add_parser("report", help="Pareto plots, tables, cost distributions and the claims check")
-    report.add_argument("experiments", nargs="+", metavar="EXPERIMENT", help="one experiment, or several to compare on the same axes")
+    report.add_argument("experiments", nargs="+", metavar="EXPERIMENT", help="one experiment, or several to "
+                                                                             "compare on the same axes")
     report.add_argument("--tracking-uri", default=uri_default, help=f"MLflow tracking URI (default {uri_default})")
     report.add_argument("--output", default="results", help="folder for the report (default results/)")
     report.set_defaults(func=cmd_report)

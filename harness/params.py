@@ -43,7 +43,8 @@ class Param:
                 text = f"a non-negative {noun}"
             elif self.low is not None or self.high is not None:
                 low = "-inf" if self.low is None else self.low
-                text += f" in {'(' if self.exclusive_low else '['}{low}, {self.high if self.high is not None else 'inf'}]"
+                high = "inf" if self.high is None else self.high
+                text += f" in {'(' if self.exclusive_low else '['}{low}, {high}]"
         return text + (" or null" if self.nullable else "")
 
     def check(self, value: Any) -> str | None:

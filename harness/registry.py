@@ -84,7 +84,8 @@ class Registry:
             try:
                 loaded = ep.load()
             except Exception as exc:  # a broken third-party plugin must name itself
-                raise RegistryError(f"{self.kind} plugin entry point '{ep.name}' ({ep.value}) failed to load: {exc}") from exc
+                raise RegistryError(f"{self.kind} plugin entry point '{ep.name}' ({ep.value}) failed to load: "
+                                    f"{exc}") from exc
             # an entry point may name a module (decorators ran on import) or a class/function
             if not isinstance(loaded, type(sys)) and ep.name not in self._items:
                 self.register(ep.name)(loaded)

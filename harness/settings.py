@@ -27,7 +27,8 @@ EVALUATION_PARAMS: dict[str, Param] = {
 
 RESOURCE_PARAMS: dict[str, Param] = {
     "cpus": Param(1, "CPUs Ray reserves per trial", type=float, low=0, exclusive_low=True),
-    "gpus": Param(0, "GPUs per trial: a fraction below 1 packs trials on one GPU, or a whole number", type=float, low=0),
+    "gpus": Param(0, "GPUs per trial: a fraction below 1 packs trials on one GPU, or a whole number", type=float,
+                  low=0),
 }
 
 TRACKING_PARAMS: dict[str, Param] = {

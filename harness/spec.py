@@ -169,7 +169,8 @@ def _apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any], lines: 
             if target.get(key) is None:
                 target[key] = {}
             if not isinstance(target[key], dict):
-                raise SpecError(file, None, format_path(keys[: i + 1]), f"cannot apply override {dotted}={value!r}: not a mapping")
+                raise SpecError(file, None, format_path(keys[: i + 1]), f"cannot apply override "
+                                                                        f"{dotted}={value!r}: not a mapping")
             target = target[key]
         target[keys[-1]] = value
         for path in [p for p in lines if p[: len(keys)] == keys]:
@@ -196,7 +197,8 @@ class _Validator:
             raise self.fail(where, f"expected a mapping, got {_show(value)}")
         for key in value:
             if key not in allowed:
-                raise self.fail(where + (key,), f"unknown key '{key}' (allowed: {', '.join(allowed)}){_suggest(key, allowed)}")
+                raise self.fail(where + (key,), f"unknown key '{key}' (allowed: "
+                                                f"{', '.join(allowed)}){_suggest(key, allowed)}")
         for key in required:
             if key not in value:
                 raise self.fail(where + (key,), f"missing required key '{key}'")
@@ -255,9 +257,11 @@ class _Validator:
         refs, seen = [], {}
         for item, item_where in self.list_of(value, where, registry.kind):
             ref = self.plugin(registry, item, item_where)
-            resolved = canonical_json([ref.name, resolve_params(getattr(registry.get(ref.name), "params", {}), ref.params)])
+            declared = getattr(registry.get(ref.name), "params", {})
+            resolved = canonical_json([ref.name, resolve_params(declared, ref.params)])
             if resolved in seen:
-                raise self.fail(item_where, f"duplicate {registry.kind}: same as {format_path(seen[resolved])} once defaults are filled in")
+                raise self.fail(item_where, f"duplicate {registry.kind}: same as {format_path(seen[resolved])} "
+                                            f"once defaults are filled in")
             seen[resolved] = item_where
             refs.append(ref)
         return refs
@@ -294,14 +298,16 @@ class _Validator:
 
         def claim(key: str, at: FieldPath) -> None:
             if key in taken:
-                raise self.fail(at, f"parameter '{key}' is already set at {format_path(taken[key])}: set it in one place")
+                raise self.fail(at, f"parameter '{key}' is already set at {format_path(taken[key])}: set it in "
+                                    f"one place")
             taken[key] = at
 
         grid: dict[str, list[Any]] = {}
         raw_grid = value.get("grid")
         if raw_grid is not None:
             if not isinstance(raw_grid, dict):
-                raise self.fail(where + ("grid",), f"expected a mapping of parameter -> list of values, got {_show(raw_grid)}")
+                raise self.fail(where + ("grid",), f"expected a mapping of parameter -> list of values, got "
+                                                   f"{_show(raw_grid)}")
             if not raw_grid:
                 raise self.fail(where + ("grid",), "empty grid: give at least one parameter to sweep, or remove 'grid'")
             for key, values in raw_grid.items():
@@ -312,7 +318,8 @@ class _Validator:
         raw_zip = value.get("zip")
         if raw_zip is not None:
             if not isinstance(raw_zip, list) or not raw_zip:
-                raise self.fail(where + ("zip",), f"expected a list of zip groups (mappings of parameter -> list of values), got {_show(raw_zip)}")
+                raise self.fail(where + ("zip",), f"expected a list of zip groups (mappings of parameter -> "
+                                                  f"list of values), got {_show(raw_zip)}")
             for g, raw_group in enumerate(raw_zip):
                 at = where + ("zip", g)
                 if not isinstance(raw_group, dict) or not raw_group:
@@ -323,7 +330,8 @@ class _Validator:
                     if first is None:
                         first = (key, len(swept))
                     elif len(swept) != first[1]:
-                        raise self.fail(at + (key,), f"zip group lengths differ: '{key}' has {len(swept)} values, '{first[0]}' has {first[1]}")
+                        raise self.fail(at + (key,), f"zip group lengths differ: '{key}' has {len(swept)} "
+                                                     f"values, '{first[0]}' has {first[1]}")
                     claim(key, at + (key,))
                     group[key] = swept
                 rows = [canonical_json(row) for row in zip(*group.values())]
@@ -364,7 +372,8 @@ class _Validator:
         else:
             raise self.fail(("dataset",), "missing required key 'dataset' (or 'datasets', a list)")
 
-        out["backbones"] = [] if data.get("backbones") is None else self.plugins(BACKBONES, data["backbones"], ("backbones",))
+        backbones = data.get("backbones")
+        out["backbones"] = [] if backbones is None else self.plugins(BACKBONES, backbones, ("backbones",))
 
         seeds, first = [], {}
         for seed, at in self.list_of(data.get("seeds", [0]), ("seeds",), "seed"):
@@ -378,10 +387,12 @@ class _Validator:
 
         if "methods" not in data:
             raise self.fail(("methods",), "missing required key 'methods'")
-        out["methods"] = [self.method(item, at) for item, at in self.list_of(data["methods"], ("methods",), "method", single_ok=False)]
+        entries = self.list_of(data["methods"], ("methods",), "method", single_ok=False)
+        out["methods"] = [self.method(item, at) for item, at in entries]
         for entry in out["methods"]:
             if entry.backbones is None and not out["backbones"]:
-                raise self.fail(entry.where, f"no backbone for method '{entry.name}': set top-level 'backbones' or this method's 'backbones'")
+                raise self.fail(entry.where, f"no backbone for method '{entry.name}': set top-level 'backbones' "
+                                             f"or this method's 'backbones'")
 
         out["evaluation"] = self.evaluation(data.get("evaluation"))
         out["output"] = self.output(data.get("output", "results"))
@@ -396,7 +407,8 @@ class _Validator:
         where = ("evaluation",)
         given = self.params("evaluation", EVALUATION_PARAMS, value, where)
         if "device" in given and not DEVICE_PATTERN.fullmatch(given["device"]):
-            raise self.fail(where + ("device",), f"expected auto, cpu, cuda, cuda:N or mps, got {_show(given['device'])}")
+            raise self.fail(where + ("device",), f"expected auto, cpu, cuda, cuda:N or mps, got "
+                                                 f"{_show(given['device'])}")
         if "light_backbone" in given:
             self.plugin_class(BACKBONES, given["light_backbone"], where + ("light_backbone",))
         return resolve_params(EVALUATION_PARAMS, given)

@@ -71,13 +71,15 @@ def read_bytes(file: str) -> bytes:
     except FileNotFoundError:
         raise SpecError(file, None, "(file)", "spec file not found") from None
     except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
-        raise SpecError(file, None, "(file)", f"cannot read the spec: {getattr(exc, 'strerror', None) or exc}") from None
+        reason = getattr(exc, "strerror", None) or exc
+        raise SpecError(file, None, "(file)", f"cannot read the spec: {reason}") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise SpecError(file, None, "(file)", "not a regular file (a folder, FIFO or device): give a YAML file")
         if info.st_size > MAX_BYTES:
-            raise SpecError(file, None, "(file)", f"the spec is {info.st_size} bytes: more than the {MAX_BYTES} a spec may have")
+            raise SpecError(file, None, "(file)", f"the spec is {info.st_size} bytes: more than the {MAX_BYTES} "
+                                                  f"a spec may have")
         with os.fdopen(fd, "rb", closefd=False) as handle:
             return handle.read(MAX_BYTES + 1)
     except OSError as exc:
@@ -133,11 +135,13 @@ class _Reader:
                 message = f"{exc.context}, {message}"
             elif exc.context:
                 at = exc.context_mark.line + 1 if exc.context_mark else None
-                message += f" ({exc.context}" + (f" started at line {at})" if at and mark and at != mark.line + 1 else ")")
+                started = f" started at line {at})" if at and mark and at != mark.line + 1 else ")"
+                message += f" ({exc.context}" + started
             raise SpecError(self.file, mark.line + 1 if mark else None, "(syntax)", message) from None
         except yaml.reader.ReaderError as exc:  # a character YAML does not allow
             line = self.text[: exc.position].count("\n") + 1
-            raise SpecError(self.file, line, "(syntax)", f"character {exc.character!r} is not allowed in YAML") from None
+            message = f"character {exc.character!r} is not allowed in YAML"
+            raise SpecError(self.file, line, "(syntax)", message) from None
         except yaml.YAMLError as exc:
             raise SpecError(self.file, None, "(syntax)", str(exc)) from None
         except RecursionError:  # the composer recurses once per nesting level

@@ -69,7 +69,7 @@ def test_packaged_plugin_installs_and_passes_its_own_test(tmp_path):
     ``--plugin NAME.py`` and ``plugins methods NAME`` all work with the entry point installed (#16.2)."""
     written = scaffold_method("pkg_probe", tmp_path, package=True)
     package = tmp_path / "skimbench-pkg-probe"
-    assert sorted(written) == sorted([package / "pkg_probe.py", package / "test_pkg_probe.py", package / "pyproject.toml"])
+    assert sorted(written) == sorted(package / name for name in ("pkg_probe.py", "test_pkg_probe.py", "pyproject.toml"))
     venv = tmp_path / "venv"
     # no pip of its own (it would bring an old setuptools): this interpreter's pip installs into it
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
