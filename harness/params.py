@@ -12,6 +12,8 @@ import difflib
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from harness.yamlfile import show
+
 
 @dataclass(frozen=True)
 class Param:
@@ -102,7 +104,7 @@ def validate(owner: str, declared: Mapping[str, Param], given: Any) -> dict[str,
     if given is None:
         return {}
     if not isinstance(given, Mapping):
-        raise ParamError(owner, None, f"expected a mapping of parameters, got {_show(given)}")
+        raise ParamError(owner, None, f"expected a mapping of parameters, got {show(given)}")
     values = {}
     for name, value in given.items():
         if name not in declared:
@@ -115,11 +117,6 @@ def validate(owner: str, declared: Mapping[str, Param], given: Any) -> dict[str,
             raise ParamError(owner, name, problem)
         values[name] = declared[name].coerce(value)
     return values
-
-
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def resolve_params(declared: Mapping[str, Param], given: Mapping[str, Any]) -> dict[str, Any]:

@@ -38,8 +38,6 @@ DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 HOST_PATTERN = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]")
 EMPTY_SPEC = "the spec is empty: expected a mapping with at least 'experiment', 'dataset' and 'methods'"
 
-_show = show
-
 
 def _suggest(name: str, options: Sequence[str]) -> str:
     close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.5)
@@ -194,7 +192,7 @@ class _Validator:
     # -- generic shapes -------------------------------------------------------------------------
     def mapping(self, value: Any, where: FieldPath, allowed: Sequence[str], required: Sequence[str] = ()) -> dict:
         if not isinstance(value, dict):
-            raise self.fail(where, f"expected a mapping, got {_show(value)}")
+            raise self.fail(where, f"expected a mapping, got {show(value)}")
         for key in value:
             if key not in allowed:
                 raise self.fail(where + (key,), f"unknown key '{key}' (allowed: "
@@ -212,12 +210,12 @@ class _Validator:
             return [(item, where + (i,)) for i, item in enumerate(value)]
         if single_ok and value is not None:
             return [(value, where)]
-        raise self.fail(where, f"expected a list of {what}s, got {_show(value)}")
+        raise self.fail(where, f"expected a list of {what}s, got {show(value)}")
 
     def string(self, value: Any, where: FieldPath, pattern: re.Pattern | None = None, what: str = "a string") -> str:
         if not isinstance(value, str) or not value.strip() or (pattern and not pattern.fullmatch(value)):
             hint = " (quote it)" if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
-            raise self.fail(where, f"expected {what}{hint}, got {_show(value)}")
+            raise self.fail(where, f"expected {what}{hint}, got {show(value)}")
         return value
 
     # -- plugins ---------------------------------------------------------------------------------
@@ -271,7 +269,7 @@ class _Validator:
         if name not in declared:
             self.param(owner, declared, name, None, where)  # unknown: raises, naming the declared ones
         if not isinstance(values, list):
-            raise self.fail(where, f"expected a list of values to sweep, got {_show(values)}")
+            raise self.fail(where, f"expected a list of values to sweep, got {show(values)}")
         if not values:
             raise self.fail(where, "empty grid: give at least one value")
         swept, seen = [], {}
@@ -279,7 +277,7 @@ class _Validator:
             item = self.param(owner, declared, name, item, where + (i,))
             key = canonical_json(item)
             if key in seen:
-                raise self.fail(where + (i,), f"duplicate value {_show(item)} (also at index {seen[key]})")
+                raise self.fail(where + (i,), f"duplicate value {show(item)} (also at index {seen[key]})")
             seen[key] = i
             swept.append(item)
         return swept
@@ -307,7 +305,7 @@ class _Validator:
         if raw_grid is not None:
             if not isinstance(raw_grid, dict):
                 raise self.fail(where + ("grid",), f"expected a mapping of parameter -> list of values, got "
-                                                   f"{_show(raw_grid)}")
+                                                   f"{show(raw_grid)}")
             if not raw_grid:
                 raise self.fail(where + ("grid",), "empty grid: give at least one parameter to sweep, or remove 'grid'")
             for key, values in raw_grid.items():
@@ -319,11 +317,11 @@ class _Validator:
         if raw_zip is not None:
             if not isinstance(raw_zip, list) or not raw_zip:
                 raise self.fail(where + ("zip",), f"expected a list of zip groups (mappings of parameter -> "
-                                                  f"list of values), got {_show(raw_zip)}")
+                                                  f"list of values), got {show(raw_zip)}")
             for g, raw_group in enumerate(raw_zip):
                 at = where + ("zip", g)
                 if not isinstance(raw_group, dict) or not raw_group:
-                    raise self.fail(at, f"expected a mapping of parameter -> list of values, got {_show(raw_group)}")
+                    raise self.fail(at, f"expected a mapping of parameter -> list of values, got {show(raw_group)}")
                 group, first = {}, None
                 for key, values in raw_group.items():
                     swept = self.sweep(owner, declared, key, values, at + (key,))
@@ -350,17 +348,17 @@ class _Validator:
     # -- the whole spec --------------------------------------------------------------------------
     def spec(self, data: Any) -> dict[str, Any]:
         if not isinstance(data, dict):
-            raise self.fail((), f"expected a mapping of spec fields at the top level, got {_show(data)}")
+            raise self.fail((), f"expected a mapping of spec fields at the top level, got {show(data)}")
         self.mapping(data, (), TOP_LEVEL_KEYS, required=("experiment",))
         out: dict[str, Any] = {}
         out["experiment"] = self.string(data["experiment"], ("experiment",), NAME_PATTERN, NAME_RULE)
         if name_problem(out["experiment"]):
-            raise self.fail(("experiment",), f"{name_problem(out['experiment'])}, got {_show(out['experiment'])}")
+            raise self.fail(("experiment",), f"{name_problem(out['experiment'])}, got {show(out['experiment'])}")
         description = data.get("description", "")
         if description is None:
             description = ""
         if not isinstance(description, str):
-            raise self.fail(("description",), f"expected a string, got {_show(description)}")
+            raise self.fail(("description",), f"expected a string, got {show(description)}")
         out["description"] = description
 
         if "dataset" in data and "datasets" in data:
@@ -378,7 +376,7 @@ class _Validator:
         seeds, first = [], {}
         for seed, at in self.list_of(data.get("seeds", [0]), ("seeds",), "seed"):
             if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
-                raise self.fail(at, f"expected a seed, an integer in [0, 2**32), got {_show(seed)}")
+                raise self.fail(at, f"expected a seed, an integer in [0, 2**32), got {show(seed)}")
             if seed in first:
                 raise self.fail(at, f"duplicate seed {seed} (also at {format_path(first[seed])})")
             first[seed] = at
@@ -408,7 +406,7 @@ class _Validator:
         given = self.params("evaluation", EVALUATION_PARAMS, value, where)
         if "device" in given and not DEVICE_PATTERN.fullmatch(given["device"]):
             raise self.fail(where + ("device",), f"expected auto, cpu, cuda, cuda:N or mps, got "
-                                                 f"{_show(given['device'])}")
+                                                 f"{show(given['device'])}")
         if "light_backbone" in given:
             self.plugin_class(BACKBONES, given["light_backbone"], where + ("light_backbone",))
         return resolve_params(EVALUATION_PARAMS, given)
@@ -448,7 +446,7 @@ class _Validator:
         name = self.string(name, where + ("experiment",), what="an MLflow experiment name")
         problem = name_problem(name)  # it names the experiment's artifact folder
         if problem:
-            raise self.fail(where + ("experiment",), f"{problem}, got {_show(name)}")
+            raise self.fail(where + ("experiment",), f"{problem}, got {show(name)}")
         return {"uri": uri, "experiment": name}
 
     def ray(self, value: Any, resources: dict[str, Any]) -> dict[str, Any]:
