@@ -36,16 +36,12 @@ def _load_plugins(args: argparse.Namespace) -> None:
 
 
 def _load(args: argparse.Namespace):
-    from harness.grid import expand, swept_params
+    from harness.grid import expand
     from harness.spec import load_spec
 
     _load_plugins(args)
     spec = load_spec(args.spec)
-    trials = expand(spec)
-    swept = swept_params(trials)
-    for cfg in trials:  # for display only: not part of the trial hash
-        cfg["swept"] = swept[cfg.get("label") or cfg["method"]["name"]]
-    return spec, trials
+    return spec, expand(spec)
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -53,17 +49,18 @@ def cmd_plan(args: argparse.Namespace) -> int:
     import pandas as pd
 
     spec, trials = _load(args)
-    rows = [{"hash": t["hash"], "method": t.get("label") or t["method"]["name"], "dataset": t["dataset"]["name"],
-             "backbone": t["backbone"]["name"], "seed": t["seed"],
-             **{k: str(v) for k, v in t["method"]["params"].items() if k in t.get("swept", ())}} for t in trials]
+    rows = [{"trial": t.name, "dataset": t.dataset.name, "backbone": t.backbone.name, "seed": t.seed, "hash": t.hash}
+            for t in trials]
     print(f"{spec.path}: experiment '{spec.experiment}', {len(trials)} trials "
           f"({spec.resources.get('cpus', 1)} CPU, {spec.resources.get('gpus', 0)} GPU each)")
+    frame = pd.DataFrame(rows)
     with pd.option_context("display.max_rows", None, "display.width", 200):
-        print(pd.DataFrame(rows).fillna("").to_string(index=False))
+        print(frame.to_string(index=False, formatters={"trial": f"{{:<{frame['trial'].str.len().max()}}}".format}))
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from harness.results import results_table
     from harness.runner import run_grid
 
     spec, trials = _load(args)
@@ -76,50 +73,22 @@ def cmd_run(args: argparse.Namespace) -> int:
           file=sys.stderr)
     for h, error in outcome.failed.items():
         print(f"  FAILED {h}: {error}", file=sys.stderr)
-    print(_results_table(outcome.tracking_uri, spec.experiment))
+    print(results_table(outcome.tracking_uri, spec.experiment))
     if not args.no_report:
         _report(outcome.tracking_uri, [spec.experiment], Path(spec.output))
     return 1 if outcome.failed else 0
 
 
-def _results_frame(uri: str, experiment: str):
-    import pandas as pd
-
-    from harness.tracking import TAG, trial_runs
-
-    rows = []
-    for run in trial_runs(uri, experiment):
-        tags, m = run.data.tags, run.data.metrics
-        knob = tags.get(f"{TAG}budget_param")
-        rows.append({"method": tags.get(f"{TAG}label", tags.get(f"{TAG}method")), "backbone": tags.get(f"{TAG}backbone"),
-                     "budget": f"{knob}={tags.get(f'{TAG}budget')}" if knob else "", "seed": tags.get(f"{TAG}seed"),
-                     "status": run.info.status, "top1": m.get("top1"), "mAP": m.get("map"),
-                     "GFLOPs/video": m.get("gflops_per_video_mean"), "GFLOPs std": m.get("gflops_per_video_std"),
-                     "latency ms": m.get("latency_ms_per_video"), "params M": m.get("params_m"),
-                     "skipped videos": m.get("videos_skipped"), "hash": tags.get(f"{TAG}trial_hash"), "run_id": run.info.run_id})
-    return pd.DataFrame(rows)
-
-
-def _results_table(uri: str, experiment: str) -> str:
-    import pandas as pd
-
-    frame = _results_frame(uri, experiment)
-    if frame.empty:
-        return f"no trial runs in experiment '{experiment}'"
-    frame = frame.drop(columns=["run_id"]).dropna(axis=1, how="all")
-    with pd.option_context("display.max_rows", None, "display.width", 220, "display.float_format", "{:.4g}".format):
-        return frame.sort_values([c for c in ("method", "budget", "seed") if c in frame]).to_string(index=False)
-
-
 def cmd_results(args: argparse.Namespace) -> int:
+    from harness.results import results_frame, results_table
     from harness.tracking import resolve_uri
 
     uri = resolve_uri(args.tracking_uri)
     if args.csv:
-        frame = _results_frame(uri, args.experiment)
+        frame = results_frame(uri, args.experiment)
         frame.to_csv(args.csv, index=False)
         print(f"wrote {len(frame)} trials to {args.csv}", file=sys.stderr)
-    print(_results_table(uri, args.experiment))
+    print(results_table(uri, args.experiment))
     return 0
 
 
@@ -132,7 +101,7 @@ def _ground_truth(uri: str, experiments: list[str]):
 
     from harness.data.decoding import open_video, read_frames
     from harness.tracking import trial_runs
-    from harness.trial import build_dataset
+    from harness.trial import Trial, build_dataset
 
     records, seen = {}, set()
     for experiment in experiments:
@@ -144,7 +113,7 @@ def _ground_truth(uri: str, experiments: list[str]):
             seen.add(key)
             cfg = json.loads(open(MlflowClient(uri).download_artifacts(run.info.run_id, "config.json")).read())
             try:
-                records.update({r.video_id: r for r in build_dataset(cfg).split("test")})
+                records.update({r.video_id: r for r in build_dataset(Trial.from_dict(cfg)).split("test")})
             except Exception as exc:  # noqa: BLE001 - the dataset may not be on this machine
                 print(f"skimbench: no ground truth for {cfg['dataset']['name']}: {exc}", file=sys.stderr)
     relevance = {v: np.asarray(r.relevance) for v, r in records.items() if r.relevance is not None}
@@ -279,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from harness.spec import SpecError
     except ImportError:  # pragma: no cover
         SpecError = UserError  # type: ignore[misc,assignment]
-    from harness.runner import LaunchError
+    from harness.launchers import LaunchError
     from harness.report.collect import ReportError
     from harness.scaffold import ScaffoldError
 

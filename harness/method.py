@@ -125,6 +125,9 @@ class Method:
     dynamic: ClassVar[bool] = False  # per-video cost varies (requires a brute-force proof test)
     deployable: ClassVar[bool] = True  # False for upper bounds such as the oracle
     selection_unit: ClassVar[str] = "frame"  # unit of Prediction.selected: "frame" or "clip"
+    # Part of the trial identity. None: a hash of the module's source file, so editing the code reruns
+    # its trials; a string ("2") replaces that hash: bump it when results change, keep it for refactors.
+    version: ClassVar[str | None] = None
 
     def __init__(self, ctx: TrialContext, **params: Any):
         self.ctx = ctx
@@ -143,6 +146,9 @@ class Method:
         raise NotImplementedError
 
     # -- optional -----------------------------------------------------------------------------
+    def eval_mode(self) -> None:
+        """Called once after ``fit`` and before ``predict``: put trained networks in inference mode."""
+
     def predict_batch(self, videos: Sequence[Any]) -> list[Prediction]:
         return [self.predict(v) for v in videos]
 

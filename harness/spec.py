@@ -21,7 +21,7 @@ import yaml
 from harness.params import Param, resolve_params
 from harness.registry import BACKBONES, DATASETS, METHODS, Registry, UnknownNameError
 from harness.settings import EVALUATION_PARAMS
-from harness.stages import canonical_json
+from harness.hashing import canonical_json
 
 TOP_LEVEL_KEYS = ("experiment", "description", "dataset", "datasets", "backbones", "seeds", "methods",
                   "evaluation", "resources", "tracking", "ray", "output", "max_failures", "timeout_s")
@@ -591,11 +591,11 @@ def _check_distinct_trials(spec: Spec) -> None:
     from harness.grid import expand_with_origins  # grid imports this module
 
     seen: dict[str, dict[str, FieldPath]] = {}
-    for cfg, origin in expand_with_origins(spec):
-        if cfg["hash"] not in seen:
-            seen[cfg["hash"]] = origin
+    for trial, origin in expand_with_origins(spec):
+        if trial.hash not in seen:
+            seen[trial.hash] = origin
             continue
-        first = seen[cfg["hash"]]
+        first = seen[trial.hash]
         part = next((p for p in ("dataset", "backbone", "method") if origin[p] != first[p]), "method")
         raise spec.error(origin[part], f"gives the same trials as {format_path(first[part])} "
-                                       f"(e.g. method '{cfg['method']['name']}', seed {cfg['seed']}): remove one")
+                                       f"(e.g. method '{trial.method.name}', seed {trial.seed}): remove one")
