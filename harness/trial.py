@@ -169,7 +169,7 @@ def run_trial(trial: Trial, store: StageStore, workdir: Path, log: Callable[[str
              "threads": str(torch.get_num_threads()),
              "latency_from_trace": str(bool(from_trace)).lower(),
              "latency_measured_on": "trace_video path, batch 1" if from_trace else "predict_batch",
-             "dataset_root": dataset.root_dir or ""}
+             "dataset_root": str(dataset.root_dir or "")}
     return TrialResult(metrics={k: float(v) for k, v in metrics.items()}, predictions=table,
                        flops_components=accounting.table, skipped=skipped, stages_used=dict(ctx.stages_used), facts=facts)
 
