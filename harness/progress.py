@@ -89,7 +89,7 @@ class GridProgress:
                         f"{stage['elapsed']:.0f}s{typical}")
         running = [h for h, s in self.state.items() if s in ("running", "retrying")]
         recent = self.ended[-RECENT:][::-1]
-        room = max(0, height - len(head) - 2)  # the two section headers
+        room = max(0, height - len(head) - bool(running) - bool(recent))  # less the section headers
         show_recent = min(len(recent), max(room // 3, room - len(running)))
         show_running = min(len(running), room - show_recent)
         body = []
@@ -117,7 +117,10 @@ class GridProgress:
 
     def render(self) -> Group:
         height = self.console.size.height - 1  # rich keeps the cursor line below the view
-        return Group(*(Text.from_markup(line, overflow="ellipsis", no_wrap=True) for line in self.lines(height)))
+        texts = [Text.from_markup(line, overflow="ellipsis") for line in self.lines(height)]
+        for text in texts:
+            text.no_wrap = True  # one line per row, cut with an ellipsis: the view keeps its height
+        return Group(*texts)
 
     def _set(self, h: str, state: str) -> None:
         if h not in self.state:
