@@ -44,9 +44,9 @@ def results_table(uri: str, experiment: str, width: int | None = None) -> str:
     for column in frame.select_dtypes("number").columns:
         frame[column] = frame[column].mask(frame[column].abs() < TINY, 0)
     width = width or shutil.get_terminal_size().columns
-    with pd.option_context("display.max_rows", None, "display.width", width, "display.max_columns", None,
-                           "display.float_format", "{:.4g}".format):
-        return frame.to_string(index=False, formatters={"trial": f"{{:<{frame['trial'].str.len().max()}}}".format})
+    with pd.option_context("display.float_format", "{:.4g}".format):
+        return frame.to_string(index=False, line_width=width,
+                               formatters={"trial": f"{{:<{frame['trial'].str.len().max()}}}".format})
 
 
 def _number(text: str | None) -> float | None:
