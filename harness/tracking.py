@@ -93,7 +93,8 @@ def environment_tags() -> dict[str, str]:
     return tags
 
 
-def start_parent(uri: str, experiment_id: str, experiment: str, spec_path: Path, spec_hash: str, num_trials: int) -> str:
+def start_parent(uri: str, experiment_id: str, experiment: str, spec_path: Path, spec_hash: str,
+                 num_trials: int) -> str:
     """The launch's parent run, named ``EXPERIMENT (SPEC FILE)``, with the spec YAML attached."""
     tags = environment_tags()
     tags.update({f"{TAG}spec": str(spec_path), f"{TAG}spec_hash": spec_hash, f"{TAG}role": "launch",
@@ -172,7 +173,8 @@ def start(trial: Trial, *, uri: str, experiment_id: str, parent_run_id: str | No
         tags["mlflow.parentRunId"] = parent_run_id
     run_id = with_retry(lambda: client(uri).create_run(experiment_id, tags=tags)).info.run_id
     config = trial.to_dict()
-    log_dict(uri, run_id, params=flatten({k: config[k] for k in ("dataset", "backbone", "method", "seed", "evaluation")}))
+    params = flatten({k: config[k] for k in ("dataset", "backbone", "method", "seed", "evaluation")})
+    log_dict(uri, run_id, params=params)
     with tempfile.TemporaryDirectory(prefix="skimbench-run-") as tmp:
         (Path(tmp) / "config.json").write_text(json.dumps(config, indent=1, sort_keys=True))
         log_files(uri, run_id, Path(tmp))
@@ -210,7 +212,8 @@ def record(uri: str, run_id: str, outcome: str, *, result: TrialResult | None = 
                    f"{TAG}outcome": outcome, f"{TAG}pid": str(os.getpid())})
     dataset = Dataset(name=facts["dataset"], digest=facts["dataset_manifest"][:36],
                       source_type="local", source=json.dumps({"root": facts.get("dataset_root", "")}))
-    with_retry(lambda: c.log_inputs(run_id, datasets=[DatasetInput(dataset, [InputTag("mlflow.data.context", "test")])]))
+    test_input = DatasetInput(dataset, [InputTag("mlflow.data.context", "test")])
+    with_retry(lambda: c.log_inputs(run_id, datasets=[test_input]))
     end_run(uri, run_id, RUN_STATUS[outcome])
 
 

@@ -80,7 +80,8 @@ def test_the_shared_stage_being_computed_is_shown(tmp_path: Path):
     try:
         assert computing.wait(30)
         lines = progress.lines(23)
-        assert any(line.startswith("[cyan]stage[/cyan] heavy_classifier") and "computing" in line for line in lines), lines
+        shown = [line for line in lines if line.startswith("[cyan]stage[/cyan] heavy_classifier")]
+        assert len(shown) == 1 and "computing" in shown[0], lines
     finally:
         release.set()
         worker.join()
