@@ -210,14 +210,8 @@ def test_spec_hash_follows_content_not_formatting(tmp_path):
 
 
 def test_trial_names_show_what_varies_and_omit_none(tmp_path):
-    text = replace_block(BASE, "methods", textwrap.dedent("""\
-        methods:
-          - name: specfix_sampler
-            grid: {k: [4, 16]}
-            zip:
-              - {objective: [ac, sal-cl], margin: [null, 0.5]}
-          - specfix_uniform
-        """))
+    sampler = "{name: specfix_sampler, grid: {k: [4, 16]}, zip: [{objective: [ac, sal-cl], margin: [null, 0.5]}]}"
+    text = replace_block(BASE, "methods", f"methods: [{sampler}, specfix_uniform]")
     text = replace_block(text, "seeds", "seeds: [0, 1]")
     names = [trial.name for trial in expand(load(tmp_path, text))]
     assert names[:4] == ["specfix_sampler[k=4,objective=ac,seed=0]", "specfix_sampler[k=4,objective=ac,seed=1]",
