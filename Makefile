@@ -5,12 +5,13 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 SPEC   ?= experiments/quickstart.yaml
 
-.PHONY: install install-dev browser quickstart test test-fast benchmarks clean-results help
+.PHONY: install install-dev browser quickstart test test-fast benchmarks gpu-check clean-results help
 
 help:
 	@echo "make quickstart   install, generate the built-in benchmark, run $(SPEC), write the report"
 	@echo "make test         install with dev extras and run the whole test suite"
 	@echo "make benchmarks   run every benchmark in benchmarks/ (prints ratios against references)"
+	@echo "make gpu-check    on a CUDA machine: gpu tests, streaming extraction, a gpus: 0.5 grid, loader throughput"
 
 $(BIN)/python:
 	@echo ">> creating virtual environment $(VENV) with $(PYTHON)"
@@ -57,6 +58,9 @@ test-fast: install-dev
 
 benchmarks: install
 	@for b in benchmarks/*.py; do echo ">> $$b"; $(BIN)/python $$b || exit 1; done
+
+gpu-check: install-dev
+	PYTHON=$(BIN)/python bash benchmarks/gpu_check.sh
 
 clean-results:
 	rm -rf results/mlflow.db results/mlartifacts results/stages results/ray

@@ -17,6 +17,5 @@ EVALUATION_PARAMS: dict[str, Param] = {
     "clip_len": Param(4, "frames per timestep (clip) for clip- and timestep-based methods", low=1),
     "heavy_epochs": Param(8, "epochs to train the shared heavy clip classifier", low=1),
     "light_backbone": Param("mobilenet_v2", "cheap per-timestep network (LightNet / coarse CNN / sampler input)", type=str),
-    "light_size": Param(16, "input side (pixels) of the cheap network: low resolution", low=4),
     "views": Param(1, "test views per video (clips x crops); per-view and per-video GFLOPs are kept apart", low=1),
 }

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from harness.registry import register_method
-from harness.shared import AGGREGATE_PARAM, HeavyOnTimesteps
+from harness.toolkit.heavy_on_timesteps import HeavyOnTimesteps
+from harness.toolkit.selection import AGGREGATE_PARAM
 
 
 @register_method("dense")

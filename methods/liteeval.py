@@ -47,6 +47,10 @@ from torch import nn
 from harness.method import Component, Method, Prediction, Usage
 from harness.params import Param
 from harness.registry import register_method
+from harness.toolkit.clips import video_clips
+from harness.toolkit.heavy_on_timesteps import features_only
+from harness.toolkit.selection import class_probabilities
+from harness.toolkit.stages import LIGHT_PARAMS, heavy_classifier, light_network, shared_components, timestep_table
 
 
 class RecurrentCell(nn.Module):
@@ -286,16 +290,15 @@ class LiteEval(Method):
         "lr": Param(1e-3, "Adam learning rate", low=0.0),
         "tau_start": Param(5.0, "initial Gumbel-softmax temperature", low=1e-3),
         "tau_end": Param(0.5, "final temperature (exponential decay over the global step)", low=1e-3),
+        **LIGHT_PARAMS,  # the LightNet's width and input size, shared with every method that uses it
     }
     budget_param = "gamma"
     dynamic = True
     selection_unit = "frame"
 
     def fit(self, train: Sequence[Any]) -> None:
-        from harness.shared import timestep_table
-
         device = self.ctx.device
-        table = timestep_table(self.ctx, "train")
+        table = timestep_table(self.ctx, "train", light=self.p)
         rows = [table.row(r.video_id) for r in train]
         coarse = torch.as_tensor(np.asarray(table.light_features)[rows], device=device)
         fine = torch.as_tensor(np.asarray(table.heavy_features)[rows], device=device)
@@ -307,12 +310,10 @@ class LiteEval(Method):
         train_liteeval(self.net, coarse, fine, mask, targets, gamma=self.p["gamma"], lambda_=self.p["lambda_"],
                        multilabel=table.multilabel, epochs=self.p["epochs"], batch_size=self.p["batch_size"], lr=self.p["lr"],
                        tau_start=self.p["tau_start"], tau_end=self.p["tau_end"], seed=self.ctx.seed, log=self.ctx.log)
-        self.table = timestep_table(self.ctx, "test")
+        self.table = timestep_table(self.ctx, "test", light=self.p)
 
     def components(self) -> dict[str, Component]:
-        from harness.shared import features_only, shared_components
-
-        shared, net = shared_components(self.ctx), self.net
+        shared, net = shared_components(self.ctx, self.p), self.net
         d_cin, d_fin = net.coarse.embed[0].num_features, net.fine.embed[0].num_features
         d_c, d_f, e_c = net.coarse.cell.hidden, net.fine.cell.hidden, net.coarse.embed[1].out_features
         cell = lambda d: d if self.p["rnn"] == "lstm" else 0  # noqa: E731
@@ -346,8 +347,6 @@ class LiteEval(Method):
 
     @torch.no_grad()
     def predict_batch(self, videos: Sequence[Any]) -> list[Prediction]:
-        from harness.shared import class_probabilities
-
         rows = [self.table.row(v.video_id) for v in videos]
         out = self._run(rows)
         scores = class_probabilities(out["logits"], self.table.multilabel).cpu().numpy().astype(np.float64)
@@ -366,9 +365,8 @@ class LiteEval(Method):
         return self.predict_batch([video])[0]
 
     def trace_video(self, video: Any) -> tuple[nn.Module, tuple]:
-        from harness.shared import heavy_classifier, light_network, video_clips
-
         steps = int(self._run([self.table.row(video.video_id)])["processed"].sum())
         clips = video_clips(self.ctx, "test", video.video_id)[:steps].to(self.ctx.device)
-        module = LiteEvalTrace(light_network(self.ctx), heavy_classifier(self.ctx), self.net, self.p["online_k"])
+        light = light_network(self.ctx, self.p)
+        module = LiteEvalTrace(light, heavy_classifier(self.ctx), self.net, self.p["online_k"])
         return module.eval(), (clips,)

@@ -10,7 +10,8 @@ import numpy as np
 
 from harness.params import Param
 from harness.registry import register_method
-from harness.shared import AGGREGATE_PARAM, HeavyOnTimesteps, top_k, true_class_scores
+from harness.toolkit.heavy_on_timesteps import HeavyOnTimesteps
+from harness.toolkit.selection import AGGREGATE_PARAM, top_k, true_class_scores
 
 
 def oracle_timesteps(logits: np.ndarray, labels: np.ndarray, k: int, multilabel: bool) -> np.ndarray:

@@ -8,7 +8,8 @@ import numpy as np
 
 from harness.params import Param
 from harness.registry import register_method
-from harness.shared import AGGREGATE_PARAM, HeavyOnTimesteps, random_timesteps, video_rng
+from harness.toolkit.heavy_on_timesteps import HeavyOnTimesteps
+from harness.toolkit.selection import AGGREGATE_PARAM, random_timesteps, video_rng
 
 
 @register_method("random")

@@ -2,7 +2,7 @@
 
 Faithful to sections 3.1-3.3 of the paper:
 
-- f is the shared heavy clip classifier (``harness.shared.heavy_classifier``), trained once and left
+- f is the shared heavy clip classifier (``harness.toolkit.stages.heavy_classifier``), trained once and left
   unmodified; the video is split into L non-overlapping clips (timesteps of ``clip_len`` frames).
 - the sampler s scores every clip from features that are cheap to compute: by default the clip's
   middle frame at low resolution (``input_size``) plus the frame-to-frame (grayscale) differences of
@@ -64,9 +64,10 @@ from torch import nn
 from harness.method import Component, Usage
 from harness.params import Param, resolve_params
 from harness.registry import BACKBONES, register_method
-from harness.shared import (AGGREGATE_PARAM, RECIPE, ClipNet, HeavyOnTimesteps, backbone_config, clip_input_maker,
-                            frame_shape, frames_to_clips, heavy_classifier, heavy_component, heavy_deps, multi_hot,
-                            timestep_table, top_k, true_class_scores, video_clips)
+from harness.toolkit.clips import ClipNet, clip_input_maker, frame_shape, frames_to_clips, video_clips
+from harness.toolkit.heavy_on_timesteps import HeavyOnTimesteps
+from harness.toolkit.selection import AGGREGATE_PARAM, multi_hot, top_k, true_class_scores
+from harness.toolkit.stages import RECIPE, backbone_config, heavy_classifier, heavy_component, heavy_deps, timestep_table
 
 OBJECTIVES = ("ac", "sal_cl", "sal_rank")
 

@@ -61,12 +61,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.layers.fitting import (class_scores, multi_hot_labels, segment_indices, to_input, train_network,
-                                    video_frames)
+from harness.data.sampling import tsn_segments
 from harness.layers.sgs import ATFRNet, ATFRTrace, SGSAllBins, bin_positions
 from harness.method import Component, Method, Prediction, Usage
 from harness.params import Param
 from harness.registry import register_method
+from harness.toolkit.clips import to_input
+from harness.toolkit.selection import class_probabilities, multi_hot
+from harness.toolkit.stages import dataset_deps
+from harness.toolkit.training import train_network
 
 RECIPE = 1  # bump when training changes: part of the stage key
 TRAIN_PARAMS = ("mode", "after_stage", "bins_train", "embed_dim", "kernel", "magnitude", "frames", "epochs",
@@ -120,8 +123,8 @@ class SGS(Method):
     def _clips(self, bank: Any, video_ids: Sequence[str], rng: np.random.Generator | None) -> tuple[torch.Tensor, list]:
         frames, picks = [], []
         for video_id in video_ids:
-            video = video_frames(bank, video_id)
-            idx = segment_indices(len(video), int(self.p["frames"]), rng)
+            video = bank.get(video_id)
+            idx = tsn_segments(len(video), int(self.p["frames"]), rng is not None, rng)
             frames.append(video[idx])
             picks.append(idx.tolist())
         return to_input(np.stack(frames), self.ctx.device), picks
@@ -129,17 +132,15 @@ class SGS(Method):
     def fit(self, train: Sequence[Any]) -> None:
         ctx = self.ctx
         bank = ctx.frames("train")
-        first = video_frames(bank, train[0].video_id)
+        first = bank.get(train[0].video_id)
         self._hw = (int(first.shape[1]), int(first.shape[2]))
-        from harness.shared import dataset_deps
-
         deps = {"recipe": RECIPE, "dataset": dataset_deps(ctx), "backbone": dict(ctx.backbone), "seed": int(ctx.seed),
                 "train": {k: self.p[k] for k in TRAIN_PARAMS}, "videos": [r.video_id for r in train]}
 
         def compute(folder: Path) -> None:
             self.net = self._new_net().to(ctx.device)
             ids = [r.video_id for r in train]
-            labels = multi_hot_labels(train, ctx.dataset.num_classes)
+            labels = torch.from_numpy(np.stack([multi_hot(r.labels, ctx.dataset.num_classes) for r in train]))
 
             def step(rows: Sequence[int], rng: np.random.Generator) -> torch.Tensor:
                 x, _ = self._clips(bank, [ids[i] for i in rows], rng)
@@ -177,7 +178,7 @@ class SGS(Method):
             x, picks = self._clips(bank, [v.video_id for v in chunk], None)
             with torch.no_grad():
                 logits, details = self._forward(x, self.bins_test)
-            scores = class_scores(logits, self.ctx.dataset.multilabel).cpu().numpy()
+            scores = class_probabilities(logits, self.ctx.dataset.multilabel).cpu().numpy()
             for i in range(len(chunk)):
                 out.append(self._prediction(scores[i], picks[i], details, i))
         return out

@@ -3,8 +3,8 @@
 A TSM backbone runs its stem and first residual stage ("the first block": Table 1's FLOPs are
 32 x (stem + block1) + g x rest) on every frame of the video; the activations are binarised,
 neighbouring frames compared by Hamming distance, the frames cut into g contiguous clusters
-(``rule``: cumulative, slope, or the paper's uniform-grouping baseline; ``harness.layers.clustering``
-documents the edge cases) and each cluster's activations averaged, so the remaining stages run on
+(``rule``: cumulative, slope, or the paper's uniform-grouping baseline;
+``methods/temporal_clustering_layers.py`` documents the edge cases) and each cluster's activations averaged, so the remaining stages run on
 g maps per video. Training is end-to-end through the averages, at test time too every frame is
 clustered. ``mode`` gives the other rows of Table 1 with the same recipe: ``all_frames`` (TSM on
 every frame) and ``sampled`` (TSM on g frames, one per equal segment: random offset in training,
@@ -18,7 +18,7 @@ g (T for all_frames). Binarising, Hamming distances and averaging are comparison
 zero fvcore FLOPs, as the paper's Table 1 ignores them. ``Prediction.extras``:
 ``cluster_boundaries`` (first frame of each cluster, in video frame indices), ``frames_used``, and
 ``train_memory_mb`` -- the activation memory a training step keeps for backward on this video
-(``harness.layers.fitting.training_memory_mb``), Table 1's memory column.
+(``harness.toolkit.training.training_memory_mb``), Table 1's memory column.
 
 Measured (``skimbench run experiments/clustering_claims.yaml --local``: skim-digits move4 small,
 tsm_resnet18 width 8 at 32x32, every second frame (48), g = 8, 3 epochs from scratch, seed 0, one
@@ -55,13 +55,16 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from harness.layers.clustering import RULES, TemporalClustering
-from harness.layers.fitting import (class_scores, multi_hot_labels, segment_indices, to_input, train_network,
-                                    training_memory_mb, video_frames)
+from harness.data.sampling import tsn_segments
 from harness.layers.sgs import SplitVideoNet, run_grouped
 from harness.method import Component, Method, Prediction, Usage
 from harness.params import Param
 from harness.registry import register_method
+from harness.toolkit.clips import to_input
+from harness.toolkit.selection import class_probabilities, multi_hot
+from harness.toolkit.stages import dataset_deps
+from harness.toolkit.training import train_network, training_memory_mb
+from methods.temporal_clustering_layers import RULES, TemporalClustering
 
 RECIPE = 1  # bump when training changes: part of the stage key
 MODES = ("cluster", "all_frames", "sampled")
@@ -139,13 +142,13 @@ class TemporalClusteringMethod(Method):
     # -- data ----------------------------------------------------------------------------------
     def _frame_indices(self, length: int, rng: np.random.Generator | None, g: int) -> np.ndarray:
         if self.p["mode"] == "sampled":
-            return segment_indices(length, g, rng)
+            return tsn_segments(length, g, rng is not None, rng)
         return np.arange(0, length, int(self.p["frame_stride"]))
 
     def _inputs(self, bank: Any, video_ids: Sequence[str], rng: np.random.Generator | None, g: int) -> tuple[list[Tensor], list[np.ndarray]]:
         xs, picks = [], []
         for video_id in video_ids:
-            video = video_frames(bank, video_id)
+            video = bank.get(video_id)
             idx = self._frame_indices(len(video), rng, g)
             xs.append(to_input(video[idx], self.ctx.device))
             picks.append(idx)
@@ -167,10 +170,8 @@ class TemporalClusteringMethod(Method):
     def fit(self, train: Sequence[Any]) -> None:
         ctx = self.ctx
         bank = ctx.frames("train")
-        first = video_frames(bank, train[0].video_id)
+        first = bank.get(train[0].video_id)
         self._hw = (int(first.shape[1]), int(first.shape[2]))
-        from harness.shared import dataset_deps
-
         train_params = {k: self.p[k] for k in TRAIN_PARAMS}
         train_params["g"] = self.g_train
         deps = {"recipe": RECIPE, "dataset": dataset_deps(ctx), "backbone": dict(ctx.backbone), "seed": int(ctx.seed),
@@ -184,7 +185,8 @@ class TemporalClusteringMethod(Method):
                 xs, _ = self._inputs(bank, [ids[i] for i in rows], rng, self.g_train)
                 return self._forward(xs, self.g_train)[0]
 
-            train_network(self.net, step, multi_hot_labels(train, ctx.dataset.num_classes), epochs=int(self.p["epochs"]),
+            labels = torch.from_numpy(np.stack([multi_hot(r.labels, ctx.dataset.num_classes) for r in train]))
+            train_network(self.net, step, labels, epochs=int(self.p["epochs"]),
                           batch_size=int(self.p["batch_size"]), lr=float(self.p["lr"]), seed=ctx.seed,
                           multilabel=ctx.dataset.multilabel, log=ctx.log, what=f"clustering/{self.p['mode']}")
             torch.save({k: v.cpu() for k, v in self.net.state_dict().items()}, folder / "model.pt")
@@ -208,7 +210,7 @@ class TemporalClusteringMethod(Method):
             xs, picks = self._inputs(bank, [v.video_id for v in chunk], None, g)
             with torch.no_grad():
                 logits, starts = self._forward(xs, g)
-            scores = class_scores(logits, self.ctx.dataset.multilabel).cpu().numpy()
+            scores = class_probabilities(logits, self.ctx.dataset.multilabel).cpu().numpy()
             for i in range(len(chunk)):
                 t = int(xs[i].shape[1])
                 post = t if self.p["mode"] == "all_frames" else g

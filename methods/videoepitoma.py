@@ -57,6 +57,10 @@ from torch import nn
 from harness.method import Component, Method, Prediction, Usage
 from harness.params import Param
 from harness.registry import register_method
+from harness.toolkit.clips import video_clips
+from harness.toolkit.heavy_on_timesteps import features_only
+from harness.toolkit.selection import aggregate, class_probabilities
+from harness.toolkit.stages import LIGHT_PARAMS, heavy_classifier, light_network, shared_components, timestep_table
 
 _NEG = -1e9  # finite "minus infinity": a fully masked attention row stays finite
 
@@ -256,6 +260,7 @@ class VideoEpitoma(Method):
         "lr": Param(1e-3, "Adam learning rate (epsilon 1e-4, as in the paper)", low=0.0),
         "aggregate": Param("auto", "standalone: rule combining the chosen timesteps' heavy scores (auto: mean softmax / max sigmoid)",
                            choices=("auto", "mean_softmax", "max_sigmoid", "mean_logits")),
+        **LIGHT_PARAMS,  # the LightNet's width and input size, shared with every method that uses it
     }
     budget_param = "sparsity"
     dynamic = True
@@ -266,10 +271,8 @@ class VideoEpitoma(Method):
         self.end2end = self.p["mode"] == "end2end"
 
     def fit(self, train: Sequence[Any]) -> None:
-        from harness.shared import timestep_table
-
         device = self.ctx.device
-        table = timestep_table(self.ctx, "train")
+        table = timestep_table(self.ctx, "train", light=self.p)
         rows = [table.row(r.video_id) for r in train]
         light = torch.as_tensor(np.asarray(table.light_features)[rows], device=device)
         source = table.heavy_features if self.end2end else table.light_features
@@ -282,12 +285,10 @@ class VideoEpitoma(Method):
         train_videoepitoma(self.net, light, features, mask, targets, sparsity=self.p["sparsity"],
                            multilabel=table.multilabel, epochs=self.p["epochs"], batch_size=self.p["batch_size"],
                            lr=self.p["lr"], seed=self.ctx.seed, log=self.ctx.log)
-        self.table = timestep_table(self.ctx, "test")
+        self.table = timestep_table(self.ctx, "test", light=self.p)
 
     def components(self) -> dict[str, Component]:
-        from harness.shared import features_only, shared_components
-
-        shared = shared_components(self.ctx)
+        shared = shared_components(self.ctx, self.p)
         light_dim = self.net.selector.norm.normalized_shape[0]
         config = {"method": "videoepitoma", **{k: self.p[k] for k in ("mode", "concepts", "hidden", "context")}}
         # both networks counted up to their pooled features: the light head never runs, nor does
@@ -325,8 +326,6 @@ class VideoEpitoma(Method):
 
     @torch.no_grad()
     def predict(self, video: Any) -> Prediction:
-        from harness.shared import aggregate, class_probabilities
-
         row = self.table.row(video.video_id)
         length = int(self.table.lengths[row])
         chosen, alpha = self._choose(row)
@@ -344,9 +343,7 @@ class VideoEpitoma(Method):
                                   "gate_logits": [round(float(a), 4) for a in alpha.detach().cpu()]})
 
     def trace_video(self, video: Any) -> tuple[nn.Module, tuple]:
-        from harness.shared import heavy_classifier, light_network, video_clips
-
         clips = video_clips(self.ctx, "test", video.video_id).to(self.ctx.device)
-        module = EpitomaTrace(light_network(self.ctx), self.net.selector, heavy_classifier(self.ctx),
+        module = EpitomaTrace(light_network(self.ctx, self.p), self.net.selector, heavy_classifier(self.ctx),
                               self.net.classifier if self.end2end else None, self.p["top_t"])
         return module.eval(), (clips,)

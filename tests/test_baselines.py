@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.shared import TimestepTable, aggregate, random_timesteps, top_k, true_class_scores, uniform_timesteps, video_rng
+from harness.toolkit.selection import (aggregate, random_timesteps, top_k, true_class_scores, uniform_timesteps,
+                                      video_rng)
+from harness.toolkit.stages import TimestepTable
 from methods.dense import Dense
 from methods.oracle import Oracle, oracle_timesteps
 from methods.random_k import RandomK
@@ -18,11 +20,20 @@ def test_top_k_picks_the_highest_and_handles_k_above_length():
     assert len(top_k(scores, 0)) == 0
 
 
-def test_uniform_includes_first_and_last_and_caps_at_length():
-    assert list(uniform_timesteps(10, 4)) == [1, 3, 6, 8]  # centres of 4 segments of 2.5
+def test_uniform_centres_by_default_and_caps_at_length():
+    assert list(uniform_timesteps(10, 4)) == [1, 3, 6, 8]  # centres of 4 segments of 2.5: 0 and 9 left out
     assert list(uniform_timesteps(10, 1)) == [5]
     assert list(uniform_timesteps(3, 8)) == [0, 1, 2]
     assert len(uniform_timesteps(33, 7)) == 7
+
+
+def test_uniform_endpoints_includes_first_and_last_and_caps_at_length():
+    assert list(uniform_timesteps(10, 4, "endpoints")) == [0, 3, 6, 9]
+    assert list(uniform_timesteps(24, 2, "endpoints")) == [0, 23]
+    assert list(uniform_timesteps(10, 1, "endpoints")) == [5]  # one timestep: the centre
+    assert list(uniform_timesteps(3, 8, "endpoints")) == [0, 1, 2]
+    chosen = uniform_timesteps(33, 7, "endpoints")
+    assert len(set(chosen.tolist())) == 7 and chosen[0] == 0 and chosen[-1] == 32
 
 
 def test_random_is_distinct_deterministic_per_video_and_varies_across_videos():
@@ -88,7 +99,8 @@ def test_baseline_predictions_read_their_chosen_timesteps():
     logits = rng.normal(size=(2, 10, 3))
     labels = np.eye(3, dtype=np.float32)[[0, 1]]
     table = _table(logits, labels, [10, 3], rng)
-    for cls, params in ((Uniform, {"k": 4}), (RandomK, {"k": 4}), (Dense, {}), (Oracle, {"k": 4})):
+    for cls, params in ((Uniform, {"k": 4, "placement": "centres"}), (Uniform, {"k": 4, "placement": "endpoints"}),
+                        (RandomK, {"k": 4}), (Dense, {}), (Oracle, {"k": 4})):
         method = cls(type("Ctx", (), {"seed": 0})(), aggregate="auto", **params)
         method.table = table
         short = method.predict(type("Rec", (), {"video_id": "v1"})())
@@ -99,3 +111,5 @@ def test_baseline_predictions_read_their_chosen_timesteps():
         ts = full.extras["timesteps"]
         assert np.allclose(full.scores, aggregate(logits[0, ts], "mean_softmax", False))
         assert len(ts) == (10 if cls is Dense else 4)
+        if cls is Uniform:  # the method passes its placement on
+            assert ts == ([0, 3, 6, 9] if params["placement"] == "endpoints" else [1, 3, 6, 8])

@@ -13,7 +13,7 @@ def rng(seed=0):
 
 def test_tsn_segments():
     assert S.tsn_segments(10, 4).tolist() == [1, 3, 6, 8]  # segment centres at test
-    assert S.tsn_segments(3, 5).tolist() == [0, 0, 1, 1, 2]  # shorter than the request: frames repeat
+    assert S.tsn_segments(3, 5).tolist() == S.uniform_frames(3, 5).tolist()  # shorter: centres, frames repeat
     starts, ends = [0, 2, 5, 7], [2, 5, 7, 10]
     draws = np.stack([S.tsn_segments(10, 4, train=True, rng=rng(s)) for s in range(50)])
     assert ((draws >= starts) & (draws < ends)).all()
@@ -25,6 +25,13 @@ def test_uniform_and_random():
     assert S.uniform_frames(10, 4).tolist() == [1, 3, 6, 8]
     assert S.uniform_frames(3, 5).tolist() == [0, 0, 1, 2, 2]
     assert S.uniform_frames(96, 1).tolist() == [48]
+    # endpoints (SCSampler 4.1.2): the first and the last frame included, evenly spaced between
+    assert S.uniform_frames(10, 4, placement="endpoints").tolist() == [0, 3, 6, 9]
+    assert S.uniform_frames(96, 2, placement="endpoints").tolist() == [0, 95]
+    assert S.uniform_frames(96, 1, placement="endpoints").tolist() == [48]
+    assert S.uniform_frames(3, 5, placement="endpoints").tolist() == [0, 1, 1, 2, 2]
+    with pytest.raises(ValueError, match="placement"):
+        S.uniform_frames(10, 4, placement="edges")
     r = S.random_frames(10, 4, rng=rng(1))
     assert len(set(r.tolist())) == 4 and (np.diff(r) > 0).all() and r.max() < 10
     short = S.random_frames(3, 5, rng=rng(1))

@@ -8,7 +8,7 @@ import torch
 
 from methods.scsampler import (CheapClipInputs, SaliencySampler, sal_rank_loss, salcl_targets, score_all,
                                train_sampler)
-from harness.shared import random_timesteps, top_k, video_rng
+from harness.toolkit.selection import random_timesteps, top_k, video_rng
 
 
 def test_sal_rank_loss_is_zero_iff_the_ordering_holds_with_margin():

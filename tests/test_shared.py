@@ -12,7 +12,9 @@ from harness.compute import verify_accounting
 from harness.params import resolve_params
 from harness.registry import BACKBONES, METHODS
 from harness.settings import EVALUATION_PARAMS
-from harness.shared import frames_to_clips, heavy_classifier, num_timesteps, timestep_table, video_clips
+from harness.toolkit.clips import frames_to_clips, num_timesteps, video_clips
+from harness.toolkit.stages import heavy_classifier, timestep_table
+from harness.toolkit.training import epoch_order
 from harness.stages import StageStore
 from harness.trial import build_context
 
@@ -32,9 +34,10 @@ def make_method(root: Path, store: StageStore, name: str, params: dict | None = 
     """A method built the way a trial builds it, on skim-digits tiny (longrange), 2 heavy epochs."""
     from harness.registry import DATASETS
 
-    cfg = {"dataset": {"name": "skim-digits", "params": resolve_params(DATASETS.get("skim-digits").params,
-                                                                      {"size": "tiny", "variant": "longrange", "root": str(root)})},
-           "backbone": {"name": backbone["name"], "params": resolve_params(BACKBONES.get(backbone["name"]).params, backbone["params"])},
+    data = {"size": "tiny", "variant": "longrange", "root": str(root)}
+    cfg = {"dataset": {"name": "skim-digits", "params": resolve_params(DATASETS.get("skim-digits").params, data)},
+           "backbone": {"name": backbone["name"],
+                        "params": resolve_params(BACKBONES.get(backbone["name"]).params, backbone["params"])},
            "method": {"name": name, "params": resolve_params(METHODS.get(name).params, params or {})},
            "seed": seed, "evaluation": resolve_params(EVALUATION_PARAMS, {"device": "cpu", "heavy_epochs": 2})}
     ctx, method = build_context(cfg, store, root.parent / "work", log=lambda _: None)
@@ -49,7 +52,9 @@ def store(tmp_path_factory) -> StageStore:
 
 def _computed(store: StageStore, name: str) -> list[str]:
     folder = store.root / name
-    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")) if folder.exists() else []
+    if not folder.exists():
+        return []
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def test_heavy_classifier_and_tables_are_computed_once_for_several_methods(tiny_root, store):
@@ -68,7 +73,7 @@ def test_heavy_classifier_and_tables_are_computed_once_for_several_methods(tiny_
 
 def test_timestep_table_matches_a_live_forward_and_the_frame_bank(tiny_root, store):
     ctx, method = make_method(tiny_root, store, "dense")
-    table = timestep_table(ctx, "test")
+    table = timestep_table(ctx, "test", light={"light_width": 0.25, "light_size": 16})
     bank = ctx.frames("test")
     assert table.video_ids == bank.video_ids
     assert list(table.lengths) == [num_timesteps(n, 4) for n in bank.lengths]
@@ -99,8 +104,8 @@ def test_a_2d_heavy_backbone_sees_the_middle_frame(tiny_root, store):
     assert np.allclose(direct.numpy(), table.heavy_logits[table.row(record.video_id), : len(clips)], atol=1e-4)
 
 
-@pytest.mark.parametrize("name,params", [("uniform", {"k": 2}), ("random", {"k": 3}), ("dense", {}), ("oracle", {"k": 2}),
-                                         ("uniform", {"k": 50})])
+@pytest.mark.parametrize("name,params", [("uniform", {"k": 2}), ("random", {"k": 3}), ("dense", {}),
+                                         ("oracle", {"k": 2}), ("uniform", {"k": 50})])
 def test_baseline_accounting_matches_brute_force(tiny_root, store, name, params):
     ctx, method = make_method(tiny_root, store, name, params)
     records = ctx.dataset.split("test")[:10]
@@ -110,16 +115,14 @@ def test_baseline_accounting_matches_brute_force(tiny_root, store, name, params)
         assert brute > 0 and abs(accounted - brute) <= 0.01 * brute, (name, accounted, brute)
 
 
-def test_epoch_sample_takes_at_most_n_clips_of_every_video():
-    from harness.shared import epoch_sample
-
-    rows = torch.tensor([0] * 9 + [1] * 2 + [2] * 5)
-    generator = torch.Generator().manual_seed(0)
-    first = epoch_sample(rows, 3, generator)
-    assert torch.bincount(rows[first]).tolist() == [3, 2, 3] and len(set(first.tolist())) == 8
-    second = epoch_sample(rows, 3, generator)
+def test_epoch_order_takes_at_most_n_clips_of_every_video():
+    rows = np.array([0] * 9 + [1] * 2 + [2] * 5)
+    rng = np.random.default_rng(0)
+    first = epoch_order(rows, 3, rng)
+    assert np.bincount(rows[first]).tolist() == [3, 2, 3] and len(set(first.tolist())) == 8
+    second = epoch_order(rows, 3, rng)
     assert sorted(first.tolist()) != sorted(second.tolist())  # a new draw every epoch
-    assert sorted(epoch_sample(rows, None, generator).tolist()) == list(range(16))
+    assert sorted(epoch_order(rows, None, rng).tolist()) == list(range(16))
 
 
 def test_stage_keys_do_not_depend_on_where_the_dataset_lies(tiny_root, store, tmp_path):

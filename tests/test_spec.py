@@ -36,7 +36,7 @@ FULL = textwrap.dedent("""\
         grid: {k: [2, 4]}
         zip: [{gamma: [0.1, 0.3], lambda_: [1, 2.5]}]
         backbones: [{name: specfix_r3d, params: {depth: 10}}]
-    evaluation: {batch_size: 4, clip_len: 8, device: cuda:1, light_size: 32}
+    evaluation: {batch_size: 4, clip_len: 8, device: cuda:1, heavy_epochs: 3}
     resources: {cpus: 2, gpus: 0.5}
     tracking: {uri: "http://127.0.0.1:5000", experiment: rt}
     ray: {address: auto, num_cpus: 4, num_gpus: 1, max_concurrent: 3}
@@ -69,7 +69,7 @@ def test_full_spec_round_trip(tmp_path):
     assert isinstance(sampler.zip[0]["lambda_"][0], float)
     assert [(b.name, b.params) for b in sampler.backbones] == [("specfix_r3d", {"depth": 10})]
     assert spec.evaluation == {**{k: p.default for k, p in EVALUATION_PARAMS.items()},
-                               "batch_size": 4, "clip_len": 8, "device": "cuda:1", "light_size": 32}
+                               "batch_size": 4, "clip_len": 8, "device": "cuda:1", "heavy_epochs": 3}
     assert spec.resources == {"cpus": 2, "gpus": 0.5}
     assert spec.tracking == {"uri": "http://127.0.0.1:5000", "experiment": "rt"}
     assert spec.ray == {"address": "auto", "num_cpus": 4, "num_gpus": 1, "max_concurrent": 3}

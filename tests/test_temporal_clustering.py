@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.layers.clustering import (TemporalClustering, average_clusters, cluster_ids, cluster_starts,
-                                       hamming_neighbours, starts_to_ids)
+from methods.temporal_clustering_layers import (TemporalClustering, average_clusters, cluster_ids, cluster_starts,
+                                               hamming_neighbours, starts_to_ids)
 
 # Neighbour Hamming distances of 10 frames f1..f10 drawn so that, as in seed 004's Figure 3 (g = 3),
 # cumulative clustering gives (f1-f4)(f5-f7)(f8-f10) and slope clustering (f1-f6)(f7)(f8-f10).

@@ -26,23 +26,32 @@ def _check(num_frames: int) -> None:
         raise ValueError(f"a video needs at least one frame, got {num_frames}")
 
 
-def tsn_segments(num_frames: int, num_segments: int, train: bool = False, rng: np.random.Generator | None = None) -> np.ndarray:
+def tsn_segments(num_frames: int, num_segments: int, train: bool = False,
+                 rng: np.random.Generator | None = None) -> np.ndarray:
     """TSN: split the video into ``num_segments`` equal segments and take one frame from each -- a random
-    frame of the segment in training, its centre at test. With fewer frames than segments, segment
-    i takes frame floor(i * num_frames / num_segments) (frames repeat)."""
+    frame of the segment in training, its centre at test (``uniform_frames``). With fewer frames than
+    segments, both take the centres (frames repeat)."""
     _check(num_frames)
+    if not train or num_frames < num_segments:
+        return uniform_frames(num_frames, num_segments)
     edges = np.arange(num_segments + 1) * num_frames / num_segments
-    if num_frames < num_segments:
-        return np.floor(edges[:-1]).astype(np.int64)
-    if train:
-        starts, ends = np.floor(edges[:-1]).astype(np.int64), np.floor(edges[1:]).astype(np.int64)
-        return starts + (_rng(rng).random(num_segments) * (ends - starts)).astype(np.int64)
-    return np.floor((edges[:-1] + edges[1:]) / 2).astype(np.int64)
+    starts, ends = np.floor(edges[:-1]).astype(np.int64), np.floor(edges[1:]).astype(np.int64)
+    return starts + (_rng(rng).random(num_segments) * (ends - starts)).astype(np.int64)
 
 
-def uniform_frames(num_frames: int, k: int, train: bool = False, rng: np.random.Generator | None = None) -> np.ndarray:
-    """K frames evenly spaced: the centres of K equal bins (the same in training and at test)."""
+PLACEMENTS = ("centres", "endpoints")
+
+
+def uniform_frames(num_frames: int, k: int, train: bool = False, rng: np.random.Generator | None = None,
+                   placement: str = "centres") -> np.ndarray:
+    """K frames evenly spaced, the same in training and at test. ``placement`` "centres": the centres
+    of K equal bins (TSN's test rule); "endpoints": K points evenly spaced from the first frame to the
+    last, both included (SCSampler section 4.1.2; k = 1 takes the centre)."""
     _check(num_frames)
+    if placement not in PLACEMENTS:
+        raise ValueError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
+    if placement == "endpoints" and k > 1:
+        return np.floor(np.linspace(0, num_frames - 1, k) + 0.5).astype(np.int64)
     return np.minimum(np.floor((np.arange(k) + 0.5) * num_frames / k).astype(np.int64), num_frames - 1)
 
 

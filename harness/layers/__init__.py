@@ -1,10 +1,7 @@
-"""Reusable in-network temporal-reduction layers: SGS (seed 002) and temporal clustering (seed 004).
-
-Both take the activations of a video network part-way through and return fewer temporal feature
-maps per video, a number that varies per video (SGS) or is fixed but content-placed (clustering).
+"""Reusable in-network temporal-reduction layers: SGS (seed 002). It takes the activations of a video
+network part-way through and returns a number of temporal feature maps that varies per video.
+(Temporal clustering's layer lives beside its method: ``methods/temporal_clustering_layers.py``.)
 """
-from harness.layers.clustering import TemporalClustering, cluster_ids, cluster_starts, hamming_neighbours
 from harness.layers.sgs import ATFRNet, SimilarityGuidedSampling, SplitVideoNet, run_grouped, sample_bins
 
-__all__ = ["ATFRNet", "SimilarityGuidedSampling", "SplitVideoNet", "run_grouped", "sample_bins", "TemporalClustering",
-           "cluster_ids", "cluster_starts", "hamming_neighbours"]
+__all__ = ["ATFRNet", "SimilarityGuidedSampling", "SplitVideoNet", "run_grouped", "sample_bins"]

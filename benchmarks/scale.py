@@ -1,0 +1,213 @@
+"""Scale benchmark: bounded memory on the streaming path, loader throughput, resumable extraction.
+
+    python benchmarks/scale.py [--videos 20] [--frames 192] [--resolution 64] [--workers 2] [--parts abc]
+
+Data: the built-in ``skim-digits`` benchmark generated at ``--resolution`` px with ``--frames`` frames
+per video, once with ``--videos`` (N) and once with 10 x N training videos (under ``--root``).
+
+(a) Bounded memory. The sharded per-timestep extraction of the shared stages (``harness.features.
+    shards.extract`` with ``NetworkOnClips``, a small ResNet-18) over the N and the 10 x N training
+    split, forced onto the streaming path (``open_frames(budget_bytes=None)``), each in a fresh
+    process: peak RSS of the process and of its DataLoader workers, and the ratio 10N / N.
+    Target <= 1.2. The full-size check (more than 8 GB of decoded frames, more than a third of a 24 GB
+    machine): ``--videos 200 --frames 352`` (2000 x 352 x 64 x 64 x 3 = 8.6 GB).
+(b) Loader throughput. Frames per second of ``frame_loader`` (``StreamedFrames``) versus a plain
+    DataLoader whose dataset calls raw ``decord.VideoReader(path, num_threads=1).get_batch(indices)``,
+    on the same videos (the N set), the same 16 uniform indices per video, the same worker count and
+    batch size. Best of ``--repeats``, alternating; by CPU time of the loader and its workers (robust
+    when other processes share the machine) and by wall time. Target >= 0.9x.
+(c) Resumable extraction. An extraction (shards of 2 videos) runs in a child process that is
+    SIGKILLed once half of its shards are on disk; the extraction is then run again. Prints the shards
+    on disk before the kill, the shards computed on resume, and how many of the former were
+    recomputed (target 0).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import av  # noqa: F401,E402  (before decord, see harness.data)
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch.utils.data import DataLoader, Dataset  # noqa: E402
+
+from harness.backbones import build_backbone  # noqa: E402
+from harness.data.sampling import uniform_frames  # noqa: E402
+from harness.data.streaming import FrameRequests, decoded_bytes, frame_loader, open_frames, video_index  # noqa: E402
+from harness.data.synthetic import make  # noqa: E402
+from harness.features.shards import NetworkOnClips, extract, missing_shards, shard_rows  # noqa: E402
+from harness.registry import DATASETS  # noqa: E402
+from harness.stages import StageStore  # noqa: E402
+
+CLIP_LEN = 4
+
+
+def dataset(args: argparse.Namespace, videos: int):
+    """skim-digits with ``videos`` training videos, generated once (outside every measurement), read as generic."""
+    folder, _ = make(size="tiny", root=args.root, resolution=args.resolution, num_frames=args.frames, num_train=videos,
+                     num_test=2, workers=args.workers)
+    return DATASETS.get("generic")(root=str(folder))
+
+
+def streamed(args: argparse.Namespace, videos: int):
+    return open_frames(dataset(args, videos), "train", StageStore(Path(args.root) / "stages"), budget_bytes=None)
+
+
+def factory(num_classes: int) -> NetworkOnClips:
+    return NetworkOnClips(partial(build_backbone, "resnet18", {"width": 8}, num_classes), clip_len=CLIP_LEN)
+
+
+# ------------------------------------------------------------------------------------------------
+# (a) bounded memory
+# ------------------------------------------------------------------------------------------------
+def child_extract(args: argparse.Namespace) -> None:
+    """Run in a fresh process: stream-extract the split, print peak RSS (MB) of this process and its workers."""
+    torch.set_num_threads(1)
+    frames = streamed(args, args.child_videos)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        arrays = extract(Path(tmp) / "x", frames, factory(len(dataset(args, args.child_videos).class_names)),
+                         shard_size=args.shard_size, workers=args.workers)
+        timesteps = int(arrays.lengths.sum())
+    index = video_index(dataset(args, args.child_videos), "train", StageStore(Path(args.root) / "stages"))
+    print(json.dumps({"videos": len(frames), "timesteps": timesteps, "decoded_gb": decoded_bytes(index, None) / 1e9,
+                      "seconds": time.perf_counter() - started,
+                      "rss_main_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "rss_worker_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
+
+
+def bounded_memory(args: argparse.Namespace) -> None:
+    print(f"\n(a) bounded memory: streaming extraction of the training split, {args.resolution} px, "
+          f"{args.frames} frames/video, shards of {args.shard_size}, {args.workers} loader worker(s)")
+    rows = []
+    for videos in (args.videos, 10 * args.videos):
+        dataset(args, videos)
+        streamed(args, videos)  # index built outside the measured process
+        cmd = [sys.executable, __file__, "--child-videos", str(videos), *sys.argv[1:]]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+        rows.append(json.loads(out))
+    print(f"{'videos':>7} {'decoded GB':>10} {'timesteps':>9} {'seconds':>8} {'peak RSS main MB':>16} {'worker MB':>9}"
+          f" {'total MB':>8}")
+    for r in rows:
+        print(f"{r['videos']:>7} {r['decoded_gb']:>10.2f} {r['timesteps']:>9} {r['seconds']:>8.1f}"
+              f" {r['rss_main_mb']:>16.0f}"
+              f" {r['rss_worker_mb']:>9.0f} {r['rss_main_mb'] + r['rss_worker_mb']:>8.0f}")
+    total = [r["rss_main_mb"] + r["rss_worker_mb"] for r in rows]
+    print(f"peak RSS ratio 10N / N: {total[1] / total[0]:.2f} (target <= 1.2)")
+
+
+# ------------------------------------------------------------------------------------------------
+# (b) loader throughput
+# ------------------------------------------------------------------------------------------------
+class RawDecord(Dataset):
+    def __init__(self, paths: list[str], indices: list[np.ndarray]):
+        self.paths, self.indices = paths, indices
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        import decord
+
+        return torch.from_numpy(decord.VideoReader(self.paths[i], ctx=decord.cpu(0), num_threads=1)
+                                .get_batch(self.indices[i].tolist()).asnumpy())
+
+
+def throughput(args: argparse.Namespace) -> None:
+    frames = streamed(args, args.videos)
+    indices = [uniform_frames(int(n), 16) for n in frames.lengths]
+    total = sum(len(i) for i in indices)
+    ours = frame_loader(FrameRequests(frames, indices=indices), batch_size=4, workers=args.workers)
+    raw = DataLoader(RawDecord(frames.paths, [frames.file_indices(r, i) for r, i in enumerate(indices)]), batch_size=4,
+                     num_workers=args.workers, prefetch_factor=2 if args.workers else None)
+
+    def cpu_seconds() -> float:  # this process and its reaped DataLoader workers
+        own, workers = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + workers.ru_utime + workers.ru_stime
+
+    def run(loader) -> tuple[float, float]:
+        cpu, wall = cpu_seconds(), time.perf_counter()
+        for _ in loader:
+            pass
+        return cpu_seconds() - cpu, time.perf_counter() - wall
+
+    raw_t, our_t = [], []
+    for _ in range(args.repeats):  # alternate, so that other load on the machine hits both alike
+        raw_t.append(run(raw))
+        our_t.append(run(ours))
+    (raw_cpu, raw_wall), (our_cpu, our_wall) = np.min(raw_t, axis=0), np.min(our_t, axis=0)
+    print(f"\n(b) loader throughput: {len(frames)} videos x 16 frames at {args.resolution} px, "
+          f"{args.workers} worker(s), "
+          f"batch 4, best of {args.repeats}; frames per CPU-second (loader + workers: robust on a shared machine) "
+          f"and per wall-clock second")
+    print(f"raw decord get_batch: {total / raw_cpu:8.0f} cpu-fps {total / raw_wall:8.0f} wall-fps")
+    print(f"streaming loader    : {total / our_cpu:8.0f} cpu-fps {total / our_wall:8.0f} wall-fps")
+    print(f"ratio: {raw_cpu / our_cpu:.2f}x by CPU time, {raw_wall / our_wall:.2f}x by wall time (target >= 0.9)")
+
+
+# ------------------------------------------------------------------------------------------------
+# (c) resumable extraction
+# ------------------------------------------------------------------------------------------------
+def child_resumable(args: argparse.Namespace) -> None:
+    torch.set_num_threads(1)
+    frames = streamed(args, args.videos)
+    extract(args.child_folder, frames, factory(len(dataset(args, args.videos).class_names)), shard_size=2)
+
+
+def resumable(args: argparse.Namespace) -> None:
+    frames = streamed(args, args.videos)
+    num_shards = len(shard_rows(len(frames), 2))
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "x"
+        child = subprocess.Popen([sys.executable, __file__, "--child-folder", str(folder), *sys.argv[1:]])
+        while child.poll() is None and num_shards - len(missing_shards(folder, num_shards)) < num_shards // 2:
+            time.sleep(0.05)
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        before = [s for s in range(num_shards) if s not in missing_shards(folder, num_shards)]
+        mtimes = {s: (folder / f"shard_{s:05d}" / "meta.json").stat().st_mtime_ns for s in before}
+        computed: list[int] = []
+        extract(folder, frames, factory(len(dataset(args, args.videos).class_names)), shard_size=2,
+                on_shard=computed.append)
+        redone = [s for s in before if s in computed
+                  or (folder / f"shard_{s:05d}" / "meta.json").stat().st_mtime_ns != mtimes[s]]
+    print(f"\n(c) resumable extraction: {num_shards} shards of 2 videos, child SIGKILLed midway")
+    print(f"shards on disk before the kill: {len(before)}; computed on resume: {len(computed)}; "
+          f"of the former recomputed: {len(redone)} (target 0)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--videos", type=int, default=20, help="N: training videos of the small set (10 x N: large)")
+    parser.add_argument("--frames", type=int, default=192)
+    parser.add_argument("--resolution", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
+    parser.add_argument("--shard-size", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--parts", default="abc", help="which of (a), (b), (c) to run")
+    parser.add_argument("--root", default="data/scale-bench", help="where the generated copies go")
+    parser.add_argument("--child-videos", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--child-folder", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child_videos:
+        return child_extract(args)
+    if args.child_folder:
+        return child_resumable(args)
+    for part, fn in (("b", throughput), ("c", resumable), ("a", bounded_memory)):
+        if part in args.parts:
+            fn(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,334 @@
+"""The shared stages of the selection family: the heavy clip classifier, the LightNet, per-timestep tables.
+
+Every selection method and baseline of a grid must look through the *same* heavy classifier, or
+their accuracy differences would measure training noise instead of selection. So the heavy
+classifier, the LightNet and their per-timestep outputs are stages (``ctx.stage``): trained or
+computed once per (decoded frames, network config, clip_len, epochs, seed) and reused by every
+method, trial and re-run. Methods then train and predict from memory-mapped tables in milliseconds.
+
+Stages (names in ``ctx.stages_used``): ``heavy_classifier``, ``light_network``,
+``heavy_timesteps_<split>``, ``light_timesteps_<split>``; a classifier other than the trial's own
+(SCSampler's cross-classifier labels) is recorded as ``heavy_classifier[<backbone>]``. Training
+recipe of both networks (``RECIPE``): ``harness.toolkit.training.train_network`` with batch
+``TRAIN_BATCH``, peak learning rate ``TRAIN_LR``, ``heavy_epochs`` epochs of
+``CLIPS_PER_VIDEO_PER_EPOCH`` random clips per training video, every clip labelled with its
+video's label, seeded by the trial seed.
+
+The LightNet is ``evaluation.light_backbone`` (MobileNetV2) at the width multiplier ``light_width``
+on each timestep's middle frame resized to ``light_size`` pixels: method parameters declared once
+in ``LIGHT_PARAMS``, which every method using the LightNet merges into its ``params`` and passes
+back (``light=self.p``). ``timestep_gflops`` gives the per-timestep GFLOPs of the heavy network and
+the LightNet and their ratio (the papers' cost regime is 1:18 to 1:220).
+
+Usage convention of the components: "heavy" counts one run of the heavy classifier on one
+timestep (batch 1, [1, 3, F, H, W]); "light" one run of the LightNet on one timestep (its middle
+frame resized inside the module, so the resize is counted).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from harness.backbones import build_backbone
+from harness.compute import count_flops
+from harness.method import Component, TrialContext
+from harness.params import Param, resolve_params
+from harness.registry import BACKBONES
+from harness.toolkit.clips import (ClipNet, clip_input_maker, frame_shape, frames_to_clips, num_timesteps,
+                                  split_into_clips, to_input)
+from harness.toolkit.selection import multi_hot
+from harness.toolkit.training import train_network
+
+RECIPE = 3  # bump when the training recipe changes: it is part of every stage key
+TRAIN_BATCH = 64
+TRAIN_LR = 2e-3
+# Each epoch trains on this many random clips of every training video (all of them when shorter):
+# a fixed cost per video and epoch, so the shared classifier trains in about a minute on 2 cores on
+# the small benchmark while still seeing every clip over the epochs in expectation.
+CLIPS_PER_VIDEO_PER_EPOCH = 4
+
+LIGHT_PARAMS: dict[str, Param] = {
+    "light_width": Param(1.0, "LightNet width multiplier (MobileNetV2's; 1.0 = published)", low=0.05),
+    "light_size": Param(16, "LightNet input side in pixels (each timestep's middle frame is resized to it)", low=4),
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# Configs and stage keys
+# ----------------------------------------------------------------------------------------------
+def backbone_config(ctx: TrialContext, backbone: Mapping[str, Any] | str | None) -> dict[str, Any]:
+    """The trial's backbone config, or another one ({"name", "params"} or a bare name = its defaults)."""
+    if backbone is None:
+        return {"name": ctx.backbone["name"], "params": dict(ctx.backbone.get("params", {}))}
+    if isinstance(backbone, str):
+        return {"name": backbone, "params": resolve_params(BACKBONES.get(backbone).params, {})}
+    return {"name": backbone["name"], "params": dict(backbone.get("params", {}))}
+
+
+def light_config(light_backbone: str, light: Mapping[str, Any]) -> dict[str, Any]:
+    """The LightNet's backbone config ({"name", "params"}) and input ``size`` from a method's params."""
+    params = resolve_params(BACKBONES.get(light_backbone).params, {"width_mult": float(light["light_width"])})
+    return {"name": light_backbone, "params": params, "size": int(light["light_size"])}
+
+
+def dataset_deps(ctx: TrialContext) -> dict[str, Any]:
+    """The data a shared stage was trained on: dataset name, params (not where the copy lies: the
+    frame bank's key already holds the manifest hash) and the decoded training frames."""
+    params = {k: v for k, v in sorted(dict(ctx.dataset.p).items()) if k != "root"}
+    return {"name": getattr(ctx.dataset, "name", type(ctx.dataset).__name__), "params": params,
+            "train_frames": ctx.frames("train").key}
+
+
+def _recipe_deps(ctx: TrialContext) -> dict[str, Any]:
+    ev = ctx.evaluation
+    return {"recipe": RECIPE, "clips_per_video": CLIPS_PER_VIDEO_PER_EPOCH, "dataset": dataset_deps(ctx),
+            "clip_len": int(ev["clip_len"]), "epochs": int(ev["heavy_epochs"]), "seed": int(ctx.seed)}
+
+
+def heavy_deps(ctx: TrialContext, cfg: Mapping[str, Any]) -> dict[str, Any]:
+    return {**_recipe_deps(ctx), "backbone": cfg}
+
+
+def light_deps(ctx: TrialContext, light: Mapping[str, Any]) -> dict[str, Any]:
+    cfg = light_config(str(ctx.evaluation["light_backbone"]), light)
+    return {**_recipe_deps(ctx), "backbone": {"name": cfg["name"], "params": cfg["params"]}, "size": cfg["size"]}
+
+
+# ----------------------------------------------------------------------------------------------
+# The two networks
+# ----------------------------------------------------------------------------------------------
+def new_heavy(cfg: Mapping[str, Any], clip_len: int, num_classes: int) -> ClipNet:
+    return ClipNet(build_backbone(cfg["name"], dict(cfg.get("params", {})), num_classes), clip_len)
+
+
+def new_light(cfg: Mapping[str, Any], clip_len: int, num_classes: int) -> ClipNet:
+    """The LightNet: always one frame per timestep (the middle one), resized to ``cfg["size"]``."""
+    return ClipNet(build_backbone(cfg["name"], dict(cfg["params"]), num_classes), clip_len, size=cfg["size"],
+                   input_kind="2d")
+
+
+def timestep_gflops(heavy: Mapping[str, Any], light: Mapping[str, Any], *, light_backbone: str = "mobilenet_v2",
+                    clip_len: int, height: int, width: int, num_classes: int) -> dict[str, float]:
+    """fvcore GFLOPs of one timestep ([1, 3, F, H, W]) through the heavy network (backbone config
+    ``heavy``) and through the LightNet (a method's ``light_width``/``light_size``), and their ratio
+    ``light_to_heavy`` (1/50 means the LightNet is 50 times cheaper)."""
+    x = (torch.zeros(1, 3, clip_len, height, width),)
+    heavy_net = new_heavy(heavy, clip_len, num_classes).eval()
+    light_net = new_light(light_config(light_backbone, light), clip_len, num_classes).eval()
+    g_heavy, g_light = count_flops(heavy_net, x).gflops, count_flops(light_net, x).gflops
+    return {"heavy": g_heavy, "light": g_light, "light_to_heavy": g_light / g_heavy}
+
+
+def _split_clips(ctx: TrialContext, split: str) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """All clips of a split as uint8 [N, F, H, W, 3], their video's multi-hot labels and video rows."""
+    bank, clip_len = ctx.frames(split), int(ctx.evaluation["clip_len"])
+    labels_of = {r.video_id: r.labels for r in ctx.dataset.split(split)}
+    clips, labels, rows = [], [], []
+    for row, video_id in enumerate(bank.video_ids):
+        video = split_into_clips(bank.get(video_id), clip_len)
+        clips.append(video)
+        label = multi_hot(labels_of[video_id], ctx.dataset.num_classes)
+        labels.append(np.broadcast_to(label, (len(video), len(label))))
+        rows.append(np.full(len(video), row, dtype=np.int64))
+    return torch.cat(clips), torch.from_numpy(np.concatenate(labels)), np.concatenate(rows)
+
+
+def _trial_cache(ctx: TrialContext) -> dict[str, ClipNet]:
+    """Networks loaded in this trial. Per trial, not per process: a worker process runs many trials
+    (Ray reuses it), and no trial may see a network object another trial has used or changed."""
+    return ctx.__dict__.setdefault("_loaded_networks", {})
+
+
+def _trained(ctx: TrialContext, name: str, deps: dict[str, Any], new_net: Callable[[], ClipNet],
+             record_as: str | None = None) -> ClipNet:
+    def compute(folder: Path) -> None:
+        clips, labels, rows = _split_clips(ctx, "train")
+        net = new_net().to(ctx.device)
+        train_network(net, lambda idx, _rng: net(to_input(clips[torch.from_numpy(idx)], ctx.device)), labels,
+                      epochs=int(ctx.evaluation["heavy_epochs"]), batch_size=TRAIN_BATCH, lr=TRAIN_LR, seed=ctx.seed,
+                      multilabel=ctx.dataset.multilabel, groups=rows, per_group=CLIPS_PER_VIDEO_PER_EPOCH,
+                      log=ctx.log, what=name)
+        torch.save({k: v.cpu() for k, v in net.state_dict().items()}, folder / "model.pt")
+
+    if record_as is None:
+        folder = ctx.stage(name, deps, compute)
+    else:  # same store folder, recorded under its own name so that it does not hide the trial's own
+        folder = ctx.store.get_or_compute(name, deps, compute)
+        ctx.stages_used[record_as] = folder.name
+    loaded = _trial_cache(ctx)
+    if str(folder) not in loaded:
+        net = new_net()
+        net.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=True))
+        loaded[str(folder)] = net.to(ctx.device).eval()
+    return loaded[str(folder)]
+
+
+def heavy_classifier(ctx: TrialContext, backbone: Mapping[str, Any] | str | None = None) -> ClipNet:
+    """The heavy clip classifier f (the trial's backbone unless ``backbone`` names another), trained once."""
+    cfg = backbone_config(ctx, backbone)
+    other = cfg != backbone_config(ctx, None)
+    return _trained(ctx, "heavy_classifier", heavy_deps(ctx, cfg),
+                    lambda: new_heavy(cfg, int(ctx.evaluation["clip_len"]), ctx.dataset.num_classes),
+                    record_as=f"heavy_classifier[{cfg['name']}]" if other else None)
+
+
+def light_network(ctx: TrialContext, light: Mapping[str, Any]) -> ClipNet:
+    """The LightNet at the method's ``light_width`` and ``light_size``, trained once as a frame
+    classifier with the video label (no pretrained weights exist here)."""
+    cfg = light_config(str(ctx.evaluation["light_backbone"]), light)
+    return _trained(ctx, "light_network", light_deps(ctx, light),
+                    lambda: new_light(cfg, int(ctx.evaluation["clip_len"]), ctx.dataset.num_classes))
+
+
+# ----------------------------------------------------------------------------------------------
+# Per-timestep tables
+# ----------------------------------------------------------------------------------------------
+@torch.no_grad()
+def _per_timestep(net: ClipNet, ctx: TrialContext, split: str, folder: Path, prefix: str, with_logits: bool) -> None:
+    bank, clip_len = ctx.frames(split), int(ctx.evaluation["clip_len"])
+    ids = list(bank.video_ids)
+    lengths = np.array([num_timesteps(len(bank.get(v)), clip_len) for v in ids], dtype=np.int64)
+    lmax = int(lengths.max()) if len(ids) else 0
+    feats = np.zeros((len(ids), lmax, net.feature_dim), dtype=np.float32)
+    logits = np.zeros((len(ids), lmax, ctx.dataset.num_classes), dtype=np.float32)
+    for row, video_id in enumerate(ids):
+        clips = frames_to_clips(bank.get(video_id), clip_len)
+        for start in range(0, len(clips), 256):
+            f = net.features(clips[start: start + 256].to(ctx.device))
+            feats[row, start: start + len(f)] = f.float().cpu().numpy()
+            if with_logits:
+                logits[row, start: start + len(f)] = net.head(f).float().cpu().numpy()
+    np.save(folder / f"{prefix}_features.npy", feats)
+    if with_logits:
+        np.save(folder / f"{prefix}_logits.npy", logits)
+    np.save(folder / "lengths.npy", lengths)
+    (folder / "video_ids.json").write_text(json.dumps(ids))
+
+
+class TimestepTable:
+    """Per-video, per-timestep outputs of the shared networks on one split.
+
+    All arrays are indexed [video row, timestep], padded to Lmax; use ``mask``/``lengths``, never read
+    padding as content: ``video_ids``, ``row(video_id)``, ``lengths [N]``, ``mask [N, Lmax]``,
+    ``labels [N, C]`` (multi-hot), ``heavy_logits [N, Lmax, C]``, ``heavy_features [N, Lmax, Dh]``,
+    ``light_features [N, Lmax, Dl]``, ``frame_start``/``frame_end [N, Lmax]`` (timestep frame range),
+    ``heavy_frames(row, timesteps)``, ``clip_len``, ``multilabel``.
+
+    ``light_features`` is loaded on first access (training the LightNet then, if no stage has it):
+    methods that never read it -- the baselines, SCSampler -- never pay for the LightNet.
+    """
+
+    def __init__(self, video_ids: list[str], lengths: np.ndarray, labels: np.ndarray, heavy_logits: np.ndarray,
+                 heavy_features: np.ndarray, light_features: np.ndarray | Callable[[], np.ndarray] | None = None,
+                 clip_len: int = 4, multilabel: bool = False, heavy_kind: str = "3d"):
+        self.video_ids, self.lengths, self.labels = list(video_ids), np.asarray(lengths), np.asarray(labels)
+        self.heavy_logits, self.heavy_features = heavy_logits, heavy_features
+        self._light = light_features
+        self.clip_len, self.multilabel, self.heavy_kind = int(clip_len), bool(multilabel), heavy_kind
+        self._rows = {video_id: i for i, video_id in enumerate(self.video_ids)}
+
+    @property
+    def light_features(self) -> np.ndarray:
+        if callable(self._light):
+            self._light = self._light()
+        if self._light is None:
+            raise RuntimeError("this TimestepTable was built without light features (pass light=the method's params)")
+        return self._light
+
+    @property
+    def mask(self) -> np.ndarray:
+        return np.arange(self.heavy_logits.shape[1])[None, :] < self.lengths[:, None]
+
+    @property
+    def frame_start(self) -> np.ndarray:
+        return np.where(self.mask, np.arange(self.heavy_logits.shape[1])[None, :] * self.clip_len, -1)
+
+    @property
+    def frame_end(self) -> np.ndarray:
+        return np.where(self.mask, self.frame_start + self.clip_len, -1)
+
+    def row(self, video_id: str) -> int:
+        return self._rows[video_id]
+
+    def __len__(self) -> int:
+        return len(self.video_ids)
+
+    def heavy_frames(self, row: int, timesteps: Sequence[int]) -> list[int]:
+        """The frame indices the heavy network saw for these timesteps (for ``Prediction.selected``)."""
+        del row  # every timestep of every video has the same layout; kept for a future variable layout
+        frames: list[int] = []
+        for t in sorted(int(t) for t in timesteps):
+            start = t * self.clip_len
+            if self.heavy_kind == "2d":
+                frames.append(start + self.clip_len // 2)
+            else:
+                frames += range(start, start + self.clip_len)
+        return frames
+
+
+def timestep_table(ctx: TrialContext, split: str, backbone: Mapping[str, Any] | str | None = None,
+                   light: Mapping[str, Any] | None = None) -> TimestepTable:
+    """Heavy logits/features of every timestep of ``split`` and, with ``light`` (a method's params
+    holding ``LIGHT_PARAMS``), the LightNet's features on demand: two stages, memory-mapped."""
+    cfg = backbone_config(ctx, backbone)
+    heavy = heavy_classifier(ctx, cfg)
+    split_frames = ctx.frames(split).key
+    heavy_name = f"heavy_timesteps_{split}"
+    heavy_deps_ = {"classifier": heavy_deps(ctx, cfg), "split": split, "frames": split_frames}
+    compute = lambda folder: _per_timestep(heavy, ctx, split, folder, "heavy", True)  # noqa: E731
+    if cfg == backbone_config(ctx, None):
+        heavy_dir = ctx.stage(heavy_name, heavy_deps_, compute)
+    else:  # another classifier's table (SCSampler's cross-classifier labels): recorded under its own name
+        heavy_dir = ctx.store.get_or_compute(heavy_name, heavy_deps_, compute)
+        ctx.stages_used[f"{heavy_name}[{cfg['name']}]"] = heavy_dir.name
+    ids = json.loads((heavy_dir / "video_ids.json").read_text())
+
+    def light_features() -> np.ndarray:
+        net = light_network(ctx, light)
+        light_dir = ctx.stage(f"light_timesteps_{split}", {"network": light_deps(ctx, light), "split": split,
+                                                          "frames": split_frames},
+                              lambda folder: _per_timestep(net, ctx, split, folder, "light", False))
+        if ids != json.loads((light_dir / "video_ids.json").read_text()):
+            raise RuntimeError(f"heavy and light timestep tables of split '{split}' list different videos")
+        return np.load(light_dir / "light_features.npy", mmap_mode="r")
+
+    labels_of = {r.video_id: r.labels for r in ctx.dataset.split(split)}
+    labels = np.stack([multi_hot(labels_of[v], ctx.dataset.num_classes) for v in ids]) if ids else np.zeros((0, 0))
+    load = lambda path: np.load(path, mmap_mode="r")  # noqa: E731
+    return TimestepTable(video_ids=ids, lengths=np.load(heavy_dir / "lengths.npy"), labels=labels,
+                         heavy_logits=load(heavy_dir / "heavy_logits.npy"),
+                         heavy_features=load(heavy_dir / "heavy_features.npy"),
+                         light_features=None if light is None else light_features,
+                         clip_len=int(ctx.evaluation["clip_len"]), multilabel=bool(ctx.dataset.multilabel),
+                         heavy_kind=heavy.input_kind)
+
+
+# ----------------------------------------------------------------------------------------------
+# Accounting components
+# ----------------------------------------------------------------------------------------------
+def heavy_component(ctx: TrialContext, backbone: Mapping[str, Any] | str | None = None) -> Component:
+    """The heavy classifier as an accounting component: one timestep ([1, 3, F, H, W]) at batch 1."""
+    cfg = backbone_config(ctx, backbone)
+    clip_len, (h, w) = int(ctx.evaluation["clip_len"]), frame_shape(ctx)
+    return Component(heavy_classifier(ctx, cfg), clip_input_maker(clip_len, h, w), role="recognition",
+                     config={"net": "heavy_classifier", "backbone": cfg, "clip_len": clip_len, "hw": [h, w]})
+
+
+def light_component(ctx: TrialContext, light: Mapping[str, Any]) -> Component:
+    """The LightNet as an accounting component: one timestep ([1, 3, F, H, W], the middle frame
+    resized to ``light_size`` inside the module) at batch 1."""
+    clip_len, (h, w) = int(ctx.evaluation["clip_len"]), frame_shape(ctx)
+    cfg = light_config(str(ctx.evaluation["light_backbone"]), light)
+    return Component(light_network(ctx, light), clip_input_maker(clip_len, h, w), role="selection",
+                     config={"net": "light_network", "backbone": {"name": cfg["name"], "params": cfg["params"]},
+                             "size": cfg["size"], "clip_len": clip_len, "hw": [h, w]})
+
+
+def shared_components(ctx: TrialContext, light: Mapping[str, Any],
+                      backbone: Mapping[str, Any] | str | None = None) -> dict[str, Component]:
+    """{"heavy": heavy_component, "light": light_component} (building "light" trains the LightNet)."""
+    return {"heavy": heavy_component(ctx, backbone), "light": light_component(ctx, light)}
