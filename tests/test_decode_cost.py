@@ -37,7 +37,7 @@ def _trial(tiny_root, tmp_path, method, params):
     from harness.registry import BACKBONES, DATASETS, METHODS, load_plugin_file
     from harness.settings import EVALUATION_PARAMS
     from harness.stages import StageStore
-    from harness.trial import run_trial
+    from harness.trial import Trial, run_trial
 
     load_plugin_file(str(Path(__file__).parent / "plugins" / "quick_methods.py"))
     cfg = {"seed": 0,
@@ -49,7 +49,7 @@ def _trial(tiny_root, tmp_path, method, params):
            "evaluation": resolve_params(EVALUATION_PARAMS, {"device": "cpu", "heavy_epochs": 1, "batch_size": 2,
                                                             "latency_warmup": 0, "latency_repeats": 1})}
     # one store beside the session's benchmark: the selection test modules share its stages
-    return run_trial(cfg, StageStore(Path(tiny_root).parent / "selection-stages"), tmp_path, log=lambda _: None)
+    return run_trial(Trial.from_dict(cfg), StageStore(Path(tiny_root).parent / "selection-stages"), tmp_path, log=lambda _: None)
 
 
 def test_a_trial_counts_each_methods_declared_frames_and_times_their_decoding(tiny_root, tmp_path):
