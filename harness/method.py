@@ -125,6 +125,8 @@ class Method:
     dynamic: ClassVar[bool] = False  # per-video cost varies (requires a brute-force proof test)
     deployable: ClassVar[bool] = True  # False for upper bounds such as the oracle
     selection_unit: ClassVar[str] = "frame"  # unit of Prediction.selected: "frame" or "clip"
+    # small backbone the registry-wide contract tests (tests/test_flops_proof.py) build the method on
+    test_backbone: ClassVar[dict[str, Any]] = {"name": "resnet18", "params": {"width": 8, "input_size": 32}}
 
     def __init__(self, ctx: TrialContext, **params: Any):
         self.ctx = ctx

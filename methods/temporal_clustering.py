@@ -55,10 +55,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from harness.backbones.base import SplitVideoNet, run_grouped
 from harness.layers.clustering import RULES, TemporalClustering
 from harness.layers.fitting import (class_scores, multi_hot_labels, segment_indices, to_input, train_network,
                                     training_memory_mb, video_frames)
-from harness.layers.sgs import SplitVideoNet, run_grouped
 from harness.method import Component, Method, Prediction, Usage
 from harness.params import Param
 from harness.registry import register_method
@@ -130,6 +130,7 @@ class TemporalClusteringMethod(Method):
     }
     budget_param = "g"
     dynamic = True  # cost follows each video's length
+    test_backbone = {"name": "tsm_resnet18", "params": {"width": 8, "input_size": 32}}
     selection_unit = "frame"
 
     @property

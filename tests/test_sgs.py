@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.layers.sgs import (ATFRNet, SimilarityGuidedSampling, kernel_weights, bin_positions, run_grouped,
+from harness.backbones.base import run_grouped
+from methods.sgs_layers import (ATFRNet, SimilarityGuidedSampling, kernel_weights, bin_positions,
                                 sample_bins)
 
 

@@ -27,15 +27,33 @@ Conventions, written in bin units p_t = Delta_t / 2 gamma = B * Delta_t / Delta_
 * The Kronecker kernel (eq. 5) averages its bin in the forward pass; its true derivative in Delta is
   zero almost everywhere, so like the official code we pass the linear kernel's sub-gradient
   (straight-through) to keep the similarity network trainable.
+* ``delta_grad``: eq. 7-8 train the similarity network through Delta. Whether that gradient also
+  flows on into the layers *before* SGS (through the similarity network's input) is not specified;
+  ``similarity`` stops it there (the input of f_s is detached; the early layers still learn through
+  the sampled maps O, eq. 7), ``backbone`` lets it through.
+
+One forward per batch after SGS: the videos' B' differ, so the kept bins are packed to the front
+and the batch is zero-padded to its largest B' (``PaddedBins``). The layers after SGS are made
+padding-exact by ``mask_padding``: batch norm takes its statistics over the real bins only and
+re-zeroes the padded positions, and global average pools divide by the real length. Since every
+convolution then sees zeros beyond a video's last bin -- exactly its own zero padding -- each
+video's logits equal those of a forward on its B' maps alone (``tests/test_sgs.py`` checks it on
+the method's real forward). Layers after SGS may stride time (a video of length L at the padded
+length T leaves a stride-s layer with ceil(L / s) positions); batch norm then sees all videos of the
+batch together, not per-B' groups of one to three videos.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from harness.backbones.base import SplitVideoNet
+
 MAGNITUDES = ("mean_distance", "norm")
+DELTA_GRADS = ("similarity", "backbone")
 KERNELS = ("linear", "kronecker", "linear_normalized")
 
 
@@ -86,32 +104,55 @@ def sample_bins(features: Tensor, delta: Tensor, bins: int, kernel: str = "linea
 
 @dataclass
 class SGSOutput:
-    """Per-video outputs of the layer: ``maps[i]`` is [C, B'_i, H, W] (no padding anywhere)."""
+    """Per-video outputs of the layer: video i's kept bins are ``padded[i, :, :bins_kept[i]]`` (in bin
+    order), the rest of ``padded`` [N, C, max B', H, W] is zero."""
 
-    maps: list[Tensor]
+    padded: Tensor
     bins_kept: list[int]
     delta: Tensor  # [N, T] magnitudes
     occupied: Tensor  # [N, B] which bins survived
+
+    @property
+    def maps(self) -> list[Tensor]:
+        """Video i's kept bins [C, B'_i, H, W], without padding."""
+        return [self.padded[i, :, :kept] for i, kept in enumerate(self.bins_kept)]
+
+
+def pack_kept(out: Tensor, occupied: Tensor) -> tuple[Tensor, list[int]]:
+    """Move each video's occupied bins to the front, in bin order: O [N, C, B, H, W] -> [N, C, max B', H, W]."""
+    kept = occupied.sum(dim=1)
+    width = max(int(kept.max()), 1)
+    order = torch.sort((~occupied).to(torch.uint8), dim=1, stable=True).indices[:, :width]  # kept bins first
+    n, c, _, h, w = out.shape
+    packed = out.gather(2, order.view(n, 1, width, 1, 1).expand(n, c, width, h, w))
+    real = torch.arange(width, device=out.device).view(1, width) < kept.view(n, 1)
+    return packed * real.view(n, 1, width, 1, 1).to(packed.dtype), [int(k) for k in kept]
 
 
 class SimilarityGuidedSampling(nn.Module):
     """The SGS layer for [N, C, T, H, W] activations; ``bins=None`` means B = T (the paper's default)."""
 
     def __init__(self, channels: int, embed_dim: int = 8, kernel: str = "linear", magnitude: str = "mean_distance",
-                 eps: float = 1e-3):
+                 eps: float = 1e-3, delta_grad: str = "backbone"):
         super().__init__()
         if kernel not in KERNELS:
             raise ValueError(f"unknown SGS kernel '{kernel}' (choose from {', '.join(KERNELS)})")
         if magnitude not in MAGNITUDES:
             raise ValueError(f"unknown SGS magnitude '{magnitude}' (choose from {', '.join(MAGNITUDES)})")
-        self.kernel, self.magnitude_kind, self.eps = kernel, magnitude, eps
+        if delta_grad not in DELTA_GRADS:
+            raise ValueError(f"unknown SGS delta_grad '{delta_grad}' (choose from {', '.join(DELTA_GRADS)})")
+        self.kernel, self.magnitude_kind, self.eps, self.delta_grad = kernel, magnitude, eps, delta_grad
         # Sec. 4.1: pool over space, then two kernel-1 layers with C and L outputs.
-        self.similarity = nn.Sequential(nn.Linear(channels, channels), nn.ReLU(inplace=False), nn.Linear(channels, embed_dim))
+        self.similarity = nn.Sequential(nn.Linear(channels, channels), nn.ReLU(inplace=False),
+                                        nn.Linear(channels, embed_dim))
         self.norm = nn.BatchNorm1d(embed_dim)  # the official code normalises the embedding
 
     def embed(self, x: Tensor) -> Tensor:
         """[N, C, T, H, W] -> Z [N, T, L]."""
-        z = self.similarity(x.mean(dim=(3, 4)).transpose(1, 2))
+        pooled = x.mean(dim=(3, 4))
+        if self.delta_grad == "similarity":
+            pooled = pooled.detach()
+        z = self.similarity(pooled.transpose(1, 2))
         return self.norm(z.transpose(1, 2)).transpose(1, 2)
 
     def magnitude(self, z: Tensor) -> Tensor:
@@ -129,8 +170,8 @@ class SimilarityGuidedSampling(nn.Module):
 
     def forward(self, x: Tensor, bins: int | None = None) -> SGSOutput:
         out, occupied, delta = self.sample(x, bins)
-        maps = [out[i][:, occupied[i]] for i in range(out.shape[0])]
-        return SGSOutput(maps=maps, bins_kept=[int(m.shape[1]) for m in maps], delta=delta, occupied=occupied)
+        padded, kept = pack_kept(out, occupied)
+        return SGSOutput(padded=padded, bins_kept=kept, delta=delta, occupied=occupied)
 
 
 class SGSAllBins(nn.Module):
@@ -144,70 +185,110 @@ class SGSAllBins(nn.Module):
         return self.layer.sample(x, self.bins)[0]
 
 
-def run_grouped(module: nn.Module, maps: list[Tensor]) -> Tensor:
-    """Run ``module`` on per-video maps [C, T_i, H, W] of different lengths, batching equal lengths.
+# -- one padded forward per batch after SGS ------------------------------------------------------
+class PaddedBins:
+    """Each video's real length in the padded batch now running through the layers after SGS
+    (None outside such a forward: the masked layers then behave as the plain ones)."""
 
-    Why not pad to the longest and mask: the 3D convolutions after SGS mix neighbouring time steps
-    and batch-norm turns zero padding into non-zero values, so padding would leak into a video's
-    real bins (the official code zero-pads and lets it leak). Grouping by length is exact and costs
-    one forward call per distinct B' in the batch; batch-norm statistics are then per group.
-    """
-    order: dict[int, list[int]] = {}
-    for i, m in enumerate(maps):
-        order.setdefault(int(m.shape[1]), []).append(i)
-    results: list[Tensor | None] = [None] * len(maps)
-    for _, idx in sorted(order.items()):
-        out = module(torch.stack([maps[i] for i in idx]))
-        for j, i in enumerate(idx):
-            results[i] = out[j]
-    return torch.stack(results)  # type: ignore[arg-type]
+    def __init__(self):
+        self.lengths: Tensor | None = None  # [N] real lengths at the padded length ``frames``
+        self.frames = 0
 
-
-class SplitVideoNet(nn.Module):
-    """A registered video backbone cut after ``after_stage`` stages: ``pre`` (stem + stages[:k]) and
-    ``post`` (stages[k:] + pool + head). ``after_stage=0`` cuts right after the stem."""
-
-    def __init__(self, backbone: nn.Module, after_stage: int):
-        super().__init__()
-        stages = list(backbone.stages)
-        if not 0 <= after_stage < len(stages):
-            raise ValueError(f"after_stage must be in [0, {len(stages) - 1}], got {after_stage}")
-        self.after_stage = after_stage
-        self.pre = nn.Sequential(backbone.stem, *stages[:after_stage])
-        self.post = _Post(stages[after_stage:], backbone.pool, backbone.head)
-
-    @torch.no_grad()
-    def pre_channels(self, reference: Tensor) -> int:
-        was = self.pre.training
-        self.pre.eval()
-        channels = int(self.pre(reference).shape[1])
-        self.pre.train(was)
-        return channels
+    def mask(self, x: Tensor) -> Tensor:
+        """[N, 1, T, 1, 1] of 1 on the real positions of ``x`` [N, C, T, H, W], 0 on the padding."""
+        t = x.shape[2]
+        stride = math.ceil(self.frames / t)  # the layers so far strode time by this much
+        lengths = torch.div(self.lengths.to(x.device) + stride - 1, stride, rounding_mode="floor")
+        real = torch.arange(t, device=x.device).view(1, t) < lengths.view(-1, 1)
+        return real.view(x.shape[0], 1, t, 1, 1).to(x.dtype)
 
 
-class _Post(nn.Module):
-    def __init__(self, stages: list[nn.Module], pool: nn.Module, head: nn.Module):
-        super().__init__()
-        self.stages = nn.Sequential(*stages)
-        self.pool, self.head = pool, head
+class MaskedBatchNorm3d(nn.BatchNorm3d):
+    """Batch norm whose statistics come from the real positions only, padding re-zeroed after it.
+    Same parameters and buffers as ``nn.BatchNorm3d`` (state dicts are interchangeable)."""
+
+    padding: PaddedBins | None = None
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.pool(self.stages(x)).flatten(1))
+        if self.padding is None or self.padding.lengths is None:
+            return super().forward(x)
+        mask = self.padding.mask(x)
+        if self.training or not self.track_running_stats:
+            count = mask.sum() * x.shape[3] * x.shape[4]
+            mean = (x * mask).sum(dim=(0, 2, 3, 4)) / count
+            var = (((x - mean.view(1, -1, 1, 1, 1)) * mask) ** 2).sum(dim=(0, 2, 3, 4)) / count
+            if self.training and self.track_running_stats:
+                with torch.no_grad():
+                    self.num_batches_tracked.add_(1)
+                    momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                    self.running_mean.lerp_(mean.detach(), momentum)
+                    self.running_var.lerp_(var.detach() * count / (count - 1).clamp_min(1), momentum)
+        else:
+            mean, var = self.running_mean, self.running_var
+        y = (x - mean.view(1, -1, 1, 1, 1)) * torch.rsqrt(var.view(1, -1, 1, 1, 1) + self.eps)
+        if self.affine:
+            y = y * self.weight.view(1, -1, 1, 1, 1) + self.bias.view(1, -1, 1, 1, 1)
+        return y * mask
+
+
+class MaskedAvgPool3d(nn.AdaptiveAvgPool3d):
+    """Global average pool over the real positions only (output size 1)."""
+
+    padding: PaddedBins | None = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.padding is None or self.padding.lengths is None:
+            return super().forward(x)
+        mask = self.padding.mask(x)
+        return (x * mask).sum(dim=(2, 3, 4), keepdim=True) / (mask.sum(dim=2, keepdim=True) * x.shape[3] * x.shape[4])
+
+
+def mask_padding(module: nn.Module) -> PaddedBins:
+    """Swap, in place, every ``BatchNorm3d`` and global ``AdaptiveAvgPool3d`` inside ``module`` for
+    its masked twin (parameters and buffers kept, as ``nn.SyncBatchNorm.convert_sync_batchnorm``
+    does) and return the ``PaddedBins`` they all read. Other layers must map zeros to zeros
+    (convolutions without bias after batch norm, ReLU/SiLU, residual additions, the pooled
+    squeeze-excitation), which holds for the built-in video backbones."""
+    padding = PaddedBins()
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.BatchNorm3d:
+                masked = MaskedBatchNorm3d(child.num_features, child.eps, child.momentum, child.affine,
+                                           child.track_running_stats)
+                masked.load_state_dict(child.state_dict())
+            elif type(child) is nn.AdaptiveAvgPool3d and child.output_size in (1, (1, 1, 1)):
+                masked = MaskedAvgPool3d(1)
+            else:
+                continue
+            masked.padding = padding
+            setattr(parent, name, masked)
+    return padding
 
 
 class ATFRNet(nn.Module):
     """A 3D CNN with an SGS layer after stage ``after_stage`` (seed 002's ATFR)."""
 
     def __init__(self, backbone: nn.Module, after_stage: int, reference: Tensor, embed_dim: int = 8,
-                 kernel: str = "linear", magnitude: str = "mean_distance"):
+                 kernel: str = "linear", magnitude: str = "mean_distance", delta_grad: str = "backbone"):
         super().__init__()
         self.split = SplitVideoNet(backbone, after_stage)
-        self.sgs = SimilarityGuidedSampling(self.split.pre_channels(reference), embed_dim, kernel, magnitude)
+        self.sgs = SimilarityGuidedSampling(self.split.pre_channels(reference), embed_dim, kernel, magnitude,
+                                            delta_grad=delta_grad)
+        self.padding = mask_padding(self.split.post)
+
+    def post_padded(self, padded: Tensor, bins_kept: list[int]) -> Tensor:
+        """The layers after SGS, once on the padded batch, each video's padding masked out."""
+        self.padding.lengths = torch.tensor(bins_kept)
+        self.padding.frames = padded.shape[2]
+        try:
+            return self.split.post(padded)
+        finally:
+            self.padding.lengths = None
 
     def forward(self, x: Tensor, bins: int | None = None) -> tuple[Tensor, SGSOutput]:
         """x [N, C, T, H, W] -> (logits [N, classes], the SGS output: B' per video in ``.bins_kept``)."""
         result = self.sgs(self.split.pre(x), bins)
-        return run_grouped(self.split.post, result.maps), result
+        return self.post_padded(result.padded, result.bins_kept), result
 
 
 class ATFRTrace(nn.Module):
