@@ -39,7 +39,7 @@ re-zeroes the padded positions, and global average pools divide by the real leng
 convolution then sees zeros beyond a video's last bin -- exactly its own zero padding -- each
 video's logits equal those of a forward on its B' maps alone (``tests/test_sgs.py`` checks it on
 the method's real forward). Layers after SGS may stride time (a video of length L at the padded
-length T leaves a stride-s layer with ceil(L / s) positions); batch norm then sees all videos of the
+length T leaves a stride-s layer with ceil(L / s) positions, ``PaddedBins.mask``); batch norm then sees all videos of the
 batch together, not per-B' groups of one to three videos.
 """
 from __future__ import annotations
@@ -188,19 +188,30 @@ class SGSAllBins(nn.Module):
 # -- one padded forward per batch after SGS ------------------------------------------------------
 class PaddedBins:
     """Each video's real length in the padded batch now running through the layers after SGS
-    (None outside such a forward: the masked layers then behave as the plain ones)."""
+    (empty outside such a forward: the masked layers then behave as the plain ones)."""
 
     def __init__(self):
-        self.lengths: Tensor | None = None  # [N] real lengths at the padded length ``frames``
-        self.frames = 0
+        self.lengths: dict[int, Tensor] = {}  # padded length T -> [N] real lengths at that T
+
+    def start(self, frames: int, bins_kept: list[int]) -> None:
+        self.lengths = {int(frames): torch.tensor(bins_kept)}
 
     def mask(self, x: Tensor) -> Tensor:
-        """[N, 1, T, 1, 1] of 1 on the real positions of ``x`` [N, C, T, H, W], 0 on the padding."""
+        """[N, 1, T, 1, 1] of 1 on the real positions of ``x`` [N, C, T, H, W], 0 on the padding.
+
+        A layer that strode time by s took the padded length T_in to ceil(T_in / s) and a video's
+        length L to ceil(L / s); s is recovered from the last longer padded length seen."""
         t = x.shape[2]
-        stride = math.ceil(self.frames / t)  # the layers so far strode time by this much
-        lengths = torch.div(self.lengths.to(x.device) + stride - 1, stride, rounding_mode="floor")
-        real = torch.arange(t, device=x.device).view(1, t) < lengths.view(-1, 1)
+        if t not in self.lengths:
+            previous = min(k for k in self.lengths if k > t)
+            stride = math.ceil(previous / t)
+            self.lengths[t] = torch.div(self.lengths[previous] + stride - 1, stride, rounding_mode="floor")
+        real = torch.arange(t, device=x.device).view(1, t) < self.lengths[t].to(x.device).view(-1, 1)
         return real.view(x.shape[0], 1, t, 1, 1).to(x.dtype)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.lengths)
 
 
 class MaskedBatchNorm3d(nn.BatchNorm3d):
@@ -210,7 +221,7 @@ class MaskedBatchNorm3d(nn.BatchNorm3d):
     padding: PaddedBins | None = None
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.padding is None or self.padding.lengths is None:
+        if self.padding is None or not self.padding.active:
             return super().forward(x)
         mask = self.padding.mask(x)
         if self.training or not self.track_running_stats:
@@ -237,7 +248,7 @@ class MaskedAvgPool3d(nn.AdaptiveAvgPool3d):
     padding: PaddedBins | None = None
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.padding is None or self.padding.lengths is None:
+        if self.padding is None or not self.padding.active:
             return super().forward(x)
         mask = self.padding.mask(x)
         return (x * mask).sum(dim=(2, 3, 4), keepdim=True) / (mask.sum(dim=2, keepdim=True) * x.shape[3] * x.shape[4])
@@ -278,12 +289,11 @@ class ATFRNet(nn.Module):
 
     def post_padded(self, padded: Tensor, bins_kept: list[int]) -> Tensor:
         """The layers after SGS, once on the padded batch, each video's padding masked out."""
-        self.padding.lengths = torch.tensor(bins_kept)
-        self.padding.frames = padded.shape[2]
+        self.padding.start(padded.shape[2], bins_kept)
         try:
             return self.split.post(padded)
         finally:
-            self.padding.lengths = None
+            self.padding.lengths = {}
 
     def forward(self, x: Tensor, bins: int | None = None) -> tuple[Tensor, SGSOutput]:
         """x [N, C, T, H, W] -> (logits [N, classes], the SGS output: B' per video in ``.bins_kept``)."""
