@@ -54,10 +54,12 @@ class SGS(Method):
         "after_stage": Param(1, "backbone stages before SGS: 0 = after the stem, 1 = after res2 (the paper's "
                              "default, 'second stage'), 2 = after res3", low=0, high=3),
         "bins_train": Param(None, "B in training (null: B = T, the paper's default)", type=int, low=1, nullable=True),
-        "bins_test": Param(None, "B at inference (null: bins_train); Table A.4 varies it", type=int, low=1, nullable=True),
+        "bins_test": Param(None, "B at inference (null: bins_train); Table A.4 varies it", type=int, low=1,
+                           nullable=True),
         "embed_dim": Param(8, "L, the similarity space's dimension (Table 3: 8)", low=1),
-        "kernel": Param("linear", "sampling kernel: linear (eq. 6), kronecker (eq. 5), or linear_normalized (the official "
-                        "code's option: each bin a weighted average)", choices=("linear", "kronecker", "linear_normalized")),
+        "kernel": Param("linear", "sampling kernel: linear (eq. 6), kronecker (eq. 5), or linear_normalized (the "
+                        "official code's option: each bin a weighted average)",
+                        choices=("linear", "kronecker", "linear_normalized")),
         "magnitude": Param("mean_distance", "Delta_t: norm = ||Z_t|| (eq. 1), mean_distance = ||Z_t - mean Z|| "
                            "(official code)", choices=("mean_distance", "norm")),
         "delta_grad": Param("similarity", "how far the gradient through Delta (eq. 8) reaches: similarity = the "
@@ -197,7 +199,8 @@ class SGS(Method):
         return {
             "pre": Component(split.pre, lambda frames: (self._zeros(frames).to(device),)),
             "sgs": Component(SGSAllBins(self.net.sgs, self._bins()),
-                             lambda frames, bins: (torch.zeros(self._pre_shape(frames), device=device),), role="selection"),
+                             lambda frames, bins: (torch.zeros(self._pre_shape(frames), device=device),),
+                             role="selection"),
             "post": Component(split.post, post_inputs),
         }
 

@@ -39,8 +39,8 @@ re-zeroes the padded positions, and global average pools divide by the real leng
 convolution then sees zeros beyond a video's last bin -- exactly its own zero padding -- each
 video's logits equal those of a forward on its B' maps alone (``tests/test_sgs.py`` checks it on
 the method's real forward). Layers after SGS may stride time (a video of length L at the padded
-length T leaves a stride-s layer with ceil(L / s) positions, ``PaddedBins.mask``); batch norm then sees all videos of the
-batch together, not per-B' groups of one to three videos.
+length T leaves a stride-s layer with ceil(L / s) positions, ``PaddedBins.mask``); batch norm then
+sees all videos of the batch together, not per-B' groups of one to three videos.
 """
 from __future__ import annotations
 

@@ -101,7 +101,8 @@ class TemporalClusteringMethod(Method):
     summary = "TSM on all frames clustered into g groups by Hamming distance after the first block (seed 004)"
     params = {
         "g": Param(8, "clusters per video (sampled mode: frames per video)", low=1),
-        "g_train": Param(None, "g during training (null: g, one model per g as in the paper)", type=int, low=1, nullable=True),
+        "g_train": Param(None, "g during training (null: g, one model per g as in the paper)", type=int, low=1,
+                         nullable=True),
         "rule": Param("cumulative", "clustering rule: cumulative, slope, or uniform grouping (the paper's baseline)",
                       choices=RULES),
         "mode": Param("cluster", "cluster: all frames in g clusters; all_frames: TSM on every frame; sampled: TSM "
@@ -128,7 +129,8 @@ class TemporalClusteringMethod(Method):
             return segment_indices(length, g, rng)
         return np.arange(0, length, int(self.p["frame_stride"]))
 
-    def _inputs(self, bank: Any, video_ids: Sequence[str], rng: np.random.Generator | None, g: int) -> tuple[list[Tensor], list[np.ndarray]]:
+    def _inputs(self, bank: Any, video_ids: Sequence[str], rng: np.random.Generator | None,
+                g: int) -> tuple[list[Tensor], list[np.ndarray]]:
         xs, picks = [], []
         for video_id in video_ids:
             video = video_frames(bank, video_id)
@@ -170,7 +172,8 @@ class TemporalClusteringMethod(Method):
                 xs, _ = self._inputs(bank, [ids[i] for i in rows], rng, self.g_train)
                 return self._forward(xs, self.g_train)[0]
 
-            train_network(self.net, step, multi_hot_labels(train, ctx.dataset.num_classes), epochs=int(self.p["epochs"]),
+            train_network(self.net, step, multi_hot_labels(train, ctx.dataset.num_classes),
+                          epochs=int(self.p["epochs"]),
                           batch_size=int(self.p["batch_size"]), lr=float(self.p["lr"]), seed=ctx.seed,
                           multilabel=ctx.dataset.multilabel, log=ctx.log, what=f"clustering/{self.p['mode']}")
             torch.save({k: v.cpu() for k, v in self.net.state_dict().items()}, folder / "model.pt")

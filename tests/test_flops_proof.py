@@ -171,10 +171,12 @@ def build_small_method(name: str, root: Path, store: Any, workdir: Path) -> tupl
     cls = METHODS.get(name)
     backbone = cls.test_backbone
     dataset_params = {"size": "tiny", "variant": "longrange", "root": str(root)}
-    cfg = {"dataset": {"name": "skim-digits", "params": resolve_params(DATASETS.get("skim-digits").params, dataset_params)},
+    dataset = resolve_params(DATASETS.get("skim-digits").params, dataset_params)
+    cfg = {"dataset": {"name": "skim-digits", "params": dataset},
            "backbone": {"name": backbone["name"],
                         "params": resolve_params(BACKBONES.get(backbone["name"]).params, backbone["params"])},
-           "method": {"name": name, "params": resolve_params(cls.params, {"epochs": 1} if "epochs" in cls.params else {})},
+           "method": {"name": name,
+                      "params": resolve_params(cls.params, {"epochs": 1} if "epochs" in cls.params else {})},
            "seed": 0, "evaluation": resolve_params(EVALUATION_PARAMS, {"device": "cpu", "heavy_epochs": 1})}
     ctx, method = build_context(cfg, store, workdir, log=lambda _: None)
     method.fit(ctx.dataset.split("train"))

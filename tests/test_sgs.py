@@ -250,7 +250,8 @@ def test_base_mode_is_the_registered_backbone_on_all_frames(trained_sgs, tiny_ro
     from harness.compute import account, brute_force_gflops
     from harness.layers.fitting import class_scores
 
-    ctx, method = build_trial(trained_sgs[0], tiny_root, "sgs", {"mode": "base", "frames": 8, "epochs": 1, "batch_size": 8})
+    params = {"mode": "base", "frames": 8, "epochs": 1, "batch_size": 8}
+    ctx, method = build_trial(trained_sgs[0], tiny_root, "sgs", params)
     method.fit(ctx.dataset.split("train"))
     method.eval_mode()
     fresh = build_backbone(ctx.backbone["name"], ctx.backbone["params"], ctx.dataset.num_classes)

@@ -144,7 +144,8 @@ def test_training_memory_grows_with_the_video_only_before_the_clusters(store_dir
     and the clusters are smaller than the video (less than all frames at the same length)."""
     memory = {}
     for mode in ("cluster", "all_frames"):
-        _, method = build_trial(store_dir, tiny_root, "temporal_clustering", {"g": 4, "mode": mode}, backbone="tsm_resnet18")
+        _, method = build_trial(store_dir, tiny_root, "temporal_clustering", {"g": 4, "mode": mode},
+                                backbone="tsm_resnet18")
         method._hw, method.net = (32, 32), method._new_net().eval()
         memory[mode] = {t: method.train_memory_mb(t) for t in (8, 16, 32)}
     cluster, full = memory["cluster"], memory["all_frames"]

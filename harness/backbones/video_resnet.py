@@ -56,7 +56,8 @@ class VideoResNet18(Backbone):
     convs: tuple = (conv3d_full,) * 4
     params = {"width": Param(64, "base channels (64 = published; 8-16 for CPU tests)", low=1), **common_params(16, 112)}
 
-    def __init__(self, num_classes: int, width: int = 64, in_channels: int = 3, frames: int = 16, input_size: int = 112):
+    def __init__(self, num_classes: int, width: int = 64, in_channels: int = 3, frames: int = 16,
+                 input_size: int = 112):
         super().__init__()
         self.in_channels, self.frames, self.input_size = in_channels, frames, input_size
         self.stem = self.make_stem(in_channels, width)
@@ -121,7 +122,8 @@ class Bottleneck3D(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.downsample = None
         if stride != 1 or inp != out:
-            self.downsample = nn.Sequential(nn.Conv3d(inp, out, 1, (1, stride, stride), bias=False), nn.BatchNorm3d(out))
+            self.downsample = nn.Sequential(nn.Conv3d(inp, out, 1, (1, stride, stride), bias=False),
+                                            nn.BatchNorm3d(out))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)

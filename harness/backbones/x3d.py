@@ -43,7 +43,8 @@ class X3DBlock(nn.Module):
         self.conv_c = nn.Sequential(nn.Conv3d(inner, out, 1, bias=False), nn.BatchNorm3d(out))
         self.downsample = None
         if stride != 1 or inp != out:
-            self.downsample = nn.Sequential(nn.Conv3d(inp, out, 1, (1, stride, stride), bias=False), nn.BatchNorm3d(out))
+            self.downsample = nn.Sequential(nn.Conv3d(inp, out, 1, (1, stride, stride), bias=False),
+                                            nn.BatchNorm3d(out))
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
