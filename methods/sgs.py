@@ -38,11 +38,11 @@ from harness.layers.fitting import (class_scores, multi_hot_labels, segment_indi
 from harness.method import Component, Method, Prediction, Usage
 from harness.params import Param
 from harness.registry import register_method
-from methods.sgs_layers import DELTA_GRADS, ATFRNet, ATFRTrace, SGSAllBins, bin_positions
+from methods.sgs_layers import BIN_ORDERS, DELTA_GRADS, ATFRNet, ATFRTrace, SGSAllBins, bin_positions
 
 RECIPE = 2  # bump when training changes: part of the stage key
-TRAIN_PARAMS = ("mode", "after_stage", "bins_train", "embed_dim", "kernel", "magnitude", "delta_grad", "frames",
-                "epochs", "batch_size", "lr")
+TRAIN_PARAMS = ("mode", "after_stage", "bins_train", "embed_dim", "kernel", "magnitude", "delta_grad", "bin_order",
+                "frames", "epochs", "batch_size", "lr")
 
 
 @register_method("sgs")
@@ -65,6 +65,8 @@ class SGS(Method):
         "delta_grad": Param("similarity", "how far the gradient through Delta (eq. 8) reaches: similarity = the "
                             "similarity network only (its input detached), backbone = on into the layers before SGS",
                             choices=DELTA_GRADS),
+        "bin_order": Param("magnitude", "order of the kept bins after SGS: magnitude (the paper, the official code) or "
+                           "time (an ablation: by the mean frame index of each bin's maps)", choices=BIN_ORDERS),
         "frames": Param(16, "T, frames sampled over the whole video (one per equal segment)", low=1),
         "epochs": Param(6, "training epochs", low=1),
         "batch_size": Param(16, "training batch size", low=1),
@@ -84,7 +86,7 @@ class SGS(Method):
         if self.p["mode"] == "base":
             return backbone
         return ATFRNet(backbone, int(self.p["after_stage"]), self._zeros(self.p["frames"]), int(self.p["embed_dim"]),
-                       self.p["kernel"], self.p["magnitude"], self.p["delta_grad"])
+                       self.p["kernel"], self.p["magnitude"], self.p["delta_grad"], self.p["bin_order"])
 
     def _zeros(self, frames: int) -> torch.Tensor:
         h, w = self._hw
@@ -166,7 +168,8 @@ class SGS(Method):
             return Prediction(scores=scores, usage=Usage().add("backbone", 1, frames=t), extras={"frames": picks})
         kept = int(details.bins_kept[i])
         occupied = details.occupied[i].cpu()
-        rank = torch.cumsum(occupied.long(), 0) - 1  # position of each bin among the kept ones
+        rank = torch.empty_like(details.order[i]).cpu()
+        rank[details.order[i].cpu()] = torch.arange(len(rank))  # position of each bin among the kept ones
         p = bin_positions(details.delta[i: i + 1].cpu(), self._bins())[0]
         frame_bin = p.floor().clamp(0, self._bins() - 1).long()
         weight_ok = (p - frame_bin - 0.5).abs() < 0.5  # zero weight exactly on a bin edge

@@ -21,7 +21,8 @@ Conventions, written in bin units p_t = Delta_t / 2 gamma = B * Delta_t / Delta_
   amplifies when a batch holds identical maps.
 * Kept bins come out in bin order, i.e. sorted by magnitude, as in the paper and the official code:
   the temporal order of the frames is not kept after SGS (what the layers after it see as "time" is
-  the similarity axis).
+  the similarity axis). ``order: time`` (an ablation, not the paper) sorts them by the mean frame
+  index of their maps instead.
 * ``linear_normalized`` (the official code's other linear option) divides each bin by its total
   weight, so a bin holding many maps is not larger in scale than a bin holding one.
 * The Kronecker kernel (eq. 5) averages its bin in the forward pass; its true derivative in Delta is
@@ -54,6 +55,7 @@ from harness.backbones.base import SplitVideoNet
 
 MAGNITUDES = ("mean_distance", "norm")
 DELTA_GRADS = ("similarity", "backbone")
+BIN_ORDERS = ("magnitude", "time")
 KERNELS = ("linear", "kronecker", "linear_normalized")
 
 
@@ -111,6 +113,7 @@ class SGSOutput:
     bins_kept: list[int]
     delta: Tensor  # [N, T] magnitudes
     occupied: Tensor  # [N, B] which bins survived
+    order: Tensor  # [N, B] bin indices in the order the layers after SGS see them, kept first
 
     @property
     def maps(self) -> list[Tensor]:
@@ -118,11 +121,12 @@ class SGSOutput:
         return [self.padded[i, :, :kept] for i, kept in enumerate(self.bins_kept)]
 
 
-def pack_kept(out: Tensor, occupied: Tensor) -> tuple[Tensor, list[int]]:
-    """Move each video's occupied bins to the front, in bin order: O [N, C, B, H, W] -> [N, C, max B', H, W]."""
+def pack_kept(out: Tensor, occupied: Tensor, order: Tensor) -> tuple[Tensor, list[int]]:
+    """Move each video's occupied bins to the front, in ``order`` (``SimilarityGuidedSampling.kept_order``):
+    O [N, C, B, H, W] -> [N, C, max B', H, W]."""
     kept = occupied.sum(dim=1)
     width = max(int(kept.max()), 1)
-    order = torch.sort((~occupied).to(torch.uint8), dim=1, stable=True).indices[:, :width]  # kept bins first
+    order = order[:, :width]
     n, c, _, h, w = out.shape
     packed = out.gather(2, order.view(n, 1, width, 1, 1).expand(n, c, width, h, w))
     real = torch.arange(width, device=out.device).view(1, width) < kept.view(n, 1)
@@ -133,7 +137,7 @@ class SimilarityGuidedSampling(nn.Module):
     """The SGS layer for [N, C, T, H, W] activations; ``bins=None`` means B = T (the paper's default)."""
 
     def __init__(self, channels: int, embed_dim: int = 8, kernel: str = "linear", magnitude: str = "mean_distance",
-                 eps: float = 1e-3, delta_grad: str = "backbone"):
+                 eps: float = 1e-3, delta_grad: str = "backbone", order: str = "magnitude"):
         super().__init__()
         if kernel not in KERNELS:
             raise ValueError(f"unknown SGS kernel '{kernel}' (choose from {', '.join(KERNELS)})")
@@ -141,7 +145,10 @@ class SimilarityGuidedSampling(nn.Module):
             raise ValueError(f"unknown SGS magnitude '{magnitude}' (choose from {', '.join(MAGNITUDES)})")
         if delta_grad not in DELTA_GRADS:
             raise ValueError(f"unknown SGS delta_grad '{delta_grad}' (choose from {', '.join(DELTA_GRADS)})")
+        if order not in BIN_ORDERS:
+            raise ValueError(f"unknown SGS bin order '{order}' (choose from {', '.join(BIN_ORDERS)})")
         self.kernel, self.magnitude_kind, self.eps, self.delta_grad = kernel, magnitude, eps, delta_grad
+        self.order = order
         # Sec. 4.1: pool over space, then two kernel-1 layers with C and L outputs.
         self.similarity = nn.Sequential(nn.Linear(channels, channels), nn.ReLU(inplace=False),
                                         nn.Linear(channels, embed_dim))
@@ -168,10 +175,23 @@ class SimilarityGuidedSampling(nn.Module):
         out, occupied = sample_bins(x, delta, bins, self.kernel, self.eps)
         return out, occupied, delta
 
+    def kept_order(self, delta: Tensor, occupied: Tensor) -> Tensor:
+        """[N, B] bin indices, the occupied ones first: in bin order (``magnitude``: the paper's and
+        the official code's), or by the mean frame index of each bin's maps (``time``: an ablation
+        that keeps the temporal order for the layers after SGS)."""
+        if self.order == "magnitude":
+            return torch.sort((~occupied).to(torch.uint8), dim=1, stable=True).indices
+        bins, t = occupied.shape[1], delta.shape[1]
+        weights = kernel_weights(bin_positions(delta.detach(), bins, self.eps), bins, "linear")  # [N, B, T]
+        frames = torch.arange(t, dtype=weights.dtype, device=weights.device)
+        centre = (weights * frames).sum(dim=2) / weights.sum(dim=2).clamp_min(1e-6)
+        return torch.sort(torch.where(occupied, centre, torch.full_like(centre, float(t))), dim=1, stable=True).indices
+
     def forward(self, x: Tensor, bins: int | None = None) -> SGSOutput:
         out, occupied, delta = self.sample(x, bins)
-        padded, kept = pack_kept(out, occupied)
-        return SGSOutput(padded=padded, bins_kept=kept, delta=delta, occupied=occupied)
+        order = self.kept_order(delta, occupied)
+        padded, kept = pack_kept(out, occupied, order)
+        return SGSOutput(padded=padded, bins_kept=kept, delta=delta, occupied=occupied, order=order)
 
 
 class SGSAllBins(nn.Module):
@@ -280,11 +300,12 @@ class ATFRNet(nn.Module):
     """A 3D CNN with an SGS layer after stage ``after_stage`` (seed 002's ATFR)."""
 
     def __init__(self, backbone: nn.Module, after_stage: int, reference: Tensor, embed_dim: int = 8,
-                 kernel: str = "linear", magnitude: str = "mean_distance", delta_grad: str = "backbone"):
+                 kernel: str = "linear", magnitude: str = "mean_distance", delta_grad: str = "backbone",
+                 order: str = "magnitude"):
         super().__init__()
         self.split = SplitVideoNet(backbone, after_stage)
         self.sgs = SimilarityGuidedSampling(self.split.pre_channels(reference), embed_dim, kernel, magnitude,
-                                            delta_grad=delta_grad)
+                                            delta_grad=delta_grad, order=order)
         self.padding = mask_padding(self.split.post)
 
     def post_padded(self, padded: Tensor, bins_kept: list[int]) -> Tensor:
@@ -309,6 +330,6 @@ class ATFRTrace(nn.Module):
         self.net, self.bins = net, bins
 
     def forward(self, x: Tensor) -> Tensor:
-        out, occupied, _ = self.net.sgs.sample(self.net.split.pre(x), self.bins)
-        kept = occupied[0].nonzero().flatten()
+        out, occupied, delta = self.net.sgs.sample(self.net.split.pre(x), self.bins)
+        kept = self.net.sgs.kept_order(delta, occupied)[0, : int(occupied[0].sum())]
         return self.net.split.post(out.index_select(2, kept))
