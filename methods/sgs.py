@@ -15,6 +15,8 @@ batch's largest B', with batch norm masked to the real bins and the padding re-z
 (``methods.sgs_layers.mask_padding``), so batch-norm statistics come from the whole batch, as in the
 base network, and each video's logits equal those of a forward on its own B' maps. ``delta_grad``
 (default ``similarity``) stops the gradient through Delta at the similarity network's input.
+``bin_order: time`` is an ablation (not the paper): the kept bins reach the layers after SGS in
+temporal order (mean frame index of each bin) instead of magnitude order.
 
 Accounting per video: ``pre`` once at T frames (stem + stages before SGS), ``sgs`` once (similarity
 network and the B x T sampling product, before empty bins are dropped), ``post`` once at B' maps.

@@ -104,6 +104,23 @@ def test_fewer_inference_bins_give_fewer_maps():
     assert kept == sorted(kept, reverse=True) and kept[-1] <= 2 and kept[0] > kept[-1]
 
 
+def test_time_order_feeds_the_kept_bins_in_temporal_order():
+    """``order: time`` (ablation): the maps after SGS follow the mean frame index of their bins; the
+    paper's magnitude order, with the same weights, generally does not."""
+    torch.manual_seed(6)
+    x = torch.cat([piecewise_video(8, frames=16, seed=s) for s in range(4)])
+    layer = SimilarityGuidedSampling(6, order="time").eval()
+    centres = {}
+    for order in ("time", "magnitude"):
+        layer.order = order
+        out = layer(x)
+        weights = kernel_weights(bin_positions(out.delta, 16), 16)  # [N, B, T]
+        centre = (weights * torch.arange(16.0)).sum(dim=2) / weights.sum(dim=2).clamp_min(1e-6)
+        centres[order] = [centre[i, out.order[i, :k]].tolist() for i, k in enumerate(out.bins_kept)]
+    assert all(c == sorted(c) for c in centres["time"])
+    assert any(c != sorted(c) for c in centres["magnitude"])
+
+
 def test_similarity_network_is_trained_through_the_bins():
     torch.manual_seed(3)
     layer = SimilarityGuidedSampling(6)
