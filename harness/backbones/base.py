@@ -72,7 +72,7 @@ def run_grouped(module: nn.Module, maps: list[torch.Tensor]) -> torch.Tensor:
 
     Exact (temporal convolutions and batch norm never see another video's padding) at one forward
     call per distinct length; in training mode batch-norm statistics are then per group, which is
-    only sound when the groups are large (whole videos of equal length, not SGS's per-video B').
+    only sound when the groups are large (whole videos of equal length), not a few videos each.
     """
     order: dict[int, list[int]] = {}
     for i, m in enumerate(maps):

@@ -170,12 +170,12 @@ class SlowR50(Backbone):
 
 @register_backbone("modified_r3d_18")
 class ModifiedR3D18(Backbone):
-    """The modified 3D ResNet-18 of seed 002 (ATFR), Table A.1: a narrow 5x7x7 stem with a 1x3x3
+    """The modified 3D ResNet-18 of seed 002, Table A.1: a narrow 5x7x7 stem with a 1x3x3
     max-pool, a narrow res2, then bottleneck stages as in a ResNet-50, two blocks each, temporal
     kernel 3 in the first conv of res2 and res5, and no temporal stride anywhere (T kept in every
     stage). Stem and res2 are a small share of the cost, so a layer after res2 that shrinks T acts
-    on most of the network. The paper gives no figure for the network alone; ATFR on it averages
-    14.0 GFLOPs per 32x224x224 clip (its Tables 4 and A.3)."""
+    on most of the network. The paper gives no figure for the network alone; with its layer after
+    res2 it averages 14.0 GFLOPs per 32x224x224 clip (its Tables 4 and A.3)."""
 
     params = {"width": Param(64, "res3's bottleneck channels (64 = Table A.1; res4, res5 double it)", low=1),
               "stem_width": Param(8, "channels of the stem and res2's bottleneck (8 = Table A.1)", low=1),
