@@ -138,6 +138,8 @@ class Method:
     # Part of the trial identity. None: a hash of the module's source file, so editing the code reruns
     # its trials; a string ("2") replaces that hash: bump it when results change, keep it for refactors.
     version: ClassVar[str | None] = None
+    # small backbone the registry-wide contract tests (tests/test_flops_proof.py) build the method on
+    test_backbone: ClassVar[dict[str, Any]] = {"name": "resnet18", "params": {"width": 8, "input_size": 32}}
 
     def __init__(self, ctx: TrialContext, **params: Any):
         self.ctx = ctx

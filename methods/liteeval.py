@@ -251,21 +251,22 @@ class LiteEvalTrace(nn.Module):
         super().__init__()
         self.light, self.heavy, self.net, self.online_k = light, heavy, net, online_k
 
-    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+    def forward(self, clips: torch.Tensor) -> tuple[torch.Tensor, ...]:
         net = self.net
         h_c, c_c = net.coarse.cell.zero_state(1, clips)
         h_f, c_f = net.fine.cell.zero_state(1, clips)
-        reads, cheap = 0, self.light.features(clips)
+        reads, cheap, gates = 0, self.light.features(clips), []
         for t in range(len(clips)):
             v_c, h_c, c_c = net.coarse(cheap[t: t + 1], h_c, c_c)
-            if bool(net.gate(v_c, h_f, c_f).argmax(1) == 1):
+            gates.append(net.gate(v_c, h_f, c_f))  # returned: a gate read only by control flow is pruned
+            if bool(gates[-1].argmax(1) == 1):
                 h_f, c_f = net.fine(v_c, self.heavy.features(clips[t: t + 1]), h_f, c_f)
                 reads += 1
                 if self.online_k and reads >= self.online_k:
                     break
             else:
                 h_f, c_f = synchronise(h_c, h_f), synchronise(c_c, c_f)
-        return net.head(h_f)
+        return (net.head(h_f), *gates)
 
 
 @register_method("liteeval")
