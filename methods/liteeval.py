@@ -266,7 +266,9 @@ class LiteEvalTrace(nn.Module):
                     break
             else:
                 h_f, c_f = synchronise(h_c, h_f), synchronise(c_c, c_f)
-        return (net.head(h_f), *gates)
+        # the coarse states are returned too: when every step is read they feed no output, and the trace would
+        # prune the coarse RNN that really ran
+        return (net.head(h_f), *gates, h_c, c_c)
 
 
 @register_method("liteeval")
