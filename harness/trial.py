@@ -20,6 +20,7 @@ from harness.metrics import video_metrics
 from harness.registry import DATASETS, METHODS
 from harness.repro import seed_everything
 from harness.stages import StageStore
+from harness.timing_lock import exclusive_timing
 
 
 @dataclass
@@ -88,7 +89,8 @@ def run_trial(cfg: dict[str, Any], store: StageStore, workdir: Path, log: Callab
     metrics.update(accounting.summary)
     metrics["params_m"] = accounting.params / 1e6
 
-    timing = _measure_latency(method, test[: int(cfg["evaluation"]["batch_size"])], cfg["evaluation"], ctx.device, use_autocast)
+    with exclusive_timing() as timing_facts:  # trials on one machine time one at a time
+        timing = _measure_latency(method, test[: int(cfg["evaluation"]["batch_size"])], cfg["evaluation"], ctx.device, use_autocast)
     metrics.update(timing)
     metrics["peak_memory_mb"] = peak_memory_mb(ctx.device)
     metrics["train_time_s"] = train_time
@@ -111,7 +113,8 @@ def run_trial(cfg: dict[str, Any], store: StageStore, workdir: Path, log: Callab
     })
     facts = {"dataset_manifest": dataset.manifest_hash(), "device": str(ctx.device),
              "threads": str(torch.get_num_threads()),
-             "latency_measured_on": "trace_video path, batch 1" if timing["latency_from_trace"] else "predict_batch"}
+             "latency_measured_on": "trace_video path, batch 1" if timing["latency_from_trace"] else "predict_batch",
+             **timing_facts}
     return TrialResult(metrics={k: float(v) for k, v in metrics.items()}, predictions=table,
                        flops_components=accounting.table, skipped=skipped, stages_used=dict(ctx.stages_used), facts=facts)
 

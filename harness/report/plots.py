@@ -131,6 +131,7 @@ def plot_cost_distributions(per_video: Mapping[tuple[str, float], np.ndarray], s
     data = [v for _, v in groups]
     positions = np.arange(len(groups), 0, -1)  # first curve on top
     boxes = ax.boxplot(data, positions=positions, orientation="horizontal", widths=0.6, showmeans=True, patch_artist=True,
+                       medianprops={"color": "black"},
                        meanprops={"marker": "^", "markerfacecolor": "white", "markeredgecolor": "k", "markersize": 5},
                        flierprops={"markersize": 3})
     for box, ((label, _), _) in zip(boxes["boxes"], groups):
