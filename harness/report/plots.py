@@ -130,8 +130,8 @@ def plot_cost_distributions(per_video: Mapping[tuple[str, float], np.ndarray], s
     fig, ax = plt.subplots(figsize=(9.0, 1.2 + 0.32 * len(groups)))
     data = [v for _, v in groups]
     positions = np.arange(len(groups), 0, -1)  # first curve on top
-    boxes = ax.boxplot(data, positions=positions, orientation="horizontal", widths=0.6, showmeans=True, patch_artist=True,
-                       medianprops={"color": "black"},
+    boxes = ax.boxplot(data, positions=positions, orientation="horizontal", widths=0.6, showmeans=True,
+                       patch_artist=True, medianprops={"color": "black"},
                        meanprops={"marker": "^", "markerfacecolor": "white", "markeredgecolor": "k", "markersize": 5},
                        flierprops={"markersize": 3})
     for box, ((label, _), _) in zip(boxes["boxes"], groups):
