@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from harness.registry import METHODS
+from harness.timing_lock import EXCLUSIVE
 from harness.report import claims as claims_mod
 from harness.report import html, plots, tables
 from harness.report.collect import label_series, load_flops_components, load_predictions, load_trials
@@ -85,6 +86,19 @@ def selection_masks(trials: pd.DataFrame, predictions: Mapping[str, pd.DataFrame
     return masks
 
 
+def latency_caveat(done: pd.DataFrame) -> list[str]:
+    """A paragraph naming the finished trials whose latency was measured without the timing lock."""
+    shared = done[done["latency_timing"] != EXCLUSIVE] if "latency_timing" in done else done.iloc[:0]
+    if shared.empty:
+        return []
+    by_reason = {reason: ", ".join(f"{r['label']} {tables.budget_cell(r)} seed {r['seed']}"
+                                   for _, r in group.iterrows())
+                 for reason, group in shared.groupby("latency_timing", sort=True)}
+    return [f"**Latency caveat.** {len(shared)} of {len(done)} finished trials measured latency without the "
+            "machine-wide timing lock (`harness/timing_lock.py`), so other trials may have been timed on the same "
+            "cores meanwhile: " + "; ".join(f"{reason}: {names}" for reason, names in by_reason.items()) + ".", ""]
+
+
 def build_report(tracking_uri: str, experiments: Sequence[str], out_dir: str | Path,
                  get_frames: Callable[[str], np.ndarray] | None = None,
                  relevance: Mapping[str, Sequence[int]] | None = None, filmstrip_videos: int = 3) -> Path:
@@ -148,6 +162,7 @@ def build_report(tracking_uri: str, experiments: Sequence[str], out_dir: str | P
                                 f"({getattr(r, 'gflops_per_video_mean_mean'):.3g} GFLOPs, "
                                 f"{getattr(r, f'{metric}_mean'):.1f}%)" for r in front.itertuples())
                       or "empty"), ""]
+    md += latency_caveat(done)
     md += ["Interactive version of this whole report (hover for parameters, run ids and per-video GFLOPs spread; "
            "works offline): [report.html](report.html)", ""]
     if any(chance[m] for m in metrics):
@@ -208,7 +223,8 @@ def build_report(tracking_uri: str, experiments: Sequence[str], out_dir: str | P
                 data = {(k[1], np.nan if k[2] is None else k[2]): v for k, v in values.items() if k[0] == dataset}
                 if all(np.unique(v).size == 1 for v in data.values()):  # a histogram of one bar says nothing
                     counts_md += [f"{dataset}: {method}'s {description} is the same for every test video: "
-                                  + ", ".join(f"{label} {plots.budget_text(b, knobs.get(label))}".rstrip() + f": {v[0]:g}"
+                                  + ", ".join(f"{label} {plots.budget_text(b, knobs.get(label))}".rstrip()
+                                              + f": {v[0]:g}"
                                               for (label, b), v in sorted(data.items())) + ".", ""]
                     continue
                 path = plots.plot_count_histograms(data, figures / f"{slug(method)}_{slug(fact)}_{slug(dataset)}",

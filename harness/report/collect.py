@@ -91,6 +91,7 @@ def trial_row(run: Any, experiment: str) -> dict[str, Any] | None:
         "deployable": _as_bool(tags.get(TAG + "deployable", "true")),
         "dynamic": _as_bool(tags.get(TAG + "dynamic", "false")),
         "selection_unit": tags.get(TAG + "selection_unit"),
+        "latency_timing": tags.get(TAG + "latency_timing", "not recorded"),
         "clip_len": _as_int(run.data.params.get("evaluation.clip_len")),
         "params": {k[len("method.params."):]: _parse_param(v)
                    for k, v in sorted(run.data.params.items()) if k.startswith("method.params.")},
