@@ -98,7 +98,7 @@ def test_claims_rows(full):
 def test_html_lists_every_method(full):
     _, out, _, _ = full
     page = (out / "report.html").read_text()
-    for label in ("uniform", "oracle (non-deployable)", "temporal_clustering (rule=cumulative)", "sgs"):
+    for label in ("uniform", "oracle (non-deployable)", "temporal_clustering[rule=cumulative]", "sgs"):
         assert label in page
 
 
