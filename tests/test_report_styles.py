@@ -75,3 +75,14 @@ def test_points_at_or_below_chance_are_marked():
 def test_a_missing_interval_reads_na():
     verdict, text, _ = judge(2.0, np.full(100, np.nan), 0.0)
     assert "nan" not in text and "n/a" in text and verdict == "inconclusive"
+
+
+def test_an_estimate_on_the_threshold_up_to_float_noise_asks_for_no_absurd_amount_of_data():
+    from harness.report.claims import Context
+    from harness.report.stats import more_data_factor
+
+    assert more_data_factor(1e-15, -20.0, 29.0, 0.0) == float("inf")  # +0.0 computed as a difference of floats
+    ctx = Context(points=pd.DataFrame({"n_seeds": [2]}), metric="top1", n_videos=12)
+    assert "would be settled" not in ctx.settle(more_data_factor(1e-15, -20.0, 29.0, 0.0))
+    assert "would be settled" not in ctx.settle(5e6)
+    assert "would be settled at about 4.0x the data (~48 test videos" in ctx.settle(4.0)

@@ -91,8 +91,8 @@ def latency_caveat(done: pd.DataFrame) -> list[str]:
     shared = done[done["latency_timing"] != EXCLUSIVE] if "latency_timing" in done else done.iloc[:0]
     if shared.empty:
         return []
-    by_reason = {reason: ", ".join(f"{r['label']} {tables.budget_cell(r)} seed {r['seed']}"
-                                   for _, r in group.iterrows())
+    by_reason = {reason: "all" if len(group) == len(done) else
+                 ", ".join(f"{r['label']} {tables.budget_cell(r)} seed {r['seed']}" for _, r in group.iterrows())
                  for reason, group in shared.groupby("latency_timing", sort=True)}
     return [f"**Latency caveat.** {len(shared)} of {len(done)} finished trials measured latency without the "
             "machine-wide timing lock (`harness/timing_lock.py`), so other trials may have been timed on the same "

@@ -178,9 +178,9 @@ class Context:
         ``stats.more_data_factor``), in test videos and seeds."""
         if math.isnan(factor):
             return "; no interval could be computed: run a second seed and more test videos"
-        if not math.isfinite(factor):
-            return ("; the estimate sits exactly on the threshold: more test videos and seeds narrow the interval "
-                    "(4x the data halves it) but settle it only if the estimate moves")
+        if not math.isfinite(factor) or factor > 1000:
+            return ("; the estimate sits (almost) exactly on the threshold: more test videos and seeds narrow the "
+                    "interval (4x the data halves it) but settle it only if the estimate moves")
         seeds = int(self.points["n_seeds"].max()) if len(self.points) else 1
         n = self.n_videos
         videos = f" (~{math.ceil(factor * n)} test videos instead of {n}," if n else " ("
