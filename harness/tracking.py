@@ -47,14 +47,16 @@ def resolve_uri(uri: str, base: Path | None = None) -> str:
     return uri
 
 
-def with_retry(fn: Callable[[], T], attempts: int = 12) -> T:
-    """Retry a tracking call on transient store errors (SQLite lock, server hiccup)."""
+def with_retry(fn: Callable[[], T], attempts: int = 12, also: tuple[str, ...] = ()) -> T:
+    """Retry a tracking call on transient store errors (SQLite lock, server hiccup), and on errors
+    whose text contains one of ``also``."""
     for attempt in range(attempts):
         try:
             return fn()
         except Exception as exc:  # noqa: BLE001 - classified below
             text = str(exc).lower()
-            transient = any(w in text for w in ("locked", "busy", "timed out", "connection", "503", "502", "temporarily"))
+            transient = any(w in text for w in ("locked", "busy", "timed out", "connection", "503", "502", "temporarily",
+                                                *also))
             if not transient or attempt == attempts - 1:
                 raise
             time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
@@ -216,7 +218,9 @@ def record(uri: str, run_id: str, outcome: str, *, result: TrialResult | None = 
     dataset = Dataset(name=facts["dataset"], digest=facts["dataset_manifest"][:36],
                       source_type="local", source=json.dumps({"root": facts.get("dataset_root", "")}))
     test_input = DatasetInput(dataset, [InputTag("mlflow.data.context", "test")])
-    with_retry(lambda: c.log_inputs(run_id, datasets=[test_input]))
+    # Concurrent trials insert the same dataset row: MLflow checks, then inserts, so one of them may hit
+    # the unique constraint; on the retry it finds the row and links to it.
+    with_retry(lambda: c.log_inputs(run_id, datasets=[test_input]), also=("unique constraint",))
     end_run(uri, run_id, RUN_STATUS[outcome])
 
 
