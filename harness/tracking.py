@@ -211,6 +211,8 @@ def record(uri: str, run_id: str, outcome: str, *, result: TrialResult | None = 
              tags={f"{TAG}dataset_manifest": facts["dataset_manifest"], f"{TAG}device": facts["device"],
                    f"{TAG}threads": facts["threads"], f"{TAG}latency_from_trace": facts["latency_from_trace"],
                    f"{TAG}latency_measured_on": facts["latency_measured_on"],
+                   f"{TAG}latency_timing": facts.get("latency_timing", "not recorded"),
+                   f"{TAG}latency_lock_wait_s": facts.get("latency_lock_wait_s", ""),
                    f"{TAG}stages": json.dumps(result.stages_used, sort_keys=True),
                    f"{TAG}outcome": outcome, f"{TAG}pid": str(os.getpid())})
     dataset = Dataset(name=facts["dataset"], digest=facts["dataset_manifest"][:36],

@@ -22,6 +22,7 @@ from harness.metrics import video_metrics
 from harness.registry import DATASETS, METHODS
 from harness.repro import seed_everything
 from harness.stages import StageStore
+from harness.timing_lock import exclusive_timing
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,8 @@ def run_trial(trial: Trial, store: StageStore, workdir: Path, log: Callable[[str
     metrics.update(accounting.summary)
     metrics["params_m"] = accounting.params / 1e6
 
-    timing = _measure_latency(method, test[: int(evaluation["batch_size"])], evaluation, ctx.device, use_autocast)
+    with exclusive_timing() as timing_facts:  # trials on one machine time one at a time
+        timing = _measure_latency(method, test[: int(evaluation["batch_size"])], evaluation, ctx.device, use_autocast)
     from_trace = timing.pop("latency_from_trace")  # a flag: logged as a tag, not a metric
     metrics.update(timing)
     # decoding cost beside GFLOPs: each video's declared frames, timed on the latency videos
@@ -176,7 +178,7 @@ def run_trial(trial: Trial, store: StageStore, workdir: Path, log: Callable[[str
              "threads": str(torch.get_num_threads()),
              "latency_from_trace": str(bool(from_trace)).lower(),
              "latency_measured_on": "trace_video path, batch 1" if from_trace else "predict_batch",
-             "dataset_root": str(dataset.root_dir or "")}
+             "dataset_root": str(dataset.root_dir or ""), **timing_facts}
     return TrialResult(metrics={k: float(v) for k, v in metrics.items()}, predictions=table,
                        flops_components=accounting.table, skipped=skipped, stages_used=dict(ctx.stages_used), facts=facts)
 

@@ -21,6 +21,7 @@ from harness.method import Method
 from harness.registry import load_plugin_file
 from harness.spec import load_spec
 from harness.tracking import TAG, trial_runs
+from harness.timing_lock import EXCLUSIVE
 
 load_plugin_file(PLUGIN)
 
@@ -47,6 +48,7 @@ def test_execute_logs_a_complete_run(tiny_root, tmp_path, one_thread):
     assert run.data.tags["mlflow.runName"] == run.data.tags[f"{TAG}name"] == trial.name == "quick_centroid"
     assert "latency_from_trace" not in run.data.metrics
     assert run.data.tags[f"{TAG}latency_from_trace"] in ("true", "false")
+    assert run.data.tags[f"{TAG}latency_timing"] == EXCLUSIVE  # timed holding the machine's timing lock
     assert run.data.tags["mlflow.source.git.commit"] == run.data.tags[f"{TAG}git_commit"]
     assert run.data.tags[f"{TAG}code.method"] == trial.code["method"]
     sources = [a.path for a in client.list_artifacts(run.info.run_id, "source")]

@@ -11,6 +11,8 @@ import pandas as pd
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from harness.timing_lock import EXCLUSIVE
+
 NUM_FRAMES, CLIP_LEN, NUM_VIDEOS = 32, 4, 6
 FRAME_GFLOPS, LIGHT_GFLOPS = 0.5, 0.02
 
@@ -92,6 +94,9 @@ def log_trial(client, exp_id, parent, method, budget, seed, params, status="FINI
             "skimbench.role": "trial", "mlflow.parentRunId": parent}
     if unit:
         tags["skimbench.selection_unit"] = unit
+    # random's seed-1 trials timed without the machine lock; the others with it
+    tags["skimbench.latency_timing"] = (EXCLUSIVE if (method, seed) != ("random", 1)
+                                        else "shared: timing lock unavailable (Read-only file system)")
     run_id = client.create_run(exp_id, tags=tags).info.run_id
     flat = {f"method.params.{k}": json.dumps(v) if not isinstance(v, str) else v for k, v in method_params.items()}
     flat.update({"evaluation.clip_len": str(CLIP_LEN), "seed": str(seed), "method.name": method})

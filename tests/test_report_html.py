@@ -1,7 +1,9 @@
-"""The interactive page: self-contained (no network), and in headless Chromium it loads with no
-console errors, shows every method in the legend and carries run ids and params in its hover text.
+"""report.html is the whole report: every section, table and figure of report.md, the trade-off
+figures as plotly charts, self-contained (no network). In headless Chromium it loads with no
+console error, and every method and every claim is visible.
 
-Needs Debian's ``chromium`` and ``chromium-driver`` and the ``selenium`` package; skipped without them."""
+The browser test needs Debian's ``chromium`` and ``chromium-driver`` (``make browser``) and the
+``selenium`` package; it is skipped without them."""
 import json
 import re
 import shutil
@@ -9,70 +11,74 @@ import shutil
 import pandas as pd
 import pytest
 
-from harness.report.collect import label_series
-from harness.report.html import write_html
-from harness.report.pareto import seed_summary
+from harness.report.build import build_report, report_dir
+from test_report_helpers import frames, make_experiment, relevance
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
 
-def trial(method, budget, seed, top1, gflops, **params):
-    return {"experiment": "e", "run_id": f"run-{method}-{budget}-{seed}", "status": "FINISHED", "method": method,
-            "dataset": "synthetic", "backbone": "bb", "seed": seed, "budget_param": "k", "budget": budget,
-            "deployable": method != "oracle", "dynamic": method == "liteeval", "params": dict(params, k=budget),
-            "top1": top1, "gflops_per_video_mean": gflops, "gflops_per_video_std": 0.1 * gflops,
-            "gflops_per_video_min": 0.8 * gflops, "gflops_per_video_max": 1.3 * gflops,
-            "latency_ms_per_video": 2 * gflops}
-
-
 @pytest.fixture(scope="module")
-def page(tmp_path_factory):
-    rows = [trial(m, k, s, 40 + 3 * k + off + s, k * mult, **extra)
-            for m, off, mult, extra in [("uniform", 0, 1.0, {}), ("oracle", 20, 1.0, {}), ("liteeval", 4, 1.2, {}),
-                                        ("scsampler", 5, 1.3, {"objective": "ac"}),
-                                        ("scsampler", 2, 1.3, {"objective": "sal_rank"})]
-            for k in (1, 2, 4) for s in (0, 1)]
-    points = seed_summary(label_series(pd.DataFrame(rows)))
-    path = write_html(points, ["top1"], tmp_path_factory.mktemp("html") / "report.html", "test report", "FLOPs note")
-    return path, sorted(points["label"].unique())
+def report(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("html")
+    out = report_dir(tmp / "results", ["quick"])
+    build_report(make_experiment(tmp), ["quick"], out, get_frames=frames, relevance=relevance())
+    claims = pd.read_csv(out / "tables" / "claims.csv")
+    methods = pd.read_csv(out / "tables" / "methods_top1.csv")
+    return out, sorted(methods["method"].unique()), list(claims["id"])
 
 
-def test_page_is_self_contained(page):
-    text = page[0].read_text()
-    assert not re.search(r"<script[^>]+src=", text), "all JavaScript must be inline"
-    assert "Plotly.newPlot" in text or "newPlot" in text
-    assert "run-uniform-1-0" in text  # hover carries run ids
+def test_page_holds_the_whole_report(report):
+    out, labels, claim_ids = report
+    page, markdown = (out / "report.html").read_text(), (out / "report.md").read_text()
+    assert not re.search(r"<script[^>]+src=|<link[^>]+href=|<img[^>]+src='(?!data:)", page), "all inline"
+    assert page.count("Plotly.newPlot") == 2  # accuracy against GFLOPs and against latency
+    assert "runs: " in page  # hover carries run ids
+    for heading in re.findall(r"^#+ (.*)$", markdown, flags=re.M):  # every section of report.md
+        assert f">{heading.replace('&', '&amp;')}</h" in page, heading
+    images = re.findall(r"^!\[[^\]]*\]\(figures/([^)]+)\)$", markdown, flags=re.M)
+    assert page.count("<img alt=") == len(images) - 2  # the other figures, inlined
+    assert page.count("<table>") == markdown.count("\n|---")  # every table
+    for claim in claim_ids:
+        assert f"<td>{claim}</td>" in page
 
 
-@pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian chromium and chromium-driver")
-def test_page_in_headless_chromium(page, tmp_path):
+@pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian chromium and chromium-driver (make browser)")
+def test_page_in_headless_chromium(report, tmp_path):
     webdriver = pytest.importorskip("selenium.webdriver")
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    path, labels = page
+    out, labels, claim_ids = report
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}"):
+                 "--disable-dev-shm-usage", "--window-size=1400,1000", f"--user-data-dir={tmp_path / 'profile'}"):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(DRIVER), options=options)
     try:
-        driver.get(path.as_uri())
-        WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".legendtext"))
+        driver.get((out / "report.html").as_uri())
+        WebDriverWait(driver, 60).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")) == 2
+                                        and d.find_elements(By.CSS_SELECTOR, ".legendtext"))
         legend = {e.text for e in driver.find_elements(By.CSS_SELECTOR, ".legendtext")}
+        claims_table = driver.find_element(By.ID, "claims-check").find_element(By.XPATH, "following::table[1]")
+        claims_text = claims_table.text  # selenium returns only text a user can see
+        tables_text = driver.find_element(By.ID, "tables").find_element(By.XPATH, "following::table[1]").text
         errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
         traces = json.loads(driver.execute_script(
             "return JSON.stringify(document.querySelector('.js-plotly-plot').data.map("
             "t => ({name: t.name, hover: t.hovertext || []})))"))
+        driver.save_screenshot(str(out / "report_screenshot.png"))
     finally:
         driver.quit()
     assert errors == []
     for label in labels:
         assert any(text.startswith(label) for text in legend), f"{label} missing from legend {legend}"
-    assert "oracle (non-deployable)" in legend and "Pareto front (deployable)" in legend
+        assert label in tables_text, f"{label} missing from the methods table"
+    for claim in claim_ids:
+        assert claim in claims_text, f"claim {claim} not visible"
+    assert "oracle (non-deployable upper bound)" in legend and "Pareto front (deployable)" in legend
     hover = " ".join(h for t in traces for h in t["hover"])
-    assert "run-liteeval-2-1" in hover and "objective" in hover and "per-video std" in hover
+    assert "objective" in hover and "per-video std" in hover and "runs: " in hover

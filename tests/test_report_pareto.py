@@ -130,8 +130,8 @@ def test_labels_split_curves_by_non_budget_params_only():
                            trial("scsampler", 4, 0, 1, 1, objective="ac"),
                            trial("scsampler", 2, 0, 1, 1, objective="sal_rank"),
                            trial("uniform", 2, 0, 1, 1)])
-    assert list(label_series(trials)["label"]) == ["scsampler (objective=ac)"] * 2 + [
-        "scsampler (objective=sal_rank)", "uniform"]
+    assert list(label_series(trials)["label"]) == ["scsampler[objective=ac]"] * 2 + [
+        "scsampler[objective=sal_rank]", "uniform"]
 
 
 def test_spec_labels_name_curves_and_still_split_differing_params():
@@ -139,7 +139,7 @@ def test_spec_labels_name_curves_and_still_split_differing_params():
     rows += [dict(trial("sgs", 16, 0, 1, 1, mode="base"), spec_label="base-3d-cnn")]
     rows += [dict(trial("scsampler", 2, 0, 1, 1, objective=o), spec_label="sampler") for o in ("ac", "sal_cl")]
     assert list(label_series(pd.DataFrame(rows))["label"]) == [
-        "atfr", "atfr", "base-3d-cnn", "sampler (objective=ac)", "sampler (objective=sal_cl)"]
+        "atfr", "atfr", "base-3d-cnn", "sampler[objective=ac]", "sampler[objective=sal_cl]"]
 
 
 def test_a_non_numeric_budget_separates_curves_instead_of_merging_them():
@@ -151,4 +151,4 @@ def test_a_non_numeric_budget_separates_curves_instead_of_merging_them():
     rows = [dict(trial("m", float("nan"), 0, 1, 1, arch=a), budget_param=None) for a in ("small", "big")]
     for row in rows:
         row["params"].pop("k")
-    assert list(label_series(pd.DataFrame(rows))["label"]) == ["m (arch=small)", "m (arch=big)"]
+    assert list(label_series(pd.DataFrame(rows))["label"]) == ["m[arch=small]", "m[arch=big]"]

@@ -15,11 +15,12 @@ import numpy as np
 import pandas as pd
 
 from harness.registry import METHODS
+from harness.timing_lock import EXCLUSIVE
 from harness.report import claims as claims_mod
-from harness.report import plots, tables
+from harness.report import html, plots, tables
 from harness.report.collect import label_series, load_flops_components, load_predictions, load_trials
-from harness.report.evidence import Evidence, numeric_extras_means, per_video_facts
-from harness.report.html import write_html
+from harness.report.evidence import Evidence, chance_level, numeric_extras_means, per_video_facts
+from harness.report.styles import Styles
 from harness.report.pareto import finished, seed_summary, unfinished
 from harness.report.selection import selection_quality
 from harness.paths import safe_join
@@ -85,6 +86,19 @@ def selection_masks(trials: pd.DataFrame, predictions: Mapping[str, pd.DataFrame
     return masks
 
 
+def latency_caveat(done: pd.DataFrame) -> list[str]:
+    """A paragraph naming the finished trials whose latency was measured without the timing lock."""
+    shared = done[done["latency_timing"] != EXCLUSIVE] if "latency_timing" in done else done.iloc[:0]
+    if shared.empty:
+        return []
+    by_reason = {reason: "all" if len(group) == len(done) else
+                 ", ".join(f"{r['label']} {tables.budget_cell(r)} seed {r['seed']}" for _, r in group.iterrows())
+                 for reason, group in shared.groupby("latency_timing", sort=True)}
+    return [f"**Latency caveat.** {len(shared)} of {len(done)} finished trials measured latency without the "
+            "machine-wide timing lock (`harness/timing_lock.py`), so other trials may have been timed on the same "
+            "cores meanwhile: " + "; ".join(f"{reason}: {names}" for reason, names in by_reason.items()) + ".", ""]
+
+
 def build_report(tracking_uri: str, experiments: Sequence[str], out_dir: str | Path,
                  get_frames: Callable[[str], np.ndarray] | None = None,
                  relevance: Mapping[str, Sequence[int]] | None = None, filmstrip_videos: int = 3) -> Path:
@@ -106,7 +120,9 @@ def build_report(tracking_uri: str, experiments: Sequence[str], out_dir: str | P
     evidence = {m: Evidence(points, done, predictions, m) for m in metrics}
     for m in metrics:
         points = evidence[m].with_intervals(points)
-    styles = plots.Styles(points) if not points.empty else None
+    styles = Styles(points) if not points.empty else None
+    chance = {m: chance_level(done, predictions, m) for m in metrics}
+    charts = {}  # PNG file name -> its interactive version in report.html
     title = " vs ".join(experiments)
     md: list[str] = [f"# skimbench report: {title}", ""]
     md += [f"Generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC} from MLflow `{tracking_uri}`, "
@@ -131,8 +147,12 @@ def build_report(tracking_uri: str, experiments: Sequence[str], out_dir: str | P
             for cost, kind in (("gflops_per_video_mean", "pareto"), ("latency_ms_per_video", "latency")):
                 stem = figures / f"{kind}_{slug(dataset)}_{metric}"
                 against = "GFLOPs per video" if kind == "pareto" else "measured latency"
-                path = plots.plot_tradeoff(group, trials, metric, cost, stem, f"{dataset}: {name} vs {against}", styles)
+                figure_title = f"{dataset}: {name} vs {against}"
+                path = plots.plot_tradeoff(group, trials, metric, cost, stem, figure_title, styles,
+                                           chance[metric].get(dataset))
                 if path:
+                    charts[path.name] = html.tradeoff_figure(group, metric, cost + "_mean", figure_title, styles,
+                                                             chance[metric].get(dataset))
                     md += [f"![{dataset} {metric} vs {against}](figures/{path.name})", ""]
                 else:
                     md += [f"_No {against} logged for {dataset}: figure omitted._", ""]
@@ -142,9 +162,13 @@ def build_report(tracking_uri: str, experiments: Sequence[str], out_dir: str | P
                                 f"({getattr(r, 'gflops_per_video_mean_mean'):.3g} GFLOPs, "
                                 f"{getattr(r, f'{metric}_mean'):.1f}%)" for r in front.itertuples())
                       or "empty"), ""]
-    md += ["Interactive version (hover for parameters, run ids and per-video GFLOPs spread; works offline): "
-           "[report.html](report.html)", ""]
-    write_html(points, metrics, out / "report.html", f"skimbench report: {title}", FLOP_CONVENTION)
+    md += latency_caveat(done)
+    md += ["Interactive version of this whole report (hover for parameters, run ids and per-video GFLOPs spread; "
+           "works offline): [report.html](report.html)", ""]
+    if any(chance[m] for m in metrics):
+        md += ["Chance level (dotted grey line; red crosses mark points at or below it): "
+               + "; ".join(f"{d}, {m}: {v:.1f}%" for m in metrics for d, v in sorted(chance[m].items()))
+               + " (top-1: always the test split's most common class; mAP: every video scored alike).", ""]
 
     # -- tables ---------------------------------------------------------------------------------
     md += ["## Tables", "", "CSV (full precision), Markdown and LaTeX versions are in `tables/`.", ""]
@@ -186,7 +210,7 @@ def build_report(tracking_uri: str, experiments: Sequence[str], out_dir: str | P
             path = plots.plot_cost_distributions(data, figures / f"cost_per_video_{slug(dataset)}",
                                                  f"{dataset}: GFLOPs per video of dynamic methods "
                                                  "(all seeds' test videos)",
-                                                 knobs)
+                                                 knobs, styles, dict(zip(done["label"], done["method"])))
             md += [f"![per-video GFLOPs]({'figures/' + path.name})", ""] if path else []
     counts_md: list[str] = []
     declared = {m: dict(METHODS.get(m).video_facts) for m in done["method"].unique() if m in METHODS}
@@ -197,8 +221,15 @@ def build_report(tracking_uri: str, experiments: Sequence[str], out_dir: str | P
                       and k[1] in set(done.loc[done["method"] == method, "label"])}
             for dataset in sorted({k[0] for k in values}):
                 data = {(k[1], np.nan if k[2] is None else k[2]): v for k, v in values.items() if k[0] == dataset}
+                if all(np.unique(v).size == 1 for v in data.values()):  # a histogram of one bar says nothing
+                    counts_md += [f"{dataset}: {method}'s {description} is the same for every test video: "
+                                  + ", ".join(f"{label} {plots.budget_text(b, knobs.get(label))}".rstrip()
+                                              + f": {v[0]:g}"
+                                              for (label, b), v in sorted(data.items())) + ".", ""]
+                    continue
                 path = plots.plot_count_histograms(data, figures / f"{slug(method)}_{slug(fact)}_{slug(dataset)}",
-                                                   description, f"{dataset}: {method} {description}", knobs)
+                                                   description, f"{dataset}: {method} {description}", knobs,
+                                                   styles.colour.get(method, "tab:blue"))
                 counts_md += [f"![{method} {description}](figures/{path.name})", ""] if path else []
     md += counts_md or ["_No per-video facts declared by these methods (`video_facts`) in the predictions._", ""]
 
@@ -294,4 +325,5 @@ def build_report(tracking_uri: str, experiments: Sequence[str], out_dir: str | P
                + ", ".join(f"{r.label} ({r.run_id[:8]})" for r in no_predictions.itertuples()), ""]
     report = out / "report.md"
     report.write_text("\n".join(md))
+    html.write_html("\n".join(md), out / "report.html", f"skimbench report: {title}", charts)
     return report

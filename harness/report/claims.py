@@ -176,9 +176,11 @@ class Context:
     def settle(self, factor: float) -> str:
         """What would settle an inconclusive comparison: ``factor`` times the data (see
         ``stats.more_data_factor``), in test videos and seeds."""
-        if not math.isfinite(factor):
-            return ("; the estimate sits exactly on the threshold: more test videos and seeds narrow the interval "
-                    "(4x the data halves it) but settle it only if the estimate moves")
+        if math.isnan(factor):
+            return "; no interval could be computed: run a second seed and more test videos"
+        if not math.isfinite(factor) or factor > 1000:
+            return ("; the estimate sits (almost) exactly on the threshold: more test videos and seeds narrow the "
+                    "interval (4x the data halves it) but settle it only if the estimate moves")
         seeds = int(self.points["n_seeds"].max()) if len(self.points) else 1
         n = self.n_videos
         videos = f" (~{math.ceil(factor * n)} test videos instead of {n}," if n else " ("
@@ -257,6 +259,8 @@ def judge(estimate: float, reps: np.ndarray, threshold: float) -> tuple[str, str
     """The verdict of "the quantity is above ``threshold``" on its 95% interval: (verdict, text,
     factor of more test videos and seeds that would settle it, 1 when settled)."""
     lo, hi = interval(reps)
+    if np.isnan(lo) or np.isnan(hi):  # too few seeds or videos to resample
+        return INCONCLUSIVE, f"{estimate:+.1f} pt, interval n/a (1 seed, too few videos)", float("nan")
     text = f"{estimate:+.1f} [{lo:+.1f}, {hi:+.1f}] pt"
     if lo > threshold:
         return HOLDS, text, 1.0
@@ -444,7 +448,7 @@ def cheaper_than(ctx: Context, method: str, reference: Callable[[Context], Any],
         criterion = "criterion: fewer counted GFLOPs at every budget"
         mine = [ctx.extras.get(key(label, b), {}).get(memory_key) for b in curve["budget"]] if memory_key else []
         if ref_extra and mine and all(mine):
-            measured += f"; {memory_key}: " + "; ".join(f"{b:g}: {m:.0f} vs {ref_extra:.0f}"
+            measured += f"; {memory_key}: " + "; ".join(f"{b:g}: {m:.4g} vs {ref_extra:.4g}"
                                                         for b, m in zip(curve["budget"], mine))
             ok = ok and max(mine) < ref_extra
             criterion += f" and less {memory_key}"

@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
+from harness.naming import trial_name
+
 TAG = "skimbench."
 
 # Metrics a report reads; absent ones become NaN columns so that later code needs no guards.
@@ -92,6 +94,7 @@ def trial_row(run: Any, experiment: str) -> dict[str, Any] | None:
         "deployable": _as_bool(tags.get(TAG + "deployable", "true")),
         "dynamic": _as_bool(tags.get(TAG + "dynamic", "false")),
         "selection_unit": tags.get(TAG + "selection_unit"),
+        "latency_timing": tags.get(TAG + "latency_timing", "not recorded"),
         "clip_len": _as_int(run.data.params.get("evaluation.clip_len")),
         "params": {k[len("method.params."):]: _parse_param(v)
                    for k, v in sorted(run.data.params.items()) if k.startswith("method.params.")},
@@ -174,7 +177,8 @@ def label_series(trials: pd.DataFrame) -> pd.DataFrame:
 
     A curve is one method entry swept over its budget knob. Its name is the spec's label for the
     entry (the method name by default) plus every other method parameter that varies among the
-    trials sharing that name (``sampler (objective=ac)``), so that differently configured trials
+    trials sharing that name, written by ``harness.naming.trial_name`` (``sampler[objective=ac]``, as
+    in ``plan``, ``results`` and MLflow run names), so that differently configured trials
     are never averaged together; plus the backbone when the trials span several and the experiment
     when several are compared. Seeds never enter the label: they are averaged over.
     """
@@ -191,12 +195,8 @@ def label_series(trials: pd.DataFrame) -> pd.DataFrame:
         varying[name] = [k for k in keys if len({json.dumps(p.get(k), sort_keys=True) for p in group["params"]}) > 1]
     labels = []
     for name, (_, row) in zip(base, trials.iterrows()):
-        parts = [f"{k}={row['params'].get(k)}" for k in varying[name]]
-        label = name + (f" ({', '.join(parts)})" if parts else "")
-        if several_backbones:
-            label += f" [{row['backbone']}]"
-        if several_experiments:
-            label += f" <{row['experiment']}>"
-        labels.append(label)
+        extra = {"backbone": row["backbone"]} if several_backbones else {}
+        extra.update({"experiment": row["experiment"]} if several_experiments else {})
+        labels.append(trial_name(name, row["params"], varying[name], extra))
     trials["label"] = labels
     return trials

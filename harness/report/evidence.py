@@ -147,3 +147,22 @@ def trial_intervals(tracking_uri: str, run_ids: list[str], metrics: tuple[str, .
                 row[f"{metric}_lo"], row[f"{metric}_hi"] = interval(replicates(resampler, outcomes, metric))
         rows.append(row)
     return pd.DataFrame(rows, columns=["run_id"] + [f"{m}_{b}" for m in metrics for b in ("lo", "hi")])
+
+
+def chance_level(trials: pd.DataFrame, predictions: Mapping[str, pd.DataFrame], metric: str) -> dict[str, float]:
+    """dataset -> the metric (%) of a predictor that ignores the video: for top-1, always answering
+    the test split's most common class; for mAP, scoring every video alike (each class's AP is its
+    share of positive videos). From the test labels of the first trial with predictions."""
+    out: dict[str, float] = {}
+    for dataset, group in trials.groupby("dataset", sort=True):
+        table = next((predictions[r] for r in group["run_id"] if r in predictions
+                      and {"labels", "scores"} <= set(predictions[r])), None)
+        if table is None or not len(table):
+            continue
+        classes = max((len(s) for s in table["scores"] if s is not None), default=1)
+        positives = np.zeros(classes)
+        for labels in table["labels"]:
+            positives[[int(c) for c in labels or [] if int(c) < classes]] += 1
+        share = positives / len(table)
+        out[dataset] = float(100 * (share.max() if metric != "map" else share[share > 0].mean()))
+    return out

@@ -1,7 +1,6 @@
 """Static figures of a report (matplotlib, Agg backend: no display needed). Each figure is written as
-PNG and SVG and its PNG path returned. Colours and markers are fixed per method, so a method looks
-the same in every figure of a report; non-deployable methods (upper bounds) are drawn hollow and
-dotted and say so in the legend."""
+PNG and SVG and its PNG path returned. Colours, markers and line styles come from
+``harness.report.styles``, so a method looks the same in every figure and every report."""
 from __future__ import annotations
 
 import textwrap
@@ -17,36 +16,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from harness.report.pareto import pareto_front  # noqa: E402
+from harness.report.styles import Styles  # noqa: E402
 
 GFLOPS_LABEL = "GFLOPs per video (multiply-adds)"
 LATENCY_LABEL = "Measured latency per video (ms)"
 METRIC_LABELS = {"top1": "Top-1 accuracy (%)", "top5": "Top-5 accuracy (%)", "map": "mAP (%)"}
-MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "*", "p"]
-LINESTYLES = ["-", "--", "-.", (0, (5, 1, 1, 1))]
-
-
-class Styles:
-    """Colour + marker per method, line style per curve variant of a method (e.g. objective=ac/...)."""
-
-    def __init__(self, points: pd.DataFrame):
-        methods = sorted(points["method"].unique())
-        cmap = plt.get_cmap("tab10" if len(methods) <= 10 else "tab20")
-        self.colour = {m: cmap(i % cmap.N) for i, m in enumerate(methods)}
-        self.marker = {m: MARKERS[i % len(MARKERS)] for i, m in enumerate(methods)}
-        self.variant: dict[str, int] = {}
-        for _, group in points.groupby("method"):
-            for i, label in enumerate(sorted(group["label"].unique())):
-                self.variant[label] = i
-        self.deployable = dict(zip(points["label"], points["deployable"]))
-
-    def kwargs(self, method: str, label: str) -> dict:
-        deployable = bool(self.deployable.get(label, True))
-        return {"color": self.colour[method], "marker": self.marker[method],
-                "linestyle": ":" if not deployable else LINESTYLES[self.variant.get(label, 0) % len(LINESTYLES)],
-                "markerfacecolor": "none" if not deployable else self.colour[method],
-                "label": label if deployable else f"{label} (non-deployable upper bound)"}
-
-
 def save(fig: plt.Figure, stem: Path) -> Path:
     stem.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(stem.with_suffix(".png"), dpi=130, bbox_inches="tight")
@@ -67,9 +41,10 @@ def front_members_text(front: pd.DataFrame, cost: str, metric: str, cost_unit: s
 
 
 def plot_tradeoff(points: pd.DataFrame, trials: pd.DataFrame, metric: str, cost: str, stem: Path,
-                  title: str, styles: Styles) -> Path | None:
+                  title: str, styles: Styles, chance: float | None = None) -> Path | None:
     """One accuracy-vs-cost figure: trials as faint dots, seed means with error bars joined along
-    each method's budget knob, and the front of the deployable points as a black staircase."""
+    each method's budget knob, and the front of the deployable points as a black staircase. With
+    ``chance``, a grey line at chance level and a red cross on every point at or below it."""
     mean, cost_mean, cost_std = f"{metric}_mean", f"{cost}_mean", f"{cost}_std"
     pts = points.dropna(subset=[mean, cost_mean])
     pts = pts[pts[cost_mean] > 0]
@@ -92,6 +67,12 @@ def plot_tradeoff(points: pd.DataFrame, trials: pd.DataFrame, metric: str, cost:
         ax.step(f[cost_mean], f[mean], where="post", color="black", linewidth=1, linestyle="--", zorder=1,
                 label="Pareto front (deployable)")
         ax.scatter(f[cost_mean], f[mean], s=160, facecolors="none", edgecolors="black", linewidths=1.2, zorder=5)
+    if chance is not None and not pd.isna(chance):
+        ax.axhline(chance, color="0.5", linewidth=1, linestyle=":", zorder=0, label=f"chance level ({chance:.1f}%)")
+        below = pts[pts[mean] <= chance]
+        if not below.empty:
+            ax.scatter(below[cost_mean], below[mean], s=90, marker="x", color="red", linewidths=1.6, zorder=6,
+                       label="at or below chance")
     log_x(ax)
     ax.set_xlabel(GFLOPS_LABEL if cost.startswith("gflops") else LATENCY_LABEL)
     ax.set_ylabel(METRIC_LABELS.get(metric, metric))
@@ -117,34 +98,56 @@ def metric_error(curve: pd.DataFrame, metric: str) -> np.ndarray:
     return np.vstack([below, above])
 
 
-def log_x(ax: plt.Axes) -> None:
-    """Log x scale with plain-number tick labels at 1-2-5 steps (no 10^0 notation)."""
-    ax.set_xscale("log")
-    axis = ax.xaxis
-    axis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+def plain(value: float, _=None) -> str:
+    """A tick label as a plain number: 0.01, 1, 1000 (never 10^3 or 1e+03)."""
+    return f"{value:.10f}".rstrip("0").rstrip(".") if value < 1 else f"{value:.0f}"
+
+
+def log_x(ax: plt.Axes, axis_name: str = "x") -> None:
+    """Log scale with plain-number labels at the decades (0.1, 1, 10); when the data span less than
+    about a decade, also at 2 and 5, so that at least two ticks are labelled."""
+    getattr(ax, f"set_{axis_name}scale")("log")
+    axis = ax.xaxis if axis_name == "x" else ax.yaxis
+    low, high = sorted(ax.get_xlim() if axis_name == "x" else ax.get_ylim())
+    decades = np.floor(np.log10(high)) - np.ceil(np.log10(low)) + 1 if low > 0 else 2
+    axis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0,) if decades >= 2 else (1.0, 2.0, 5.0) if decades == 1
+                                                 else (1.0, 2.0, 3.0, 5.0, 7.0)))
+    axis.set_major_formatter(ticker.FuncFormatter(plain))
+    axis.set_minor_locator(ticker.LogLocator(base=10, subs=np.arange(2, 10)))
     axis.set_minor_formatter(ticker.NullFormatter())
 
 
 def plot_cost_distributions(per_video: Mapping[tuple[str, float], np.ndarray], stem: Path, title: str,
-                            knobs: Mapping[str, str] | None = None) -> Path | None:
-    """Box plots of per-video GFLOPs for each (curve, budget) of the dynamic methods."""
+                            knobs: Mapping[str, str] | None = None, styles: Styles | None = None,
+                            methods: Mapping[str, str] | None = None) -> Path | None:
+    """Horizontal box plots of per-video GFLOPs, one row per (curve, budget) of the dynamic methods,
+    grouped by curve and coloured by method (``methods``: label -> method); the height grows with
+    the rows so that every label stays readable."""
     groups = [(k, np.asarray(v, float)) for k, v in sorted(per_video.items(), key=lambda kv: (kv[0][0], kv[0][1]))
               if len(v)]
     if not groups:
         return None
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.75 * len(groups) + 2), 5.0))
+    fig, ax = plt.subplots(figsize=(9.0, 1.2 + 0.32 * len(groups)))
     data = [v for _, v in groups]
-    ax.boxplot(data, showmeans=True, meanprops={"marker": "^", "markerfacecolor": "white", "markeredgecolor": "k"})
-    ax.set_xticks(range(1, len(groups) + 1))
-    ax.set_xticklabels([f"{label}\n{budget_text(budget, (knobs or {}).get(label))}" for (label, budget), _ in groups],
-                       rotation=45, ha="right", fontsize=8)
-    ax.set_ylabel(GFLOPS_LABEL)
+    positions = np.arange(len(groups), 0, -1)  # first curve on top
+    boxes = ax.boxplot(data, positions=positions, orientation="horizontal", widths=0.6, showmeans=True,
+                       patch_artist=True, medianprops={"color": "black"},
+                       meanprops={"marker": "^", "markerfacecolor": "white", "markeredgecolor": "k", "markersize": 5},
+                       flierprops={"markersize": 3})
+    for box, ((label, _), _) in zip(boxes["boxes"], groups):
+        colour = styles.kwargs((methods or {}).get(label, label), label)["color"] if styles else "tab:blue"
+        box.set_facecolor(colour)
+        box.set_alpha(0.75)
+    ax.set_yticks(positions)
+    ax.set_yticklabels([f"{label}  {budget_text(budget, (knobs or {}).get(label))}" for (label, budget), _ in groups],
+                       fontsize=8)
+    ax.set_ylim(0.4, len(groups) + 0.6)
+    ax.set_xlabel(GFLOPS_LABEL)
     lo, hi = min(v.min() for v in data), max(v.max() for v in data)
     if lo > 0 and hi / lo > 20:
-        ax.set_yscale("log")
-    ax.set_title(title)
-    ax.grid(True, axis="y", alpha=0.25)
+        log_x(ax)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, axis="x", which="both", alpha=0.25)
     return save(fig, stem)
 
 
@@ -153,8 +156,10 @@ def budget_text(budget: float, knob: str | None = None) -> str:
 
 
 def plot_count_histograms(counts: Mapping[tuple[str, float], np.ndarray], stem: Path, xlabel: str,
-                          title: str, knobs: Mapping[str, str] | None = None) -> Path | None:
-    """One histogram per (curve, budget) of a per-video count (a declared per-video fact)."""
+                          title: str, knobs: Mapping[str, str] | None = None, colour: str = "tab:blue"
+                          ) -> Path | None:
+    """One histogram per (curve, budget) of a per-video count (a declared per-video fact), in the
+    method's colour."""
     groups = [(k, np.asarray(v, int)) for k, v in sorted(counts.items()) if len(v)]
     if not groups:
         return None
@@ -163,7 +168,7 @@ def plot_count_histograms(counts: Mapping[tuple[str, float], np.ndarray], stem: 
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
     for ax, ((label, budget), values) in zip(axes.flat, groups):
         edges = np.arange(values.min() - 0.5, values.max() + 1.5)
-        ax.hist(values, bins=edges, color="tab:blue", edgecolor="white")
+        ax.hist(values, bins=edges, color=colour, edgecolor="white")
         ax.set_title(f"{label} {budget_text(budget, (knobs or {}).get(label))}", fontsize=9)
         ax.set_xlabel(xlabel, fontsize=8)
         ax.set_ylabel("videos", fontsize=8)

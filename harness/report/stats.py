@@ -167,7 +167,7 @@ def more_data_factor(estimate_: float, lo: float, hi: float, threshold: float) -
     ``threshold``: its half-width shrinks as 1/sqrt(n), so n must grow by (half-width / gap)^2."""
     gap = abs(estimate_ - threshold)
     half = (hi - lo) / 2.0
-    return float("inf") if gap == 0 else max(1.0, (half / gap) ** 2)
+    return float("inf") if gap <= 1e-9 * max(1.0, half) else max(1.0, (half / gap) ** 2)  # float noise = on it
 
 
 def mean_ci(mean: float, lo: float, hi: float, digits: int = 1) -> str:
