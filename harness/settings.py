@@ -17,5 +17,7 @@ EVALUATION_PARAMS: dict[str, Param] = {
     "clip_len": Param(4, "frames per timestep (clip) for clip- and timestep-based methods", low=1),
     "heavy_epochs": Param(8, "epochs to train the shared heavy clip classifier", low=1),
     "light_backbone": Param("mobilenet_v2", "cheap per-timestep network (LightNet / coarse CNN / sampler input)", type=str),
+    "frame_bank_gb": Param(2.0, "decoded-size budget (GiB) under which a split is decoded once into the frame bank; "
+                           "larger splits stream from the video files", low=0.0),
     "views": Param(1, "test views per video (clips x crops); per-view and per-video GFLOPs are kept apart", low=1),
 }
