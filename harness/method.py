@@ -129,6 +129,12 @@ class Method:
     dynamic: ClassVar[bool] = False  # per-video cost varies (requires a brute-force proof test)
     deployable: ClassVar[bool] = True  # False for upper bounds such as the oracle
     selection_unit: ClassVar[str] = "frame"  # unit of Prediction.selected: "frame" or "clip"
+    # values of the ``mode`` parameter that run a baseline inside this plugin -> what it is (never the method's
+    # own curve; claims use it as the method's reference)
+    baseline_modes: ClassVar[dict[str, str]] = {}
+    # Prediction.extras keys the report shows per video -> description (a number, or a list whose distinct
+    # values are counted)
+    video_facts: ClassVar[dict[str, str]] = {}
 
     def __init__(self, ctx: TrialContext, **params: Any):
         self.ctx = ctx
