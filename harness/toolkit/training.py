@@ -10,7 +10,6 @@ multi-label data, numpy permutations from ``seed``; on CUDA, bfloat16 autocast a
 """
 from __future__ import annotations
 
-import os
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -119,8 +118,9 @@ def train_network(net: nn.Module, step_logits: Callable[[np.ndarray, np.random.G
 
 def loader_workers(frames: Any) -> int:
     """DataLoader decoding processes for ``frames``: none for the frame bank (a memory-mapped read is
-    faster than starting processes), up to 8 for streamed video files."""
-    return 0 if getattr(frames, "path", None) is not None else min(8, os.cpu_count() or 1)
+    faster than starting processes); for streamed video files one per CPU the trial holds (its torch
+    threads: ``resources.cpus``), at most 8, so that parallel trials do not oversubscribe a node."""
+    return 0 if getattr(frames, "path", None) is not None else max(1, min(8, torch.get_num_threads()))
 
 
 def video_requests(frames: Any, rows: Sequence[int], pick: Callable[[int, np.random.Generator], np.ndarray]
