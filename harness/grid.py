@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 from harness.params import resolve_params
 from harness.registry import BACKBONES, DATASETS, METHODS
-from harness.spec import MethodEntry, PluginRef, Spec
+from harness.spec import MethodEntry, PluginRef, Spec, format_path
 from harness.stages import canonical_json, content_hash
 
 # What a trial's result depends on. Resources, tracking, Ray settings and the output folder change
@@ -123,3 +123,17 @@ def swept_params(trials: list[dict[str, Any]]) -> dict[str, list[str]]:
         for key, value in cfg["method"]["params"].items():
             values.setdefault(label, {}).setdefault(key, set()).add(json.dumps(value, sort_keys=True, default=str))
     return {label: [k for k, seen in params.items() if len(seen) > 1] for label, params in values.items()}
+
+
+def check_distinct_trials(spec: Spec) -> None:
+    """Two spec entries that give the same trial would run it twice and clash on resume: refuse them
+    with a ``SpecError`` pointing at the second entry (called where the grid is expanded for a run)."""
+    seen: dict[str, dict[str, tuple]] = {}
+    for cfg, origin in expand_with_origins(spec):
+        if cfg["hash"] not in seen:
+            seen[cfg["hash"]] = origin
+            continue
+        first = seen[cfg["hash"]]
+        part = next((p for p in ("dataset", "backbone", "method") if origin[p] != first[p]), "method")
+        raise spec.error(origin[part], f"gives the same trials as {format_path(first[part])} "
+                                       f"(e.g. method '{cfg['method']['name']}', seed {cfg['seed']}): remove one")

@@ -20,6 +20,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from harness.repro import git_commit, hardware, package_versions
+from harness.paths import safe_join
 
 T = TypeVar("T")
 DEFAULT_TRACKING_URI = "sqlite:///results/mlflow.db"
@@ -55,13 +56,13 @@ def client(uri: str) -> MlflowClient:
 
 def ensure_experiment(uri: str, name: str, artifact_root: Path | None = None) -> str:
     """Experiment id for ``name``, created if missing (local stores keep artifacts under ``artifact_root``)."""
+    location = None
+    if artifact_root is not None and not uri.startswith(("http://", "https://", "databricks")):
+        location = safe_join(artifact_root, name).resolve().as_uri()  # before anything is written
     c = client(uri)
     found = with_retry(lambda: c.get_experiment_by_name(name))
     if found is not None:
         return found.experiment_id
-    location = None
-    if artifact_root is not None and not uri.startswith(("http://", "https://", "databricks")):
-        location = (artifact_root / name).resolve().as_uri()
     try:
         return with_retry(lambda: c.create_experiment(name, artifact_location=location))
     except Exception:  # created concurrently by another driver

@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from harness.data.dataset import DatasetError
+from harness.params import ParamError
 
 
 def _parse_params(pairs: list[str] | None) -> dict[str, Any]:
@@ -36,10 +37,12 @@ def _parse_params(pairs: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def _build_datasets(target: str, params: dict[str, Any]) -> list[Any]:
-    from harness.params import resolve_params
-    from harness.registry import DATASETS
+def _build_datasets(target: str, params: dict[str, Any], plugins: list[str] | None = None) -> list[Any]:
+    from harness.params import resolve_params, validate
+    from harness.registry import DATASETS, load_plugin_file
 
+    for plugin in plugins or []:
+        load_plugin_file(plugin)
     if target.endswith((".yaml", ".yml")) and Path(target).is_file():
         from harness.spec import load_spec
 
@@ -49,13 +52,7 @@ def _build_datasets(target: str, params: dict[str, Any]) -> list[Any]:
     datasets = []
     for name, given in refs:
         cls = DATASETS.get(name)
-        unknown = set(given) - set(cls.params)
-        if unknown:
-            raise DatasetError(f"dataset '{name}' has no parameter(s) {sorted(unknown)}; it has {sorted(cls.params)}")
-        for key, value in given.items():  # the declarations' choices and ranges, as the spec checks them
-            problem = cls.params[key].check(value)
-            if problem:
-                raise DatasetError(f"dataset '{name}': --param {key}: {problem}")
+        given = validate(f"dataset '{name}'", cls.params, given)  # ParamError: one line, exit 2
         datasets.append(cls(**resolve_params(cls.params, given)))
     return datasets
 
@@ -99,11 +96,11 @@ def check_dataset(dataset: Any, workers: int, full: bool, min_frames: int, backe
 def cmd_check(args: argparse.Namespace) -> int:
     console = Console(stderr=False, highlight=False)
     try:
-        datasets = _build_datasets(args.target, _parse_params(args.param))
+        datasets = _build_datasets(args.target, _parse_params(args.param), args.plugin)
         for dataset in datasets:  # every split parsed before anything is scanned: a bad root fails first
             for split in dataset.split_names():
                 dataset.split(split)
-    except DatasetError as exc:
+    except (DatasetError, ParamError) as exc:
         print(f"skimbench: error: {exc}", file=sys.stderr)
         return 2
     bad = []
@@ -185,24 +182,29 @@ def cmd_coverage(args: argparse.Namespace) -> int:
 
 def add_commands(subparsers: Any) -> None:
     data = subparsers.add_parser("data", help="check datasets for unreadable videos; generate the built-in benchmark")
-    sub = data.add_subparsers(dest="data_command", required=True)
+    sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
 
     check = sub.add_parser("check", help="scan a dataset (a spec's or a registered one) and report every unreadable file")
     check.add_argument("target", metavar="SPEC_OR_DATASET", help="a spec YAML file, or a registered dataset name")
-    check.add_argument("--param", action="append", metavar="KEY=VALUE", help="dataset parameter (repeatable)")
+    check.add_argument("--param", action="append", metavar="KEY=VALUE",
+                       help="dataset parameter, checked against its declaration (repeatable)")
+    check.add_argument("--plugin", action="append", metavar="FILE.py", help="load a local plugin file (repeatable)")
     check.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel checks (default: CPU count)")
     check.add_argument("--full", action="store_true", help="decode every frame (default: open, decode first and last frames)")
     check.add_argument("--min-frames", type=int, default=1, help="report videos with fewer frames as too short")
-    check.add_argument("--backend", default="auto", choices=("auto", "decord", "pyav"))
+    check.add_argument("--backend", default="auto", choices=("auto", "decord", "pyav"),
+                       help="video decoder (default auto: decord, PyAV where decord fails)")
     check.add_argument("--csv", metavar="FILE", help="also write the unreadable files to a CSV")
     check.set_defaults(func=cmd_check)
 
-    make = sub.add_parser("make", help="write the built-in long-range benchmark")
+    make = sub.add_parser("make", help="write the built-in benchmark skim-digits")
     make.add_argument("name", help="skim-digits")
-    make.add_argument("--size", default="small", choices=("tiny", "small", "full"))
-    make.add_argument("--variant", default="longrange", choices=("move4", "longrange", "multilabel"))
-    make.add_argument("--seed", type=int, default=0)
-    make.add_argument("--root", default="data/skim-digits")
+    make.add_argument("--size", default="small", choices=("tiny", "small", "full"),
+                      help="how many videos (default small)")
+    make.add_argument("--variant", default="longrange", choices=("move4", "longrange", "multilabel"),
+                      help="which benchmark: move4 is the quickstart's (default longrange)")
+    make.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
+    make.add_argument("--root", default="data/skim-digits", help="folder to write into (default data/skim-digits)")
     make.add_argument("--workers", type=int, default=None, help="processes (default: 1 for tiny/small, all CPUs for full)")
     make.add_argument("--param", action="append", metavar="KEY=VALUE",
                       help="generator knob: informative_fraction, num_segments, num_frames, resolution, num_train, num_test")

@@ -22,6 +22,7 @@ from harness.report.evidence import Evidence, numeric_extras_means, per_video_fa
 from harness.report.html import write_html
 from harness.report.pareto import finished, seed_summary, unfinished
 from harness.report.selection import selection_quality
+from harness.paths import safe_join
 
 FLOP_CONVENTION = ("GFLOPs are fvcore counts in which one fused multiply-add counts as one FLOP (what the papers "
                    "call GFLOPs; strictly GMACs), per video: every view, clip and component a method ran on that "
@@ -39,7 +40,7 @@ PRIMARY_METRICS = ("top1", "map")
 def report_dir(results_root: str | Path, experiments: Sequence[str]) -> Path:
     """``results/<experiment>`` for one experiment, ``results/compare-A-vs-B`` for several."""
     safe = [re.sub(r"[^A-Za-z0-9_.-]+", "_", e) for e in experiments]
-    return Path(results_root) / (safe[0] if len(safe) == 1 else "compare-" + "-vs-".join(safe))
+    return safe_join(results_root, safe[0] if len(safe) == 1 else "compare-" + "-vs-".join(safe))
 
 
 def slug(text: str) -> str:
