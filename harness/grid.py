@@ -99,7 +99,10 @@ def method_param_sets(entry: MethodEntry) -> list[dict[str, Any]]:
 
 
 def _resolved(registry, ref: PluginRef) -> dict[str, Any]:
-    return {"name": ref.name, "params": resolve_params(getattr(registry.get(ref.name), "params", {}), copy.deepcopy(ref.params))}
+    cfg = {"name": ref.name, "params": resolve_params(getattr(registry.get(ref.name), "params", {}), copy.deepcopy(ref.params))}
+    if ref.weights:  # a backbone's pretrained checkpoint {path, sha256}, carried into the trial
+        cfg["weights"] = dict(ref.weights)
+    return cfg
 
 
 def _key(cfg: dict[str, Any]) -> str:

@@ -23,7 +23,8 @@ EVALUATION_PARAMS: dict[str, Param] = {
                             type=str),
     "frame_bank_gb": Param(2.0, "decoded-size budget (GiB) under which a split is decoded once into the frame bank; "
                            "larger splits stream from the video files", low=0.0),
-    "views": Param(1, "test views per video (clips x crops); per-view and per-video GFLOPs are kept apart", low=1),
+    "views": Param(1, "test views per video: N clips, or {clips: N, crops: 1|3} (harness.views); per-view and "
+                   "per-video GFLOPs are kept apart", low=1),
 }
 
 RESOURCE_PARAMS: dict[str, Param] = {
