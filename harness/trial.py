@@ -16,10 +16,11 @@ import pandas as pd
 import torch
 
 from harness.method import Method, Prediction, TrialContext
-from harness.metrics import video_metrics
+from harness.metrics import default_rule, video_metrics
 from harness.registry import DATASETS, METHODS
 from harness.repro import seed_everything
 from harness.stages import StageStore
+from harness.views import parse_views, view_gflops
 
 
 @dataclass
@@ -95,9 +96,10 @@ def run_trial(cfg: dict[str, Any], store: StageStore, workdir: Path, log: Callab
     metrics["wall_time_s"] = time.perf_counter() - started
     metrics["videos_evaluated"] = float(len(test))
     metrics["videos_skipped"] = float(len(skipped))
-    views = int(cfg["evaluation"].get("views", 1))
-    if views > 1:
-        metrics["gflops_per_view"] = metrics["gflops_per_video_mean"] / views
+    views = parse_views(cfg["evaluation"].get("views", 1))  # N clips, or {clips, crops}
+    per_view = view_gflops(metrics["gflops_per_video_mean"] / views.count, views)  # accounting covers every view
+    if views.count > 1:
+        metrics["gflops_per_view"], metrics["views"] = per_view["gflops_per_view"], float(views.count)
 
     table = pd.DataFrame({
         "video_id": [r.video_id for r in test],
@@ -112,6 +114,9 @@ def run_trial(cfg: dict[str, Any], store: StageStore, workdir: Path, log: Callab
     facts = {"dataset_manifest": dataset.manifest_hash(), "device": str(ctx.device),
              "threads": str(torch.get_num_threads()),
              "latency_measured_on": "trace_video path, batch 1" if timing["latency_from_trace"] else "predict_batch"}
+    if views.count > 1:  # how a video's views are counted and combined (MMAction2 / PySlowFast conventions)
+        facts.update({"views": f"{views.clips} clips x {views.crops} crops", "gflops_x_views": per_view["gflops_x_views"],
+                      "view_rule": default_rule(bool(dataset.multilabel))})
     return TrialResult(metrics={k: float(v) for k, v in metrics.items()}, predictions=table,
                        flops_components=accounting.table, skipped=skipped, stages_used=dict(ctx.stages_used), facts=facts)
 

@@ -63,7 +63,7 @@ experiment: k400_resnet18
 dataset: {{name: kinetics400, params: {{root: "{root}"}}}}
 backbones:
   - name: resnet18
-    params: {{width: 4}}
+    params: {{width: 8}}
     weights: {{path: "{weights['path']}", sha256: "{weights['sha256']}"}}
 methods: [{{name: uniform, params: {{k: 2}}}}]
 evaluation: {{clip_len: 4, heavy_epochs: 1, frame_bank_gb: 0, views: {{clips: 2, crops: 3}}, batch_size: 2,
@@ -78,7 +78,7 @@ def test_a_kinetics_spec_with_a_local_checkpoint_runs_a_streamed_trial(tmp_path)
     """docs/data.md's steps: the spec's ``weights: {path, sha256}`` reaches the trial (its hash, not its
     path, in the shared stages' keys), the splits stream, and a wrong hash is one line, exit 2."""
     _kinetics_copy(tmp_path / "k400")
-    torch.save(build_backbone("resnet18", {"width": 4}, 400).state_dict(), tmp_path / "r18.pth")
+    torch.save(build_backbone("resnet18", {"width": 8}, 400).state_dict(), tmp_path / "r18.pth")
     weights = {"path": str(tmp_path / "r18.pth"), "sha256": sha256_file(tmp_path / "r18.pth")}
     run = skimbench("run", str(_spec(tmp_path, tmp_path / "k400", weights)), "--local", "--no-report", "--quiet")
     assert run.returncode == 0, run.stderr[-2000:]
