@@ -58,7 +58,7 @@ def trial_hashes(spec: Path) -> list[str]:
     from harness.spec import load_spec
 
     load_plugin_file(PLUGIN)
-    return [cfg["hash"] for cfg in expand(load_spec(spec))]
+    return [trial.hash for trial in expand(load_spec(spec))]
 
 
 def runs_by_hash(folder: Path, experiment: str) -> dict[str, list]:

@@ -57,7 +57,7 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 
 def _load(args: argparse.Namespace):
-    from harness.grid import check_distinct_trials, expand, swept_params
+    from harness.grid import check_distinct_trials, expand
     from harness.spec import load_spec, select_methods
 
     _load_plugins(args)
@@ -65,19 +65,14 @@ def _load(args: argparse.Namespace):
     if args.only:
         spec = select_methods(spec, [name.strip() for text in args.only for name in text.split(",") if name.strip()])
     check_distinct_trials(spec)
-    trials = expand(spec)
-    swept = swept_params(trials)
-    for cfg in trials:  # for display only: not part of the trial hash
-        cfg["swept"] = swept[cfg.get("label") or cfg["method"]["name"]]
-    return spec, trials
+    return spec, expand(spec)
 
 
 # -- commands ---------------------------------------------------------------------------------
 def cmd_plan(args: argparse.Namespace) -> int:
     spec, trials = _load(args)
-    rows = [{"hash": t["hash"], "method": t.get("label") or t["method"]["name"], "dataset": t["dataset"]["name"],
-             "backbone": t["backbone"]["name"], "seed": str(t["seed"]),
-             **{k: str(v) for k, v in t["method"]["params"].items() if k in t.get("swept", ())}} for t in trials]
+    rows = [{"trial": t.name, "dataset": t.dataset.name, "backbone": t.backbone.name, "seed": str(t.seed),
+             "hash": t.hash} for t in trials]
     print(f"{spec.path}: experiment '{spec.experiment}', {len(trials)} trials "
           f"({spec.resources['cpus']:g} CPU, {spec.resources['gpus']:g} GPU each)")
     print(_text_table(rows))
@@ -88,8 +83,11 @@ def _text_table(rows: list[dict[str, str]]) -> str:
     """Rows as right-aligned columns (what ``plan`` prints; pandas would cost a second to import)."""
     columns = list(dict.fromkeys(key for row in rows for key in row))
     widths = {c: max([len(c)] + [len(row.get(c, "")) for row in rows]) for c in columns}
-    lines = [" ".join(c.rjust(widths[c]) for c in columns)]
-    lines += [" ".join(row.get(c, "").rjust(widths[c]) for c in columns) for row in rows]
+    def line(cells: dict[str, str]) -> str:  # the first column (the trial's name) reads left-aligned
+        return " ".join(cells.get(c, "").ljust(widths[c]) if i == 0 else cells.get(c, "").rjust(widths[c])
+                        for i, c in enumerate(columns))
+
+    lines = [line({c: c for c in columns})] + [line(row) for row in rows]
     return "\n".join(lines)
 
 
@@ -99,7 +97,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec, trials = _load(args)
     check_reachable(spec, args.address, args.connect_timeout)  # before anything is written
 
-    from harness.runner import run_grid  # slow (Ray, MLflow): after the checks
+    from harness.results import results_table  # slow (Ray, MLflow): after the checks
+    from harness.runner import run_grid
 
     print(f"skimbench: {len(trials)} trials of '{spec.experiment}' "
           f"{'in-process (--local)' if args.local else 'through Ray'}; tracking {spec.tracking['uri']}",
@@ -107,46 +106,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     outcome = run_grid(spec, trials, local=args.local, address=args.address, force=args.force,
                        rerun_failed=args.rerun_failed, plugins=args.plugin or [], show_progress=not args.quiet)
     print(f"skimbench: {len(outcome.finished)} finished, {len(outcome.failed)} failed, "
-          f"{len(outcome.skipped)} skipped (already finished) in {outcome.seconds:.0f}s; parent run "
-          f"{outcome.parent_run_id}",
+          f"{len(outcome.skipped)} skipped (already finished) in {outcome.seconds:.0f}s"
+          + (f"; parent run {outcome.parent_run_id}" if outcome.parent_run_id else ""),
           file=sys.stderr)
     for h, error in outcome.failed.items():
         print(f"  FAILED {h}: {error}", file=sys.stderr)
-    print(_results_table(outcome.tracking_uri, spec.experiment))
+    print(results_table(outcome.tracking_uri, spec.experiment))
     if not args.no_report:
         _report(outcome.tracking_uri, [spec.experiment], Path(spec.output))
     return 1 if outcome.failed else 0
-
-
-def _results_frame(uri: str, experiment: str):
-    import pandas as pd
-
-    from harness.tracking import TAG, trial_runs
-
-    rows = []
-    for run in trial_runs(uri, experiment):
-        tags, m = run.data.tags, run.data.metrics
-        knob = tags.get(f"{TAG}budget_param")
-        rows.append({"method": tags.get(f"{TAG}label", tags.get(f"{TAG}method")),
-                     "backbone": tags.get(f"{TAG}backbone"),
-                     "budget": f"{knob}={tags.get(f'{TAG}budget')}" if knob else "", "seed": tags.get(f"{TAG}seed"),
-                     "status": run.info.status, "top1": m.get("top1"), "mAP": m.get("map"),
-                     "GFLOPs/video": m.get("gflops_per_video_mean"), "GFLOPs std": m.get("gflops_per_video_std"),
-                     "latency ms": m.get("latency_ms_per_video"), "params M": m.get("params_m"),
-                     "skipped videos": m.get("videos_skipped"), "hash": tags.get(f"{TAG}trial_hash"),
-                     "run_id": run.info.run_id})
-    return pd.DataFrame(rows)
-
-
-def _results_table(uri: str, experiment: str) -> str:
-    import pandas as pd
-
-    frame = _results_frame(uri, experiment)
-    if frame.empty:
-        return f"no trial runs in experiment '{experiment}'"
-    frame = frame.drop(columns=["run_id"]).dropna(axis=1, how="all")
-    with pd.option_context("display.max_rows", None, "display.width", 220, "display.float_format", "{:.4g}".format):
-        return frame.sort_values([c for c in ("method", "budget", "seed") if c in frame]).to_string(index=False)
 
 
 def _check_experiments(uri: str, names: Sequence[str]) -> None:
@@ -170,15 +138,16 @@ def _check_experiments(uri: str, names: Sequence[str]) -> None:
 
 
 def cmd_results(args: argparse.Namespace) -> int:
+    from harness.results import results_frame, results_table
     from harness.tracking import resolve_uri
 
     _check_experiments(args.tracking_uri, [args.experiment])
     uri = resolve_uri(args.tracking_uri)
     if args.csv:
-        frame = _results_frame(uri, args.experiment)
+        frame = results_frame(uri, args.experiment)
         frame.to_csv(args.csv, index=False)
         print(f"wrote {len(frame)} trials to {args.csv}", file=sys.stderr)
-    print(_results_table(uri, args.experiment))
+    print(results_table(uri, args.experiment))
     return 0
 
 
@@ -191,7 +160,7 @@ def _ground_truth(uri: str, experiments: list[str]):
 
     from harness.data.decoding import open_video, read_frames
     from harness.tracking import trial_runs
-    from harness.trial import build_dataset
+    from harness.trial import Trial, build_dataset
 
     records, seen = {}, set()
     for experiment in experiments:
@@ -203,7 +172,7 @@ def _ground_truth(uri: str, experiments: list[str]):
             seen.add(key)
             cfg = json.loads(open(MlflowClient(uri).download_artifacts(run.info.run_id, "config.json")).read())
             try:
-                records.update({r.video_id: r for r in build_dataset(cfg).split("test")})
+                records.update({r.video_id: r for r in build_dataset(Trial.from_dict(cfg)).split("test")})
             except Exception as exc:  # noqa: BLE001 - the dataset may not be on this machine
                 print(f"skimbench: no ground truth for {cfg['dataset']['name']}: {exc}", file=sys.stderr)
     relevance = {v: np.asarray(r.relevance) for v, r in records.items() if r.relevance is not None}
@@ -382,7 +351,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions whose message is all the user needs. Those of slow modules count only once the
     module is loaded (it must have been, to raise them): the fast commands never import them."""
     errors: list[type[BaseException]] = [RegistryError, ScaffoldError, UserError, FileExistsError, FileNotFoundError]
-    for module, name in (("harness.runner", "LaunchError"), ("harness.report.collect", "ReportError"),
+    for module, name in (("harness.launchers", "LaunchError"), ("harness.report.collect", "ReportError"),
                          ("harness.params", "ParamError"), ("harness.preflight", "PreflightError"),
                          ("harness.data.dataset", "DatasetError")):
         if module in sys.modules:

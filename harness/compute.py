@@ -21,7 +21,7 @@ from fvcore.nn.jit_handles import elementwise_flop_counter, get_shape
 from torch import nn
 
 from harness.method import Component, Usage
-from harness.stages import content_hash
+from harness.hashing import content_hash
 
 FLOP_CONVENTION = ("GFLOPs are fvcore counts: one fused multiply-add = one FLOP (what fvcore and the papers "
                    "call GFLOPs, i.e. GMACs); element-wise ops (add, mul, activations, softmax) count zero and "
@@ -205,8 +205,7 @@ def account(components: Mapping[str, Component], usages: Sequence[Usage]) -> Acc
 def verify_accounting(method: Any, records: Sequence[Any]) -> list[tuple[float, float]]:
     """For each video: (GFLOPs accounted from ``predict``'s usage, brute-force GFLOPs of
     ``trace_video``'s realised path). Equal within rounding when the method's bookkeeping is true."""
-    if hasattr(method, "eval_mode"):
-        method.eval_mode()
+    method.eval_mode()
     components = method.components()
     pairs = []
     for record in records:

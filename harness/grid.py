@@ -1,60 +1,63 @@
-"""Grid expansion: a ``Spec`` -> the list of trial configurations, and the trial's identity hash.
+"""Grid expansion: a ``Spec`` -> the list of ``Trial``s, and the trial's identity hash.
 
 The grid is the product dataset x backbone x method entry x (its grid product x its zip groups)
-x seed. Every trial configuration is a plain JSON-able dict with all declared parameters resolved
-(defaults filled in), so that ``trial_hash`` is the same whether a default was written out or left
-implicit, and whatever the key order. Resume, MLflow tags and the report all key on that hash.
+x seed. Every trial has all declared parameters resolved (defaults filled in), so that
+``trial_hash`` is the same whether a default was written out or left implicit, and whatever the
+key order. The hash also covers the code version of the trial's method, backbone and dataset
+plugins (``harness.hashing.code_version``): editing a plugin's code reruns its trials. Resume,
+MLflow tags and the report all key on that hash.
 """
 from __future__ import annotations
 
 import copy
-import json
+import dataclasses
 import itertools
 from typing import Any, Iterator
 
+from harness.hashing import canonical_json, code_version, content_hash
+from harness.naming import name_trials
 from harness.params import resolve_params
 from harness.registry import BACKBONES, DATASETS, METHODS
 from harness.spec import MethodEntry, PluginRef, Spec, format_path
-from harness.stages import canonical_json, content_hash
+from harness.trial import Plugin, Trial
 
 # What a trial's result depends on. Resources, tracking, Ray settings and the output folder change
 # where and how fast it runs, not what it computes.
-HASHED_FIELDS = ("dataset", "backbone", "method", "seed", "evaluation")
+HASHED_FIELDS = ("dataset", "backbone", "method", "seed", "evaluation", "code")
 
 
-def trial_hash(cfg: dict[str, Any]) -> str:
-    """16 hex digits identifying a trial: sha256 of the canonical JSON of its resolved
-    dataset, backbone, method (name + params), seed and evaluation settings."""
-    identity = {key: cfg[key] for key in HASHED_FIELDS}
-    identity["method"] = {"name": cfg["method"]["name"], "params": cfg["method"]["params"]}
-    return content_hash(identity)
+def trial_hash(trial: Trial) -> str:
+    """16 hex digits identifying a trial: sha256 of the canonical JSON of its resolved dataset,
+    backbone, method (name + params), seed, evaluation settings and plugin code versions."""
+    identity = trial.to_dict()
+    return content_hash({key: identity[key] for key in HASHED_FIELDS})
 
 
 def spec_hash(spec: Spec) -> str:
     """16 hex digits of what the spec runs (its trials' hashes and labels, in order) and how
     (resources, tracking, Ray, output, retries, timeout): unchanged by comments, formatting, key
     order, and defaults written out or left implicit. ``spec.source_hash`` hashes the file's bytes."""
-    return _spec_digest(spec, [cfg for cfg, _ in expand_with_origins(spec)])
+    return _spec_digest(spec, [trial for trial, _ in expand_with_origins(spec)])
 
 
-def expand(spec: Spec) -> list[dict[str, Any]]:
-    """All trial configurations of the spec, in a stable order (see the module docstring); each
-    also carries the ``spec_hash`` of the grid it belongs to (not part of its own hash)."""
-    cfgs = [cfg for cfg, _ in expand_with_origins(spec)]
-    digest = _spec_digest(spec, cfgs)
-    for cfg in cfgs:
-        cfg["spec_hash"] = digest
-    return cfgs
+def expand(spec: Spec) -> list[Trial]:
+    """All trials of the spec, in a stable order (see the module docstring); each also carries the
+    ``spec_hash`` of the grid it belongs to (not part of its own hash) and its display name."""
+    trials = [trial for trial, _ in expand_with_origins(spec)]
+    digest = _spec_digest(spec, trials)
+    return [dataclasses.replace(trial, spec_hash=digest, name=name)
+            for trial, name in zip(trials, name_trials(trials))]
 
 
-def _spec_digest(spec: Spec, cfgs: list[dict[str, Any]]) -> str:
+def _spec_digest(spec: Spec, trials: list[Trial]) -> str:
     unhashed = ("datasets", "backbones", "methods", "seeds", "description")  # the trials cover the first four
     settings = {key: value for key, value in spec.to_dict().items() if key not in unhashed}
-    return content_hash({"trials": [(cfg["hash"], cfg["label"]) for cfg in cfgs], "settings": settings})
+    return content_hash({"trials": [(trial.hash, trial.label) for trial in trials], "settings": settings})
 
 
-def expand_with_origins(spec: Spec) -> Iterator[tuple[dict[str, Any], dict[str, tuple]]]:
-    """Like ``expand``, each trial paired with the spec field paths of its dataset, backbone and method."""
+def expand_with_origins(spec: Spec) -> Iterator[tuple[Trial, dict[str, tuple]]]:
+    """Like ``expand`` (without spec hash and name), each trial paired with the spec field paths of
+    its dataset, backbone and method."""
     # per method entry: its backbones by resolved identity, and its parameter sets
     entries = [({_key(_resolved(BACKBONES, b)): b for b in (entry.backbones or spec.backbones)}, method_param_sets(entry))
                for entry in spec.methods]
@@ -64,23 +67,19 @@ def expand_with_origins(spec: Spec) -> Iterator[tuple[dict[str, Any], dict[str, 
             for entry, (backbones, param_sets) in zip(spec.methods, entries):
                 if backbone_key not in backbones:
                     continue
+                code = {"dataset": code_version(DATASETS.get(dataset_cfg.name)),
+                        "backbone": code_version(BACKBONES.get(backbone_cfg.name)),
+                        "method": code_version(METHODS.get(entry.name))}
                 for params in param_sets:
                     for seed in spec.seeds:
-                        cfg = {
-                            "experiment": spec.experiment,
-                            "label": entry.label,
-                            "dataset": copy.deepcopy(dataset_cfg),
-                            "backbone": copy.deepcopy(backbone_cfg),
-                            "method": {"name": entry.name, "params": copy.deepcopy(params)},
-                            "seed": seed,
-                            "evaluation": copy.deepcopy(spec.evaluation),
-                            "resources": dict(spec.resources),
-                            "max_failures": spec.max_failures,
-                            "timeout_s": spec.timeout_s,
-                        }
-                        cfg["hash"] = trial_hash(cfg)
+                        trial = Trial(
+                            experiment=spec.experiment, label=entry.label, dataset=copy.deepcopy(dataset_cfg),
+                            backbone=copy.deepcopy(backbone_cfg), method=Plugin(entry.name, copy.deepcopy(params)),
+                            seed=seed, evaluation=copy.deepcopy(spec.evaluation), resources=dict(spec.resources),
+                            max_failures=spec.max_failures, timeout_s=spec.timeout_s, code=dict(code))
+                        trial = dataclasses.replace(trial, hash=trial_hash(trial))
                         origin = {"dataset": dataset.where, "backbone": backbones[backbone_key].where, "method": entry.where}
-                        yield cfg, origin
+                        yield trial, origin
 
 
 def method_param_sets(entry: MethodEntry) -> list[dict[str, Any]]:
@@ -98,45 +97,33 @@ def method_param_sets(entry: MethodEntry) -> list[dict[str, Any]]:
     return sets
 
 
-def _resolved(registry, ref: PluginRef) -> dict[str, Any]:
-    cfg = {"name": ref.name, "params": resolve_params(getattr(registry.get(ref.name), "params", {}), copy.deepcopy(ref.params))}
-    if ref.weights:  # a backbone's pretrained checkpoint {path, sha256}, carried into the trial
-        cfg["weights"] = dict(ref.weights)
-    return cfg
+def _resolved(registry, ref: PluginRef) -> Plugin:
+    params = resolve_params(getattr(registry.get(ref.name), "params", {}), copy.deepcopy(ref.params))
+    return Plugin(ref.name, params, dict(ref.weights) if ref.weights else None)  # weights: a backbone's checkpoint
 
 
-def _key(cfg: dict[str, Any]) -> str:
-    return canonical_json(cfg)
+def _key(plugin: Plugin) -> str:
+    return canonical_json(plugin.to_dict())
 
 
-def _backbone_axis(spec: Spec) -> list[tuple[str, dict[str, Any]]]:
+def _backbone_axis(spec: Spec) -> list[tuple[str, Plugin]]:
     """Every distinct resolved backbone, top-level ones first, then per-method ones, in spec order."""
-    axis: dict[str, dict[str, Any]] = {}
+    axis: dict[str, Plugin] = {}
     for ref in spec.backbones + [b for entry in spec.methods for b in (entry.backbones or [])]:
         cfg = _resolved(BACKBONES, ref)
         axis.setdefault(_key(cfg), cfg)
     return list(axis.items())
 
 
-def swept_params(trials: list[dict[str, Any]]) -> dict[str, list[str]]:
-    """Per method label: the parameters whose values differ between its trials (its budget curve)."""
-    values: dict[str, dict[str, set[str]]] = {}
-    for cfg in trials:
-        label = cfg.get("label") or cfg["method"]["name"]
-        for key, value in cfg["method"]["params"].items():
-            values.setdefault(label, {}).setdefault(key, set()).add(json.dumps(value, sort_keys=True, default=str))
-    return {label: [k for k, seen in params.items() if len(seen) > 1] for label, params in values.items()}
-
-
 def check_distinct_trials(spec: Spec) -> None:
     """Two spec entries that give the same trial would run it twice and clash on resume: refuse them
     with a ``SpecError`` pointing at the second entry (called where the grid is expanded for a run)."""
     seen: dict[str, dict[str, tuple]] = {}
-    for cfg, origin in expand_with_origins(spec):
-        if cfg["hash"] not in seen:
-            seen[cfg["hash"]] = origin
+    for trial, origin in expand_with_origins(spec):
+        if trial.hash not in seen:
+            seen[trial.hash] = origin
             continue
-        first = seen[cfg["hash"]]
+        first = seen[trial.hash]
         part = next((p for p in ("dataset", "backbone", "method") if origin[p] != first[p]), "method")
         raise spec.error(origin[part], f"gives the same trials as {format_path(first[part])} "
-                                       f"(e.g. method '{cfg['method']['name']}', seed {cfg['seed']}): remove one")
+                                       f"(e.g. method '{trial.method.name}', seed {trial.seed}): remove one")

@@ -135,6 +135,9 @@ class Method:
     # Prediction.extras keys the report shows per video -> description (a number, or a list whose distinct
     # values are counted)
     video_facts: ClassVar[dict[str, str]] = {}
+    # Part of the trial identity. None: a hash of the module's source file, so editing the code reruns
+    # its trials; a string ("2") replaces that hash: bump it when results change, keep it for refactors.
+    version: ClassVar[str | None] = None
 
     def __init__(self, ctx: TrialContext, **params: Any):
         self.ctx = ctx
@@ -153,6 +156,9 @@ class Method:
         raise NotImplementedError
 
     # -- optional -----------------------------------------------------------------------------
+    def eval_mode(self) -> None:
+        """Called once after ``fit`` and before ``predict``: put trained networks in inference mode."""
+
     def predict_batch(self, videos: Sequence[Any]) -> list[Prediction]:
         return [self.predict(v) for v in videos]
 

@@ -1,39 +1,43 @@
-"""Live terminal view of a grid: counts, elapsed and estimated time, each finished trial's metrics.
+"""Live terminal view of a grid: counts, elapsed and estimated time, the shared stages being
+computed, the running trials and the last ones finished, each under its trial name.
 
-On a terminal it is a ``rich`` live table; elsewhere (CI logs, pipes) one plain line per event,
-so logs stay readable.
+On a terminal it is a ``rich`` live view, re-rendered twice a second (not only on trial events), and
+sized to the terminal: on 80x24 it shows the counts, the stages, the running trials and the last few
+finished, never a table cut off with "...". Elsewhere (CI logs, pipes) one plain line per event.
 """
 from __future__ import annotations
 
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any, Sequence
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
-from rich.table import Table
+from rich.markup import escape
+from rich.text import Text
+
+from harness.stages import StageWatcher
 
 METRIC_KEYS = ("top1", "map", "gflops_per_video_mean")
-
-
-def _label(cfg: dict) -> str:
-    params = cfg["method"]["params"]
-    shown = ",".join(f"{k}={v}" for k, v in params.items() if k in cfg.get("swept", ()))
-    return f"{cfg.get('label') or cfg['method']['name']}[{shown}] s{cfg['seed']}" if shown else \
-        f"{cfg.get('label') or cfg['method']['name']} s{cfg['seed']} {cfg['hash'][:6]}"
+RECENT = 5  # finished trials kept on screen
 
 
 class GridProgress:
-    def __init__(self, trials: Sequence[dict], skipped: int = 0, enabled: bool = True, console: Console | None = None):
-        self.trials = {cfg["hash"]: cfg for cfg in trials}
+    def __init__(self, trials: Sequence[Any], skipped: int = 0, enabled: bool = True, console: Console | None = None,
+                 store_root: str | Path | None = None):
+        self.trials = {trial.hash: trial for trial in trials}
         self.state = {h: "pending" for h in self.trials}
         self.metrics: dict[str, dict[str, Any]] = {}
         self.errors: dict[str, str] = {}
+        self.since: dict[str, float] = {}
+        self.ended: list[str] = []  # finished or failed, oldest first
         self.skipped = skipped
         self.enabled = enabled
         self.console = console or Console(stderr=True)
         self.live_mode = enabled and self.console.is_terminal
+        self.stages = StageWatcher(store_root) if store_root is not None else None
         self._live: Live | None = None
         self._lock = threading.Lock()
         self._start = time.time()
@@ -54,6 +58,10 @@ class GridProgress:
         self._set(h, "failed")
 
     # -- rendering ------------------------------------------------------------------------------
+    def name(self, h: str) -> str:
+        trial = self.trials[h]
+        return trial.name or f"{trial.label} {h[:6]}"
+
     def counts(self) -> dict[str, int]:
         out = {s: 0 for s in ("done", "running", "failed", "pending")}
         for s in self.state.values():
@@ -70,16 +78,49 @@ class GridProgress:
                 + (f", {self.skipped} already finished (skipped)" if self.skipped else "")
                 + f" | elapsed {elapsed:.0f}s, eta {eta}")
 
-    def render(self) -> Table:
-        table = Table(title=self.summary_line(), title_justify="left", expand=False)
-        for col in ("trial", "state", "top1 %", "mAP %", "GFLOPs/video", "note"):
-            table.add_column(col)
-        for h, cfg in self.trials.items():
-            m = self.metrics.get(h, {})
-            fmt = lambda k, spec=".1f": format(m[k], spec) if k in m and m[k] == m[k] else ""  # noqa: E731
-            table.add_row(_label(cfg), self.state[h], fmt("top1"), fmt("map"), fmt("gflops_per_video_mean", ".3g"),
-                          self.errors.get(h, "")[:80])
-        return table
+    def lines(self, height: int) -> list[str]:
+        """The view as rich-markup lines, at most ``height`` of them: the counts, the stages being
+        computed, the running trials, the last finished ones; names escaped (``[k=1]`` is not markup)."""
+        now = time.time()
+        head = [f"[bold]{escape(self.summary_line())}[/bold]"]
+        for stage in self.stages.active() if self.stages is not None else []:
+            typical = f" of ~{stage['typical']:.0f}s" if stage["typical"] else ""
+            head.append(f"[cyan]stage[/cyan] {escape(stage['stage'])} {stage['key'][:8]}: computing "
+                        f"{stage['elapsed']:.0f}s{typical}")
+        running = [h for h, s in self.state.items() if s in ("running", "retrying")]
+        recent = self.ended[-RECENT:][::-1]
+        room = max(0, height - len(head) - bool(running) - bool(recent))  # less the section headers
+        show_recent = min(len(recent), max(room // 3, room - len(running)))
+        show_running = min(len(running), room - show_recent)
+        body = []
+        if running:
+            body.append(f"[bold]running[/bold] ({len(running)})")
+            overflow = len(running) > show_running > 0
+            listed = running[:show_running - 1] if overflow else running[:show_running]
+            for h in listed:
+                retry = " (retry)" if self.state[h] == "retrying" else ""
+                body.append(f"  {escape(self.name(h))}{retry}  {now - self.since.get(h, now):.0f}s")
+            if overflow:
+                body.append(f"  ... and {len(running) - len(listed)} more running")
+        if recent and show_recent:
+            body.append("[bold]last finished[/bold]")
+            for h in recent[:show_recent]:
+                body.append("  " + self._ended_line(h))
+        return (head + body)[:max(1, height)]
+
+    def _ended_line(self, h: str) -> str:
+        if self.state[h] == "failed":
+            return f"[red]failed[/red] {escape(self.name(h))}: {escape(self.errors.get(h, '')[:60])}"
+        m = self.metrics.get(h, {})
+        shown = " ".join(f"{key}={m[key]:.3g}" for key in METRIC_KEYS if key in m and m[key] == m[key])
+        return f"[green]done[/green] {escape(self.name(h))}  {escape(shown)}"
+
+    def render(self) -> Group:
+        height = self.console.size.height - 1  # rich keeps the cursor line below the view
+        texts = [Text.from_markup(line, overflow="ellipsis") for line in self.lines(height)]
+        for text in texts:
+            text.no_wrap = True  # one line per row, cut with an ellipsis: the view keeps its height
+        return Group(*texts)
 
     def _set(self, h: str, state: str) -> None:
         if h not in self.state:
@@ -88,19 +129,22 @@ class GridProgress:
             if self.state[h] == state and state != "done":
                 return
             self.state[h] = state
-            if not self.enabled:
+            if state == "running":
+                self.since[h] = time.time()
+            if state in ("done", "failed"):
+                self.ended = [e for e in self.ended if e != h] + [h]
+            if not self.enabled or self._live is not None:  # the live view re-renders on its timer
                 return
-            if self._live is not None:
-                self._live.update(self.render())
-            elif state in ("done", "failed", "retrying"):
+            if state in ("done", "failed", "retrying"):
                 extra = self.errors.get(h, "") if state == "failed" else " ".join(
                     f"{k}={v:.4g}" for k, v in self.metrics.get(h, {}).items())
-                print(f"[{state}] {_label(self.trials[h])} {extra} ({self.summary_line()})", file=sys.stderr, flush=True)
+                print(f"[{state}] {self.name(h)} {extra} ({self.summary_line()})", file=sys.stderr, flush=True)
 
     def __enter__(self) -> "GridProgress":
         if self.enabled:
             if self.live_mode:
-                self._live = Live(self.render(), console=self.console, refresh_per_second=2)
+                self._live = Live(console=self.console, get_renderable=self.render, refresh_per_second=2,
+                                  transient=False, redirect_stderr=False, redirect_stdout=False)
                 self._live.__enter__()
             else:
                 print(f"running {len(self.trials)} trials ({self.summary_line()})", file=sys.stderr, flush=True)
@@ -108,6 +152,6 @@ class GridProgress:
 
     def __exit__(self, *exc: Any) -> None:
         if self._live is not None:
-            self._live.update(self.render())
+            self._live.refresh()
             self._live.__exit__(*exc)
             self._live = None

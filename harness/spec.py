@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from harness.params import Param, ParamError, resolve_params, validate
 from harness.registry import BACKBONES, DATASETS, METHODS, Registry, UnknownNameError
 from harness.settings import EVALUATION_PARAMS, LAUNCH_PARAMS, RAY_PARAMS, RESOURCE_PARAMS, TRACKING_PARAMS
-from harness.stages import canonical_json
+from harness.hashing import canonical_json
 from harness.yamlfile import FieldPath, SpecError, decode, format_path, read_bytes, read_yaml, show, text_problem
 
 __all__ = ["MethodEntry", "PluginRef", "Spec", "SpecError", "format_path", "load_spec", "parse_override",

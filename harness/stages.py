@@ -5,10 +5,13 @@ and once across re-runs. Concurrent trials (Ray workers, or processes on several
 folder) take a file lock on the key: the first computes into a private temporary folder that is
 renamed into place when complete, the others wait and then read it. A reader can never see a
 half-written output, and a crash mid-compute leaves only a temporary folder that is ignored.
+
+Every computation appends a ``start`` and an ``end`` line to ``<root>/events.jsonl``, so the live
+view (in the driver, possibly on another machine sharing the folder) shows which stage is being
+computed and for how long.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -19,14 +22,9 @@ from typing import Any, Callable, Mapping
 
 from filelock import FileLock
 
+from harness.hashing import content_hash
 
-def canonical_json(value: Any) -> str:
-    """Stable JSON: sorted keys, no whitespace variation; tuples as lists; paths as strings."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def content_hash(value: Any, length: int = 16) -> str:
-    return hashlib.sha256(canonical_json(value).encode()).hexdigest()[:length]
+EVENTS = "events.jsonl"
 
 
 class StageStore:
@@ -47,35 +45,92 @@ class StageStore:
 
     def get_or_compute(self, name: str, deps: Mapping[str, Any], compute: Callable[[Path], None]) -> Path:
         """Return the stage folder, running ``compute(tmpdir)`` first if no complete output exists."""
-
         final = self.path(name, deps)
 
         def build(tmp: Path) -> None:
             started = time.time()
-            compute(tmp)
+            self.emit("start", name, final.name)
+            try:
+                compute(tmp)
+            finally:
+                self.emit("end", name, final.name)
             meta = {"stage": name, "key": final.name, "deps": deps, "seconds": round(time.time() - started, 3),
                     "pid": os.getpid(), "host": os.uname().nodename}
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True, default=str))
 
         return build_once(final, "meta.json", build)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(final) + ".lock"):
-            if (final / "meta.json").exists():  # another process finished it while we waited
-                return final
-            tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+
+    def emit(self, event: str, name: str, key: str) -> None:
+        """Append one event line (a single small ``O_APPEND`` write: lines from processes never mix)."""
+        line = json.dumps({"event": event, "stage": name, "key": key, "time": time.time(),
+                           "host": os.uname().nodename, "pid": os.getpid()}) + "\n"
+        fd = os.open(self.root / EVENTS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+
+
+class StageWatcher:
+    """Which stages are being computed now, from the events the store appends (read incrementally:
+    only the lines added since the watcher was made, or since its last call)."""
+
+    def __init__(self, root: str | Path):
+        self.path = Path(root) / EVENTS
+        self.offset = self.path.stat().st_size if self.path.exists() else 0
+        self.running: dict[tuple, dict[str, Any]] = {}
+        self.typical: dict[str, float | None] = {}
+
+    def active(self) -> list[dict[str, Any]]:
+        """Started, not ended, by a process still alive (when on this host); each event dict gains
+        ``elapsed`` seconds and ``typical`` (seconds an earlier build of the same stage took, or None)."""
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                chunk = f.read()
+        except FileNotFoundError:
+            chunk = b""
+        complete = chunk[: chunk.rfind(b"\n") + 1]  # a line being written is read next time
+        self.offset += len(complete)
+        for line in complete.decode(errors="replace").splitlines():
             try:
-                started = time.time()
-                compute(tmp)
-                meta = {"stage": name, "key": final.name, "deps": deps, "seconds": round(time.time() - started, 3),
-                        "pid": os.getpid(), "host": os.uname().nodename}
-                (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True, default=str))
-                if final.exists():  # leftover without meta.json: an interrupted earlier attempt
-                    shutil.rmtree(final)
-                os.replace(tmp, final)
-            finally:
-                if tmp.exists():
-                    shutil.rmtree(tmp, ignore_errors=True)
-        return final
+                event = json.loads(line)
+            except ValueError:
+                continue
+            ident = (event["stage"], event["key"], event["host"], event["pid"])
+            if event["event"] == "start":
+                self.running[ident] = event
+            else:
+                self.running.pop(ident, None)
+        now, here = time.time(), os.uname().nodename
+        out = []
+        for ident, event in list(self.running.items()):
+            if event["host"] == here and not _alive(event["pid"]):
+                del self.running[ident]
+                continue
+            if event["stage"] not in self.typical:
+                self.typical[event["stage"]] = _typical_seconds(self.path.parent / event["stage"])
+            out.append({**event, "elapsed": now - event["time"], "typical": self.typical[event["stage"]]})
+        return out
+
+
+def _typical_seconds(folder: Path) -> float | None:
+    for meta in sorted(folder.glob("*/meta.json")):
+        try:
+            return float(json.loads(meta.read_text())["seconds"])
+        except (ValueError, KeyError, OSError):
+            continue
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def build_once(final: Path, marker: str, build: Callable[[Path], None]) -> Path:

@@ -1,5 +1,9 @@
 """MLflow tracking: one parent run per launch, one child run per trial, nothing lost.
 
+This module only talks to MLflow: ``start`` opens a trial's run (tags, params, config.json, the
+plugins' source files), ``record`` closes it with its outcome (metrics and artifacts, or the
+traceback). Running the trial and classifying failures is ``harness.launchers.execute``'s job.
+
 Everything goes through ``MlflowClient`` with explicit run ids (no global "active run"), so trials
 in Ray workers, threads or other machines log independently. SQLite allows one writer at a time:
 writes are retried with back-off when the database is locked, and the driver creates the schema
@@ -12,19 +16,26 @@ import os
 import random
 import tempfile
 import time
-import traceback
 from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
 
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from harness.registry import METHODS
 from harness.repro import git_commit, hardware, package_versions
 from harness.paths import safe_join
+from harness.trial import Trial, TrialResult
 
 T = TypeVar("T")
 DEFAULT_TRACKING_URI = "sqlite:///results/mlflow.db"
 TAG = "skimbench."
+# MLflow 3's UI opens an experiment on its runs (not the GenAI traces page) with this kind; the value
+# is ``ExperimentKind.CUSTOM_MODEL_DEVELOPMENT`` in MLflow's UI source (mlflow/server/js).
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+# A trial's outcome -> the MLflow status of its run.
+RUN_STATUS = {"FINISHED": "FINISHED", "ERROR": "FAILED", "OOM": "FAILED", "KILLED": "KILLED", "TIMEOUT": "KILLED",
+              "CRASHED": "KILLED"}
 
 
 def resolve_uri(uri: str, base: Path | None = None) -> str:
@@ -62,9 +73,12 @@ def ensure_experiment(uri: str, name: str, artifact_root: Path | None = None) ->
     c = client(uri)
     found = with_retry(lambda: c.get_experiment_by_name(name))
     if found is not None:
+        for key, value in EXPERIMENT_KIND.items():  # experiments created by older versions
+            if found.tags.get(key) != value:
+                with_retry(lambda: c.set_experiment_tag(found.experiment_id, key, value))
         return found.experiment_id
     try:
-        return with_retry(lambda: c.create_experiment(name, artifact_location=location))
+        return with_retry(lambda: c.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND))
     except Exception:  # created concurrently by another driver
         found = with_retry(lambda: c.get_experiment_by_name(name))
         if found is None:
@@ -76,15 +90,21 @@ def environment_tags() -> dict[str, str]:
     tags = {f"{TAG}version.{k}": v for k, v in package_versions().items()}
     tags.update({f"{TAG}hardware.{k}": v for k, v in hardware().items()})
     tags[f"{TAG}git_commit"] = git_commit()
+    tags["mlflow.source.git.commit"] = tags[f"{TAG}git_commit"]  # shown by MLflow's UI as the run's commit
     return tags
 
 
-def start_parent(uri: str, experiment_id: str, spec_path: str, spec_hash: str, num_trials: int) -> str:
+def start_parent(uri: str, experiment_id: str, experiment: str, spec_path: Path, spec_hash: str,
+                 num_trials: int) -> str:
+    """The launch's parent run, named ``EXPERIMENT (SPEC FILE)``, with the spec YAML attached."""
     tags = environment_tags()
     tags.update({f"{TAG}spec": str(spec_path), f"{TAG}spec_hash": spec_hash, f"{TAG}role": "launch",
-                 f"{TAG}num_trials": str(num_trials), "mlflow.runName": f"launch {time.strftime('%Y-%m-%d %H:%M:%S')}"})
-    run = with_retry(lambda: client(uri).create_run(experiment_id, tags=tags))
-    return run.info.run_id
+                 f"{TAG}num_trials": str(num_trials), "mlflow.runName": f"{experiment} ({Path(spec_path).name})",
+                 "mlflow.source.name": str(spec_path)})
+    run_id = with_retry(lambda: client(uri).create_run(experiment_id, tags=tags)).info.run_id
+    if Path(spec_path).is_file():
+        with_retry(lambda: client(uri).log_artifact(run_id, str(spec_path)))
+    return run_id
 
 
 def end_run(uri: str, run_id: str, status: str = "FINISHED") -> None:
@@ -107,22 +127,20 @@ def _batched(items: list, size: int) -> Iterable[list]:
         yield items[i:i + size]
 
 
-def trial_tags(cfg: dict[str, Any]) -> dict[str, str]:
-    from harness.registry import METHODS
-
-    method_cls = METHODS.get(cfg["method"]["name"])
+def trial_tags(trial: Trial) -> dict[str, str]:
+    method_cls = METHODS.get(trial.method.name)
     budget_param = method_cls.budget_param
-    return {
-        f"{TAG}trial_hash": cfg["hash"], f"{TAG}method": cfg["method"]["name"],
-        f"{TAG}label": cfg.get("label") or cfg["method"]["name"],
-        f"{TAG}dataset": cfg["dataset"]["name"], f"{TAG}backbone": cfg["backbone"]["name"],
-        f"{TAG}seed": str(cfg["seed"]), f"{TAG}budget_param": budget_param or "",
-        f"{TAG}budget": "" if budget_param is None else json.dumps(cfg["method"]["params"].get(budget_param)),
+    tags = {
+        f"{TAG}trial_hash": trial.hash, f"{TAG}method": trial.method.name, f"{TAG}label": trial.label,
+        f"{TAG}name": trial.name or trial.label, f"{TAG}dataset": trial.dataset.name,
+        f"{TAG}backbone": trial.backbone.name, f"{TAG}seed": str(trial.seed), f"{TAG}budget_param": budget_param or "",
+        f"{TAG}budget": "" if budget_param is None else json.dumps(trial.method.params.get(budget_param)),
         f"{TAG}deployable": str(method_cls.deployable).lower(), f"{TAG}dynamic": str(method_cls.dynamic).lower(),
-        f"{TAG}selection_unit": method_cls.selection_unit, f"{TAG}spec_hash": cfg.get("spec_hash", ""),
-        f"{TAG}role": "trial", f"{TAG}attempt": str(cfg.get("attempt", 1)),
-        "mlflow.runName": f"{cfg.get('label') or cfg['method']['name']} {cfg['hash'][:8]} seed{cfg['seed']}",
+        f"{TAG}selection_unit": method_cls.selection_unit, f"{TAG}spec_hash": trial.spec_hash,
+        f"{TAG}role": "trial", "mlflow.runName": trial.name or trial.label,
     }
+    tags.update({f"{TAG}code.{role}": version for role, version in trial.code.items()})
+    return tags
 
 
 def log_dict(uri: str, run_id: str, *, params: dict[str, str] | None = None, metrics: dict[str, float] | None = None,
@@ -137,29 +155,67 @@ def log_dict(uri: str, run_id: str, *, params: dict[str, str] | None = None, met
         with_retry(lambda: c.log_batch(run_id, metrics=chunk))
 
 
-def log_files(uri: str, run_id: str, folder: Path) -> None:
+def log_files(uri: str, run_id: str, folder: Path, artifact_path: str | None = None) -> None:
     c = client(uri)
     for path in sorted(folder.iterdir()):
         if path.is_file():
-            with_retry(lambda: c.log_artifact(run_id, str(path)))
+            with_retry(lambda: c.log_artifact(run_id, str(path), artifact_path))
 
 
-class TrialFailed(RuntimeError):
-    """Raised after a failed trial was recorded in MLflow, so the scheduler may retry it."""
-
-
-def create_trial_run(cfg: dict[str, Any], *, uri: str, experiment_id: str, parent_run_id: str | None,
-                     extra_tags: dict[str, str] | None = None) -> str:
-    """Create the trial's child run with its tags and params; earlier attempts left RUNNING are closed."""
-    abandon_running(uri, experiment_id, cfg["hash"], "WORKER_LOST")
-    tags = trial_tags(cfg)
+def start(trial: Trial, *, uri: str, experiment_id: str, parent_run_id: str | None,
+          extra_tags: dict[str, str] | None = None, sources: Iterable[Path] = ()) -> str:
+    """Open the trial's child run: tags, params, ``config.json`` and the plugins' ``sources`` (under
+    ``source/``). Earlier runs of the same trial left RUNNING (their process died) are closed first."""
+    abandon_running(uri, experiment_id, trial.hash, "WORKER_LOST")
+    tags = trial_tags(trial)
     tags.update(environment_tags())
     tags.update(extra_tags or {})
     if parent_run_id:
         tags["mlflow.parentRunId"] = parent_run_id
     run_id = with_retry(lambda: client(uri).create_run(experiment_id, tags=tags)).info.run_id
-    log_dict(uri, run_id, params=flatten({k: cfg[k] for k in ("dataset", "backbone", "method", "seed", "evaluation")}))
+    config = trial.to_dict()
+    params = flatten({k: config[k] for k in ("dataset", "backbone", "method", "seed", "evaluation")})
+    log_dict(uri, run_id, params=params)
+    with tempfile.TemporaryDirectory(prefix="skimbench-run-") as tmp:
+        (Path(tmp) / "config.json").write_text(json.dumps(config, indent=1, sort_keys=True))
+        log_files(uri, run_id, Path(tmp))
+    for path in sorted(set(sources)):
+        with_retry(lambda: client(uri).log_artifact(run_id, str(path), "source"))
     return run_id
+
+
+def record(uri: str, run_id: str, outcome: str, *, result: TrialResult | None = None, error: str = "",
+           details: str = "") -> None:
+    """Close the trial's run. FINISHED: metrics, tags, artifacts and the dataset as a run input.
+    Otherwise ``outcome`` (ERROR, OOM, KILLED, TIMEOUT, CRASHED), ``error`` (one line) and
+    ``details`` (the traceback, as ``traceback.txt``)."""
+    c = client(uri)
+    with tempfile.TemporaryDirectory(prefix="skimbench-run-") as tmp:
+        out = Path(tmp)
+        if result is None:
+            (out / "traceback.txt").write_text(details or error)
+            log_files(uri, run_id, out)
+            log_dict(uri, run_id, tags={f"{TAG}outcome": outcome, f"{TAG}error": error[:5000]})
+            end_run(uri, run_id, RUN_STATUS[outcome])
+            return
+        result.predictions.to_csv(out / "predictions.csv", index=False)
+        with open(out / "skipped_videos.csv", "w") as f:
+            f.write("video_id,reason\n" + "".join(f"{v},{json.dumps(r)}\n" for v, r in result.skipped))
+        (out / "flops_components.json").write_text(json.dumps(result.flops_components, indent=1, default=str))
+        (out / "stages.json").write_text(json.dumps(result.stages_used, indent=1, sort_keys=True))
+        log_files(uri, run_id, out)
+    facts = result.facts
+    log_dict(uri, run_id, metrics=result.metrics,
+             tags={f"{TAG}dataset_manifest": facts["dataset_manifest"], f"{TAG}device": facts["device"],
+                   f"{TAG}threads": facts["threads"], f"{TAG}latency_from_trace": facts["latency_from_trace"],
+                   f"{TAG}latency_measured_on": facts["latency_measured_on"],
+                   f"{TAG}stages": json.dumps(result.stages_used, sort_keys=True),
+                   f"{TAG}outcome": outcome, f"{TAG}pid": str(os.getpid())})
+    dataset = Dataset(name=facts["dataset"], digest=facts["dataset_manifest"][:36],
+                      source_type="local", source=json.dumps({"root": facts.get("dataset_root", "")}))
+    test_input = DatasetInput(dataset, [InputTag("mlflow.data.context", "test")])
+    with_retry(lambda: c.log_inputs(run_id, datasets=[test_input]))
+    end_run(uri, run_id, RUN_STATUS[outcome])
 
 
 def abandon_running(uri: str, experiment_id: str, trial_hash: str, outcome: str) -> int:
@@ -171,49 +227,6 @@ def abandon_running(uri: str, experiment_id: str, trial_hash: str, outcome: str)
         with_retry(lambda: c.set_tag(run.info.run_id, f"{TAG}outcome", outcome))
         end_run(uri, run.info.run_id, "KILLED")
     return len(stale)
-
-
-def tracked_trial(cfg: dict[str, Any], *, uri: str, experiment_id: str, parent_run_id: str | None, store_root: str,
-                  log: Callable[[str], None] = print, run_id: str | None = None,
-                  extra_tags: dict[str, str] | None = None) -> dict[str, float]:
-    """Run one trial inside its own MLflow child run; FINISHED with everything, or FAILED with a traceback."""
-    from harness.stages import StageStore
-    from harness.trial import run_trial
-
-    c = client(uri)
-    if run_id is None:
-        run_id = create_trial_run(cfg, uri=uri, experiment_id=experiment_id, parent_run_id=parent_run_id,
-                                  extra_tags=extra_tags)
-    with tempfile.TemporaryDirectory(prefix="skimbench-trial-") as tmp:
-        out = Path(tmp)
-        (out / "config.json").write_text(json.dumps(cfg, indent=1, sort_keys=True))
-        try:
-            result = run_trial(cfg, StageStore(store_root), out / "work", log=log)
-        except BaseException as exc:  # recorded, then re-raised for the scheduler's retry policy
-            (out / "traceback.txt").write_text(traceback.format_exc())
-            outcome = "OOM" if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower() else "ERROR"
-            if isinstance(exc, KeyboardInterrupt):
-                outcome = "KILLED"
-            with_retry(lambda: c.set_tag(run_id, f"{TAG}outcome", outcome))
-            with_retry(lambda: c.set_tag(run_id, f"{TAG}error", f"{type(exc).__name__}: {exc}"[:5000]))
-            log_files(uri, run_id, out)
-            end_run(uri, run_id, "KILLED" if outcome == "KILLED" else "FAILED")
-            if isinstance(exc, Exception):
-                raise TrialFailed(f"{cfg['method']['name']} {cfg['hash'][:8]}: {type(exc).__name__}: {exc}") from exc
-            raise
-        result.predictions.to_csv(out / "predictions.csv", index=False)
-        with open(out / "skipped_videos.csv", "w") as f:
-            f.write("video_id,reason\n" + "".join(f"{v},{json.dumps(r)}\n" for v, r in result.skipped))
-        (out / "flops_components.json").write_text(json.dumps(result.flops_components, indent=1, default=str))
-        (out / "stages.json").write_text(json.dumps(result.stages_used, indent=1, sort_keys=True))
-        log_files(uri, run_id, out)
-        log_dict(uri, run_id, metrics=result.metrics,
-                 tags={f"{TAG}dataset_manifest": result.facts["dataset_manifest"], f"{TAG}device": result.facts["device"],
-                       f"{TAG}threads": result.facts["threads"],
-                       f"{TAG}latency_measured_on": result.facts["latency_measured_on"], f"{TAG}stages": json.dumps(result.stages_used, sort_keys=True),
-                       f"{TAG}outcome": "FINISHED", f"{TAG}pid": str(os.getpid())})
-        end_run(uri, run_id, "FINISHED")
-    return result.metrics
 
 
 def trial_runs(uri: str, experiment: str) -> list:
@@ -230,17 +243,6 @@ def trial_runs(uri: str, experiment: str) -> list:
         token = page.token
         if not token:
             return runs
-
-
-def record_timeout(uri: str, run_id: str, seconds: float) -> None:
-    """A trial killed by its timeout: KILLED, outcome TIMEOUT, the reason as its traceback artifact."""
-    with tempfile.TemporaryDirectory() as tmp:
-        note = Path(tmp) / "traceback.txt"
-        note.write_text(f"TIMEOUT: the trial exceeded timeout_s = {seconds:g} s and its process was killed\n")
-        with_retry(lambda: client(uri).log_artifact(run_id, str(note)))
-    with_retry(lambda: client(uri).set_tag(run_id, f"{TAG}outcome", "TIMEOUT"))
-    with_retry(lambda: client(uri).set_tag(run_id, f"{TAG}error", f"timed out after {seconds:g} s"))
-    end_run(uri, run_id, "KILLED")
 
 
 def finished_trials(uri: str, experiment: str) -> dict[str, str]:

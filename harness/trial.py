@@ -1,15 +1,16 @@
-"""One trial, start to finish, as plain calls: build, fit, predict, measure.
+"""One trial: what it is (the frozen ``Trial``) and how it runs, as plain calls: build, fit, predict, measure.
 
-``run_trial`` knows nothing about Ray or MLflow: ``harness.tracking.tracked_trial`` wraps it in an
-MLflow run, and ``harness.runner`` schedules that wrapper (Ray Tune, or a loop with ``--local``).
+``run_trial`` knows nothing about Ray or MLflow: ``harness.launchers.execute`` opens the trial's
+MLflow run (``harness.tracking``), calls ``run_trial`` and records the result; the launchers
+(``harness.launchers.local``, ``harness.launchers.ray``) schedule ``execute``.
 """
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,64 @@ from harness.stages import StageStore
 from harness.views import parse_views, view_gflops
 
 
+@dataclass(frozen=True)
+class Plugin:
+    """A plugin and its resolved parameters (every declared parameter present)."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+    weights: dict[str, str] | None = None  # backbones only: a local pretrained checkpoint {path, sha256}
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"name": self.name, "params": dict(self.params)}
+        if self.weights:
+            out["weights"] = dict(self.weights)
+        return out
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One trial of a grid, as ``harness.grid.expand`` makes it; travels through Ray and into config.json.
+
+    ``code`` maps "dataset", "backbone", "method" to their plugin's code version (declared
+    ``version`` or source hash, ``harness.hashing.code_version``); it is part of ``hash``.
+    ``name`` is the display name (``harness.naming.trial_name``), ``label`` the spec entry's label.
+    """
+
+    experiment: str
+    label: str
+    dataset: Plugin
+    backbone: Plugin
+    method: Plugin
+    seed: int
+    evaluation: dict[str, Any]
+    resources: dict[str, Any] = field(default_factory=dict)
+    max_failures: int = 0
+    timeout_s: float | None = None
+    code: dict[str, str] = field(default_factory=dict)
+    hash: str = ""
+    spec_hash: str = ""
+    name: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for key in ("dataset", "backbone", "method"):  # "weights" only where given: other trials' hashes unchanged
+            if out[key].get("weights") is None:
+                out[key].pop("weights", None)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Trial":
+        """The inverse of ``to_dict``; keys left out take their defaults (tests build partial trials)."""
+        plugins = {key: Plugin(data[key]["name"], dict(data[key].get("params", {})), data[key].get("weights"))
+                   for key in ("dataset", "backbone", "method")}
+        rest = {key: data[key] for key in ("experiment", "label", "seed", "evaluation", "resources", "max_failures",
+                                           "timeout_s", "code", "hash", "spec_hash", "name") if key in data}
+        rest.setdefault("experiment", "")
+        rest.setdefault("label", plugins["method"].name)
+        return cls(**plugins, **rest)
+
+
 @dataclass
 class TrialResult:
     metrics: dict[str, float]
@@ -33,33 +92,37 @@ class TrialResult:
     facts: dict[str, str] = field(default_factory=dict)  # tags: manifest hash, device, threads...
 
 
-def build_dataset(cfg: dict[str, Any]):
-    return DATASETS.get(cfg["dataset"]["name"])(**cfg["dataset"]["params"])
+def build_dataset(trial: Trial):
+    return DATASETS.get(trial.dataset.name)(**trial.dataset.params)
 
 
-def build_context(cfg: dict[str, Any], store: StageStore, workdir: Path, log: Callable[[str], None] = print) -> tuple[TrialContext, Method]:
-    """Seed, pick the device, build the dataset and the method: everything before ``fit``."""
+def build_context(trial: Trial | Mapping[str, Any], store: StageStore, workdir: Path,
+                  log: Callable[[str], None] = print) -> tuple[TrialContext, Method]:
+    """Seed, pick the device, build the dataset and the method: everything before ``fit``.
+    ``trial`` may be a ``Trial`` or its ``to_dict`` form (tests pass the parts they need)."""
     from harness.runtime import pick_device
 
-    seed_everything(cfg["seed"])
-    evaluation = cfg["evaluation"]
+    if not isinstance(trial, Trial):
+        trial = Trial.from_dict(trial)
+    seed_everything(trial.seed)
+    evaluation = trial.evaluation
     # The same thread count on every path (Ray worker, --local, benchmark loop): float reductions,
     # and so trained weights, depend on it.
-    threads = int(evaluation.get("threads") or max(1, int(cfg.get("resources", {}).get("cpus", 1))))
+    threads = int(evaluation.get("threads") or max(1, int(trial.resources.get("cpus", 1))))
     torch.set_num_threads(threads)
-    ctx = TrialContext(seed=cfg["seed"], device=pick_device(evaluation.get("device", "auto")),
-                       dataset=build_dataset(cfg), backbone=cfg["backbone"], store=store,
+    ctx = TrialContext(seed=trial.seed, device=pick_device(evaluation.get("device", "auto")),
+                       dataset=build_dataset(trial), backbone=trial.backbone.to_dict(), store=store,
                        evaluation=evaluation, workdir=Path(workdir), log=log)
-    method = METHODS.get(cfg["method"]["name"])(ctx, **cfg["method"]["params"])
+    method = METHODS.get(trial.method.name)(ctx, **trial.method.params)
     return ctx, method
 
 
-def run_trial(cfg: dict[str, Any], store: StageStore, workdir: Path, log: Callable[[str], None] = print) -> TrialResult:
+def run_trial(trial: Trial, store: StageStore, workdir: Path, log: Callable[[str], None] = print) -> TrialResult:
     from harness.compute import account
     from harness.runtime import autocast, channels_last, peak_memory_mb
 
     started = time.perf_counter()
-    ctx, method = build_context(cfg, store, workdir, log)
+    ctx, method = build_context(trial, store, workdir, log)
     dataset = ctx.dataset
 
     # Videos that cannot be decoded are skipped by the frame bank's policy; evaluate the rest.
@@ -68,16 +131,16 @@ def run_trial(cfg: dict[str, Any], store: StageStore, workdir: Path, log: Callab
     train = _readable(dataset.split("train"), train_skipped)
     test = _readable(dataset.split("test"), test_skipped)
     if not test:
-        raise RuntimeError(f"no readable test video in dataset '{cfg['dataset']['name']}' ({len(test_skipped)} unreadable)")
+        raise RuntimeError(f"no readable test video in dataset '{trial.dataset.name}' ({len(test_skipped)} unreadable)")
 
     t0 = time.perf_counter()
     method.fit(train)
     train_time = time.perf_counter() - t0
 
-    if hasattr(method, "eval_mode"):
-        method.eval_mode()
-    use_autocast = bool(cfg["evaluation"].get("autocast"))
-    if cfg["evaluation"].get("channels_last") and ctx.device.type == "cuda":
+    method.eval_mode()
+    evaluation = trial.evaluation
+    use_autocast = bool(evaluation.get("autocast"))
+    if evaluation.get("channels_last") and ctx.device.type == "cuda":
         for component in method.components().values():
             channels_last(component.module)
     with torch.inference_mode(), autocast(ctx.device, use_autocast):
@@ -89,14 +152,15 @@ def run_trial(cfg: dict[str, Any], store: StageStore, workdir: Path, log: Callab
     metrics.update(accounting.summary)
     metrics["params_m"] = accounting.params / 1e6
 
-    timing = _measure_latency(method, test[: int(cfg["evaluation"]["batch_size"])], cfg["evaluation"], ctx.device, use_autocast)
+    timing = _measure_latency(method, test[: int(evaluation["batch_size"])], evaluation, ctx.device, use_autocast)
+    from_trace = timing.pop("latency_from_trace")  # a flag: logged as a tag, not a metric
     metrics.update(timing)
     metrics["peak_memory_mb"] = peak_memory_mb(ctx.device)
     metrics["train_time_s"] = train_time
     metrics["wall_time_s"] = time.perf_counter() - started
     metrics["videos_evaluated"] = float(len(test))
     metrics["videos_skipped"] = float(len(skipped))
-    views = parse_views(cfg["evaluation"].get("views", 1))  # N clips, or {clips, crops}
+    views = parse_views(evaluation.get("views", 1))  # N clips, or {clips, crops}
     per_view = view_gflops(metrics["gflops_per_video_mean"] / views.count, views)  # accounting covers every view
     if views.count > 1:
         metrics["gflops_per_view"], metrics["views"] = per_view["gflops_per_view"], float(views.count)
@@ -111,9 +175,11 @@ def run_trial(cfg: dict[str, Any], store: StageStore, workdir: Path, log: Callab
         "selected": [json.dumps(None if p.selected is None else [int(i) for i in p.selected]) for p in predictions],
         "extras": [json.dumps(p.extras, default=_jsonable) for p in predictions],
     })
-    facts = {"dataset_manifest": dataset.manifest_hash(), "device": str(ctx.device),
+    facts = {"dataset": trial.dataset.name, "dataset_manifest": dataset.manifest_hash(), "device": str(ctx.device),
              "threads": str(torch.get_num_threads()),
-             "latency_measured_on": "trace_video path, batch 1" if timing["latency_from_trace"] else "predict_batch"}
+             "latency_from_trace": str(bool(from_trace)).lower(),
+             "latency_measured_on": "trace_video path, batch 1" if from_trace else "predict_batch",
+             "dataset_root": str(dataset.root_dir or "")}
     if views.count > 1:  # how a video's views are counted and combined (MMAction2 / PySlowFast conventions)
         facts.update({"views": f"{views.clips} clips x {views.crops} crops", "gflops_x_views": per_view["gflops_x_views"],
                       "view_rule": default_rule(bool(dataset.multilabel))})

@@ -264,10 +264,10 @@ def test_data_check_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, ca
     (hmdb / "testTrainMulti_7030_splits/brush_hair_test_split1.txt").write_text("a.avi 1 \nb.avi 2 \n")
     for argv, words in [(["hmdb51", "--param", "root=/typo"], "parameter root: no such folder '/typo'"),
                         (["hmdb51", "--param", f"root={tmp_path / 'hmdb'}", "--param", "split=4"],
-                         "--param split: expected one of 1, 2, 3, got 4"),
+                         "parameter 'split': expected one of 1, 2, 3, got 4"),
                         (["hmdb51", "--param", f"root={hmdb}", "--param", "split=2"],
                          "parameter splits_dir: no <class>_test_split2.txt"),
-                        (["breakfast", "--param", "split=S1"], "--param split: expected one of 's1'"),
+                        (["breakfast", "--param", "split=S1"], "parameter 'split': expected one of 's1'"),
                         (["breakfast", "--param", f"root={tmp_path}"], "parameter videos_dir: no such path")]:
         code = data_main(["data", "check", *argv, "--csv", str(report)])
         captured = capsys.readouterr()

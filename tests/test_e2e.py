@@ -36,6 +36,11 @@ def test_ray_grid_logs_parent_and_child_runs(ray_grid):
     assert len(parents) == 1
     parent = client.get_run(parents.pop())
     assert parent.data.tags[f"{TAG}role"] == "launch" and parent.info.status == "FINISHED"
+    # MLflow as researchers use it: named runs, the spec attached, the UI opening on runs
+    assert parent.data.tags["mlflow.runName"] == "e2e (e2e.yaml)"
+    assert "e2e.yaml" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert client.get_experiment_by_name("e2e").tags["mlflow.experimentKind"] == "custom_model_development"
+    assert sorted(r.data.tags["mlflow.runName"] for r in runs) == ["quick_centroid[k=2]", "quick_centroid[k=4]"]
     for run in runs:
         tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
         assert params["method.name"] == "quick_centroid" and params["method.params.k"] in {"2", "4"}
@@ -85,6 +90,10 @@ def test_rerun_skips_finished_trials_and_force_reruns(ray_grid):
     proc = skimbench("run", str(spec), "--plugin", str(PLUGIN), "--local", "--no-report", "--quiet")
     assert proc.returncode == 0 and "2 skipped" in proc.stderr, proc.stderr[-2000:]
     assert len(_runs(folder, "e2e")[1]) == 2
+    uri = f"sqlite:///{folder}/mlflow.db"
+    launches = MlflowClient(uri).search_runs([MlflowClient(uri).get_experiment_by_name("e2e").experiment_id],
+                                             filter_string=f"tags.`{TAG}role` = 'launch'")
+    assert len(launches) == 1  # no empty parent run when every trial was skipped
 
 
 def test_failing_trial_is_recorded_and_the_grid_goes_on(tiny_root, tmp_path):

@@ -12,6 +12,7 @@ from pathlib import Path
 from harness.grid import expand, spec_hash, trial_hash
 from harness.registry import load_plugin_file
 from harness.spec import load_spec
+from harness.trial import Trial
 
 load_plugin_file(Path(__file__).parent / "specs" / "specfix_plugins.py")
 
@@ -36,20 +37,22 @@ def replace_block(text: str, key: str, block: str) -> str:
 
 
 def hashes(tmp_path: Path, text: str, name: str = "spec.yaml", **overrides) -> list[str]:
-    return [cfg["hash"] for cfg in expand(load(tmp_path, text, name, **overrides))]
+    return [trial.hash for trial in expand(load(tmp_path, text, name, **overrides))]
 
 
 def test_trial_config_shape(tmp_path):
-    (cfg,) = expand(load(tmp_path, BASE))
+    (trial,) = expand(load(tmp_path, BASE))
+    cfg = trial.to_dict()
     assert set(cfg) == {"experiment", "label", "dataset", "backbone", "method", "seed", "evaluation", "resources",
-                        "max_failures", "timeout_s", "hash", "spec_hash"}
+                        "max_failures", "timeout_s", "code", "hash", "spec_hash", "name"}
+    assert set(cfg["code"]) == {"dataset", "backbone", "method"}
     assert cfg["dataset"] == {"name": "specfix_digits", "params": {"num_frames": 64, "size": "tiny", "variant": "longrange"}}
     assert cfg["backbone"] == {"name": "specfix_r3d", "params": {"depth": 18, "width": 64}}
     assert cfg["method"] == {"name": "specfix_uniform", "params": {"aggregate": "mean", "k": 8}}
     assert (cfg["experiment"], cfg["label"], cfg["seed"], cfg["resources"]) == ("grid", "specfix_uniform", 0, {"cpus": 1, "gpus": 0})
-    assert re.fullmatch(r"[0-9a-f]{16}", cfg["hash"]) and cfg["hash"] == trial_hash(cfg)
+    assert re.fullmatch(r"[0-9a-f]{16}", cfg["hash"]) and cfg["hash"] == trial_hash(trial)
     assert cfg["spec_hash"] == spec_hash(load(tmp_path, BASE)) != cfg["hash"]
-    assert json.loads(json.dumps(cfg)) == cfg
+    assert json.loads(json.dumps(cfg)) == cfg and Trial.from_dict(json.loads(json.dumps(cfg))) == trial
 
 
 def test_cartesian_product_counts_and_order(tmp_path):
@@ -58,9 +61,9 @@ def test_cartesian_product_counts_and_order(tmp_path):
     text = replace_block(text, "backbones", "backbones: [specfix_r3d, specfix_mobilenet]")
     cfgs = expand(load(tmp_path, text))
     assert len(cfgs) == 2 * 3 * 2 * 2  # backbones x k x aggregate x seeds
-    assert len({c["hash"] for c in cfgs}) == len(cfgs)
+    assert len({c.hash for c in cfgs}) == len(cfgs)
     # backbone outermost, then the grid in the order written (k before aggregate), seeds innermost
-    order = [(c["backbone"]["name"], c["method"]["params"]["k"], c["method"]["params"]["aggregate"], c["seed"]) for c in cfgs]
+    order = [(c.backbone.name, c.method.params["k"], c.method.params["aggregate"], c.seed) for c in cfgs]
     assert order[:5] == [("specfix_r3d", 1, "mean", 0), ("specfix_r3d", 1, "mean", 1), ("specfix_r3d", 1, "max", 0),
                          ("specfix_r3d", 1, "max", 1), ("specfix_r3d", 2, "mean", 0)]
     assert order[12][0] == "specfix_mobilenet"
@@ -78,9 +81,9 @@ def test_zip_groups_move_together(tmp_path):
         """))
     cfgs = expand(load(tmp_path, text))
     assert len(cfgs) == 2 * 2 * 3
-    pairs = Counter((c["method"]["params"]["gamma"], c["method"]["params"]["lambda_"]) for c in cfgs)
+    pairs = Counter((c.method.params["gamma"], c.method.params["lambda_"]) for c in cfgs)
     assert pairs == {(0.1, 1.0): 6, (0.3, 2.0): 6}  # never (0.1, 2.0)
-    rows = {(c["method"]["params"]["objective"], c["method"]["params"]["margin"]) for c in cfgs}
+    rows = {(c.method.params["objective"], c.method.params["margin"]) for c in cfgs}
     assert rows == {("ac", None), ("sal-cl", 0.5), ("sal-rank", 1.0)}
 
 
@@ -95,21 +98,21 @@ def test_per_method_backbones_and_several_datasets(tmp_path):
         """))
     cfgs = expand(load(tmp_path, text))
     assert len(cfgs) == 3 * (1 * 2 + 3 * 1)
-    triples = Counter((c["method"]["name"], c["backbone"]["name"], c["backbone"]["params"].get("depth")) for c in cfgs)
+    triples = Counter((c.method.name, c.backbone.name, c.backbone.params.get("depth")) for c in cfgs)
     assert triples == {("specfix_uniform", "specfix_r3d", 18): 6, ("specfix_sampler", "specfix_mobilenet", None): 3,
                        ("specfix_sampler", "specfix_r3d", 10): 3, ("specfix_sampler", "specfix_r3d", 18): 3}
-    assert [c["dataset"]["params"].get("variant") for c in cfgs[::5]] == ["longrange", "move4", None]
+    assert [c.dataset.params.get("variant") for c in cfgs[::5]] == ["longrange", "move4", None]
     # trials on the same backbone are adjacent whichever method entry asked for it
-    names = [(c["dataset"]["name"], c["dataset"]["params"].get("variant"), c["backbone"]["name"], c["backbone"]["params"].get("depth")) for c in cfgs]
+    names = [(c.dataset.name, c.dataset.params.get("variant"), c.backbone.name, c.backbone.params.get("depth")) for c in cfgs]
     assert names[:3] == [("specfix_digits", "longrange", "specfix_r3d", 18)] * 3
 
 
 def test_configs_are_independent_copies(tmp_path):
     text = replace_block(BASE, "seeds", "seeds: [0, 1]")
     first, second = expand(load(tmp_path, text))
-    first["dataset"]["params"]["size"] = "full"
-    first["evaluation"]["batch_size"] = 99
-    assert second["dataset"]["params"]["size"] == "tiny" and second["evaluation"]["batch_size"] == 8
+    first.dataset.params["size"] = "full"
+    first.evaluation["batch_size"] = 99
+    assert second.dataset.params["size"] == "tiny" and second.evaluation["batch_size"] == 8
 
 
 def test_hash_insensitive_to_key_order_and_implicit_defaults(tmp_path):
@@ -188,9 +191,14 @@ def test_hash_of_a_fixed_config_never_drifts():
     """Resume keys on this value: changing the hashing scheme must be a deliberate, visible change."""
     cfg = {"dataset": {"name": "d", "params": {"a": 1}}, "backbone": {"name": "b", "params": {}},
            "method": {"name": "m", "params": {"k": 2, "g": 0.5}}, "seed": 0, "evaluation": {"batch_size": 8},
-           "resources": {"cpus": 1}, "label": "x"}
-    assert trial_hash(cfg) == "faa2927f1c05c25d"  # sha256 of the canonical JSON, first 16 hex
-    assert trial_hash({**cfg, "resources": {"cpus": 8}, "label": "y", "hash": "whatever"}) == trial_hash(cfg)
+           "resources": {"cpus": 1}, "label": "x",
+           "code": {"dataset": "version:1", "backbone": "version:1", "method": "source:0123456789abcdef"}}
+    trial = Trial.from_dict(cfg)
+    assert trial_hash(trial) == "150152b7dcdf1ed9"  # sha256 of the canonical JSON, first 16 hex
+    other = Trial.from_dict({**cfg, "resources": {"cpus": 8}, "label": "y", "hash": "whatever", "name": "z"})
+    assert trial_hash(other) == trial_hash(trial)
+    edited = Trial.from_dict({**cfg, "code": {**cfg["code"], "method": "source:fedcba9876543210"}})
+    assert trial_hash(edited) != trial_hash(trial)
 
 
 def test_spec_hash_follows_content_not_formatting(tmp_path):
@@ -199,3 +207,16 @@ def test_spec_hash_follows_content_not_formatting(tmp_path):
     assert spec_hash(load(tmp_path, reformatted, "b.yaml")) == reference
     assert spec_hash(load(tmp_path, BASE + "resources: {cpus: 2}\n", "c.yaml")) != reference
     assert spec_hash(load(tmp_path, replace_block(BASE, "seeds", "seeds: [0, 1]"), "d.yaml")) != reference
+
+
+def test_trial_names_show_what_varies_and_omit_none(tmp_path):
+    sampler = "{name: specfix_sampler, grid: {k: [4, 16]}, zip: [{objective: [ac, sal-cl], margin: [null, 0.5]}]}"
+    text = replace_block(BASE, "methods", f"methods: [{sampler}, specfix_uniform]")
+    text = replace_block(text, "seeds", "seeds: [0, 1]")
+    names = [trial.name for trial in expand(load(tmp_path, text))]
+    assert names[:4] == ["specfix_sampler[k=4,objective=ac,seed=0]", "specfix_sampler[k=4,objective=ac,seed=1]",
+                         "specfix_sampler[k=4,margin=0.5,objective=sal-cl,seed=0]",
+                         "specfix_sampler[k=4,margin=0.5,objective=sal-cl,seed=1]"]
+    assert "specfix_sampler[k=16,objective=ac,seed=0]" in names
+    assert names[-2:] == ["specfix_uniform[seed=0]", "specfix_uniform[seed=1]"]
+    assert len(set(names)) == len(names)

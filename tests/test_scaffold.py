@@ -37,7 +37,7 @@ def test_scaffolded_method_plugs_into_a_spec(tmp_path):
     spec_path.write_text("experiment: s\ndataset: specfix_digits\nbackbones: [specfix_r3d]\n"
                          "methods:\n  - name: scaffold_in_spec\n    grid: {k: [2, 4]}\n")
     cfgs = expand(load_spec(spec_path))
-    assert [c["method"]["params"] for c in cfgs] == [{"dim": 16, "k": 2, "size": 32}, {"dim": 16, "k": 4, "size": 32}]
+    assert [c.method.params for c in cfgs] == [{"dim": 16, "k": 2, "size": 32}, {"dim": 16, "k": 4, "size": 32}]
 
 
 def test_refuses_to_overwrite(tmp_path):

@@ -165,11 +165,14 @@ def test_retry_after_exception_and_after_killed_worker(tiny_root, tmp_path):
 def test_resume_rules():
     from harness.runner import select_trials
 
-    trials = [{"hash": h} for h in ("fin", "fail", "timeout", "killed", "running", "new")]
+    from harness.trial import Plugin, Trial
+
+    trials = [Trial("x", "m", Plugin("d"), Plugin("b"), Plugin("m"), 0, {}, hash=h)
+              for h in ("fin", "fail", "timeout", "killed", "running", "new")]
     previous = {"fin": "FINISHED", "fail": "FAILED", "timeout": "TIMEOUT", "killed": "KILLED", "running": "RUNNING"}
     run, skipped = select_trials(trials, previous, force=False, rerun_failed=False)
-    assert [c["hash"] for c in run] == ["killed", "running", "new"] and skipped == ["fin", "fail", "timeout"]
+    assert [t.hash for t in run] == ["killed", "running", "new"] and skipped == ["fin", "fail", "timeout"]
     run, skipped = select_trials(trials, previous, force=False, rerun_failed=True)
-    assert [c["hash"] for c in run] == ["fail", "timeout", "killed", "running", "new"] and skipped == ["fin"]
+    assert [t.hash for t in run] == ["fail", "timeout", "killed", "running", "new"] and skipped == ["fin"]
     run, skipped = select_trials(trials, previous, force=True, rerun_failed=False)
     assert len(run) == 6 and skipped == []

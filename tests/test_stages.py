@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.stages import StageStore, content_hash
+from harness.hashing import content_hash
+from harness.stages import StageStore
 
 
 def _compute_slowly(root: str, counter: str, deps: dict) -> str:

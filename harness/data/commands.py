@@ -212,11 +212,14 @@ def add_commands(subparsers: Any) -> None:
 
     cover = sub.add_parser("coverage",
                            help="what uniform, random and dense sampling see of skim-digits' informative clips")
-    cover.add_argument("--size", default="small", choices=("tiny", "small", "full"))
-    cover.add_argument("--variant", default="move4", choices=("move4", "longrange", "multilabel"))
-    cover.add_argument("--seed", type=int, default=0)
-    cover.add_argument("--root", default="data/skim-digits")
-    cover.add_argument("--split", default="test", choices=("train", "test"))
+    cover.add_argument("--size", default="small", choices=("tiny", "small", "full"),
+                       help="benchmark size, as for data make (default: small)")
+    cover.add_argument("--variant", default="move4", choices=("move4", "longrange", "multilabel"),
+                       help="benchmark variant (default: move4, the quickstart's)")
+    cover.add_argument("--seed", type=int, default=0, help="generator seed (default: 0)")
+    cover.add_argument("--root", default="data/skim-digits",
+                       help="where the benchmark is (generated there if missing; default: data/skim-digits)")
+    cover.add_argument("--split", default="test", choices=("train", "test"), help="split to measure (default: test)")
     cover.add_argument("--k", default="1,2,3,4,6,8,12", help="comma-separated numbers of clips")
     cover.add_argument("--param", action="append", metavar="KEY=VALUE", help="generator knob, as for data make")
     cover.set_defaults(func=cmd_coverage)

@@ -1,0 +1,165 @@
+"""Running trials: ``execute(trial)`` -- the one entry point -- and the launchers that schedule it.
+
+``execute`` reads top to bottom: ``tracking.start`` opens the trial's MLflow run, ``run_trial``
+runs it (in this process, or with a ``timeout_s`` in a child process killed when time is up), and
+``tracking.record`` closes the run with its outcome. A launcher (``harness.launchers.local``:
+one after another in this process; ``harness.launchers.ray``: Ray Tune, on one machine or a
+cluster) takes the trials to run and reports each one's fate, as hydra's launcher plugins do.
+"""
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import queue
+import signal
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+from harness import tracking
+from harness.hashing import source_file
+from harness.registry import BACKBONES, DATASETS, METHODS, load_plugin_file
+from harness.stages import StageStore
+from harness.trial import Trial, TrialResult, run_trial
+
+
+class TrialFailed(RuntimeError):
+    """Raised after a failed trial was recorded in MLflow, so the scheduler may retry it."""
+
+
+class TrialTimeout(TrialFailed):
+    """A trial stopped by its timeout: recorded, reported, not retried (it would only time out again)."""
+
+
+class LaunchError(RuntimeError):
+    """A grid that cannot start (no GPU for a GPU trial, unreachable cluster...): one clear line."""
+
+
+@dataclass(frozen=True)
+class LaunchContext:
+    """What every trial needs besides itself; passed to Ray workers and child processes by value."""
+
+    uri: str
+    experiment_id: str
+    parent_run_id: str | None
+    store_root: str
+    plugins: tuple[str, ...] = ()
+
+    def load_plugins(self) -> None:
+        for plugin in self.plugins:
+            load_plugin_file(plugin)
+
+
+@dataclass
+class Launched:
+    """What a launcher reports: trial hash -> its metrics (finished) or its one-line error (failed)."""
+
+    finished: dict[str, dict[str, float]] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+class Launcher(Protocol):
+    def launch(self, trials: Sequence[Trial], context: LaunchContext, progress: Any) -> Launched:
+        """Run every trial through ``execute`` (retrying up to ``trial.max_failures`` times), feeding
+        ``progress.started/finished/failed/retrying(trial_hash, ...)``."""
+        ...
+
+
+def execute(trial: Trial, context: LaunchContext, extra_tags: dict[str, str] | None = None) -> dict[str, float]:
+    """Run one trial inside its own MLflow run; return its metrics, or raise ``TrialFailed`` (recorded)."""
+    context.load_plugins()
+    run_id = tracking.start(trial, uri=context.uri, experiment_id=context.experiment_id,
+                            parent_run_id=context.parent_run_id, extra_tags=extra_tags, sources=sources(trial))
+    name = f"{trial.name or trial.label} {trial.hash[:8]}"
+    try:
+        result = _run(trial, context)
+    except _Stopped as stop:
+        tracking.record(context.uri, run_id, stop.outcome, error=stop.error, details=stop.details)
+        kind = TrialTimeout if stop.outcome == "TIMEOUT" else TrialFailed
+        raise kind(f"{name}: {stop.error}") from None
+    except BaseException as exc:  # recorded, then re-raised for the launcher's retry policy
+        outcome = classify(exc)
+        error = f"{type(exc).__name__}: {exc}"
+        tracking.record(context.uri, run_id, outcome, error=error, details=traceback.format_exc())
+        if isinstance(exc, Exception):
+            raise TrialFailed(f"{name}: {error}") from exc
+        raise
+    tracking.record(context.uri, run_id, "FINISHED", result=result)
+    return result.metrics
+
+
+def classify(exc: BaseException) -> str:
+    """The outcome of a trial that raised: KILLED (interrupted), OOM (out of memory) or ERROR."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "KILLED"
+    if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
+        return "OOM"
+    return "ERROR"
+
+
+def sources(trial: Trial) -> list[Path]:
+    """The source files of the trial's method, backbone and dataset plugins (logged with the run)."""
+    classes = (METHODS.get(trial.method.name), BACKBONES.get(trial.backbone.name), DATASETS.get(trial.dataset.name))
+    return sorted({path for path in map(source_file, classes) if path is not None})
+
+
+class _Stopped(Exception):
+    """The trial's child process was stopped (timeout), died, or reported an error."""
+
+    def __init__(self, outcome: str, error: str, details: str = ""):
+        super().__init__(error)
+        self.outcome, self.error, self.details = outcome, error, details
+
+
+def _run(trial: Trial, context: LaunchContext) -> TrialResult:
+    """``run_trial`` here, or with a ``timeout_s`` in a child process that is SIGKILLed when time is up."""
+    if not trial.timeout_s:
+        with tempfile.TemporaryDirectory(prefix="skimbench-trial-") as work:
+            return run_trial(trial, StageStore(context.store_root), Path(work), log=lambda msg: None)
+    spawn = multiprocessing.get_context("spawn")
+    results = spawn.Queue()
+    child = spawn.Process(target=_child, args=(trial, context, results), daemon=True)
+    child.start()
+    deadline = time.monotonic() + float(trial.timeout_s)
+    message = None
+    while message is None:  # read before joining: a large result would block the child's exit
+        try:
+            message = results.get(timeout=0.2)
+        except queue.Empty:
+            if time.monotonic() >= deadline:  # a timeout that really stops the trial, whatever it is doing
+                child.kill()
+                child.join()
+                raise _Stopped("TIMEOUT", f"TIMEOUT after {trial.timeout_s:g} s",
+                               f"TIMEOUT: the trial exceeded timeout_s = {trial.timeout_s:g} s and its process "
+                               "was killed\n") from None
+            if not child.is_alive() and results.empty():
+                child.join()
+                raise _Stopped("CRASHED", f"trial process died (exit code {child.exitcode})") from None
+    child.join()
+    kind, payload = message
+    if kind == "error":
+        raise _Stopped(*payload)
+    return payload
+
+
+def _child(trial: Trial, context: LaunchContext, results: Any) -> None:
+    _die_with_parent()
+    context.load_plugins()
+    try:
+        with tempfile.TemporaryDirectory(prefix="skimbench-trial-") as work:
+            result = run_trial(trial, StageStore(context.store_root), Path(work), log=lambda msg: None)
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which records it
+        results.put(("error", (classify(exc), f"{type(exc).__name__}: {exc}", traceback.format_exc())))
+    else:
+        results.put(("ok", result))
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this trial process when its parent (a Ray worker) dies, so no orphan logs on."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
