@@ -181,8 +181,8 @@ def run_trial(trial: Trial, store: StageStore, workdir: Path, log: Callable[[str
              "latency_measured_on": "trace_video path, batch 1" if from_trace else "predict_batch",
              "dataset_root": str(dataset.root_dir or "")}
     if views.count > 1:  # how a video's views are counted and combined (MMAction2 / PySlowFast conventions)
-        facts.update({"views": f"{views.clips} clips x {views.crops} crops", "gflops_x_views": per_view["gflops_x_views"],
-                      "view_rule": default_rule(bool(dataset.multilabel))})
+        facts.update({"views": f"{views.clips} clips x {views.crops} crops",
+                      "gflops_x_views": per_view["gflops_x_views"], "view_rule": default_rule(bool(dataset.multilabel))})
     return TrialResult(metrics={k: float(v) for k, v in metrics.items()}, predictions=table,
                        flops_components=accounting.table, skipped=skipped, stages_used=dict(ctx.stages_used), facts=facts)
 
