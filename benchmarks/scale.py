@@ -11,7 +11,7 @@ per video, once with ``--videos`` (N) and once with 10 x N training videos (unde
     through the streaming loader, the per-timestep tables are sharded extractions), each in a fresh
     process: peak RSS of the process and of its DataLoader workers, and the ratio 10N / N.
     Target <= 1.2. The full-size check (more than 8 GB of decoded frames, more than a third of a 24 GB
-    machine): ``--videos 200 --frames 352`` (2000 x 352 x 64 x 64 x 3 = 8.6 GB).
+    machine): ``--videos 200 --frames 352 --parts a`` (2000 x 352 x 64 x 64 x 3 = 8.6 GB; hours on 2 CPUs).
 (b) Loader throughput. Frames per second of ``frame_loader`` (``StreamedFrames``) versus a plain
     DataLoader whose dataset calls raw ``decord.VideoReader(path, num_threads=1).get_batch(indices)``,
     on the same videos (the N set), the same 16 uniform indices per video, the same worker count and
@@ -110,7 +110,7 @@ def child_grid(args: argparse.Namespace) -> None:
 
 def bounded_memory(args: argparse.Namespace) -> None:
     print(f"\n(a) bounded memory: the grid uniform + SCSampler + SGS (--local, shared stages streamed and "
-          f"sharded), {args.resolution} px, {args.frames} frames/video, {args.workers} loader worker(s)")
+          f"sharded), {args.resolution} px, {args.frames} frames/video, one loader worker per trial CPU")
     rows = []
     for videos in (args.videos, 10 * args.videos):
         dataset(args, videos)  # generated outside the measured process
