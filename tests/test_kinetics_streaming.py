@@ -4,8 +4,10 @@ import json
 from functools import partial
 
 import numpy as np
+import pytest
 import torch
 from conftest import skimbench, write_spec
+from mlflow.tracking import MlflowClient
 
 from harness.backbones import build_backbone
 from harness.backbones.weights import build_with_weights, sha256_file
@@ -87,6 +89,11 @@ def test_a_kinetics_spec_with_a_local_checkpoint_runs_a_streamed_trial(tmp_path)
     (meta,) = (stages / "heavy_classifier").glob("*/meta.json")
     assert json.loads(meta.read_text())["deps"]["backbone"]["weights"] == weights["sha256"]
     assert (stages / "heavy_timesteps_test").is_dir()
+    mlflow = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    (trial,) = mlflow.search_runs([mlflow.get_experiment_by_name("k400_resnet18").experiment_id],
+                                  filter_string="tags.`skimbench.views` = '2 clips x 3 crops'")
+    assert trial.data.metrics["views"] == 6 and trial.data.tags["skimbench.view_rule"] == "mean_softmax"
+    assert trial.data.metrics["gflops_per_view"] == pytest.approx(trial.data.metrics["gflops_per_video_mean"] / 6)
     bad = write_spec(tmp_path, "bad", _spec(tmp_path, tmp_path / "k400", {**weights, "sha256": "0" * 64}).read_text())
     run = skimbench("run", str(bad), "--local", "--no-report", "--quiet")
     assert run.returncode == 2 and "Traceback" not in run.stderr
