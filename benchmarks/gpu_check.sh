@@ -55,7 +55,7 @@ for label, options in [("in process", {"device": "cuda", "workers": 8}),
 print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MB")
 PY
 
-step "3. small grid with resources.gpus: 0.5"
+step "3. small grid with resources.gpus: 0.5 (the shared stages streamed)"
 cat > "$WORK/grid.yaml" <<YAML
 experiment: gpu_check
 dataset:
@@ -66,7 +66,8 @@ seeds: [0]
 methods:
   - name: quick_centroid
     grid: {k: [2, 4]}
-evaluation: {batch_size: 8, latency_warmup: 1, latency_repeats: 3, device: auto}
+  - {name: uniform, grid: {k: [2, 4]}}       # the shared classifier trained on the GPU: streamed, bf16, channels-last
+evaluation: {batch_size: 8, latency_warmup: 1, latency_repeats: 3, device: auto, frame_bank_gb: 0, heavy_epochs: 1}
 resources: {cpus: 1, gpus: 0.5}
 tracking: {uri: "sqlite:///$WORK/mlflow.db"}
 output: "$WORK/results"

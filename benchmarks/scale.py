@@ -5,12 +5,13 @@
 Data: the built-in ``skim-digits`` benchmark generated at ``--resolution`` px with ``--frames`` frames
 per video, once with ``--videos`` (N) and once with 10 x N training videos (under ``--root``).
 
-(a) Bounded memory. The sharded per-timestep extraction of the shared stages (``harness.features.
-    shards.extract`` with ``NetworkOnClips``, a small ResNet-18) over the N and the 10 x N training
-    split, forced onto the streaming path (``open_frames(budget_bytes=None)``), each in a fresh
+(a) Bounded memory. The same small grid -- uniform, SCSampler and SGS (end-to-end) on an R3D-18
+    at width 8 -- run by ``skimbench run --local`` on the N and on the 10 x N training split, forced
+    onto the streaming path (``evaluation.frame_bank_gb: 0``: the shared classifier and SGS train
+    through the streaming loader, the per-timestep tables are sharded extractions), each in a fresh
     process: peak RSS of the process and of its DataLoader workers, and the ratio 10N / N.
     Target <= 1.2. The full-size check (more than 8 GB of decoded frames, more than a third of a 24 GB
-    machine): ``--videos 200 --frames 352`` (2000 x 352 x 64 x 64 x 3 = 8.6 GB).
+    machine): ``--videos 200 --frames 352 --parts a`` (2000 x 352 x 64 x 64 x 3 = 8.6 GB; hours on 2 CPUs).
 (b) Loader throughput. Frames per second of ``frame_loader`` (``StreamedFrames``) versus a plain
     DataLoader whose dataset calls raw ``decord.VideoReader(path, num_threads=1).get_batch(indices)``,
     on the same videos (the N set), the same 16 uniform indices per video, the same worker count and
@@ -71,40 +72,59 @@ def factory(num_classes: int) -> NetworkOnClips:
 # ------------------------------------------------------------------------------------------------
 # (a) bounded memory
 # ------------------------------------------------------------------------------------------------
-def child_extract(args: argparse.Namespace) -> None:
-    """Run in a fresh process: stream-extract the split, print peak RSS (MB) of this process and its workers."""
-    torch.set_num_threads(1)
-    frames = streamed(args, args.child_videos)
+GRID = """\
+experiment: scale-{videos}
+dataset: {{name: generic, params: {{root: "{root}"}}}}
+backbones: [{{name: r3d_18, params: {{width: 8, input_size: {resolution}}}}}]
+seeds: [0]
+methods:
+  - {{name: uniform, params: {{k: 2}}}}
+  - {{name: scsampler, params: {{k: 2}}}}
+  - {{name: sgs, params: {{frames: 8, epochs: 1, batch_size: 8}}}}
+evaluation: {{frame_bank_gb: 0, heavy_epochs: 1, batch_size: 2, latency_warmup: 0, latency_repeats: 1}}
+resources: {{cpus: 1, gpus: 0}}
+tracking: {{uri: "sqlite:///{out}/mlflow.db"}}
+output: "{out}/results"
+"""
+
+
+def child_grid(args: argparse.Namespace) -> None:
+    """Run in a fresh process: the grid on the streaming path (``frame_bank_gb: 0``), in this process
+    (``--local``: trials one after another); print peak RSS (MB) of this process and of its loader workers."""
+    from harness.cli import main as skimbench  # lazy: only the measured child needs the CLI
+
+    folder, _ = make(size="tiny", root=args.root, resolution=args.resolution, num_frames=args.frames,
+                     num_train=args.child_videos, num_test=2, workers=args.workers)
+    index = video_index(DATASETS.get("generic")(root=str(folder)), "train", StageStore(Path(args.root) / "stages"))
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        arrays = extract(Path(tmp) / "x", frames, factory(len(dataset(args, args.child_videos).class_names)),
-                         shard_size=args.shard_size, workers=args.workers)
-        timesteps = int(arrays.lengths.sum())
-    index = video_index(dataset(args, args.child_videos), "train", StageStore(Path(args.root) / "stages"))
-    print(json.dumps({"videos": len(frames), "timesteps": timesteps, "decoded_gb": decoded_bytes(index, None) / 1e9,
-                      "seconds": time.perf_counter() - started,
+        spec = Path(tmp) / "grid.yaml"
+        spec.write_text(GRID.format(videos=args.child_videos, root=folder, resolution=args.resolution, out=tmp))
+        code = skimbench(["run", str(spec), "--local", "--no-report", "--quiet"])
+        streamed_stages = not (Path(tmp) / "results" / "stages" / "frames").exists()
+    print(json.dumps({"videos": len(index["videos"]), "exit": code, "no_frame_bank": streamed_stages,
+                      "decoded_gb": decoded_bytes(index, None) / 1e9, "seconds": time.perf_counter() - started,
                       "rss_main_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                       "rss_worker_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
 
 
 def bounded_memory(args: argparse.Namespace) -> None:
-    print(f"\n(a) bounded memory: streaming extraction of the training split, {args.resolution} px, "
-          f"{args.frames} frames/video, shards of {args.shard_size}, {args.workers} loader worker(s)")
+    print(f"\n(a) bounded memory: the grid uniform + SCSampler + SGS (--local, shared stages streamed and "
+          f"sharded), {args.resolution} px, {args.frames} frames/video, one loader worker per trial CPU")
     rows = []
     for videos in (args.videos, 10 * args.videos):
-        dataset(args, videos)
-        streamed(args, videos)  # index built outside the measured process
+        dataset(args, videos)  # generated outside the measured process
         cmd = [sys.executable, __file__, "--child-videos", str(videos), *sys.argv[1:]]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
         rows.append(json.loads(out))
-    print(f"{'videos':>7} {'decoded GB':>10} {'timesteps':>9} {'seconds':>8} {'peak RSS main MB':>16} {'worker MB':>9}"
+    print(f"{'videos':>7} {'decoded GB':>10} {'exit':>4} {'seconds':>8} {'peak RSS main MB':>16} {'worker MB':>9}"
           f" {'total MB':>8}")
     for r in rows:
-        print(f"{r['videos']:>7} {r['decoded_gb']:>10.2f} {r['timesteps']:>9} {r['seconds']:>8.1f}"
-              f" {r['rss_main_mb']:>16.0f}"
-              f" {r['rss_worker_mb']:>9.0f} {r['rss_main_mb'] + r['rss_worker_mb']:>8.0f}")
+        print(f"{r['videos']:>7} {r['decoded_gb']:>10.2f} {r['exit']:>4} {r['seconds']:>8.1f}"
+              f" {r['rss_main_mb']:>16.0f} {r['rss_worker_mb']:>9.0f} {r['rss_main_mb'] + r['rss_worker_mb']:>8.0f}")
     total = [r["rss_main_mb"] + r["rss_worker_mb"] for r in rows]
-    print(f"peak RSS ratio 10N / N: {total[1] / total[0]:.2f} (target <= 1.2)")
+    print(f"peak RSS ratio 10N / N: {total[1] / total[0]:.2f} (target <= 1.2); "
+          f"no frame bank written: {all(r['no_frame_bank'] for r in rows)}")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -201,7 +221,7 @@ def main() -> None:
     parser.add_argument("--child-folder", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_videos:
-        return child_extract(args)
+        return child_grid(args)
     if args.child_folder:
         return child_resumable(args)
     for part, fn in (("b", throughput), ("c", resumable), ("a", bounded_memory)):

@@ -98,7 +98,8 @@ def method_param_sets(entry: MethodEntry) -> list[dict[str, Any]]:
 
 
 def _resolved(registry, ref: PluginRef) -> Plugin:
-    return Plugin(ref.name, resolve_params(getattr(registry.get(ref.name), "params", {}), copy.deepcopy(ref.params)))
+    params = resolve_params(getattr(registry.get(ref.name), "params", {}), copy.deepcopy(ref.params))
+    return Plugin(ref.name, params, dict(ref.weights) if ref.weights else None)  # weights: a backbone's checkpoint
 
 
 def _key(plugin: Plugin) -> str:

@@ -111,12 +111,16 @@ class TrialContext:
         return path
 
     def frames(self, split: str) -> Any:
-        """The decoded frames of a split (``harness.data.bank.FrameBank``), decoded once and cached."""
-        from harness.data.bank import load_frame_bank
+        """The frames of a split (``harness.data.streaming.open_frames``): the frame bank (decoded once,
+        cached) when its decoded size fits under ``evaluation.frame_bank_gb``, else streamed from the files."""
+        from harness.data.streaming import open_frames  # lazy: importing torch's DataLoader at module load is slow
 
-        bank = load_frame_bank(self.dataset, split, self.store)
-        self.stages_used[f"frames:{split}"] = bank.key
-        return bank
+        opened = self.__dict__.setdefault("_opened_frames", {})
+        if split not in opened:
+            budget = int(float(self.evaluation.get("frame_bank_gb", 2.0)) * 2**30)
+            opened[split] = open_frames(self.dataset, split, self.store, budget_bytes=budget, log=self.log)
+        self.stages_used[f"frames:{split}"] = opened[split].key
+        return opened[split]
 
 
 class Method:

@@ -21,7 +21,10 @@ EVALUATION_PARAMS: dict[str, Param] = {
     "heavy_epochs": Param(8, "epochs to train the shared heavy clip classifier", low=1),
     "light_backbone": Param("mobilenet_v2", "cheap per-timestep network (LightNet / coarse CNN / sampler input)",
                             type=str),
-    "views": Param(1, "test views per video (clips x crops); per-view and per-video GFLOPs are kept apart", low=1),
+    "frame_bank_gb": Param(2.0, "decoded-size budget (GiB) under which a split is decoded once into the frame bank; "
+                           "larger splits stream from the video files", low=0.0),
+    "views": Param(1, "test views per video: N clips, or {clips: N, crops: 1|3} (harness.views); per-view and "
+                   "per-video GFLOPs are kept apart", low=1),
 }
 
 RESOURCE_PARAMS: dict[str, Param] = {

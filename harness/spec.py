@@ -31,6 +31,7 @@ TOP_LEVEL_KEYS = ("experiment", "description", "dataset", "datasets", "backbones
                   "evaluation", "resources", "tracking", "ray", "output", "max_failures", "timeout_s")
 METHOD_KEYS = ("name", "params", "grid", "zip", "backbones", "label")
 PLUGIN_KEYS = ("name", "params")
+BACKBONE_KEYS = ("name", "params", "weights")  # weights: {path, sha256}, a local pretrained checkpoint
 TRACKING_SCHEMES = ("sqlite", "file", "http", "https", "postgresql", "mysql", "mssql", "databricks")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
 NAME_RULE = "a name of letters, digits, '_', '.' and '-'"
@@ -77,9 +78,13 @@ class PluginRef:
     name: str
     params: dict[str, Any]
     where: FieldPath = ()  # field path in the spec, for messages
+    weights: dict[str, str] | None = None  # backbones only: {path, sha256} of a checked local checkpoint
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "params": self.params}
+        out = {"name": self.name, "params": self.params}
+        if self.weights:
+            out["weights"] = dict(self.weights)
+        return out
 
 
 @dataclass
@@ -245,11 +250,27 @@ class _Validator:
         if isinstance(value, str):
             self.plugin_class(registry, value, where)
             return PluginRef(value, {}, where)
-        self.mapping(value, where, PLUGIN_KEYS, required=("name",))
+        self.mapping(value, where, BACKBONE_KEYS if registry is BACKBONES else PLUGIN_KEYS, required=("name",))
         cls = self.plugin_class(registry, value["name"], where + ("name",))
         owner = f"{registry.kind} '{value['name']}'"
         params = self.params(owner, getattr(cls, "params", {}), value.get("params"), where + ("params",))
-        return PluginRef(value["name"], params, where)
+        weights = None if value.get("weights") is None else self.weights(value["weights"], where + ("weights",))
+        return PluginRef(value["name"], params, where, weights)
+
+    def weights(self, value: Any, where: FieldPath) -> dict[str, str]:
+        """``{path, sha256}``: the file exists here and has that hash (a relative path is the spec's folder's)."""
+        # lazy: harness.backbones imports torch, which spec loading (plan, plugins) must not pay for
+        from harness.backbones.weights import WeightsError, check_weights
+
+        self.mapping(value, where, ("path", "sha256"), required=("path", "sha256"))
+        path = Path(str(value["path"])).expanduser()
+        if not path.is_absolute() and self.file:
+            path = Path(self.file).resolve().parent / path
+        try:
+            check_weights({"path": str(path), "sha256": str(value["sha256"])})
+        except WeightsError as exc:
+            raise self.fail(where, str(exc)) from None
+        return {"path": str(path), "sha256": str(value["sha256"]).lower()}
 
     def plugins(self, registry: Registry, value: Any, where: FieldPath) -> list[PluginRef]:
         refs, seen = [], {}
@@ -403,13 +424,24 @@ class _Validator:
 
     def evaluation(self, value: Any) -> dict[str, Any]:
         where = ("evaluation",)
+        views = None
+        if isinstance(value, dict) and isinstance(value.get("views"), dict):  # {clips, crops}; a bare int is a Param
+            # lazy: harness.views imports torch, which spec loading (plan, plugins) must not pay for
+            from harness.views import parse_views
+
+            value = dict(value)
+            try:
+                parsed = parse_views(value.pop("views"), "views")
+            except ValueError as exc:
+                raise self.fail(where + ("views",), str(exc)) from None
+            views = {"clips": parsed.clips, "crops": parsed.crops}
         given = self.params("evaluation", EVALUATION_PARAMS, value, where)
         if "device" in given and not DEVICE_PATTERN.fullmatch(given["device"]):
             raise self.fail(where + ("device",), f"expected auto, cpu, cuda, cuda:N or mps, got "
                                                  f"{show(given['device'])}")
         if "light_backbone" in given:
             self.plugin_class(BACKBONES, given["light_backbone"], where + ("light_backbone",))
-        return resolve_params(EVALUATION_PARAMS, given)
+        return resolve_params(EVALUATION_PARAMS, given if views is None else {**given, "views": views})
 
     def output(self, value: Any) -> str:
         """A folder that exists or can be created: not a file or device (``/dev/null``), no NUL."""

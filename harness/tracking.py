@@ -214,7 +214,8 @@ def record(uri: str, run_id: str, outcome: str, *, result: TrialResult | None = 
                    f"{TAG}latency_timing": facts.get("latency_timing", "not recorded"),
                    f"{TAG}latency_lock_wait_s": facts.get("latency_lock_wait_s", ""),
                    f"{TAG}stages": json.dumps(result.stages_used, sort_keys=True),
-                   f"{TAG}outcome": outcome, f"{TAG}pid": str(os.getpid())})
+                   f"{TAG}outcome": outcome, f"{TAG}pid": str(os.getpid()),
+                   **{f"{TAG}{k}": facts[k] for k in ("views", "gflops_x_views", "view_rule") if k in facts}})
     dataset = Dataset(name=facts["dataset"], digest=facts["dataset_manifest"][:36],
                       source_type="local", source=json.dumps({"root": facts.get("dataset_root", "")}))
     test_input = DatasetInput(dataset, [InputTag("mlflow.data.context", "test")])

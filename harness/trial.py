@@ -18,11 +18,12 @@ import torch
 
 from harness.decode_cost import decode_metrics, decoded_indices
 from harness.method import Method, Prediction, TrialContext
-from harness.metrics import video_metrics
+from harness.metrics import default_rule, video_metrics
 from harness.registry import DATASETS, METHODS
 from harness.repro import seed_everything
 from harness.stages import StageStore
 from harness.timing_lock import exclusive_timing
+from harness.views import parse_views, view_gflops
 
 
 @dataclass(frozen=True)
@@ -31,9 +32,13 @@ class Plugin:
 
     name: str
     params: dict[str, Any] = field(default_factory=dict)
+    weights: dict[str, str] | None = None  # backbones only: a local pretrained checkpoint {path, sha256}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "params": dict(self.params)}
+        out = {"name": self.name, "params": dict(self.params)}
+        if self.weights:
+            out["weights"] = dict(self.weights)
+        return out
 
 
 @dataclass(frozen=True)
@@ -61,12 +66,16 @@ class Trial:
     name: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        for key in ("dataset", "backbone", "method"):  # "weights" only where given: other trials' hashes unchanged
+            if out[key].get("weights") is None:
+                out[key].pop("weights", None)
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Trial":
         """The inverse of ``to_dict``; keys left out take their defaults (tests build partial trials)."""
-        plugins = {key: Plugin(data[key]["name"], dict(data[key].get("params", {})))
+        plugins = {key: Plugin(data[key]["name"], dict(data[key].get("params", {})), data[key].get("weights"))
                    for key in ("dataset", "backbone", "method")}
         rest = {key: data[key] for key in ("experiment", "label", "seed", "evaluation", "resources", "max_failures",
                                            "timeout_s", "code", "hash", "spec_hash", "name") if key in data}
@@ -159,9 +168,10 @@ def run_trial(trial: Trial, store: StageStore, workdir: Path, log: Callable[[str
     metrics["wall_time_s"] = time.perf_counter() - started
     metrics["videos_evaluated"] = float(len(test))
     metrics["videos_skipped"] = float(len(skipped))
-    views = int(evaluation.get("views", 1))
-    if views > 1:
-        metrics["gflops_per_view"] = metrics["gflops_per_video_mean"] / views
+    views = parse_views(evaluation.get("views", 1))  # N clips, or {clips, crops}
+    per_view = view_gflops(metrics["gflops_per_video_mean"] / views.count, views)  # accounting covers every view
+    if views.count > 1:
+        metrics["gflops_per_view"], metrics["views"] = per_view["gflops_per_view"], float(views.count)
 
     table = pd.DataFrame({
         "video_id": [r.video_id for r in test],
@@ -179,6 +189,9 @@ def run_trial(trial: Trial, store: StageStore, workdir: Path, log: Callable[[str
              "latency_from_trace": str(bool(from_trace)).lower(),
              "latency_measured_on": "trace_video path, batch 1" if from_trace else "predict_batch",
              "dataset_root": str(dataset.root_dir or ""), **timing_facts}
+    if views.count > 1:  # how a video's views are counted and combined (MMAction2 / PySlowFast conventions)
+        facts.update({"views": f"{views.clips} clips x {views.crops} crops",
+                      "gflops_x_views": per_view["gflops_x_views"], "view_rule": default_rule(bool(dataset.multilabel))})
     return TrialResult(metrics={k: float(v) for k, v in metrics.items()}, predictions=table,
                        flops_components=accounting.table, skipped=skipped, stages_used=dict(ctx.stages_used), facts=facts)
 

@@ -40,12 +40,12 @@ from harness.method import Component, Method, Prediction, Usage
 from harness.params import Param
 from harness.registry import register_method
 from harness.toolkit.clips import to_input
-from harness.toolkit.selection import class_probabilities, multi_hot
-from harness.toolkit.stages import dataset_deps
-from harness.toolkit.training import train_network
+from harness.toolkit.selection import class_probabilities
+from harness.toolkit.stages import backbone_deps, dataset_deps
+from harness.toolkit.training import train_streamed, video_requests
 from methods.sgs_layers import BIN_ORDERS, DELTA_GRADS, ATFRNet, ATFRTrace, SGSAllBins, bin_positions
 
-RECIPE = 2  # bump when training changes: part of the stage key
+RECIPE = 3  # bump when training changes: part of the stage key
 TRAIN_PARAMS = ("mode", "after_stage", "bins_train", "embed_dim", "kernel", "magnitude", "delta_grad", "bin_order",
                 "frames", "epochs", "batch_size", "lr")
 
@@ -86,10 +86,9 @@ class SGS(Method):
 
     # -- training ----------------------------------------------------------------------------
     def _new_net(self) -> nn.Module:
-        from harness.backbones import build_backbone
+        from harness.backbones.weights import build_with_weights
 
-        cfg = self.ctx.backbone
-        backbone = build_backbone(cfg["name"], dict(cfg.get("params", {})), self.ctx.dataset.num_classes)
+        backbone = build_with_weights(self.ctx.backbone, self.ctx.dataset.num_classes)  # pretrained if given
         if self.p["mode"] == "base":
             return backbone
         return ATFRNet(backbone, int(self.p["after_stage"]), self._zeros(self.p["frames"]), int(self.p["embed_dim"]),
@@ -107,32 +106,29 @@ class SGS(Method):
     def _clips(self, bank: Any, video_ids: Sequence[str], rng: np.random.Generator | None) -> tuple[torch.Tensor, list]:
         frames, picks = [], []
         for video_id in video_ids:
-            video = bank.get(video_id)
-            idx = tsn_segments(len(video), int(self.p["frames"]), rng is not None, rng)
-            frames.append(video[idx])
+            row = bank.index(video_id)
+            idx = tsn_segments(int(bank.lengths[row]), int(self.p["frames"]), rng is not None, rng)
+            frames.append(bank.frames(row, idx))  # decodes only these frames when the split streams
             picks.append(idx.tolist())
         return to_input(np.stack(frames), self.ctx.device), picks
 
     def fit(self, train: Sequence[Any]) -> None:
         ctx = self.ctx
         bank = ctx.frames("train")
-        first = bank.get(train[0].video_id)
+        first = bank.frames(bank.index(train[0].video_id), [0])
         self._hw = (int(first.shape[1]), int(first.shape[2]))
-        deps = {"recipe": RECIPE, "dataset": dataset_deps(ctx), "backbone": dict(ctx.backbone), "seed": int(ctx.seed),
-                "train": {k: self.p[k] for k in TRAIN_PARAMS}, "videos": [r.video_id for r in train]}
+        deps = {"recipe": RECIPE, "dataset": dataset_deps(ctx), "backbone": backbone_deps(ctx.backbone),
+                "seed": int(ctx.seed), "train": {k: self.p[k] for k in TRAIN_PARAMS}, "videos": [r.video_id for r in train]}
 
         def compute(folder: Path) -> None:
             self.net = self._new_net().to(ctx.device)
-            ids = [r.video_id for r in train]
-            labels = torch.from_numpy(np.stack([multi_hot(r.labels, ctx.dataset.num_classes) for r in train]))
-
-            def step(rows: Sequence[int], rng: np.random.Generator) -> torch.Tensor:
-                x, _ = self._clips(bank, [ids[i] for i in rows], rng)
-                return self._forward(x, self.p["bins_train"])[0]
-
-            train_network(self.net, step, labels, epochs=int(self.p["epochs"]), batch_size=int(self.p["batch_size"]),
-                          lr=float(self.p["lr"]), seed=ctx.seed, multilabel=ctx.dataset.multilabel, log=ctx.log,
-                          what=f"sgs/{self.p['mode']}")
+            rows = [bank.index(r.video_id) for r in train]
+            t = int(self.p["frames"])
+            train_streamed(self.net, bank, video_requests(bank, rows, lambda n, rng: tsn_segments(n, t, True, rng)),
+                           lambda x, _mask: self._forward(x, self.p["bins_train"])[0], epochs=int(self.p["epochs"]),
+                           batch_size=int(self.p["batch_size"]), lr=float(self.p["lr"]), seed=ctx.seed,
+                           multilabel=ctx.dataset.multilabel, num_classes=ctx.dataset.num_classes, log=ctx.log,
+                           what=f"sgs/{self.p['mode']}")
             torch.save({k: v.cpu() for k, v in self.net.state_dict().items()}, folder / "model.pt")
 
         folder = ctx.stage("sgs_model", deps, compute)

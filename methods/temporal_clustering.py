@@ -46,12 +46,12 @@ from harness.method import Component, Method, Prediction, Usage
 from harness.params import Param
 from harness.registry import register_method
 from harness.toolkit.clips import to_input
-from harness.toolkit.selection import class_probabilities, multi_hot
-from harness.toolkit.stages import dataset_deps
-from harness.toolkit.training import train_network, training_memory_mb
+from harness.toolkit.selection import class_probabilities
+from harness.toolkit.stages import backbone_deps, dataset_deps
+from harness.toolkit.training import train_streamed, training_memory_mb, video_requests
 from methods.temporal_clustering_layers import RULES, TemporalClustering
 
-RECIPE = 1  # bump when training changes: part of the stage key
+RECIPE = 2  # bump when training changes: part of the stage key
 MODES = ("cluster", "all_frames", "sampled")
 TRAIN_PARAMS = ("mode", "rule", "after_stage", "frame_stride", "epochs", "batch_size", "lr")
 
@@ -138,9 +138,9 @@ class TemporalClusteringMethod(Method):
                 g: int) -> tuple[list[Tensor], list[np.ndarray]]:
         xs, picks = [], []
         for video_id in video_ids:
-            video = bank.get(video_id)
-            idx = self._frame_indices(len(video), rng, g)
-            xs.append(to_input(video[idx], self.ctx.device))
+            row = bank.index(video_id)
+            idx = self._frame_indices(int(bank.lengths[row]), rng, g)
+            xs.append(to_input(bank.frames(row, idx), self.ctx.device))  # only these frames are decoded
             picks.append(idx)
         return xs, picks
 
@@ -151,34 +151,32 @@ class TemporalClusteringMethod(Method):
 
     # -- training ------------------------------------------------------------------------------
     def _new_net(self) -> ClusterNet:
-        from harness.backbones import build_backbone
+        from harness.backbones.weights import build_with_weights
 
-        cfg = self.ctx.backbone
-        backbone = build_backbone(cfg["name"], dict(cfg.get("params", {})), self.ctx.dataset.num_classes)
+        backbone = build_with_weights(self.ctx.backbone, self.ctx.dataset.num_classes)  # pretrained if given
         return ClusterNet(backbone, int(self.p["after_stage"]), self.g_train, self.p["rule"])
 
     def fit(self, train: Sequence[Any]) -> None:
         ctx = self.ctx
         bank = ctx.frames("train")
-        first = bank.get(train[0].video_id)
+        first = bank.frames(bank.index(train[0].video_id), [0])
         self._hw = (int(first.shape[1]), int(first.shape[2]))
         train_params = {k: self.p[k] for k in TRAIN_PARAMS}
         train_params["g"] = self.g_train
-        deps = {"recipe": RECIPE, "dataset": dataset_deps(ctx), "backbone": dict(ctx.backbone), "seed": int(ctx.seed),
+        deps = {"recipe": RECIPE, "dataset": dataset_deps(ctx), "backbone": backbone_deps(ctx.backbone), "seed": int(ctx.seed),
                 "train": train_params, "videos": [r.video_id for r in train]}
 
         def compute(folder: Path) -> None:
             self.net = self._new_net().to(ctx.device)
-            ids = [r.video_id for r in train]
+            rows = [bank.index(r.video_id) for r in train]
 
-            def step(rows: Sequence[int], rng: np.random.Generator) -> Tensor:
-                xs, _ = self._inputs(bank, [ids[i] for i in rows], rng, self.g_train)
-                return self._forward(xs, self.g_train)[0]
+            def forward(x: Tensor, mask: Tensor) -> Tensor:  # padded batch -> each video at its own length
+                return self._forward([x[i, :, : int(mask[i].sum())] for i in range(len(x))], self.g_train)[0]
 
-            labels = torch.from_numpy(np.stack([multi_hot(r.labels, ctx.dataset.num_classes) for r in train]))
-            train_network(self.net, step, labels, epochs=int(self.p["epochs"]),
-                          batch_size=int(self.p["batch_size"]), lr=float(self.p["lr"]), seed=ctx.seed,
-                          multilabel=ctx.dataset.multilabel, log=ctx.log, what=f"clustering/{self.p['mode']}")
+            pick = lambda n, rng: self._frame_indices(n, rng, self.g_train)  # noqa: E731
+            train_streamed(self.net, bank, video_requests(bank, rows, pick), forward, epochs=int(self.p["epochs"]), batch_size=int(self.p["batch_size"]),
+                           lr=float(self.p["lr"]), seed=ctx.seed, multilabel=ctx.dataset.multilabel,
+                           num_classes=ctx.dataset.num_classes, log=ctx.log, what=f"clustering/{self.p['mode']}")
             torch.save({k: v.cpu() for k, v in self.net.state_dict().items()}, folder / "model.pt")
 
         folder = ctx.stage("temporal_clustering_model", deps, compute)

@@ -30,7 +30,7 @@ def _one_thread():
 
 
 def make_method(root: Path, store: StageStore, name: str, params: dict | None = None, backbone: dict = R3D,
-                seed: int = 0):
+                seed: int = 0, evaluation: dict | None = None):
     """A method built the way a trial builds it, on skim-digits tiny (longrange), 2 heavy epochs."""
     from harness.registry import DATASETS
 
@@ -39,7 +39,7 @@ def make_method(root: Path, store: StageStore, name: str, params: dict | None = 
            "backbone": {"name": backbone["name"],
                         "params": resolve_params(BACKBONES.get(backbone["name"]).params, backbone["params"])},
            "method": {"name": name, "params": resolve_params(METHODS.get(name).params, params or {})},
-           "seed": seed, "evaluation": resolve_params(EVALUATION_PARAMS, {"device": "cpu", "heavy_epochs": 2})}
+           "seed": seed, "evaluation": resolve_params(EVALUATION_PARAMS, {"device": "cpu", "heavy_epochs": 2, **(evaluation or {})})}
     ctx, method = build_context(cfg, store, root.parent / "work", log=lambda _: None)
     method.fit(ctx.dataset.split("train"))
     return ctx, method
@@ -133,3 +133,20 @@ def test_stage_keys_do_not_depend_on_where_the_dataset_lies(tiny_root, store, tm
     shutil.copytree(tiny_root, moved)
     ctx_b, _ = make_method(moved, store, "uniform", {"k": 2})
     assert ctx_a.stages_used["heavy_classifier"] == ctx_b.stages_used["heavy_classifier"]
+
+
+def test_a_split_over_the_budget_streams_and_gives_the_frame_banks_tables(tiny_root, store, tmp_path):
+    """frame_bank_gb 0: nothing is decoded into a frame bank; the heavy classifier trains through the
+    streaming loader (DataLoader workers decoding the files) and its sharded table equals the bank path's."""
+    from harness.data.streaming import StreamedFrames
+
+    ctx_bank, _ = make_method(tiny_root, store, "dense")
+    streamed_store = StageStore(tmp_path / "stages")
+    ctx, _ = make_method(tiny_root, streamed_store, "dense", evaluation={"frame_bank_gb": 0})
+    assert isinstance(ctx.frames("train"), StreamedFrames) and isinstance(ctx.frames("test"), StreamedFrames)
+    assert not (streamed_store.root / "frames").exists()  # no split was decoded whole
+    assert ctx.stages_used["heavy_classifier"] == ctx_bank.stages_used["heavy_classifier"]  # same frames, same key
+    bank_table, table = timestep_table(ctx_bank, "test"), timestep_table(ctx, "test")
+    assert isinstance(table.heavy_logits, np.memmap)  # on disk, not in memory
+    assert table.video_ids == bank_table.video_ids and list(table.lengths) == list(bank_table.lengths)
+    assert np.allclose(table.heavy_logits, bank_table.heavy_logits, atol=1e-4)

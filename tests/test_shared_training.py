@@ -4,10 +4,15 @@ classifiers (items = clips grouped by video, a few per video per epoch) and the 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
-from harness.toolkit.training import train_network
+from harness.data.bank import load_frame_bank
+from harness.data.streaming import BankFrames, clip_requests
+from harness.registry import DATASETS
+from harness.stages import StageStore
+from harness.toolkit.training import train_network, train_streamed
 
 
 def _problem(n: int = 48, seed: int = 0):
@@ -53,3 +58,22 @@ def test_each_epoch_takes_per_group_items_of_every_group_and_is_seeded():
     assert len({tuple(sorted(e.tolist())) for e in epochs}) > 1  # a new draw every epoch
     seen.clear()
     assert all(torch.equal(a, b) for a, b in zip(first, run(0)))  # the seed decides everything
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_streamed_training_runs_under_autocast_with_channels_last_on_cuda(tiny_root):
+    """On CUDA the loop trains in bfloat16 autocast on channels-last clips and weights (not in float32)."""
+    ds = DATASETS.get("skim-digits")(size="tiny", variant="longrange", root=str(tiny_root))
+    frames = BankFrames(load_frame_bank(ds, "train", StageStore(tiny_root.parent / "gpu-stages")))
+    net = nn.Sequential(nn.Conv3d(3, 4, 3), nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(4, ds.num_classes)).cuda()
+    seen = []
+
+    def forward(x, _mask):
+        seen.append((torch.is_autocast_enabled(), x.is_contiguous(memory_format=torch.channels_last_3d)))
+        return net(x)
+
+    train_streamed(net, frames, lambda rng: clip_requests(frames, 4, 1, rng), forward, epochs=1, batch_size=8, lr=1e-3,
+                   seed=0, multilabel=False, num_classes=ds.num_classes, log=lambda _: None)
+    assert seen and all(autocast and layout for autocast, layout in seen)
+    assert net[0].weight.is_contiguous(memory_format=torch.channels_last_3d)

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from harness.spec import SpecError, load_spec
 from harness.views import Views, combine_views, parse_views, view_clips, view_gflops
 
 
@@ -43,3 +44,19 @@ def test_scores_and_gflops():
     g = view_gflops(33.0, Views(10, 3))
     assert g["gflops_per_view"] == 33.0 and g["views"] == 30 and g["gflops_per_video"] == pytest.approx(990.0)
     assert g["gflops_x_views"] == "33 x 30 (10 clips x 3 crops)"
+
+
+def test_a_spec_takes_views_as_clips_and_crops(tmp_path):
+    """``evaluation.views: {clips, crops}`` reaches the trial's evaluation; a bad one is a one-line SpecError
+    naming the field (not a crash on ``int({...})``)."""
+    base = ("experiment: v\ndataset: skim-digits\nbackbones: [resnet18]\nmethods: [uniform]\n"
+            f"output: {tmp_path}/out\nevaluation: {{views: VIEWS}}\n")
+    spec = tmp_path / "v.yaml"
+    spec.write_text(base.replace("VIEWS", "{clips: 10, crops: 3}"))
+    assert load_spec(spec).evaluation["views"] == {"clips": 10, "crops": 3}
+    spec.write_text(base.replace("VIEWS", "4"))
+    assert load_spec(spec).evaluation["views"] == 4  # a bare int: N clips, the trial hash unchanged
+    spec.write_text(base.replace("VIEWS", "{clips: 10, crops: 2}"))
+    with pytest.raises(SpecError, match=r"v\.yaml:6.*evaluation\.views.*crops: expected 1 or 3") as err:
+        load_spec(spec)
+    assert "\n" not in str(err.value)

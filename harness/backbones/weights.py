@@ -25,6 +25,7 @@ Errors are ``WeightsError``: one line naming the file and the first offending ke
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -55,6 +56,15 @@ class LoadReport:
 
 
 def sha256_file(path: str | Path) -> str:
+    """The file's SHA-256, computed once per (path, size, modification time) in a process: every stage
+    key of a trial holds it, and a checkpoint can be hundreds of MB."""
+    stat = Path(path).stat()
+    return _sha256(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    del size, mtime_ns  # part of the cache key only
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):

@@ -285,7 +285,10 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     batch: dict[str, Any] = {"skipped": [(it["video_id"], it["error"]) for it in items if "error" in it],
                              "rows": torch.as_tensor([it["row"] for it in good], dtype=torch.long),
                              "video_ids": [it["video_id"] for it in good]}
-    if good:
+    if good and len({len(it["frames"]) for it in good}) == 1:  # clips of one length: a plain stack
+        batch["frames"] = torch.stack([it["frames"] for it in good])
+        batch["mask"] = torch.ones(batch["frames"].shape[:2], dtype=torch.bool)
+    elif good:
         batch["frames"], batch["mask"] = collate_videos([it["frames"] for it in good])
         batch["indices"] = [it["indices"] for it in good]
     return batch

@@ -215,14 +215,34 @@ class ShardedArrays:
         return self.row(name, self._rows[video_id])
 
     def padded(self, name: str) -> np.ndarray:
-        """``[N, Lmax, ...]`` zero padded (in memory: for splits whose outputs fit, e.g. today's TimestepTable)."""
-        first = next(self._array(name, s) for s in range(self.num_shards)
-                     if (self.folder / shard_name(s) / f"{name}.npy").exists())
-        out = np.zeros((len(self), int(self.lengths.max(initial=0)), *first.shape[1:]), dtype=first.dtype)
-        for row in range(len(self)):
-            values = self.row(name, row)
-            out[row, : len(values)] = values
-        return out
+        """``[N, Lmax, ...]`` zero padded, in memory (``padded_map`` is the same on disk, memory-mapped)."""
+        return np.array(self.padded_map(name))
+
+    def padded_map(self, name: str) -> np.ndarray:
+        """``padded(name)`` written once beside the shards (``padded_<name>.npy``) and read memory-mapped:
+        the ``[N, Lmax, ...]`` layout of the per-timestep tables, on disk instead of in memory."""
+        path = self.folder / f"padded_{name}.npy"
+        if not path.exists():
+            first = next((self._array(name, s) for s in range(self.num_shards)
+                          if (self.folder / shard_name(s) / f"{name}.npy").exists()), None)
+            if first is None:
+                raise KeyError(f"no array '{name}' in {self.folder}")
+            fd, tmp = tempfile.mkstemp(prefix=f".padded_{name}.", suffix=".npy", dir=self.folder)
+            os.close(fd)
+            try:
+                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=first.dtype,
+                                                shape=(len(self), int(self.lengths.max(initial=0)), *first.shape[1:]))
+                for row in range(len(self)):  # one video at a time: memory stays at one video's outputs
+                    values = self.row(name, row)
+                    if len(values):
+                        out[row, : len(values)] = values
+                out.flush()
+                del out
+                os.replace(tmp, path)  # concurrent writers write the same bytes: the last rename wins
+            finally:
+                if os.path.exists(tmp):
+                    os.remove(tmp)
+        return np.load(path, mmap_mode="r")
 
 
 @dataclass(frozen=True)

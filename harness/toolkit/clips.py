@@ -20,7 +20,8 @@ MEAN, STD = 0.45, 0.225  # input normalisation of every network trained here
 
 def to_input(frames: np.ndarray | torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
     """uint8 [..., T, H, W, 3] -> normalised float [..., 3, T, H, W] on ``device``."""
-    x = torch.as_tensor(np.asarray(frames)).to(device)
+    x = frames if isinstance(frames, torch.Tensor) else torch.as_tensor(np.asarray(frames))
+    x = x.to(device, non_blocking=True)  # pinned batches of the streaming loader copy asynchronously
     x = x.movedim(-1, -4).float().div_(255.0)
     return x.sub_(MEAN).div_(STD)
 

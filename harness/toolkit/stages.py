@@ -6,6 +6,14 @@ classifier, the LightNet and their per-timestep outputs are stages (``ctx.stage`
 computed once per (decoded frames, network config, clip_len, epochs, seed) and reused by every
 method, trial and re-run. Methods then train and predict from memory-mapped tables in milliseconds.
 
+Nothing here holds a split in memory: the networks train through the streaming loader
+(``harness.toolkit.training.train_streamed`` over ``clip_requests``: DataLoader workers decode a few
+random clips of every video per epoch, or read them from the frame bank when the split fits its
+budget), and the per-timestep tables are sharded extractions (``harness.features.shards``: one
+file per shard, resumable, memory-mapped), so the tables' cost grows with the number of videos,
+never with their decoded size. A backbone entry's ``weights: {path, sha256}`` is loaded when the
+network is built (``build_with_weights``) and its SHA-256 is part of every stage key below.
+
 Stages (names in ``ctx.stages_used``): ``heavy_classifier``, ``light_network``,
 ``heavy_timesteps_<split>``, ``light_timesteps_<split>``; a classifier other than the trial's own
 (SCSampler's cross-classifier labels) is recorded as ``heavy_classifier[<backbone>]``. Training
@@ -26,24 +34,25 @@ frame resized inside the module, so the resize is counted).
 """
 from __future__ import annotations
 
-import json
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 
-from harness.backbones import build_backbone
+from harness.backbones.weights import build_with_weights, weights_deps
 from harness.compute import count_flops
+from harness.data.streaming import clip_requests
+from harness.features.shards import NetworkOnClips, ShardedArrays, sharded_stage
 from harness.method import Component, TrialContext
 from harness.params import Param, resolve_params
 from harness.registry import BACKBONES
-from harness.toolkit.clips import (ClipNet, clip_input_maker, frame_shape, frames_to_clips, num_timesteps,
-                                  split_into_clips, to_input)
+from harness.toolkit.clips import ClipNet, clip_input_maker, frame_shape
 from harness.toolkit.selection import multi_hot
-from harness.toolkit.training import train_network
+from harness.toolkit.training import loader_workers, train_streamed
 
-RECIPE = 3  # bump when the training recipe changes: it is part of every stage key
+RECIPE = 4  # bump when the training recipe changes: it is part of every stage key
 TRAIN_BATCH = 64
 TRAIN_LR = 2e-3
 # Each epoch trains on this many random clips of every training video (all of them when shorter):
@@ -63,10 +72,21 @@ LIGHT_PARAMS: dict[str, Param] = {
 def backbone_config(ctx: TrialContext, backbone: Mapping[str, Any] | str | None) -> dict[str, Any]:
     """The trial's backbone config, or another one ({"name", "params"} or a bare name = its defaults)."""
     if backbone is None:
-        return {"name": ctx.backbone["name"], "params": dict(ctx.backbone.get("params", {}))}
+        backbone = ctx.backbone
     if isinstance(backbone, str):
         return {"name": backbone, "params": resolve_params(BACKBONES.get(backbone).params, {})}
-    return {"name": backbone["name"], "params": dict(backbone.get("params", {}))}
+    cfg = {"name": backbone["name"], "params": dict(backbone.get("params", {}))}
+    if backbone.get("weights"):  # pretrained: {path, sha256}
+        cfg["weights"] = dict(backbone["weights"])
+    return cfg
+
+
+def backbone_deps(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """What a stage key holds for a backbone config: name, params and its weights' SHA-256 (not their path)."""
+    deps = {"name": cfg["name"], "params": dict(cfg.get("params", {}))}
+    if cfg.get("weights"):
+        deps["weights"] = weights_deps(cfg["weights"])
+    return deps
 
 
 def light_config(light_backbone: str, light: Mapping[str, Any]) -> dict[str, Any]:
@@ -90,7 +110,7 @@ def _recipe_deps(ctx: TrialContext) -> dict[str, Any]:
 
 
 def heavy_deps(ctx: TrialContext, cfg: Mapping[str, Any]) -> dict[str, Any]:
-    return {**_recipe_deps(ctx), "backbone": cfg}
+    return {**_recipe_deps(ctx), "backbone": backbone_deps(cfg)}
 
 
 def light_deps(ctx: TrialContext, light: Mapping[str, Any]) -> dict[str, Any]:
@@ -102,13 +122,12 @@ def light_deps(ctx: TrialContext, light: Mapping[str, Any]) -> dict[str, Any]:
 # The two networks
 # ----------------------------------------------------------------------------------------------
 def new_heavy(cfg: Mapping[str, Any], clip_len: int, num_classes: int) -> ClipNet:
-    return ClipNet(build_backbone(cfg["name"], dict(cfg.get("params", {})), num_classes), clip_len)
+    return ClipNet(build_with_weights(cfg, num_classes), clip_len)
 
 
 def new_light(cfg: Mapping[str, Any], clip_len: int, num_classes: int) -> ClipNet:
     """The LightNet: always one frame per timestep (the middle one), resized to ``cfg["size"]``."""
-    return ClipNet(build_backbone(cfg["name"], dict(cfg["params"]), num_classes), clip_len, size=cfg["size"],
-                   input_kind="2d")
+    return ClipNet(build_with_weights(cfg, num_classes), clip_len, size=cfg["size"], input_kind="2d")
 
 
 def timestep_gflops(heavy: Mapping[str, Any], light: Mapping[str, Any], *, light_backbone: str = "mobilenet_v2",
@@ -123,20 +142,6 @@ def timestep_gflops(heavy: Mapping[str, Any], light: Mapping[str, Any], *, light
     return {"heavy": g_heavy, "light": g_light, "light_to_heavy": g_light / g_heavy}
 
 
-def _split_clips(ctx: TrialContext, split: str) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-    """All clips of a split as uint8 [N, F, H, W, 3], their video's multi-hot labels and video rows."""
-    bank, clip_len = ctx.frames(split), int(ctx.evaluation["clip_len"])
-    labels_of = {r.video_id: r.labels for r in ctx.dataset.split(split)}
-    clips, labels, rows = [], [], []
-    for row, video_id in enumerate(bank.video_ids):
-        video = split_into_clips(bank.get(video_id), clip_len)
-        clips.append(video)
-        label = multi_hot(labels_of[video_id], ctx.dataset.num_classes)
-        labels.append(np.broadcast_to(label, (len(video), len(label))))
-        rows.append(np.full(len(video), row, dtype=np.int64))
-    return torch.cat(clips), torch.from_numpy(np.concatenate(labels)), np.concatenate(rows)
-
-
 def _trial_cache(ctx: TrialContext) -> dict[str, ClipNet]:
     """Networks loaded in this trial. Per trial, not per process: a worker process runs many trials
     (Ray reuses it), and no trial may see a network object another trial has used or changed."""
@@ -144,14 +149,16 @@ def _trial_cache(ctx: TrialContext) -> dict[str, ClipNet]:
 
 
 def _trained(ctx: TrialContext, name: str, deps: dict[str, Any], new_net: Callable[[], ClipNet],
-             record_as: str | None = None) -> ClipNet:
+             record_as: str | None = None) -> tuple[ClipNet, Path]:
+    """The network of stage ``name`` (trained now if no stage has it) and its folder (``model.pt``)."""
     def compute(folder: Path) -> None:
-        clips, labels, rows = _split_clips(ctx, "train")
+        frames, clip_len = ctx.frames("train"), int(ctx.evaluation["clip_len"])
         net = new_net().to(ctx.device)
-        train_network(net, lambda idx, _rng: net(to_input(clips[torch.from_numpy(idx)], ctx.device)), labels,
-                      epochs=int(ctx.evaluation["heavy_epochs"]), batch_size=TRAIN_BATCH, lr=TRAIN_LR, seed=ctx.seed,
-                      multilabel=ctx.dataset.multilabel, groups=rows, per_group=CLIPS_PER_VIDEO_PER_EPOCH,
-                      log=ctx.log, what=name)
+        train_streamed(net, frames, lambda rng: clip_requests(frames, clip_len, CLIPS_PER_VIDEO_PER_EPOCH, rng),
+                       lambda x, _mask: net(x),
+                       epochs=int(ctx.evaluation["heavy_epochs"]), batch_size=TRAIN_BATCH, lr=TRAIN_LR,
+                       seed=ctx.seed, multilabel=ctx.dataset.multilabel, num_classes=ctx.dataset.num_classes,
+                       log=ctx.log, what=name)
         torch.save({k: v.cpu() for k, v in net.state_dict().items()}, folder / "model.pt")
 
     if record_as is None:
@@ -164,7 +171,7 @@ def _trained(ctx: TrialContext, name: str, deps: dict[str, Any], new_net: Callab
         net = new_net()
         net.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=True))
         loaded[str(folder)] = net.to(ctx.device).eval()
-    return loaded[str(folder)]
+    return loaded[str(folder)], folder
 
 
 def heavy_classifier(ctx: TrialContext, backbone: Mapping[str, Any] | str | None = None) -> ClipNet:
@@ -173,7 +180,7 @@ def heavy_classifier(ctx: TrialContext, backbone: Mapping[str, Any] | str | None
     other = cfg != backbone_config(ctx, None)
     return _trained(ctx, "heavy_classifier", heavy_deps(ctx, cfg),
                     lambda: new_heavy(cfg, int(ctx.evaluation["clip_len"]), ctx.dataset.num_classes),
-                    record_as=f"heavy_classifier[{cfg['name']}]" if other else None)
+                    record_as=f"heavy_classifier[{cfg['name']}]" if other else None)[0]
 
 
 def light_network(ctx: TrialContext, light: Mapping[str, Any]) -> ClipNet:
@@ -181,32 +188,22 @@ def light_network(ctx: TrialContext, light: Mapping[str, Any]) -> ClipNet:
     classifier with the video label (no pretrained weights exist here)."""
     cfg = light_config(str(ctx.evaluation["light_backbone"]), light)
     return _trained(ctx, "light_network", light_deps(ctx, light),
-                    lambda: new_light(cfg, int(ctx.evaluation["clip_len"]), ctx.dataset.num_classes))
+                    lambda: new_light(cfg, int(ctx.evaluation["clip_len"]), ctx.dataset.num_classes))[0]
 
 
 # ----------------------------------------------------------------------------------------------
 # Per-timestep tables
 # ----------------------------------------------------------------------------------------------
-@torch.no_grad()
-def _per_timestep(net: ClipNet, ctx: TrialContext, split: str, folder: Path, prefix: str, with_logits: bool) -> None:
-    bank, clip_len = ctx.frames(split), int(ctx.evaluation["clip_len"])
-    ids = list(bank.video_ids)
-    lengths = np.array([num_timesteps(len(bank.get(v)), clip_len) for v in ids], dtype=np.int64)
-    lmax = int(lengths.max()) if len(ids) else 0
-    feats = np.zeros((len(ids), lmax, net.feature_dim), dtype=np.float32)
-    logits = np.zeros((len(ids), lmax, ctx.dataset.num_classes), dtype=np.float32)
-    for row, video_id in enumerate(ids):
-        clips = frames_to_clips(bank.get(video_id), clip_len)
-        for start in range(0, len(clips), 256):
-            f = net.features(clips[start: start + 256].to(ctx.device))
-            feats[row, start: start + len(f)] = f.float().cpu().numpy()
-            if with_logits:
-                logits[row, start: start + len(f)] = net.head(f).float().cpu().numpy()
-    np.save(folder / f"{prefix}_features.npy", feats)
-    if with_logits:
-        np.save(folder / f"{prefix}_logits.npy", logits)
-    np.save(folder / "lengths.npy", lengths)
-    (folder / "video_ids.json").write_text(json.dumps(ids))
+def _timesteps(ctx: TrialContext, split: str, name: str, deps: dict[str, Any], model_pt: Path, cfg: Mapping[str, Any],
+               record_as: str | None = None, **net: Any) -> ShardedArrays:
+    """Per-timestep outputs of the network ``cfg`` (trained weights ``model_pt``) on every video of ``split``:
+    a sharded, resumable extraction streamed from the split's frames (``harness.features.shards``)."""
+    frames = ctx.frames(split)
+    build = partial(build_with_weights, {k: v for k, v in cfg.items() if k != "weights"}, ctx.dataset.num_classes)
+    factory = NetworkOnClips(build, int(ctx.evaluation["clip_len"]), state_path=str(model_pt), **net)
+    arrays = sharded_stage(ctx.store, name, deps, frames, factory, workers=loader_workers(frames), device=ctx.device)
+    ctx.stages_used[record_as or name] = arrays.key
+    return arrays
 
 
 class TimestepTable:
@@ -275,36 +272,36 @@ def timestep_table(ctx: TrialContext, split: str, backbone: Mapping[str, Any] | 
     """Heavy logits/features of every timestep of ``split`` and, with ``light`` (a method's params
     holding ``LIGHT_PARAMS``), the LightNet's features on demand: two stages, memory-mapped."""
     cfg = backbone_config(ctx, backbone)
-    heavy = heavy_classifier(ctx, cfg)
+    other = cfg != backbone_config(ctx, None)
+    clip_len, classes = int(ctx.evaluation["clip_len"]), ctx.dataset.num_classes
+    heavy, heavy_dir = _trained(ctx, "heavy_classifier", heavy_deps(ctx, cfg),
+                                lambda: new_heavy(cfg, clip_len, classes), record_as=f"heavy_classifier[{cfg['name']}]" if other else None)
     split_frames = ctx.frames(split).key
     heavy_name = f"heavy_timesteps_{split}"
     heavy_deps_ = {"classifier": heavy_deps(ctx, cfg), "split": split, "frames": split_frames}
-    compute = lambda folder: _per_timestep(heavy, ctx, split, folder, "heavy", True)  # noqa: E731
-    if cfg == backbone_config(ctx, None):
-        heavy_dir = ctx.stage(heavy_name, heavy_deps_, compute)
-    else:  # another classifier's table (SCSampler's cross-classifier labels): recorded under its own name
-        heavy_dir = ctx.store.get_or_compute(heavy_name, heavy_deps_, compute)
-        ctx.stages_used[f"{heavy_name}[{cfg['name']}]"] = heavy_dir.name
-    ids = json.loads((heavy_dir / "video_ids.json").read_text())
+    # another classifier's table (SCSampler's cross-classifier labels) is recorded under its own name
+    outputs = _timesteps(ctx, split, heavy_name, heavy_deps_, heavy_dir / "model.pt", cfg,
+                         record_as=f"{heavy_name}[{cfg['name']}]" if other else None)
+    ids = outputs.video_ids
 
     def light_features() -> np.ndarray:
-        net = light_network(ctx, light)
-        light_dir = ctx.stage(f"light_timesteps_{split}", {"network": light_deps(ctx, light), "split": split,
-                                                          "frames": split_frames},
-                              lambda folder: _per_timestep(net, ctx, split, folder, "light", False))
-        if ids != json.loads((light_dir / "video_ids.json").read_text()):
+        cfg_light = light_config(str(ctx.evaluation["light_backbone"]), light)
+        _, light_dir = _trained(ctx, "light_network", light_deps(ctx, light),
+                                lambda: new_light(cfg_light, clip_len, classes))
+        deps = {"network": light_deps(ctx, light), "split": split, "frames": split_frames}
+        light_out = _timesteps(ctx, split, f"light_timesteps_{split}", deps, light_dir / "model.pt",
+                               {"name": cfg_light["name"], "params": cfg_light["params"]}, size=cfg_light["size"],
+                               input_kind="2d", with_logits=False)
+        if ids != light_out.video_ids:
             raise RuntimeError(f"heavy and light timestep tables of split '{split}' list different videos")
-        return np.load(light_dir / "light_features.npy", mmap_mode="r")
+        return light_out.padded_map("features")
 
     labels_of = {r.video_id: r.labels for r in ctx.dataset.split(split)}
-    labels = np.stack([multi_hot(labels_of[v], ctx.dataset.num_classes) for v in ids]) if ids else np.zeros((0, 0))
-    load = lambda path: np.load(path, mmap_mode="r")  # noqa: E731
-    return TimestepTable(video_ids=ids, lengths=np.load(heavy_dir / "lengths.npy"), labels=labels,
-                         heavy_logits=load(heavy_dir / "heavy_logits.npy"),
-                         heavy_features=load(heavy_dir / "heavy_features.npy"),
+    labels = np.stack([multi_hot(labels_of[v], classes) for v in ids]) if ids else np.zeros((0, 0))
+    return TimestepTable(video_ids=ids, lengths=outputs.lengths, labels=labels,
+                         heavy_logits=outputs.padded_map("logits"), heavy_features=outputs.padded_map("features"),
                          light_features=None if light is None else light_features,
-                         clip_len=int(ctx.evaluation["clip_len"]), multilabel=bool(ctx.dataset.multilabel),
-                         heavy_kind=heavy.input_kind)
+                         clip_len=clip_len, multilabel=bool(ctx.dataset.multilabel), heavy_kind=heavy.input_kind)
 
 
 # ----------------------------------------------------------------------------------------------
