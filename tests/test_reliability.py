@@ -8,8 +8,10 @@ import sys
 import time
 
 import psutil
+import pytest
 
 from conftest import PLUGIN, ROOT, quick_spec
+from harness.tracking import TAG, ensure_experiment, trial_runs
 
 
 def _outside_loopback(ip: str) -> bool:
@@ -51,3 +53,31 @@ def test_local_ray_listens_on_loopback_only(tiny_root, tmp_path):
     names = {name for name, _, _ in sockets}
     assert {"gcs_server", "raylet"} <= names, sockets  # the sampling saw Ray running
     assert not [s for s in sockets if _outside_loopback(s[1])], sockets
+
+
+def _launch(spec, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(spec), "--plugin", str(PLUGIN), "--local",
+                             "--no-report", "--quiet", *extra], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _runs_by_hash(uri: str, experiment: str) -> dict[str, list[str]]:
+    by_hash: dict[str, list[str]] = {}
+    for run in trial_runs(uri, experiment):
+        by_hash.setdefault(run.data.tags[f"{TAG}trial_hash"], []).append(run.info.status)
+    return by_hash
+
+
+@pytest.mark.parametrize("store", ["existing", "fresh"])
+def test_two_launches_together_run_each_trial_once(tiny_root, tmp_path, store):
+    spec = quick_spec(tmp_path, tiny_root, experiment="twice", grid="k: [1, 2, 3]", method_params="sleep_s: 1")
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    if store == "existing":  # the schema and the experiment exist: both launches race on the trials
+        ensure_experiment(uri, "twice")
+    first, second = _launch(spec), _launch(spec)
+    errors = [proc.communicate(timeout=600)[1] for proc in (first, second)]
+    assert first.returncode == 0 and second.returncode == 0, errors
+    assert "duplicate column" not in "".join(errors)
+    by_hash = _runs_by_hash(uri, "twice")
+    assert len(by_hash) == 3 and all(statuses == ["FINISHED"] for statuses in by_hash.values()), by_hash
+    assert not list((tmp_path / "results" / "claims").glob("*.claim"))  # released
