@@ -3,14 +3,20 @@ one run per trial under concurrent launches, and a record for a trial whose MLfl
 from __future__ import annotations
 
 import ipaddress
+import json
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import psutil
 import pytest
 
 from conftest import PLUGIN, ROOT, quick_spec
+from harness.grid import expand
+from harness.registry import load_plugin_file
+from harness.runner import run_grid
+from harness.spec import load_spec
 from harness.tracking import TAG, ensure_experiment, trial_runs
 
 
@@ -81,3 +87,28 @@ def test_two_launches_together_run_each_trial_once(tiny_root, tmp_path, store):
     by_hash = _runs_by_hash(uri, "twice")
     assert len(by_hash) == 3 and all(statuses == ["FINISHED"] for statuses in by_hash.values()), by_hash
     assert not list((tmp_path / "results" / "claims").glob("*.claim"))  # released
+
+
+def test_trial_whose_run_mlflow_refuses_is_recorded_and_not_retried_silently(tiny_root, tmp_path):
+    load_plugin_file(str(PLUGIN))
+    spec = load_spec(quick_spec(tmp_path, tiny_root, experiment="refused", grid="k: [1, 2]"))
+    good, bad = expand(spec)
+    bad = replace(bad, name="refused \ud800")  # a lone surrogate: MLflow's SQLite store cannot encode the run name
+
+    def launch(trials, **flags):
+        return run_grid(spec, trials, local=True, plugins=[str(PLUGIN)], show_progress=False, **flags)
+
+    first = launch([good, bad])
+    assert first.finished == [good.hash] and list(first.failed) == [bad.hash]
+    record_path = tmp_path / "results" / "unrecorded" / f"{bad.hash}.json"
+    record = json.loads(record_path.read_text())
+    assert record["trial"]["hash"] == bad.hash and "surrogates not allowed" in record["error"]
+    assert "Traceback" in record["traceback"] and str(record_path) in first.failed[bad.hash]
+    assert bad.hash not in _runs_by_hash(f"sqlite:///{tmp_path}/mlflow.db", "refused")  # MLflow has no run of it
+
+    resumed = launch([good, bad])  # not retried silently, but reported
+    assert resumed.skipped == [good.hash] and list(resumed.unrecorded) == [bad.hash] and not resumed.failed
+    assert any("--rerun-failed" in line and str(record_path.parent) in line for line in resumed.summary())
+
+    retried = launch([good, replace(bad, name="refused")], rerun_failed=True)
+    assert retried.finished == [bad.hash] and not record_path.exists()
