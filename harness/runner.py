@@ -101,7 +101,8 @@ def _run_claimed(spec: Any, trials: Sequence[Trial], elsewhere: dict[str, str], 
     previous = tracking.finished_trials(uri, experiment)
     refused = unrecorded.read(output / "unrecorded")
     for h in refused:  # not retried silently on every resume: FAILED, as far as resuming goes
-        previous.setdefault(h, "FAILED")
+        if previous.get(h) != "FINISHED":
+            previous[h] = "FAILED"
     to_run, skipped = select_trials(trials, previous, force=force, rerun_failed=rerun_failed)
     outcome = GridOutcome(experiment, None, uri, elsewhere=elsewhere, unrecorded_folder=str(output / "unrecorded"))
     outcome.unrecorded = {h: refused[h] for h in skipped if h in refused and previous[h] == "FAILED"}
