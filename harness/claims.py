@@ -84,10 +84,7 @@ def claim(folder: Path, hashes: Iterable[str]) -> tuple[list[str], dict[str, str
     with locked(folder / ".lock"):
         for h in hashes:
             path = folder / f"{h}.claim"
-            try:
-                owner = json.loads(path.read_text())
-            except (OSError, ValueError):
-                owner = None
+            owner = _owner(path)
             if owner is not None and _alive(owner):
                 others[h] = describe(owner)
                 continue
@@ -104,9 +101,14 @@ def release(folder: Path, hashes: Iterable[str]) -> None:
     with locked(folder / ".lock"):
         for h in hashes:
             path = folder / f"{h}.claim"
-            try:
-                owner = json.loads(path.read_text())
-            except (OSError, ValueError):
-                continue
-            if owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
+            owner = _owner(path)
+            if owner is not None and owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
                 path.unlink(missing_ok=True)
+
+
+def _owner(path: Path) -> dict | None:
+    """The owner written in a claim file; None if there is no (readable) claim."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ import psutil
 import pytest
 
 from conftest import PLUGIN, ROOT, quick_spec
+from harness import claims
 from harness.grid import expand
 from harness.registry import load_plugin_file
 from harness.runner import run_grid
@@ -112,3 +114,20 @@ def test_trial_whose_run_mlflow_refuses_is_recorded_and_not_retried_silently(tin
 
     retried = launch([good, replace(bad, name="refused")], rerun_failed=True)
     assert retried.finished == [bad.hash] and not record_path.exists()
+
+
+def test_claim_of_a_dead_launch_is_taken_over_and_a_live_one_is_respected(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        for h, proc in (("deadbeef", dead), ("c0ffee00", live)):  # claims as another launch leaves them
+            (tmp_path / f"{h}.claim").write_text(json.dumps(
+                {"host": socket.gethostname(), "pid": proc.pid, "start": claims._start_time(proc.pid)}))
+        mine, others = claims.claim(tmp_path, ["deadbeef", "c0ffee00", "fresh000"])
+        assert mine == ["deadbeef", "fresh000"] and list(others) == ["c0ffee00"]
+        claims.release(tmp_path, mine)
+        assert sorted(p.name for p in tmp_path.glob("*.claim")) == ["c0ffee00.claim"]  # only ours are released
+    finally:
+        live.kill()
+        live.wait()

@@ -10,9 +10,12 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
+from pathlib import Path
 
+import psycopg2
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -110,10 +113,11 @@ def test_sixteen_concurrent_trials_into_sqlite(tiny_root, tmp_path):
 
 
 def _mlflow_server(port: int, backend: str, artifacts) -> subprocess.Popen:
-    """A real `mlflow server` on 127.0.0.1:port, answering /health (a loaded 2-core machine needs tens of seconds)."""
+    """A real `mlflow server` on 127.0.0.1:port, answering /health. A loaded 2-core machine needs tens of seconds
+    to start a worker: uvicorn's default health-check timeout (5 s) would kill them one after another."""
     server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
                                "--backend-store-uri", backend, "--artifacts-destination", str(artifacts),
-                               "--workers", "2"],
+                               "--workers", "2", "--uvicorn-opts", "--timeout-worker-healthcheck 120"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 240
     while True:
@@ -156,14 +160,13 @@ def _pg_bin() -> str | None:
 
 
 @pytest.fixture
-def postgres(tmp_path):
-    """A real PostgreSQL on 127.0.0.1 (trust auth, database `mlflow`); yields its port. As root it runs as `postgres`."""
+def postgres():
+    """A real PostgreSQL on 127.0.0.1 with a database `mlflow`; yields its port (as root: runs as `postgres`)."""
     bin_dir = _pg_bin()
     if bin_dir is None:
         pytest.skip("PostgreSQL is not installed (`make postgres` installs Debian's postgresql with apt)")
     as_user: list[str] = []
-    folder = tmp_path / "pg"
-    folder.mkdir()
+    folder = Path(tempfile.mkdtemp(prefix="skimbench-pg-"))  # pytest's tmp_path is closed to other users
     if os.geteuid() == 0:  # initdb refuses to run as root
         try:
             user = pwd.getpwnam("postgres")
@@ -178,21 +181,21 @@ def postgres(tmp_path):
                     "-o", f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} -c max_connections=200", "start"],
                    check=True, capture_output=True)
     try:
-        import psycopg2  # noqa: PLC0415 - a dev extra, only this fixture needs it
-
-        with psycopg2.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres") as db:
-            db.autocommit = True
-            db.cursor().execute("CREATE DATABASE mlflow")
+        db = psycopg2.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres")
+        db.autocommit = True  # CREATE DATABASE cannot run inside a transaction
+        db.cursor().execute("CREATE DATABASE mlflow")
+        db.close()
         yield port
     finally:
         subprocess.run([*as_user, f"{bin_dir}/pg_ctl", "-D", str(folder / "data"), "-m", "fast", "stop"],
                        capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.mark.slow
 def test_thirty_two_concurrent_trials_into_postgresql_survive_a_server_restart(tiny_root, tmp_path, postgres):
     port = _free_port()
-    backend, artifacts = f"postgresql://postgres@127.0.0.1:{postgres}/mlflow", tmp_path / "server-artifacts"
+    backend, artifacts = f"postgresql+psycopg2://postgres@127.0.0.1:{postgres}/mlflow", tmp_path / "server-artifacts"
     server = _mlflow_server(port, backend, artifacts)
     uri = f"http://127.0.0.1:{port}"
     spec = quick_spec(tmp_path, tiny_root, experiment="postgres", grid=_grid(32), method_params="sleep_s: 3")
