@@ -193,13 +193,13 @@ def postgres():
 
 
 @pytest.mark.slow
-def test_thirty_two_concurrent_trials_into_postgresql_survive_a_server_restart(tiny_root, tmp_path, postgres):
+def test_thirty_two_trials_into_postgresql_survive_a_server_restart(tiny_root, tmp_path, postgres):
     port = _free_port()
     backend, artifacts = f"postgresql+psycopg2://postgres@127.0.0.1:{postgres}/mlflow", tmp_path / "server-artifacts"
     server = _mlflow_server(port, backend, artifacts)
     uri = f"http://127.0.0.1:{port}"
     spec = quick_spec(tmp_path, tiny_root, experiment="postgres", grid=_grid(32), method_params="sleep_s: 3")
-    spec.write_text(spec.read_text().replace("ray: {num_cpus: 2}", "ray: {num_cpus: 32}")
+    spec.write_text(spec.read_text().replace("ray: {num_cpus: 2}", "ray: {num_cpus: 8}")  # see docs/reliability.md
                     .replace(f'uri: "sqlite:///{tmp_path}/mlflow.db"', f'uri: "{uri}"'))
     started = time.time()
     grid = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(spec), "--plugin", str(PLUGIN),
