@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 from harness import claims, tracking, unrecorded
 from harness.grid import spec_hash
-from harness.launchers import LaunchContext, Launcher, LaunchError  # noqa: F401 - LaunchError: the CLI catches it
+from harness.launchers import LaunchContext, Launcher
 from harness.progress import GridProgress
 from harness.trial import Trial
 
