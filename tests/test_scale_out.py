@@ -7,6 +7,7 @@ import json
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -131,12 +132,17 @@ def _mlflow_server(port: int, backend: str, artifacts) -> subprocess.Popen:
             time.sleep(1)
 
 
-def _stop(server: subprocess.Popen) -> None:
-    try:
-        os.killpg(server.pid, 15)
-    except ProcessLookupError:
-        pass
-    server.wait(timeout=30)
+def _stop(server: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    """Stop the server's process group; SIGKILL if it has not exited 30 s after ``sig``."""
+    for each in (sig, signal.SIGKILL):
+        try:
+            os.killpg(server.pid, each)
+            server.wait(timeout=30)
+            return
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def test_sixteen_concurrent_trials_into_an_mlflow_server(tiny_root, tmp_path):
@@ -208,7 +214,7 @@ def test_thirty_two_trials_into_postgresql_survive_a_server_restart(tiny_root, t
         while len(trial_runs(uri, "postgres")) < 8:  # mid-grid: some trials have opened their runs
             assert grid.poll() is None, grid.communicate()[1][-3000:]
             time.sleep(0.5)
-        _stop(server)  # the tracking server goes away while trials log...
+        _stop(server, signal.SIGKILL)  # the tracking server dies while trials log...
         killed = time.time()
         time.sleep(5)
         server = _mlflow_server(port, backend, artifacts)  # ...and comes back on the same address
