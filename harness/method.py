@@ -78,12 +78,16 @@ class Prediction:
     ``selected``: the frame indices (or clip indices with ``selection_unit="clip"``) that the method
     looked at with its expensive path, for selection-quality scoring; None for in-network methods.
     ``extras``: small per-video facts worth logging (B', cluster boundaries, ...).
+    ``decoded``: the frame indices the method had to decode for this video, by any of its networks
+    and at any resolution (``harness.decode_cost`` counts and times them); None = every frame, so a
+    method that does not declare it is never flattered.
     """
 
     scores: np.ndarray
     usage: Usage
     selected: Sequence[int] | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    decoded: Sequence[int] | None = None
 
 
 @dataclass
@@ -134,6 +138,8 @@ class Method:
     # Part of the trial identity. None: a hash of the module's source file, so editing the code reruns
     # its trials; a string ("2") replaces that hash: bump it when results change, keep it for refactors.
     version: ClassVar[str | None] = None
+    # small backbone the registry-wide contract tests (tests/test_flops_proof.py) build the method on
+    test_backbone: ClassVar[dict[str, Any]] = {"name": "resnet18", "params": {"width": 8, "input_size": 32}}
 
     def __init__(self, ctx: TrialContext, **params: Any):
         self.ctx = ctx

@@ -25,6 +25,7 @@ def results_frame(uri: str, experiment: str) -> pd.DataFrame:
                      "budget": _number(tags.get(f"{TAG}budget")), "seed": _number(tags.get(f"{TAG}seed")),
                      "status": run.info.status, "top1": m.get("top1"), "mAP": m.get("map"),
                      "GFLOPs/video": m.get("gflops_per_video_mean"), "GFLOPs std": m.get("gflops_per_video_std"),
+                     "decoded frames": m.get("decoded_frames_per_video"), "decode ms": m.get("decode_ms_per_video"),
                      "latency ms": m.get("latency_ms_per_video"), "params M": m.get("params_m"),
                      "skipped videos": m.get("videos_skipped"), "hash": tags.get(f"{TAG}trial_hash"),
                      "run_id": run.info.run_id})

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from harness.decode_cost import decode_metrics, decoded_indices
 from harness.method import Method, Prediction, TrialContext
 from harness.metrics import video_metrics
 from harness.registry import DATASETS, METHODS
@@ -146,6 +147,11 @@ def run_trial(trial: Trial, store: StageStore, workdir: Path, log: Callable[[str
     timing = _measure_latency(method, test[: int(evaluation["batch_size"])], evaluation, ctx.device, use_autocast)
     from_trace = timing.pop("latency_from_trace")  # a flag: logged as a tag, not a metric
     metrics.update(timing)
+    # decoding cost beside GFLOPs: each video's declared frames, timed on the latency videos
+    bank = ctx.frames("test")
+    lengths = [int(bank.get(r.video_id).shape[0]) for r in test]
+    decoded = [decoded_indices(p.decoded, n) for p, n in zip(predictions, lengths)]
+    metrics.update(decode_metrics(test, decoded, lengths, int(evaluation["batch_size"]), evaluation))
     metrics["peak_memory_mb"] = peak_memory_mb(ctx.device)
     metrics["train_time_s"] = train_time
     metrics["wall_time_s"] = time.perf_counter() - started
@@ -161,6 +167,7 @@ def run_trial(trial: Trial, store: StageStore, workdir: Path, log: Callable[[str
         "scores": [json.dumps(np.round(np.asarray(p.scores, dtype=float), 6).tolist()) for p in predictions],
         "gflops": accounting.per_video,
         "gflops_selection": accounting.per_video_selection,
+        "decoded_frames": [len(d) for d in decoded],
         "usage": [p.usage.to_json() for p in predictions],
         "selected": [json.dumps(None if p.selected is None else [int(i) for i in p.selected]) for p in predictions],
         "extras": [json.dumps(p.extras, default=_jsonable) for p in predictions],

@@ -19,21 +19,15 @@ Online setting (``online_k``): at test the model emits after its K-th fine read 
 Choices the paper leaves open or that differ from it: lambda is constant (the paper's 2; no lambda
 schedule, so nothing to reset); Adam at lr 1e-3 (the paper's 1e-4 is for 10^4-10^5 videos);
 default state sizes 64 (coarse) and 256 (fine; the paper's ActivityNet setting is 64 / 512); the
-gate reads the fine hidden and cell state (the official code) -- eq. 2 writes h only. On a toy with
-class evidence at 2 of 12 timesteps flagged in the cheap features, gamma 0.2 read 20% of the
-timesteps with 81% precision and 96% recall, and classified every held-out video correctly.
+gate reads the fine hidden and cell state (the official code) -- eq. 2 writes h only. That the gate
+learns to read the informative timesteps of a toy is checked by
+``tests/test_liteeval.py::test_gate_learns_to_read_the_informative_timesteps``.
 
-Measured (``skimbench run experiments/liteeval_claims.yaml --local``; skim-digits move4 small, 120
-test videos of 24 timesteps; fine: r3d_18 width 8 @ 32 px, 0.0169 GFLOPs per timestep; coarse:
-mobilenet_v2 @ 16 px, 0.068 GFLOPs for all 24 timesteps with both LSTMs; 1 seed):
-- (a) Table 1: uniform over all 24 timesteps 63.3% @ 0.406 GFLOPs; LiteEval (LSTM) at gamma 0.1 /
-  0.25 / 0.5 / 0.75: 59.2 / 68.3 / 68.3 / 65.8% @ 0.141 / 0.178 / 0.272 / 0.393 GFLOPs (4.1 / 6.2 /
-  11.6 / 18.5 fine reads per video). Holds: +5 pt at 44% of the GFLOPs (gamma 0.25); the report's
-  check puts the crossing at 38% of uniform-all's GFLOPs.
-- (b) per-video spread: std 0.023 / 0.028 / 0.030 / 0.014 GFLOPs (fine reads 2-7, 3-10, 8-16,
-  17-20): holds except at gamma 0.75 (CV 3.5%, below the check's 5%).
-- (c) Table 7: GFLOPs rise monotonically with gamma: holds. (d) Table 6: GRU 70.8% @ 0.169 and
-  69.2% @ 0.281 (gamma 0.25 / 0.5), on a par with the LSTM here (the paper finds GRU worse).
+Baselines (Table 1, Fig. 2): methods/liteeval_baselines.py; ``liteeval_online`` is this method with
+``online_k`` as its budget knob, so that the online setting draws its own curve.
+
+Results: ``skimbench run experiments/liteeval_claims.yaml`` then ``skimbench report liteeval-claims``
+(tables and the claims check in ``results/liteeval-claims/``).
 """
 from __future__ import annotations
 
@@ -44,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness.decode_cost import clip_frames
 from harness.method import Component, Method, Prediction, Usage
 from harness.params import Param
 from harness.registry import register_method
@@ -256,21 +251,22 @@ class LiteEvalTrace(nn.Module):
         super().__init__()
         self.light, self.heavy, self.net, self.online_k = light, heavy, net, online_k
 
-    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+    def forward(self, clips: torch.Tensor) -> tuple[torch.Tensor, ...]:
         net = self.net
         h_c, c_c = net.coarse.cell.zero_state(1, clips)
         h_f, c_f = net.fine.cell.zero_state(1, clips)
-        reads, cheap = 0, self.light.features(clips)
+        reads, cheap, gates = 0, self.light.features(clips), []
         for t in range(len(clips)):
             v_c, h_c, c_c = net.coarse(cheap[t: t + 1], h_c, c_c)
-            if bool(net.gate(v_c, h_f, c_f).argmax(1) == 1):
+            gates.append(net.gate(v_c, h_f, c_f))  # returned: a gate read only by control flow is pruned
+            if bool(gates[-1].argmax(1) == 1):
                 h_f, c_f = net.fine(v_c, self.heavy.features(clips[t: t + 1]), h_f, c_f)
                 reads += 1
                 if self.online_k and reads >= self.online_k:
                     break
             else:
                 h_f, c_f = synchronise(h_c, h_f), synchronise(c_c, c_f)
-        return net.head(h_f)
+        return (net.head(h_f), *gates)
 
 
 @register_method("liteeval")
@@ -356,9 +352,12 @@ class LiteEval(Method):
             read = out["reads"][i].nonzero()[:, 0].cpu().numpy()
             usage = Usage({"light": steps, "coarse_rnn": steps, "gate": steps, "heavy": len(read), "fine_rnn": len(read),
                            "head": 1})
-            predictions.append(Prediction(scores=scores[i], usage=usage, selected=self.table.heavy_frames(row, read),
+            heavy_frames = self.table.heavy_frames(row, read)
+            # the coarse network saw the middle frame of every processed step, the fine one the read clips
+            decoded = sorted(set(clip_frames(range(steps), self.table.clip_len, middle_only=True)) | set(heavy_frames))
+            predictions.append(Prediction(scores=scores[i], usage=usage, selected=heavy_frames,
                                           extras={"timesteps": [int(t) for t in read], "steps_processed": steps,
-                                                  "num_timesteps": int(self.table.lengths[row])}))
+                                                  "num_timesteps": int(self.table.lengths[row])}, decoded=decoded))
         return predictions
 
     def predict(self, video: Any) -> Prediction:
@@ -370,3 +369,12 @@ class LiteEval(Method):
         light = light_network(self.ctx, self.p)
         module = LiteEvalTrace(light, heavy_classifier(self.ctx), self.net, self.p["online_k"])
         return module.eval(), (clips,)
+
+
+@register_method("liteeval_online")
+class LiteEvalOnline(LiteEval):
+    """LiteEval in the online setting (Fig. 2) as its own curve: the same training, swept over K."""
+
+    summary = "LiteEval online (Fig. 2): emits after its K-th heavy read; the budget knob is K"
+    params = {**LiteEval.params, "online_k": Param(4, "K: emit after the K-th heavy read", low=1)}
+    budget_param = "online_k"

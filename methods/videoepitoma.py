@@ -29,20 +29,14 @@ Budget knob: the paper's L0 weight ``sparsity`` (not a target count), swept on a
 what L0 is for in the paper -- each video gets its own number of timesteps -- and a fixed count is
 what ``top_t`` already gives.
 
-Measured (``skimbench run experiments/videoepitoma_claims.yaml --local``; skim-digits move4 small,
-120 test videos of 24 timesteps, HeavyNet r3d_18 width 8 @ 32 px = 0.0169 GFLOPs per timestep,
-LightNet mobilenet_v2 @ 16 px = 0.067 GFLOPs for all 24 timesteps -- 4 heavy timesteps' worth on
-this tiny HeavyNet, 0.12% in the paper; 1 seed, 1 video = 0.83 pt):
-- (a) Table 2 protocol, top-1 at T = 1/2/4/8/16: selector 50.0/53.3/58.3/65.0/64.2, uniform
-  54.2/31.7/54.2/63.3/63.3, random 44.2/49.2/50.8/55.8/61.7. At least as accurate as uniform at
-  T >= 2 and as random at every T: holds except T = 1 vs uniform. At matched GFLOPs it does not
-  hold here (the LightNet pass costs 4 heavy timesteps).
-- (b) Table 1: uniform-24 63.3% @ 0.406 GFLOPs; end-to-end at sparsity 0.1 / 0.3 / 1.0 / 3.0: 67.5 /
-  61.7 / 56.7 / 42.5% with 19.4 / 6.3 / 3.8 / 1.05 heavy timesteps per video (0.396 / 0.174 /
-  0.131 / 0.085 GFLOPs). Above uniform-all with 81% of its timesteps; at 26% of them 1.7 pt below
-  uniform-24 and uniform-8: "the same accuracy with half the timesteps" holds only within 2 pt.
-- (c) Frame-only gating (no context): 65.8% with 7.1 timesteps at sparsity 0.3 (context: 61.7%
-  with 6.3), 50.8% with 2.5 at 1.0 (context: 56.7% with 3.8): no consistent advantage of context.
+Protocol (``candidates``, seed 000 Table 1): the LightNet sees only T candidate timesteps of a
+video -- uniformly spaced at test, drawn at random per video in training, as the paper samples
+T = 32 -- and the selector chooses among them; null (the default) shows it every timestep.
+The learned aggregator alone (this classifier on uniform timesteps, no selector) is the baseline
+``videoepitoma_uniform`` (methods/videoepitoma_uniform.py).
+
+Results: ``skimbench run experiments/videoepitoma_claims.yaml`` then ``skimbench report
+videoepitoma-claims`` (tables and the claims check in ``results/videoepitoma-claims/``).
 """
 from __future__ import annotations
 
@@ -54,12 +48,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness.decode_cost import clip_frames
 from harness.method import Component, Method, Prediction, Usage
 from harness.params import Param
 from harness.registry import register_method
 from harness.toolkit.clips import video_clips
 from harness.toolkit.heavy_on_timesteps import features_only
-from harness.toolkit.selection import aggregate, class_probabilities
+from harness.toolkit.selection import aggregate, class_probabilities, uniform_timesteps
 from harness.toolkit.stages import LIGHT_PARAMS, heavy_classifier, light_network, shared_components, timestep_table
 
 _NEG = -1e9  # finite "minus infinity": a fully masked attention row stays finite
@@ -189,10 +184,19 @@ def sparsity_weight(sparsity: float, step: int, total_steps: int, warmup: float 
     return sparsity * min(1.0, step / max(1.0, warmup * total_steps))
 
 
+def random_candidates(mask: torch.Tensor, t: int, generator: torch.Generator) -> torch.Tensor:
+    """T distinct true timesteps of each video drawn at random (all of them when shorter): bool [B, L]."""
+    draw = torch.rand(mask.shape, generator=generator).to(mask.device)
+    return top_t_mask(draw, mask, t)
+
+
 def train_videoepitoma(net: VideoEpitomaNet, light: torch.Tensor, features: torch.Tensor, mask: torch.Tensor,
                        targets: torch.Tensor, *, sparsity: float, multilabel: bool, epochs: int, batch_size: int,
-                       lr: float, seed: int, log=print) -> VideoEpitomaNet:
-    """Adam (lr, eps 1e-4, the paper's optimiser) on CE + sparsity * L0, minibatches of whole videos."""
+                       lr: float, seed: int, candidates: int | None = None, log=print) -> VideoEpitomaNet:
+    """Adam (lr, eps 1e-4, the paper's optimiser) on CE + sparsity * L0, minibatches of whole videos.
+
+    ``candidates`` = T: every step the selector sees only T random timesteps of each video (the paper
+    samples T = 32 per training video) and chooses among them; the rest count as padding."""
     generator = torch.Generator().manual_seed(int(seed))
     optimizer = torch.optim.Adam(net.parameters(), lr=lr, eps=1e-4)
     total_steps, step = epochs * ((len(mask) + batch_size - 1) // batch_size), 0
@@ -202,14 +206,15 @@ def train_videoepitoma(net: VideoEpitomaNet, light: torch.Tensor, features: torc
         totals = np.zeros(3)
         for start in range(0, len(order), batch_size):
             idx = order[start: start + batch_size]
-            logits, gates, alpha = net(light[idx], features[idx], mask[idx])
-            ce, l0 = classification_loss(logits, targets[idx], multilabel), l0_penalty(alpha, mask[idx])
+            seen = random_candidates(mask[idx], candidates, generator) if candidates else mask[idx]
+            logits, gates, alpha = net(light[idx], features[idx], seen)
+            ce, l0 = classification_loss(logits, targets[idx], multilabel), l0_penalty(alpha, seen)
             loss = ce + sparsity_weight(sparsity, step, total_steps) * l0
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             step += 1
-            opened = float(((gates > 0).sum(1).float() / mask[idx].sum(1)).mean())
+            opened = float(((gates > 0).sum(1).float() / seen.sum(1)).mean())
             totals += np.array([ce.item(), l0.item(), opened]) * len(idx)
         if epoch == epochs - 1 or (epoch + 1) % 10 == 0:
             ce, l0, opened = totals / len(order)
@@ -223,7 +228,7 @@ def train_videoepitoma(net: VideoEpitomaNet, light: torch.Tensor, features: torc
 
 
 class EpitomaTrace(nn.Module):
-    """Everything VideoEpitoma runs on one test video, from its clips: the brute-force FLOP proof."""
+    """Everything VideoEpitoma runs on one test video, from its candidate clips: the brute-force FLOP proof."""
 
     def __init__(self, light: nn.Module, selector: TimestepSelector, heavy: nn.Module,
                  classifier: VideoClassifier | None, top_t: int | None):
@@ -261,6 +266,9 @@ class VideoEpitoma(Method):
         "aggregate": Param("auto", "standalone: rule combining the chosen timesteps' heavy scores (auto: mean softmax / max sigmoid)",
                            choices=("auto", "mean_softmax", "max_sigmoid", "mean_logits")),
         **LIGHT_PARAMS,  # the LightNet's width and input size, shared with every method that uses it
+        "candidates": Param(None, "T candidate timesteps the LightNet sees and the selector chooses among (Table 1): "
+                            "uniformly spaced at test, random per video in training; null = every timestep",
+                            type=int, low=1, nullable=True),
     }
     budget_param = "sparsity"
     dynamic = True
@@ -284,7 +292,7 @@ class VideoEpitoma(Method):
                                    self.p["hidden"], self.p["context"]).to(device)
         train_videoepitoma(self.net, light, features, mask, targets, sparsity=self.p["sparsity"],
                            multilabel=table.multilabel, epochs=self.p["epochs"], batch_size=self.p["batch_size"],
-                           lr=self.p["lr"], seed=self.ctx.seed, log=self.ctx.log)
+                           lr=self.p["lr"], seed=self.ctx.seed, candidates=self.p["candidates"], log=self.ctx.log)
         self.table = timestep_table(self.ctx, "test", light=self.p)
 
     def components(self) -> dict[str, Component]:
@@ -312,24 +320,31 @@ class VideoEpitoma(Method):
     def eval_mode(self) -> None:
         self.net.eval()
 
-    def _choose(self, row: int) -> tuple[np.ndarray, torch.Tensor]:
-        """The chosen timesteps of a test video and their gate logits."""
+    def _candidates(self, row: int) -> np.ndarray:
+        """The timesteps the LightNet sees: T uniformly spaced ones, or every timestep."""
         length = int(self.table.lengths[row])
-        light = torch.as_tensor(np.array(self.table.light_features[row, :length]), device=self.ctx.device)[None]
+        if self.p["candidates"]:
+            return uniform_timesteps(length, self.p["candidates"])
+        return np.arange(length, dtype=np.int64)
+
+    def _choose(self, row: int) -> tuple[np.ndarray, torch.Tensor]:
+        """The chosen timesteps of a test video (among its candidates) and the candidates' gate logits."""
+        candidates = self._candidates(row)
+        light = torch.as_tensor(np.array(self.table.light_features[row, candidates]), device=self.ctx.device)[None]
         alpha = self.net.selector(light)
         mask = torch.ones_like(alpha, dtype=torch.bool)
         if self.p["top_t"]:
             chosen = top_t_mask(alpha, mask, self.p["top_t"])
         else:
             chosen = keep_one_open(gate_values(alpha, training=False), alpha, mask, training=False) > 0
-        return chosen[0].nonzero()[:, 0].cpu().numpy(), alpha[0]
+        return candidates[chosen[0].nonzero()[:, 0].cpu().numpy()], alpha[0]
 
     @torch.no_grad()
     def predict(self, video: Any) -> Prediction:
         row = self.table.row(video.video_id)
-        length = int(self.table.lengths[row])
+        length, seen = int(self.table.lengths[row]), len(self._candidates(row))
         chosen, alpha = self._choose(row)
-        usage = Usage({"light": length}).add("selector", 1, steps=length).add("heavy", len(chosen))
+        usage = Usage({"light": seen}).add("selector", 1, steps=seen).add("heavy", len(chosen))
         if self.end2end:
             features = torch.as_tensor(np.array(self.table.heavy_features[row, chosen]), device=self.ctx.device)[None]
             logits = self.net.classifier(features, torch.ones_like(features[..., 0]))[0]
@@ -337,13 +352,20 @@ class VideoEpitoma(Method):
             usage.add("classifier", 1, steps=len(chosen))
         else:
             scores = aggregate(np.asarray(self.table.heavy_logits[row, chosen]), self.p["aggregate"], self.table.multilabel)
-        return Prediction(scores=np.asarray(scores, dtype=np.float64), usage=usage,
-                          selected=self.table.heavy_frames(row, chosen),
+        heavy_frames = self.table.heavy_frames(row, chosen)
+        # the LightNet saw the middle frame of every candidate, the HeavyNet the chosen clips
+        light_frames = clip_frames(self._candidates(row), self.table.clip_len, middle_only=True)
+        decoded = sorted(set(light_frames) | set(heavy_frames))
+        return Prediction(scores=np.asarray(scores, dtype=np.float64), usage=usage, selected=heavy_frames,
                           extras={"timesteps": [int(t) for t in chosen], "num_timesteps": length,
-                                  "gate_logits": [round(float(a), 4) for a in alpha.detach().cpu()]})
+                                  "candidates": [int(t) for t in self._candidates(row)],
+                                  "gate_logits": [round(float(a), 4) for a in alpha.detach().cpu()]},
+                          decoded=decoded)
 
     def trace_video(self, video: Any) -> tuple[nn.Module, tuple]:
-        clips = video_clips(self.ctx, "test", video.video_id).to(self.ctx.device)
+        row = self.table.row(video.video_id)
+        candidates = torch.as_tensor(self._candidates(row))
+        clips = video_clips(self.ctx, "test", video.video_id)[candidates].to(self.ctx.device)
         module = EpitomaTrace(light_network(self.ctx, self.p), self.net.selector, heavy_classifier(self.ctx),
                               self.net.classifier if self.end2end else None, self.p["top_t"])
         return module.eval(), (clips,)

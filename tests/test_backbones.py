@@ -18,7 +18,7 @@ SMALL = {
     "resnet18": {"width": 8}, "resnet50": {"width": 8}, "resnet101": {"width": 8},
     "tsm_resnet18": {"width": 8}, "tsm_resnet50": {"width": 8},
     "r3d_18": {"width": 8}, "mc3_18": {"width": 8}, "r2plus1d_18": {"width": 8},
-    "slow_r50": {"width": 8},
+    "slow_r50": {"width": 8}, "modified_r3d_18": {"width": 8, "stem_width": 2},
     "x3d_s": {"width_factor": 0.5, "depth_factor": 0.5},
     "shufflenet3d": {"width_mult": 0.25},
 }
@@ -112,6 +112,30 @@ def test_published_architectures_have_the_published_parameter_counts():
     for (name, classes), count in expected.items():
         model = build_backbone(name, {}, classes)
         assert sum(p.numel() for p in model.parameters()) == count, name
+
+
+def test_modified_r3d_18_is_table_a1():
+    """Seed 002's Table A.1 at 32x224x224: T = 32 kept in every stage, 112 after conv1, 56 after the
+    max-pool and res2, then 28, 14, 7; the stem and res2 a small share of the cost (so SGS after
+    res2 can save most of it), and the whole network above ATFR's published 14.0 GFLOPs average."""
+    from harness.backbones.base import SplitVideoNet
+    from harness.compute import brute_force_gflops
+
+    model = build_backbone("modified_r3d_18", {}, 200).eval()
+    x = torch.zeros(model.reference_input_shape())
+    assert x.shape == (1, 3, 32, 224, 224)
+    with torch.no_grad():
+        y = model.stem[0](x)
+        assert y.shape[2:] == (32, 112, 112)
+        y = model.stem(x)
+        sizes = []
+        for stage in model.stages:
+            y = stage(y)
+            sizes.append(tuple(y.shape[1:]))
+    assert sizes == [(32, 32, 56, 56), (256, 32, 28, 28), (512, 32, 14, 14), (1024, 32, 7, 7)]
+    total = brute_force_gflops(model, (x,))
+    early = brute_force_gflops(SplitVideoNet(model, 1).pre, (x,))
+    assert 14.0 < total < 2 * 14.0 and early < 0.2 * total, (total, early)
 
 
 def test_build_backbone_validates_names_and_params():

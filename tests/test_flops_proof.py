@@ -1,11 +1,13 @@
-"""The proof that per-video accounting is true: for every dynamic method, on >= 10 videos, the
-GFLOPs accounted from ``predict``'s usage equal an independent brute-force fvcore count of the
-path that really ran (``trace_video``), within 1%.
+"""The proof that per-video accounting is true, as contract tests over the method registry (as
+timm's tests/test_models.py is over ``list_models()``): every registered dynamic method, built as a
+trial builds it on the built-in benchmark, is held to the same proof, a third-party one included.
 
-A dynamic method is proven by its own test file (tests/test_<name>.py, or any test file that calls
-``verify_accounting`` and names it), by a ``PROOF_CASES`` entry here (``(tmp_path) -> (method,
-records)``), or else by the generic proof at the end of this file, which builds it as a trial
-does on the built-in benchmark. ``benchmarks/flops_reference.py`` reuses these cases.
+On 10 test videos, through ``predict_batch`` (the forward a trial runs): each prediction's usage
+names exactly the components whose modules ran in the brute-force trace of the video's realised
+path (``trace_video``), and the accounted GFLOPs equal that trace's fvcore count within a tolerance
+smaller than half the cheapest component the video used, so no component can go missing unseen.
+The toy gated model first shows why one fvcore trace is not enough. ``PROOF_CASES`` holds hand-made
+cases (``(tmp_path) -> (method, records)``) that ``benchmarks/flops_reference.py`` reuses.
 """
 from __future__ import annotations
 
@@ -18,9 +20,13 @@ import torch
 from fvcore.nn import FlopCountAnalysis
 from torch import nn
 
-from harness.compute import account, verify_accounting
+from harness.compute import account, brute_force_gflops, verify_accounting
 from harness.method import Component, Method, Prediction, Usage
-from harness.registry import METHODS
+from harness.params import resolve_params
+from harness.registry import BACKBONES, DATASETS, METHODS
+from harness.settings import EVALUATION_PARAMS
+from harness.stages import StageStore
+from harness.trial import build_context
 
 SIZE, CLASSES = 16, 4
 
@@ -151,15 +157,60 @@ def toy_case(tmp_path: Path) -> tuple[Method, list]:
     return GatedToyMethod(), toy_videos()
 
 
-# Dynamic methods add their case here: method name -> (tmp_path) -> (method, >= 10 records).
+# Hand-made cases: name -> (tmp_path) -> (method, >= 10 records).
 PROOF_CASES: dict[str, Callable[[Path], tuple[Method, list]]] = {"toy_gated": toy_case}
 
 
 def registered_dynamic_methods() -> list[str]:
-    return [name for name in METHODS.names() if getattr(METHODS.get(name), "dynamic", False)]
+    return [name for name in METHODS.names() if METHODS.get(name).dynamic]
 
 
-# -- tests --------------------------------------------------------------------------------------
+def build_small_method(name: str, root: Path, store: Any, workdir: Path) -> tuple[Any, Method]:
+    """A registered method built the way a trial builds it, on skim-digits tiny (generated at
+    ``root``), on the small backbone the method declares (``Method.test_backbone``), 1 training epoch."""
+    cls = METHODS.get(name)
+    backbone = cls.test_backbone
+    dataset_params = {"size": "tiny", "variant": "longrange", "root": str(root)}
+    dataset = resolve_params(DATASETS.get("skim-digits").params, dataset_params)
+    cfg = {"dataset": {"name": "skim-digits", "params": dataset},
+           "backbone": {"name": backbone["name"],
+                        "params": resolve_params(BACKBONES.get(backbone["name"]).params, backbone["params"])},
+           "method": {"name": name,
+                      "params": resolve_params(cls.params, {"epochs": 1} if "epochs" in cls.params else {})},
+           "seed": 0, "evaluation": resolve_params(EVALUATION_PARAMS, {"device": "cpu", "heavy_epochs": 1})}
+    ctx, method = build_context(cfg, store, workdir, log=lambda _: None)
+    method.fit(ctx.dataset.split("train"))
+    return ctx, method
+
+
+def modules_that_ran(module: nn.Module, inputs: tuple) -> set[int]:
+    """Identities of the leaf modules with non-zero FLOPs in one fvcore trace of ``module(*inputs)``."""
+    analysis = FlopCountAnalysis(module, inputs).unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    flops = analysis.tracer_warnings("none").by_module()
+    return {id(m) for name, m in module.named_modules() if not list(m.children()) and flops.get(name, 0) > 0}
+
+
+def check_proof(method: Method, records: list, predictions: list[Prediction]) -> None:
+    """The contract on each video: usage names exactly the components that ran, and the accounted
+    GFLOPs equal the brute-force count within half the cheapest used component."""
+    components = method.components()
+    leaves = {name: {id(m) for m in c.module.modules()} for name, c in components.items()}
+    for record, prediction in zip(records, predictions):
+        video = getattr(record, "video_id", record)
+        module, inputs = method.trace_video(record)
+        brute = brute_force_gflops(module, inputs)
+        ran = modules_that_ran(module, inputs)
+        used = {name for name, _, calls in prediction.usage.items() if calls > 0}
+        traced = {name for name, ids in leaves.items() if ids & ran}
+        assert used == traced, f"{video}: usage names {sorted(used)}, the trace ran {sorted(traced)}"
+        costs = [float(account(components, [Usage().add(name, calls, **shape)]).per_video[0])
+                 for name, shape, calls in prediction.usage.items()]
+        tolerance = min(0.01 * brute, 0.5 * min(c for c in costs if c > 0))
+        accounted = float(account(components, [prediction.usage]).per_video[0])
+        assert brute > 0 and abs(accounted - brute) <= tolerance, f"{video}: accounted {accounted}, brute force {brute}"
+
+
+# -- the toy: why per-video accounting is needed, and that the contract catches a lie ---------------
 def test_toy_videos_take_both_branches_with_varying_k():
     method = GatedToyMethod()
     decisions = [method.parts.decide(v.frames) for v in toy_videos()]
@@ -178,21 +229,23 @@ def test_a_single_fvcore_trace_gets_the_gated_model_wrong():
 
 
 @pytest.mark.parametrize("case", sorted(PROOF_CASES))
-def test_accounted_equals_brute_force_per_video(case, tmp_path):
+def test_hand_made_cases_hold_the_contract(case, tmp_path):
     method, records = PROOF_CASES[case](tmp_path)
     assert len(records) >= 10
-    pairs = verify_accounting(method, records)
-    for (accounted, brute), record in zip(pairs, records):
-        assert brute > 0
-        assert abs(accounted - brute) <= 0.01 * brute, f"{case} {getattr(record, 'video_id', record)}: {accounted} vs {brute}"
-    assert len({round(b, 9) for _, b in pairs}) > 1 or not method.dynamic  # cost really varies
+    check_proof(method, records, [method.predict(r) for r in records])
 
 
-def test_forgotten_component_is_caught():
-    """Negative control: a method that leaves its light net out of the usage fails the proof."""
-    method, videos = GatedToyMethod(forget="light"), toy_videos()
-    pairs = verify_accounting(method, videos)
-    assert all(accounted < 0.99 * brute for accounted, brute in pairs)
+@pytest.mark.parametrize("forget", ["light", "scorer", "gate", "light_head"])
+def test_a_forgotten_component_is_caught_however_cheap(forget):
+    """Negative control: leaving any one component out of the usage fails the contract, even the
+    scorer and gate, each far below 1% of the video's GFLOPs."""
+    method, videos = GatedToyMethod(forget=forget), toy_videos()
+    with pytest.raises(AssertionError, match="usage names"):
+        check_proof(method, videos, [method.predict(v) for v in videos])
+    honest = GatedToyMethod()
+    share = [float(account(honest.components(), [Usage().add(forget, 1)]).per_video[0]) / b
+             for _, b in verify_accounting(honest, videos)]
+    assert forget in ("light", "light_head") or max(share) < 0.01  # a 1% tolerance would miss it
 
 
 def test_per_video_accounting_of_the_toy():
@@ -203,57 +256,19 @@ def test_per_video_accounting_of_the_toy():
     assert (result.per_video == result.per_video_selection + result.per_video_recognition).all()
 
 
-def test_every_dynamic_method_implements_trace_video():
-    for name in registered_dynamic_methods():
-        assert METHODS.get(name).trace_video is not Method.trace_video, f"dynamic method '{name}' lacks trace_video"
+# -- the contract, for every registered dynamic method ----------------------------------------------
+@pytest.fixture(scope="module")
+def stage_store(tmp_path_factory) -> StageStore:
+    return StageStore(tmp_path_factory.mktemp("proof") / "stages")
 
 
-def proof_tests_of(name: str) -> list[str]:
-    """Test files holding a method's proof outside ``PROOF_CASES``: they call ``verify_accounting``
-    and are the method's own file (tests/test_<name>.py), import its module, or name it in quotes
-    (a parametrised proof over several methods)."""
-    module = METHODS.get(name).__module__
-    tests = Path(__file__).resolve().parent
-    return [f.name for f in sorted(tests.glob("test_*.py"))
-            if "verify_accounting(" in (text := f.read_text())
-            and (f.stem == f"test_{name}" or f"{module} import" in text or f'"{name}"' in text or f"'{name}'" in text)]
-
-
-# video backbone each method is built on for the generic proof (small: the point is the accounting)
-SMALL_3D = {"name": "r3d_18", "params": {"width": 8, "input_size": 32}}
-SMALL_BACKBONE = {"temporal_clustering": {"name": "tsm_resnet18", "params": {"width": 8, "input_size": 32}}}
-
-
-def build_small_method(name: str, root: Path, store: Any, workdir: Path) -> tuple[Any, Method]:
-    """A registered method built the way a trial builds it, on skim-digits tiny (generated at
-    ``root``), a small backbone, 1 training epoch: enough to exercise every component."""
-    from harness.params import resolve_params
-    from harness.registry import BACKBONES, DATASETS
-    from harness.settings import EVALUATION_PARAMS
-    from harness.trial import build_context
-
-    cls = METHODS.get(name)
-    backbone = SMALL_BACKBONE.get(name, SMALL_3D)
-    cfg = {"dataset": {"name": "skim-digits", "params": resolve_params(DATASETS.get("skim-digits").params,
-                                                                      {"size": "tiny", "variant": "longrange", "root": str(root)})},
-           "backbone": {"name": backbone["name"], "params": resolve_params(BACKBONES.get(backbone["name"]).params, backbone["params"])},
-           "method": {"name": name, "params": resolve_params(cls.params, {"epochs": 1} if "epochs" in cls.params else {})},
-           "seed": 0, "evaluation": resolve_params(EVALUATION_PARAMS, {"device": "cpu", "heavy_epochs": 1})}
-    ctx, method = build_context(cfg, store, workdir, log=lambda _: None)
-    method.fit(ctx.dataset.split("train"))
-    return ctx, method
-
-
-def test_every_dynamic_method_has_a_per_video_proof(tiny_root, tmp_path):
-    """Methods without a proof of their own (own test file, or PROOF_CASES) get the generic one here."""
-    from harness.stages import StageStore
-
-    store = StageStore(tmp_path / "stages")
-    for name in registered_dynamic_methods():
-        if name in PROOF_CASES or proof_tests_of(name):
-            continue
-        ctx, method = build_small_method(name, tiny_root, store, tmp_path / "work")
-        pairs = verify_accounting(method, ctx.dataset.split("test")[:10])
-        assert len(pairs) == 10, f"{name}: the generic proof needs 10 test videos"
-        for accounted, brute in pairs:
-            assert brute > 0 and abs(accounted - brute) <= 0.01 * brute, (name, accounted, brute)
+@pytest.mark.parametrize("name", registered_dynamic_methods())
+def test_dynamic_method_holds_the_flop_contract(name, tiny_root, stage_store, tmp_path):
+    assert METHODS.get(name).trace_video is not Method.trace_video, f"dynamic method '{name}' lacks trace_video"
+    ctx, method = build_small_method(name, tiny_root, stage_store, tmp_path)
+    getattr(method, "eval_mode", lambda: None)()  # until Method declares eval_mode for every method
+    records = ctx.dataset.split("test")[:10]
+    assert len(records) == 10, f"{name}: the proof needs 10 test videos"
+    with torch.no_grad():
+        predictions = method.predict_batch(records)  # what a trial runs
+    check_proof(method, records, predictions)

@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from harness.decode_cost import clip_frames
 from methods.liteeval import LiteEvalNet, budget_loss, synchronise, temperature, train_liteeval
 
 D_C, D_F = 6, 10
@@ -95,6 +96,52 @@ def test_temperature_follows_the_global_step():
     assert all(a > b for a, b in zip(values, values[1:]))  # never resets (the official code's epoch reset)
 
 
+class _RecordsTemperature(LiteEvalNet):
+    """The real network; it also notes the temperature each training step ran at."""
+
+    def forward(self, *args, tau=1.0, **kwargs):
+        self.taus.append(tau)
+        return super().forward(*args, tau=tau, **kwargs)
+
+
+def test_training_anneals_the_temperature_over_the_global_step_across_epochs():
+    # the official code's defect: the step counter driving the schedule restarts every epoch
+    coarse, fine, mask = _batch(n=8, length=5)
+    torch.manual_seed(0)
+    net = _RecordsTemperature(8, 12, 3, coarse_hidden=D_C, fine_hidden=D_F, coarse_embed=6, fine_embed=10)
+    net.taus = []
+    targets = torch.nn.functional.one_hot(torch.arange(8) % 3, 3).float()
+    train_liteeval(net, coarse, fine, mask, targets, gamma=0.5, lambda_=2.0, multilabel=False, epochs=3, batch_size=4,
+                   lr=1e-3, tau_start=5.0, tau_end=0.5, seed=0, log=lambda _: None)
+    assert len(net.taus) == 6  # 3 epochs of 2 batches
+    assert all(a > b for a, b in zip(net.taus, net.taus[1:])), net.taus
+    assert net.taus[0] == 5.0 and abs(net.taus[-1] - 0.5) < 1e-9
+
+
+def test_budget_divides_each_videos_reads_by_its_true_length():
+    reads = torch.tensor([[1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],   # 2 reads of 4 true steps, padded to 8
+                          [1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0]])  # 4 reads of 8
+    assert torch.isclose(budget_loss(reads, torch.tensor([4.0, 8.0]), 0.25), torch.tensor(0.25 ** 2))
+
+
+def test_training_meets_the_budget_on_true_steps_of_padded_videos():
+    # short videos padded to 4x their length: dividing reads by the padded length would let the
+    # gate read every true step and still look like 25% of "the video"
+    g = torch.Generator().manual_seed(5)
+    n, true_length, padded = 24, 3, 12
+    coarse, fine = torch.randn(n, padded, 8, generator=g), torch.randn(n, padded, 12, generator=g)
+    mask = torch.arange(padded)[None] < torch.full((n, 1), true_length)
+    mask[0] = True  # one full-length video, so the padding is real padding of a batch
+    targets = torch.nn.functional.one_hot(torch.arange(n) % 3, 3).float()
+    net = _net(classes=3)
+    train_liteeval(net, coarse, fine, mask, targets, gamma=0.5, lambda_=5.0, multilabel=False, epochs=15,
+                   batch_size=12, lr=1e-2, tau_start=2.0, tau_end=0.5, seed=0, log=lambda _: None)
+    with torch.no_grad():
+        reads = net(coarse, fine, mask)["reads"]
+    fraction = float((reads[1:].sum(1) / true_length).mean())
+    assert 0.15 < fraction < 0.85, fraction
+
+
 def _reads_after_training(gamma, lambda_):
     coarse, fine, mask = _batch(n=24, length=8, seed=3)
     targets = torch.nn.functional.one_hot(torch.arange(24) % 3, 3).float()
@@ -171,5 +218,13 @@ def test_accounting_matches_a_brute_force_count_per_video(tiny_root, params):
     steps = length if not params.get("online_k") else prediction.extras["steps_processed"]
     assert usage.total("light") == usage.total("coarse_rnn") == usage.total("gate") == steps <= length
     assert usage.total("heavy") == usage.total("fine_rnn") == len(prediction.extras["timesteps"])
+    # decoded: the coarse network's frame of every processed step, and the clips the fine network read
+    coarse_frames = clip_frames(range(steps), method.table.clip_len, middle_only=True)
+    assert set(prediction.decoded) == set(coarse_frames) | set(prediction.selected)
+    with torch.no_grad():
+        method.net.gate.linear.bias.copy_(torch.tensor([100.0, -100.0]))  # never read: only the coarse frames
+    skipping = method.predict(test[0])
+    assert skipping.selected == []
+    assert skipping.decoded == clip_frames(range(length), method.table.clip_len, middle_only=True)
     if params.get("online_k"):
         assert usage.total("heavy") <= 2

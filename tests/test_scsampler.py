@@ -8,6 +8,7 @@ import torch
 
 from methods.scsampler import (CheapClipInputs, SaliencySampler, sal_rank_loss, salcl_targets, score_all,
                                train_sampler)
+from harness.decode_cost import clip_frames
 from harness.toolkit.selection import random_timesteps, top_k, video_rng
 
 
@@ -146,6 +147,8 @@ def test_scsampler_end_to_end_and_accounting_matches_brute_force(tiny_root, stor
     saliency = np.array(prediction.extras["saliency"])
     assert prediction.usage.total("sampler") == length and prediction.usage.total("heavy") == 2
     assert sorted(prediction.extras["timesteps"]) == sorted(top_k(saliency, 2).tolist())
+    # the sampler reads every frame of every clip it scores: a full decode, however few clips f sees
+    assert prediction.decoded == clip_frames(range(length), method.table.clip_len)
     assert np.isclose(prediction.scores.sum(), 1.0)
     pairs = verify_accounting(method, records[:10])
     assert len(pairs) == 10

@@ -3,6 +3,8 @@ import numpy as np
 import pytest
 import torch
 
+from harness.decode_cost import clip_frames
+from harness.toolkit.selection import uniform_timesteps
 from methods.videoepitoma import (VideoEpitomaNet, gate_values, keep_one_open, l0_penalty, top_t_mask,
                                   train_videoepitoma)
 
@@ -157,7 +159,9 @@ def _tiny_method(tiny_root, name, **params):
     return ctx, method
 
 
-@pytest.mark.parametrize("params", [{"mode": "end2end", "sparsity": 0.2}, {"mode": "standalone", "top_t": 3, "context": False}])
+@pytest.mark.parametrize("params", [{"mode": "end2end", "sparsity": 0.2},
+                                    {"mode": "standalone", "top_t": 3, "context": False},
+                                    {"mode": "end2end", "sparsity": 0.2, "candidates": 5}])
 def test_accounting_matches_a_brute_force_count_per_video(tiny_root, params):
     from harness.compute import verify_accounting
 
@@ -168,8 +172,12 @@ def test_accounting_matches_a_brute_force_count_per_video(tiny_root, params):
     for accounted, brute in pairs:
         assert brute > 0 and abs(accounted - brute) <= 0.01 * brute, pairs
     prediction = method.predict(test[0])
-    steps = prediction.extras["timesteps"]
-    assert prediction.usage.total("light") == prediction.extras["num_timesteps"]  # the selector sees every timestep
+    steps, length = prediction.extras["timesteps"], prediction.extras["num_timesteps"]
+    candidates = uniform_timesteps(length, params["candidates"]) if "candidates" in params else np.arange(length)
+    assert prediction.extras["candidates"] == candidates.tolist() and set(steps) <= set(candidates.tolist())
+    assert prediction.usage.total("light") == len(candidates)  # the LightNet sees the candidates only
+    light_frames = clip_frames(candidates, method.table.clip_len, middle_only=True)
+    assert set(prediction.decoded) == set(light_frames) | set(prediction.selected)
     assert prediction.usage.total("heavy") == len(steps) and (len(steps) == 3 or "top_t" not in params)
     assert prediction.selected == [f for t in steps for f in method.table.heavy_frames(0, [t])]
     assert np.isclose(prediction.scores.sum(), 1.0)

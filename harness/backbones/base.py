@@ -1,8 +1,9 @@
 """What every built-in backbone shares: the stem / stages / pool / head structure.
 
-Video methods that work inside the network (SGS after stage k, temporal clustering after the first
-block) insert a layer between stages, so every video backbone exposes its residual stages as an
-``nn.ModuleList`` whose members take and return ``[B, C, T, H, W]`` for any T >= 1.
+Methods that work inside the network insert a layer between stages, so every video backbone
+exposes its residual stages as an ``nn.ModuleList`` whose members take and return
+``[B, C, T, H, W]`` for any T >= 1; ``SplitVideoNet`` cuts a backbone into the part before such a
+layer and the part after it.
 """
 from __future__ import annotations
 
@@ -64,6 +65,56 @@ class Backbone(nn.Module):
         if self.input_kind == "2d":
             return (1, self.in_channels, self.input_size, self.input_size)
         return (1, self.in_channels, self.frames, self.input_size, self.input_size)
+
+
+def run_grouped(module: nn.Module, maps: list[torch.Tensor]) -> torch.Tensor:
+    """Run ``module`` on per-video maps [C, T_i, H, W] of different lengths, batching equal lengths.
+
+    Exact (temporal convolutions and batch norm never see another video's padding) at one forward
+    call per distinct length; in training mode batch-norm statistics are then per group, which is
+    only sound when the groups are large (whole videos of equal length), not a few videos each.
+    """
+    order: dict[int, list[int]] = {}
+    for i, m in enumerate(maps):
+        order.setdefault(int(m.shape[1]), []).append(i)
+    results: list[torch.Tensor | None] = [None] * len(maps)
+    for _, idx in sorted(order.items()):
+        out = module(torch.stack([maps[i] for i in idx]))
+        for j, i in enumerate(idx):
+            results[i] = out[j]
+    return torch.stack(results)  # type: ignore[arg-type]
+
+
+class SplitVideoNet(nn.Module):
+    """A registered video backbone cut after ``after_stage`` stages: ``pre`` (stem + stages[:k]) and
+    ``post`` (stages[k:] + pool + head). ``after_stage=0`` cuts right after the stem."""
+
+    def __init__(self, backbone: nn.Module, after_stage: int):
+        super().__init__()
+        stages = list(backbone.stages)
+        if not 0 <= after_stage < len(stages):
+            raise ValueError(f"after_stage must be in [0, {len(stages) - 1}], got {after_stage}")
+        self.after_stage = after_stage
+        self.pre = nn.Sequential(backbone.stem, *stages[:after_stage])
+        self.post = _Post(stages[after_stage:], backbone.pool, backbone.head)
+
+    @torch.no_grad()
+    def pre_channels(self, reference: torch.Tensor) -> int:
+        was = self.pre.training
+        self.pre.eval()
+        channels = int(self.pre(reference).shape[1])
+        self.pre.train(was)
+        return channels
+
+
+class _Post(nn.Module):
+    def __init__(self, stages: list[nn.Module], pool: nn.Module, head: nn.Module):
+        super().__init__()
+        self.stages = nn.Sequential(*stages)
+        self.pool, self.head = pool, head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pool(self.stages(x)).flatten(1))
 
 
 def make_head(feature_dim: int, num_classes: int, dropout: float = 0.0) -> nn.Module:

@@ -23,11 +23,12 @@ def round_width(width: float, multiplier: float, divisor: int = 8) -> int:
 class SqueezeExcitation(nn.Module):
     def __init__(self, channels: int, reduced: int):
         super().__init__()
+        self.pool = nn.AdaptiveAvgPool3d(1)  # a module, so that a method can mask padded time steps
         self.fc1 = nn.Conv3d(channels, reduced, 1)
         self.fc2 = nn.Conv3d(reduced, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = x.mean(dim=(2, 3, 4), keepdim=True)
+        scale = self.pool(x)
         return x * torch.sigmoid(self.fc2(torch.relu(self.fc1(scale))))
 
 
@@ -42,7 +43,8 @@ class X3DBlock(nn.Module):
         self.conv_c = nn.Sequential(nn.Conv3d(inner, out, 1, bias=False), nn.BatchNorm3d(out))
         self.downsample = None
         if stride != 1 or inp != out:
-            self.downsample = nn.Sequential(nn.Conv3d(inp, out, 1, (1, stride, stride), bias=False), nn.BatchNorm3d(out))
+            self.downsample = nn.Sequential(nn.Conv3d(inp, out, 1, (1, stride, stride), bias=False),
+                                            nn.BatchNorm3d(out))
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

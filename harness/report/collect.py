@@ -26,6 +26,7 @@ METRICS = [
     "gflops_per_video_mean", "gflops_per_video_std", "gflops_per_video_min", "gflops_per_video_max",
     "gflops_selection_mean", "gflops_recognition_mean", "gflops_per_view",
     "params_m", "latency_ms_per_video", "throughput_videos_per_s", "peak_memory_mb",
+    "decoded_frames_per_video", "decoded_frames_fraction", "decode_ms_per_video",
     "train_time_s", "wall_time_s", "videos_evaluated", "videos_skipped",
 ]
 

@@ -22,6 +22,7 @@ SUMMARY_METRICS = [
     "gflops_per_video_mean", "gflops_per_video_std", "gflops_per_video_min", "gflops_per_video_max",
     "gflops_selection_mean", "gflops_recognition_mean",
     "params_m", "latency_ms_per_video", "throughput_videos_per_s", "peak_memory_mb", "train_time_s",
+    "decoded_frames_per_video", "decode_ms_per_video",
 ]
 POINT_KEYS = ["dataset", "label", "budget"]
 CARRIED = ["experiment", "method", "backbone", "budget_param", "deployable", "dynamic"]

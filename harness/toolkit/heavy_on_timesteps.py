@@ -62,7 +62,8 @@ class HeavyOnTimesteps(Method):
         logits = np.asarray(self.table.heavy_logits[row, chosen])
         return Prediction(scores=aggregate(logits, self.p["aggregate"], self.table.multilabel),
                           usage=self.usage(length, chosen), selected=self.table.heavy_frames(row, chosen),
-                          extras={"timesteps": [int(t) for t in sorted(chosen)], "num_timesteps": length})
+                          extras={"timesteps": [int(t) for t in sorted(chosen)], "num_timesteps": length},
+                          decoded=self.table.heavy_frames(row, self.heavy_runs(length, chosen)))
 
     def trace_video(self, video: Any) -> tuple[nn.Module, tuple]:
         row = self.table.row(video.video_id)
