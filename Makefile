@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 SPEC   ?= experiments/quickstart.yaml
 
-.PHONY: install install-dev browser quickstart test test-fast benchmarks gpu-check clean-results help
+.PHONY: install install-dev browser postgres quickstart test test-fast benchmarks gpu-check clean-results help
 
 help:
 	@echo "make quickstart   install, generate the built-in benchmark, run $(SPEC), write the report"
@@ -43,13 +43,24 @@ browser:
 	    || echo ">> chromium install failed: the HTML browser test will be skipped"; \
 	else echo ">> no chromium and no root apt: the HTML browser test will be skipped"; fi
 
+# PostgreSQL for the tracking-server test (Debian's postgresql); the test starts and stops its own
+# instance on 127.0.0.1 and is skipped when PostgreSQL is missing.
+postgres:
+	@if command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then \
+	  echo ">> postgresql present"; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  echo ">> installing Debian postgresql for the tracking-server test"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
+	    || echo ">> postgresql install failed: the PostgreSQL test will be skipped"; \
+	else echo ">> no postgresql and no root apt: the PostgreSQL test will be skipped"; fi
+
 quickstart: install
 	@echo ">> generating the built-in benchmark (skim-digits, size small) if missing"
 	$(BIN)/skimbench data make skim-digits --size small --variant move4
 	@echo ">> running $(SPEC) through Ray; runs are logged to results/mlflow.db"
 	$(BIN)/skimbench run $(SPEC)
 
-test: install-dev browser
+test: install-dev browser postgres
 	@echo ">> running the test suite"
 	$(BIN)/python -m pytest -q
 

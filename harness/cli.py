@@ -105,12 +105,8 @@ def cmd_run(args: argparse.Namespace) -> int:
           file=sys.stderr)
     outcome = run_grid(spec, trials, local=args.local, address=args.address, force=args.force,
                        rerun_failed=args.rerun_failed, plugins=args.plugin or [], show_progress=not args.quiet)
-    print(f"skimbench: {len(outcome.finished)} finished, {len(outcome.failed)} failed, "
-          f"{len(outcome.skipped)} skipped (already finished) in {outcome.seconds:.0f}s"
-          + (f"; parent run {outcome.parent_run_id}" if outcome.parent_run_id else ""),
-          file=sys.stderr)
-    for h, error in outcome.failed.items():
-        print(f"  FAILED {h}: {error}", file=sys.stderr)
+    for line in outcome.summary():
+        print(line, file=sys.stderr)
     print(results_table(outcome.tracking_uri, spec.experiment))
     if not args.no_report:
         _report(outcome.tracking_uri, [spec.experiment], Path(spec.output))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from harness import tracking
+from harness import claims, tracking, unrecorded
 from harness.grid import spec_hash
 from harness.launchers import LaunchContext, Launcher
 from harness.progress import GridProgress
@@ -28,6 +28,24 @@ class GridOutcome:
     failed: dict[str, str] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    elsewhere: dict[str, str] = field(default_factory=dict)  # hash -> the live launch that claimed it
+    unrecorded: dict[str, str] = field(default_factory=dict)  # hash -> error: MLflow refused its run earlier
+    unrecorded_folder: str = ""
+
+    def summary(self) -> list[str]:
+        """The lines ``skimbench run`` prints when the grid is done."""
+        lines = [f"skimbench: {len(self.finished)} finished, {len(self.failed)} failed, "
+                 f"{len(self.skipped)} skipped (already finished) in {self.seconds:.0f}s"
+                 + (f"; parent run {self.parent_run_id}" if self.parent_run_id else "")]
+        lines += [f"  FAILED {h}: {error}" for h, error in self.failed.items()]
+        if self.elsewhere:
+            lines.append(f"skimbench: {len(self.elsewhere)} skipped: running in another launch "
+                         f"({', '.join(sorted(set(self.elsewhere.values())))})")
+        if self.unrecorded:
+            lines.append(f"skimbench: {len(self.unrecorded)} skipped: their MLflow run could not be created or "
+                         f"closed, see the records in {self.unrecorded_folder}; --rerun-failed runs them again")
+            lines += [f"  UNRECORDED {h}: {error}" for h, error in self.unrecorded.items()]
+        return [line.encode("utf-8", "backslashreplace").decode("utf-8") for line in lines]
 
 
 def select_trials(trials: Sequence[Trial], previous: dict[str, str], *, force: bool,
@@ -62,18 +80,40 @@ def run_grid(spec: Any, trials: Sequence[Trial], *, local: bool = False, address
     output = Path(spec.output).resolve()
     uri = tracking.resolve_uri(spec.tracking["uri"])
     experiment = spec.tracking["experiment"]
-    experiment_id = tracking.ensure_experiment(uri, experiment, artifact_root=output / "mlartifacts")
+    with claims.store_lock(uri):  # one launch at a time creates a fresh store (its schema migration)
+        experiment_id = tracking.ensure_experiment(uri, experiment, artifact_root=output / "mlartifacts")
 
+    # Claim first, then read what finished: a trial a concurrent launch finished is seen as finished.
+    claimed, elsewhere = claims.claim(output / "claims", [trial.hash for trial in trials])
+    try:
+        return _run_claimed(spec, [trial for trial in trials if trial.hash not in elsewhere], elsewhere,
+                            uri=uri, experiment_id=experiment_id, local=local, address=address, force=force,
+                            rerun_failed=rerun_failed, plugins=plugins, show_progress=show_progress, started=started)
+    finally:
+        claims.release(output / "claims", claimed)
+
+
+def _run_claimed(spec: Any, trials: Sequence[Trial], elsewhere: dict[str, str], *, uri: str, experiment_id: str,
+                 local: bool, address: str | None, force: bool, rerun_failed: bool, plugins: Sequence[str],
+                 show_progress: bool, started: float) -> GridOutcome:
+    output = Path(spec.output).resolve()
+    experiment = spec.tracking["experiment"]
     previous = tracking.finished_trials(uri, experiment)
+    refused = unrecorded.read(output / "unrecorded")
+    for h in refused:  # not retried silently on every resume: FAILED, as far as resuming goes
+        if previous.get(h) != "FINISHED":
+            previous[h] = "FAILED"
     to_run, skipped = select_trials(trials, previous, force=force, rerun_failed=rerun_failed)
-    outcome = GridOutcome(experiment, None, uri, skipped=skipped)
+    outcome = GridOutcome(experiment, None, uri, elsewhere=elsewhere, unrecorded_folder=str(output / "unrecorded"))
+    outcome.unrecorded = {h: refused[h] for h in skipped if h in refused and previous[h] == "FAILED"}
+    outcome.skipped = [h for h in skipped if h not in outcome.unrecorded]
     if not to_run:
         outcome.seconds = time.time() - started
         return outcome
     parent = tracking.start_parent(uri, experiment_id, experiment, Path(spec.path), spec_hash(spec), len(to_run))
     outcome.parent_run_id = parent
     context = LaunchContext(uri, experiment_id, parent, str(output / "stages"),
-                            tuple(str(Path(p).resolve()) for p in plugins))
+                            tuple(str(Path(p).resolve()) for p in plugins), str(output / "unrecorded"))
     launcher = make_launcher(spec, local=local, address=address)
     progress = GridProgress(to_run, skipped=len(skipped), enabled=show_progress, store_root=output / "stages")
     status = "KILLED"

@@ -2,14 +2,21 @@
 concurrent tracking into sqlite and into a real `mlflow server`, timeouts, retries, killed workers."""
 from __future__ import annotations
 
+import glob
 import json
 import os
+import pwd
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
+from pathlib import Path
 
+import psycopg2
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -106,22 +113,42 @@ def test_sixteen_concurrent_trials_into_sqlite(tiny_root, tmp_path):
     _check_complete(uri, "concurrent", 16)
 
 
+def _mlflow_server(port: int, backend: str, artifacts) -> subprocess.Popen:
+    """A real `mlflow server` on 127.0.0.1:port, answering /health. A loaded 2-core machine needs tens of seconds
+    to start a worker: uvicorn's default health-check timeout (5 s) would kill them one after another."""
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                               "--backend-store-uri", backend, "--artifacts-destination", str(artifacts),
+                               "--workers", "2", "--uvicorn-opts", "--timeout-worker-healthcheck 120"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 240
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+            return server
+        except OSError:
+            if time.time() > deadline or server.poll() is not None:
+                _stop(server)
+                pytest.fail("mlflow server did not start")
+            time.sleep(1)
+
+
+def _stop(server: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    """Stop the server's process group; SIGKILL if it has not exited 30 s after ``sig``."""
+    for each in (sig, signal.SIGKILL):
+        try:
+            os.killpg(server.pid, each)
+            server.wait(timeout=30)
+            return
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
 def test_sixteen_concurrent_trials_into_an_mlflow_server(tiny_root, tmp_path):
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-                               "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
-                               "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "2"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    server = _mlflow_server(port, f"sqlite:///{tmp_path}/server.db", tmp_path / "server-artifacts")
     try:
-        deadline = time.time() + 240  # a loaded 2-core machine needs tens of seconds
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-                break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    pytest.fail("mlflow server did not start")
-                time.sleep(1)
         uri = f"http://127.0.0.1:{port}"
         spec = _concurrent_spec(tmp_path, tiny_root, "server", uri)
         proc = skimbench("run", str(spec), "--plugin", str(PLUGIN), "--no-report", "--quiet")
@@ -129,8 +156,84 @@ def test_sixteen_concurrent_trials_into_an_mlflow_server(tiny_root, tmp_path):
         _check_complete(uri, "server", 16)
         assert any((tmp_path / "server-artifacts").rglob("predictions.csv"))  # stored by the server, not locally
     finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)
+        _stop(server)
+
+
+def _pg_bin() -> str | None:
+    """The folder of PostgreSQL's server programs (Debian keeps them off PATH), or None."""
+    found = shutil.which("pg_ctl") or next(iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))[::-1]), None)
+    return os.path.dirname(os.path.realpath(found)) if found else None
+
+
+@pytest.fixture
+def postgres():
+    """A real PostgreSQL on 127.0.0.1 with a database `mlflow`; yields its port (as root: runs as `postgres`)."""
+    bin_dir = _pg_bin()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL is not installed (`make postgres` installs Debian's postgresql with apt)")
+    as_user: list[str] = []
+    folder = Path(tempfile.mkdtemp(prefix="skimbench-pg-"))  # pytest's tmp_path is closed to other users
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        try:
+            user = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no `postgres` user to run PostgreSQL as")
+        os.chown(folder, user.pw_uid, user.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    port = _free_port()
+    subprocess.run([*as_user, f"{bin_dir}/initdb", "-D", str(folder / "data"), "-U", "postgres", "--auth=trust",
+                    "-E", "UTF8"], check=True, capture_output=True)
+    subprocess.run([*as_user, f"{bin_dir}/pg_ctl", "-D", str(folder / "data"), "-l", str(folder / "log"), "-w",
+                    "-o", f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} -c max_connections=200", "start"],
+                   check=True, capture_output=True)
+    try:
+        db = psycopg2.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres")
+        db.autocommit = True  # CREATE DATABASE cannot run inside a transaction
+        db.cursor().execute("CREATE DATABASE mlflow")
+        db.close()
+        yield port
+    finally:
+        subprocess.run([*as_user, f"{bin_dir}/pg_ctl", "-D", str(folder / "data"), "-m", "fast", "stop"],
+                       capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_thirty_two_trials_into_postgresql_survive_a_server_restart(tiny_root, tmp_path, postgres):
+    port = _free_port()
+    backend, artifacts = f"postgresql+psycopg2://postgres@127.0.0.1:{postgres}/mlflow", tmp_path / "server-artifacts"
+    server = _mlflow_server(port, backend, artifacts)
+    uri = f"http://127.0.0.1:{port}"
+    spec = quick_spec(tmp_path, tiny_root, experiment="postgres", grid=_grid(32), method_params="sleep_s: 3")
+    spec.write_text(spec.read_text().replace("ray: {num_cpus: 2}", "ray: {num_cpus: 8}")  # see docs/reliability.md
+                    .replace(f'uri: "sqlite:///{tmp_path}/mlflow.db"', f'uri: "{uri}"'))
+    started = time.time()
+    grid = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(spec), "--plugin", str(PLUGIN),
+                             "--no-report", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while len(trial_runs(uri, "postgres")) < 8:  # mid-grid: some trials have opened their runs
+            assert grid.poll() is None, grid.communicate()[1][-3000:]
+            time.sleep(0.5)
+        _stop(server, signal.SIGKILL)  # the tracking server dies while trials log...
+        killed = time.time()
+        time.sleep(5)
+        server = _mlflow_server(port, backend, artifacts)  # ...and comes back on the same address
+        print(f"server down {time.time() - killed:.1f} s")
+        _, err = grid.communicate(timeout=900)
+        print(f"grid of 32 trials: {time.time() - started:.1f} s")
+        assert grid.returncode == 0, err[-3000:]
+        finished = [r for r in trial_runs(uri, "postgres") if r.info.status == "FINISHED"]
+        assert sorted(r.data.tags[f"{TAG}trial_hash"] for r in finished) == sorted(
+            {r.data.tags[f"{TAG}trial_hash"] for r in finished}) and len(finished) == 32  # one per trial
+        client = MlflowClient(uri)
+        for run in finished:  # nothing lost: every param, metric and artifact of every trial
+            assert len(run.data.params) >= 20 and "top1" in run.data.metrics
+            files = {a.path for a in client.list_artifacts(run.info.run_id)}
+            assert {"predictions.csv", "config.json", "flops_components.json", "stages.json"} <= files
+    finally:
+        if grid.poll() is None:
+            grid.kill()
+        _stop(server)
 
 
 def test_timeout_really_stops_the_trial(tiny_root, tmp_path):

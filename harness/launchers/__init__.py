@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, Sequence
 
-from harness import tracking
+from harness import tracking, unrecorded
 from harness.hashing import source_file
 from harness.registry import BACKBONES, DATASETS, METHODS, load_plugin_file
 from harness.stages import StageStore
@@ -47,6 +47,7 @@ class LaunchContext:
     parent_run_id: str | None
     store_root: str
     plugins: tuple[str, ...] = ()
+    unrecorded_root: str = ""  # where a trial whose MLflow run fails is recorded (harness.unrecorded)
 
     def load_plugins(self) -> None:
         for plugin in self.plugins:
@@ -71,9 +72,12 @@ class Launcher(Protocol):
 def execute(trial: Trial, context: LaunchContext, extra_tags: dict[str, str] | None = None) -> dict[str, float]:
     """Run one trial inside its own MLflow run; return its metrics, or raise ``TrialFailed`` (recorded)."""
     context.load_plugins()
-    run_id = tracking.start(trial, uri=context.uri, experiment_id=context.experiment_id,
-                            parent_run_id=context.parent_run_id, extra_tags=extra_tags, sources=sources(trial))
     name = f"{trial.name or trial.label} {trial.hash[:8]}"
+    try:
+        run_id = tracking.start(trial, uri=context.uri, experiment_id=context.experiment_id,
+                                parent_run_id=context.parent_run_id, extra_tags=extra_tags, sources=sources(trial))
+    except Exception as exc:  # the store refused the run: keep a record in the output folder instead
+        raise _unrecorded(trial, context, name, "cannot create its MLflow run", exc) from exc
     try:
         result = _run(trial, context)
     except _Stopped as stop:
@@ -87,8 +91,22 @@ def execute(trial: Trial, context: LaunchContext, extra_tags: dict[str, str] | N
         if isinstance(exc, Exception):
             raise TrialFailed(f"{name}: {error}") from exc
         raise
-    tracking.record(context.uri, run_id, "FINISHED", result=result)
+    try:
+        tracking.record(context.uri, run_id, "FINISHED", result=result)
+    except Exception as exc:  # noqa: BLE001 - the metrics go into the record rather than being lost
+        raise _unrecorded(trial, context, name, f"cannot record its result {result.metrics}", exc) from exc
+    if context.unrecorded_root:
+        unrecorded.remove(Path(context.unrecorded_root), trial.hash)
     return result.metrics
+
+
+def _unrecorded(trial: Trial, context: LaunchContext, name: str, what: str, exc: Exception) -> TrialFailed:
+    """Write the fallback record of a trial MLflow refused; the error for the launcher (it fails the trial)."""
+    error = f"{what}: {type(exc).__name__}: {exc}"
+    if context.unrecorded_root:
+        where = unrecorded.write(Path(context.unrecorded_root), trial.to_dict(), error, traceback.format_exc())
+        error += f" (recorded in {where})"
+    return TrialFailed(f"{name}: {error}")
 
 
 def classify(exc: BaseException) -> str:

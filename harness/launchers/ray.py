@@ -8,10 +8,12 @@ cluster is checked first for the GPUs and CPUs a trial asks for (it would otherw
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import ray
+import ray._private.services as ray_services
 from ray import tune
 
 from harness import tracking
@@ -78,11 +80,33 @@ def connect_ray(spec: Any, address: str | None) -> None:
     try:
         if address:
             ray.init(address=address, **common)
-        else:  # a local instance listens on loopback only (safe by default)
-            ray.init(num_cpus=spec.ray.get("num_cpus"), num_gpus=spec.ray.get("num_gpus"),
-                     _node_ip_address="127.0.0.1", **common)
+        else:  # a local instance listens on loopback only (safe by default; tests/test_reliability.py)
+            with _node_ip_stays_loopback():
+                ray.init(num_cpus=spec.ray.get("num_cpus"), num_gpus=spec.ray.get("num_gpus"),
+                         _node_ip_address="127.0.0.1", **common)
     except Exception as exc:  # noqa: BLE001
         raise LaunchError(f"cannot start or reach Ray{f' at {address}' if address else ''}: {exc}") from exc
+
+
+@contextmanager
+def _node_ip_stays_loopback() -> Iterator[None]:
+    """Keep ``_node_ip_address="127.0.0.1"`` as given while a local instance starts.
+
+    Ray (2.60) passes the node address through ``services.resolve_ip_for_localhost``, which turns
+    127.0.0.1 into the machine's external address; the GCS, the raylet, the workers and the driver
+    then listen on every interface and the runtime-env agent on that address, unauthenticated.
+    With the node address really 127.0.0.1 every one of them binds loopback. Neither ``ray.init``
+    nor ``ray start`` has an option for this (``ray start --node-ip-address`` resolves it the same
+    way), and the environment switch that avoids it (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``) is
+    read once at import for the whole process, so it would also mislabel a driver that attaches
+    to a real cluster. Hence this patch of Ray's private function, for the duration of the start only.
+    """
+    resolve = ray_services.resolve_ip_for_localhost
+    ray_services.resolve_ip_for_localhost = lambda host: host
+    try:
+        yield
+    finally:
+        ray_services.resolve_ip_for_localhost = resolve
 
 
 def _dirname(tune_trial: Any) -> str:
