@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from harness import claims, tracking, unrecorded
+from harness import tracking, unrecorded
+from harness import trial_claims as claims
 from harness.grid import spec_hash
 from harness.launchers import LaunchContext, Launcher
 from harness.progress import GridProgress

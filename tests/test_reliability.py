@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from conftest import PLUGIN, ROOT, quick_spec
-from harness import claims
+from harness import trial_claims as claims
 from harness.grid import expand
 from harness.registry import load_plugin_file
 from harness.runner import run_grid
