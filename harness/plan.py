@@ -12,10 +12,12 @@ ready stages by ``priority`` (the most trials unblocked, then the longest chain 
 """
 from __future__ import annotations
 
+import functools
+import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from harness.stages import StageRequest, StageStore
 from harness.trial import Trial, build_context
@@ -62,14 +64,21 @@ class Plan:
         return next(t for t in self.trials if t.hash == wanted)
 
 
-def declared(trial: Trial, store: StageStore) -> list[StageRequest]:
-    """The stages a trial needs, asked of its method on a context built as the trial builds it."""
+def declared(trial: Trial, store: StageStore, datasets: dict[str, Any] | None = None) -> list[StageRequest]:
+    """The stages a trial needs, asked of its method on a context built as the trial builds it.
+    ``datasets`` shares one dataset object (and its manifest hash) between the trials of a plan."""
     with tempfile.TemporaryDirectory(prefix="skimbench-plan-") as work:
-        return _requests(trial, store, Path(work))
+        return _requests(trial, store, Path(work), datasets)
 
 
-def _requests(trial: Trial, store: StageStore, work: Path) -> list[StageRequest]:
+def _requests(trial: Trial, store: StageStore, work: Path, datasets: dict[str, Any] | None = None) -> list[StageRequest]:
     ctx, method = build_context(trial, store, work, log=lambda msg: None)
+    if datasets is not None:  # the manifest hash reads every annotation file: once per dataset, not per trial
+        shared = json.dumps(trial.dataset.to_dict(), sort_keys=True, default=str)
+        if shared not in datasets:
+            ctx.dataset.manifest_hash = functools.cache(ctx.dataset.manifest_hash)
+            datasets[shared] = ctx.dataset
+        ctx.dataset = datasets[shared]
     frames = [StageRequest("frames", ctx.frames_deps(split), lambda split=split: ctx.frames(split))
               for split in ("train", "test")]
     return frames + list(method.stages())
@@ -79,9 +88,10 @@ def build_plan(trials: Sequence[Trial], store_root: str | Path) -> Plan:
     store = StageStore(store_root)
     plan = Plan(list(trials), {}, {})
     stages: dict[str, PlannedStage] = {}
+    datasets: dict[str, Any] = {}
     for trial in trials:
         try:
-            requests = declared(trial, store)
+            requests = declared(trial, store, datasets)
         except Exception as exc:  # noqa: BLE001 - the trial runs anyway and meets the same error itself
             plan.needs[trial.hash] = []
             plan.undeclared[trial.hash] = f"{type(exc).__name__}: {exc}"

@@ -1,7 +1,8 @@
 """Run an expanded grid: skip what already finished, open the parent run, hand the rest to a launcher.
 
 Before launching, finished trials of the same experiment are looked up by trial hash in MLflow and
-skipped (resume). The launcher is ``harness.launchers.ray.RayLauncher`` (default) or
+skipped (resume). The rest becomes a plan (``harness.plan``: the shared stages the trials declare,
+each once, and the trials each unblocks). The launcher is ``harness.launchers.ray.RayLauncher`` (default) or
 ``harness.launchers.local.LocalLauncher`` (``--local``); both run every trial through the same
 ``harness.launchers.execute``, so ``--local`` gives the same metrics as Ray for the same seed.
 """
@@ -15,6 +16,7 @@ from typing import Any, Sequence
 from harness import tracking
 from harness.grid import spec_hash
 from harness.launchers import LaunchContext, Launcher, LaunchError  # noqa: F401 - LaunchError: the CLI catches it
+from harness.plan import build_plan
 from harness.progress import GridProgress
 from harness.trial import Trial
 
@@ -74,12 +76,14 @@ def run_grid(spec: Any, trials: Sequence[Trial], *, local: bool = False, address
     outcome.parent_run_id = parent
     context = LaunchContext(uri, experiment_id, parent, str(output / "stages"),
                             tuple(str(Path(p).resolve()) for p in plugins))
+    context.load_plugins()
+    plan = build_plan(to_run, context.store_root)  # stages already in the store are not scheduled again
     launcher = make_launcher(spec, local=local, address=address)
     progress = GridProgress(to_run, skipped=len(skipped), enabled=show_progress, store_root=output / "stages")
     status = "KILLED"
     try:
         with progress:
-            launched = launcher.launch(to_run, context, progress)
+            launched = launcher.launch(plan, context, progress)
         outcome.finished = list(launched.finished)
         outcome.failed = dict(launched.failed)
         status = "FAILED" if outcome.failed else "FINISHED"
