@@ -8,6 +8,8 @@ each once, and the trials each unblocks). The launcher is ``harness.launchers.ra
 """
 from __future__ import annotations
 
+import json
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +20,7 @@ from harness.grid import spec_hash
 from harness.launchers import LaunchContext, Launcher, LaunchError  # noqa: F401 - LaunchError: the CLI catches it
 from harness.plan import build_plan
 from harness.progress import GridProgress
+from harness.stages import stage_spans
 from harness.trial import Trial
 
 
@@ -88,6 +91,15 @@ def run_grid(spec: Any, trials: Sequence[Trial], *, local: bool = False, address
         outcome.failed = dict(launched.failed)
         status = "FAILED" if outcome.failed else "FINISHED"
     finally:
+        log_stage_spans(uri, parent, context.store_root, started)
         tracking.end_run(uri, parent, status)
         outcome.seconds = time.time() - started
     return outcome
+
+
+def log_stage_spans(uri: str, parent_run_id: str, store_root: str, since: float) -> None:
+    """The stages computed during this launch (who, when), as the parent run's ``schedule_stages.json``:
+    with the trials' schedule metrics, the report draws the workers' timeline from it."""
+    with tempfile.TemporaryDirectory(prefix="skimbench-schedule-") as tmp:
+        (Path(tmp) / "schedule_stages.json").write_text(json.dumps(stage_spans(store_root, since), indent=1))
+        tracking.log_files(uri, parent_run_id, Path(tmp))

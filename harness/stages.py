@@ -148,6 +148,29 @@ class StageWatcher:
         return out
 
 
+def stage_spans(root: str | Path, since: float = 0.0) -> list[dict[str, Any]]:
+    """The stage computations that started at or after ``since``, from the events: one dict each
+    (stage, key, host, pid, start, end; end None when it never ended)."""
+    path = Path(root) / EVENTS
+    if not path.exists():
+        return []
+    spans: dict[tuple, dict[str, Any]] = {}
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        ident = (event["stage"], event["key"], event["host"], event["pid"])
+        if event["event"] == "start" and event["time"] >= since:
+            spans[ident + (event["time"],)] = {"stage": event["stage"], "key": event["key"], "host": event["host"],
+                                               "pid": event["pid"], "start": event["time"], "end": None}
+        elif event["event"] == "end":
+            open_ = [k for k in spans if k[:4] == ident and spans[k]["end"] is None]
+            if open_:
+                spans[open_[-1]]["end"] = event["time"]
+    return sorted(spans.values(), key=lambda span: span["start"])
+
+
 def _typical_seconds(folder: Path) -> float | None:
     for meta in sorted(folder.glob("*/meta.json")):
         try:

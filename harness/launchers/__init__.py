@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import multiprocessing
+import os
 import queue
 import signal
 import tempfile
@@ -94,7 +95,8 @@ def execute(trial: Trial, context: LaunchContext, extra_tags: dict[str, str] | N
             raise TrialFailed(f"{name}: {error}") from exc
         raise
     ended = time.time()
-    result.metrics.update({"sched_start": begun, "sched_end": ended, "sched_run_s": ended - begun})
+    result.metrics.update({"sched_start": begun, "sched_end": ended, "sched_run_s": ended - begun,
+                           "sched_pid": float(os.getpid())})
     if ready_at is not None:
         result.metrics["sched_queue_wait_s"] = max(0.0, begun - ready_at)
     tracking.record(context.uri, run_id, "FINISHED", result=result)

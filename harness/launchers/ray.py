@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -205,16 +206,26 @@ def connect_ray(spec: Any, address: str | None) -> None:
         if address:
             ray.init(address=address, **attached)
             return
-        try:
-            ray.init(address="auto", **attached)
+        running = started_head()
+        if running:
+            ray.init(address=running, **attached)
             return
-        except ConnectionError:  # none running here
-            pass
         # a local instance listens on loopback only (safe by default)
         ray.init(num_cpus=spec.ray.get("num_cpus"), num_gpus=spec.ray.get("num_gpus"),
                  _node_ip_address="127.0.0.1", **common)
     except Exception as exc:  # noqa: BLE001
         raise LaunchError(f"cannot start or reach Ray{f' at {address}' if address else ''}: {exc}") from exc
+
+
+def started_head() -> str | None:
+    """The address of the Ray that ``ray start --head`` started on this machine (Ray writes it to
+    ``/tmp/ray/ray_current_cluster``; ``ray stop`` removes it), or None. Not ``address="auto"``, which
+    also joins any Ray instance another program started here."""
+    path = Path(os.environ.get("RAY_TMPDIR", "/tmp/ray")) / "ray_current_cluster"
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
 
 
 def _one_line(error: BaseException) -> str:

@@ -19,6 +19,7 @@ from harness.report import plots, tables
 from harness.report.collect import label_series, load_predictions, load_trials
 from harness.report.html import write_html
 from harness.report.pareto import finished, seed_summary, unfinished
+from harness.report.schedule import schedule_section
 from harness.report.selection import selection_quality
 
 FLOP_CONVENTION = ("GFLOPs are fvcore counts in which one fused multiply-add counts as one FLOP (what the papers "
@@ -174,6 +175,8 @@ def build_report(tracking_uri: str, experiments: Sequence[str], out_dir: str | P
     md += ["Interactive version (hover for parameters, run ids and per-video GFLOPs spread; works offline): "
            "[report.html](report.html)", ""]
     write_html(points, metrics, out / "report.html", f"skimbench report: {title}", FLOP_CONVENTION)
+
+    md += schedule_section(tracking_uri, list(experiments), trials, figures)
 
     # -- tables ---------------------------------------------------------------------------------
     md += ["## Tables", "", "CSV (full precision), Markdown and LaTeX versions are in `tables/`.", ""]
