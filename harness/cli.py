@@ -56,6 +56,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     frame = pd.DataFrame(rows)
     with pd.option_context("display.max_rows", None, "display.width", 200):
         print(frame.to_string(index=False, formatters={"trial": f"{{:<{frame['trial'].str.len().max()}}}".format}))
+    from harness.plan import build_plan, format_plan  # noqa: PLC0415 - builds the trials' contexts (torch)
+
+    print(format_plan(build_plan(trials, Path(spec.output) / "stages"), {t.hash: t.name for t in trials}))
     return 0
 
 
@@ -184,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    spec_command("plan", "show the trials a spec expands to, without running anything", cmd_plan)
+    spec_command("plan", "show the trials a spec expands to and the shared stages they need, without running anything", cmd_plan)
     run = spec_command("run", "run a spec's grid (Ray Tune by default), log every trial to MLflow, write the report", cmd_run)
     run.add_argument("--local", action="store_true", help="run trials in this process, one after another (same results)")
     run.add_argument("--address", help="connect to an existing Ray cluster (else RAY_ADDRESS, else the spec's ray.address, else local)")
