@@ -18,7 +18,7 @@ from harness.hashing import canonical_json, code_version, content_hash
 from harness.naming import name_trials
 from harness.params import resolve_params
 from harness.registry import BACKBONES, DATASETS, METHODS
-from harness.spec import MethodEntry, PluginRef, Spec
+from harness.spec import MethodEntry, PluginRef, Spec, format_path
 from harness.trial import Plugin, Trial
 
 # What a trial's result depends on. Resources, tracking, Ray settings and the output folder change
@@ -112,3 +112,17 @@ def _backbone_axis(spec: Spec) -> list[tuple[str, Plugin]]:
         cfg = _resolved(BACKBONES, ref)
         axis.setdefault(_key(cfg), cfg)
     return list(axis.items())
+
+
+def check_distinct_trials(spec: Spec) -> None:
+    """Two spec entries that give the same trial would run it twice and clash on resume: refuse them
+    with a ``SpecError`` pointing at the second entry (called where the grid is expanded for a run)."""
+    seen: dict[str, dict[str, tuple]] = {}
+    for trial, origin in expand_with_origins(spec):
+        if trial.hash not in seen:
+            seen[trial.hash] = origin
+            continue
+        first = seen[trial.hash]
+        part = next((p for p in ("dataset", "backbone", "method") if origin[p] != first[p]), "method")
+        raise spec.error(origin[part], f"gives the same trials as {format_path(first[part])} "
+                                       f"(e.g. method '{trial.method.name}', seed {trial.seed}): remove one")

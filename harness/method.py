@@ -131,6 +131,12 @@ class Method:
     dynamic: ClassVar[bool] = False  # per-video cost varies (requires a brute-force proof test)
     deployable: ClassVar[bool] = True  # False for upper bounds such as the oracle
     selection_unit: ClassVar[str] = "frame"  # unit of Prediction.selected: "frame" or "clip"
+    # values of the ``mode`` parameter that run a baseline inside this plugin -> what it is (never the method's
+    # own curve; claims use it as the method's reference)
+    baseline_modes: ClassVar[dict[str, str]] = {}
+    # Prediction.extras keys the report shows per video -> description (a number, or a list whose distinct
+    # values are counted)
+    video_facts: ClassVar[dict[str, str]] = {}
     # Part of the trial identity. None: a hash of the module's source file, so editing the code reruns
     # its trials; a string ("2") replaces that hash: bump it when results change, keep it for refactors.
     version: ClassVar[str | None] = None

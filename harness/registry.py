@@ -3,14 +3,18 @@
 Built-ins register themselves with a decorator when their module is imported (timm's pattern);
 third-party packages expose modules through entry points (groups ``skimbench.methods``,
 ``skimbench.datasets``, ``skimbench.backbones``) that are imported the same way; a local file can
-be loaded with ``--plugin FILE.py``. Registering a name twice is an error, never a silent override.
+be loaded with ``--plugin FILE.py``. Registering a name twice is an error, never a silent override,
+unless both registrations come from the same source file (an installed plugin whose file is also
+loaded with ``--plugin``, or imported by its own test): the same origin reached twice, the first kept.
 """
 from __future__ import annotations
 
 import difflib
 import importlib
 import importlib.util
+import inspect
 import sys
+import traceback
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -40,6 +44,7 @@ class Registry:
         self.builtin_modules = builtin_modules
         self._items: dict[str, Any] = {}
         self._origins: dict[str, str] = {}
+        self._files: dict[str, Path | None] = {}  # name -> the resolved source file that registered it
         self._loaded = False
 
     def register(self, name: str | None = None) -> Callable[[Any], Any]:
@@ -48,14 +53,22 @@ class Registry:
         def decorate(obj: Any) -> Any:
             key = name or getattr(obj, "name", None) or obj.__name__
             origin = f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', key)}"
-            if key in self._items and self._origins[key] != origin:
-                raise RegistryError(
-                    f"duplicate {self.kind} name '{key}': registered by {self._origins[key]} and by {origin}"
-                )
+            file = source_file(obj)
+            if key in self._items:
+                same_file = file is not None and file == self._files[key]
+                same_object = getattr(obj, "__qualname__", None) == getattr(self._items[key], "__qualname__", None)
+                if self._origins[key] != origin and not (same_file and same_object):
+                    raise RegistryError(f"duplicate {self.kind} name '{key}': registered by {self._origins[key]} "
+                                        f"and by {origin} (files {self._files[key]} and {file})")
+                if self._origins[key] != origin:  # the same source file reached twice: keep the first
+                    if isinstance(obj, type):
+                        obj.name = key
+                    return obj
             if isinstance(obj, type):
                 obj.name = key
             self._items[key] = obj
             self._origins[key] = origin
+            self._files[key] = file
             return obj
 
         return decorate
@@ -71,7 +84,8 @@ class Registry:
             try:
                 loaded = ep.load()
             except Exception as exc:  # a broken third-party plugin must name itself
-                raise RegistryError(f"{self.kind} plugin entry point '{ep.name}' ({ep.value}) failed to load: {exc}") from exc
+                raise RegistryError(f"{self.kind} plugin entry point '{ep.name}' ({ep.value}) failed to load: "
+                                    f"{exc}") from exc
             # an entry point may name a module (decorators ran on import) or a class/function
             if not isinstance(loaded, type(sys)) and ep.name not in self._items:
                 self.register(ep.name)(loaded)
@@ -107,16 +121,41 @@ register_dataset = DATASETS.register
 register_backbone = BACKBONES.register
 
 
+def source_file(obj: Any) -> Path | None:
+    """The resolved file that defines ``obj`` (None for objects made at run time)."""
+    try:
+        file = inspect.getsourcefile(obj) or inspect.getfile(obj)
+    except (TypeError, OSError):
+        return None
+    return Path(file).resolve() if file else None
+
+
 def load_plugin_file(path: str | Path) -> None:
-    """Import a local ``.py`` file so that its ``@register_*`` decorators run (``--plugin``)."""
+    """Import a local ``.py`` file so that its ``@register_*`` decorators run (``--plugin``).
+    Any problem (missing file, syntax error, failing import) is a one-line ``RegistryError``."""
+    shown = str(path)
     path = Path(path).resolve()
-    if not path.is_file():
-        raise RegistryError(f"plugin file not found: {path}")
+    if not path.is_file() or path.suffix != ".py":
+        raise RegistryError(f"plugin file not found: {shown} (expected a .py file)" if not path.is_file()
+                            else f"plugin file {shown} is not a .py file")
     module_name = f"skimbench_plugin_{path.stem}"
     if module_name in sys.modules:
         return
     spec = importlib.util.spec_from_file_location(module_name, path)
-    assert spec and spec.loader
+    if spec is None or spec.loader is None:
+        raise RegistryError(f"plugin file {shown} cannot be imported")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        del sys.modules[module_name]
+        raise RegistryError(f"{shown}:{exc.lineno}: syntax error in plugin file: {exc.msg}") from None
+    except RegistryError:
+        del sys.modules[module_name]
+        raise
+    except Exception as exc:  # noqa: BLE001 - a failing plugin import names itself and its line
+        del sys.modules[module_name]
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename).resolve() == path]
+        where = f"{shown}:{frames[-1].lineno}" if frames else shown
+        raise RegistryError(f"{where}: plugin file failed to import: {type(exc).__name__}: {exc}") from None

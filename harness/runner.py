@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 from harness import tracking
 from harness.grid import spec_hash
-from harness.launchers import LaunchContext, Launcher, LaunchError  # noqa: F401 - LaunchError: the CLI catches it
+from harness.launchers import LaunchContext, Launcher
 from harness.plan import build_plan
 from harness.progress import GridProgress
 from harness.stages import stage_spans

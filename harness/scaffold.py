@@ -5,6 +5,8 @@ declared params with a budget knob, a compute component, ``fit`` on the training
 ``predict`` returning scores, per-component usage and the frames it looked at. Its test loads it
 the way ``--plugin`` does and runs it on tiny real videos that it writes itself, so it passes
 without any dataset. A user edits both files; nothing under ``harness/`` needs to change.
+``--package`` writes the same two files into an installable distribution (``pyproject.toml`` with a
+``skimbench.methods`` entry point), so that ``pip install -e`` makes the method available everywhere.
 """
 from __future__ import annotations
 
@@ -62,7 +64,8 @@ class TinyEncoder(nn.Module):
 
     def __init__(self, dim: int):
         super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(3, dim, 3, stride=2, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.net = nn.Sequential(nn.Conv2d(3, dim, 3, stride=2, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                                 nn.Flatten())
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         return self.net(frames)
@@ -224,6 +227,28 @@ def test_components_run_on_their_example_inputs(method):
 ''')
 
 
+PYPROJECT_TEMPLATE = Template('''\
+# ${name}: a skimbench method plugin, packaged (scaffolded by `skimbench new-method ${name} --package`).
+# `pip install -e .` here registers it through the entry point below: `skimbench plugins methods ${name}`.
+[build-system]
+requires = ["setuptools>=77"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "${dist}"
+version = "0.1.0"
+description = "${name}: a skimbench method plugin"
+requires-python = ">=3.10"
+dependencies = ["skimbench"]
+
+[project.entry-points."skimbench.methods"]
+${name} = "${name}"
+
+[tool.setuptools]
+py-modules = ["${name}"]
+''')
+
+
 class ScaffoldError(ValueError):
     """A method name that cannot be scaffolded (one-line message for the CLI)."""
 
@@ -252,16 +277,24 @@ def check_method_name(name: str) -> None:
         raise ScaffoldError(f"method name {name!r} is already registered by {METHODS.origin(name)}")
 
 
-def scaffold_method(name: str, dest_dir: str | Path = ".") -> list[Path]:
-    """Write ``NAME.py`` and ``test_NAME.py`` into ``dest_dir``; refuse to overwrite either.
+def distribution_name(name: str) -> str:
+    """``my_sampler`` -> ``skimbench-my-sampler`` (the package's folder and its name on an index)."""
+    return "skimbench-" + name.replace("_", "-").lower()
+
+
+def scaffold_method(name: str, dest_dir: str | Path = ".", package: bool = False) -> list[Path]:
+    """Write ``NAME.py`` and ``test_NAME.py`` into ``dest_dir`` (with ``package``: into
+    ``dest_dir/skimbench-NAME/`` with a ``pyproject.toml``); refuse to overwrite any of them.
     Raises ``ScaffoldError`` (a ``ValueError``) for a bad name and ``FileExistsError`` when a file is already there."""
     check_method_name(name)
-    dest = Path(dest_dir)
+    dest = Path(dest_dir) / distribution_name(name) if package else Path(dest_dir)
     files = {dest / f"{name}.py": METHOD_TEMPLATE, dest / f"test_{name}.py": TEST_TEMPLATE}
+    if package:
+        files[dest / "pyproject.toml"] = PYPROJECT_TEMPLATE
     existing = [str(path) for path in files if path.exists()]
     if existing:
         raise FileExistsError(f"refusing to overwrite {', '.join(existing)}")
     dest.mkdir(parents=True, exist_ok=True)
     for path, template in files.items():
-        path.write_text(template.substitute(name=name, cls=class_name(name)))
+        path.write_text(template.substitute(name=name, cls=class_name(name), dist=distribution_name(name)))
     return list(files)

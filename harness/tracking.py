@@ -24,6 +24,7 @@ from mlflow.tracking import MlflowClient
 
 from harness.registry import METHODS
 from harness.repro import git_commit, hardware, package_versions
+from harness.paths import safe_join
 from harness.trial import Trial, TrialResult
 
 T = TypeVar("T")
@@ -66,6 +67,9 @@ def client(uri: str) -> MlflowClient:
 
 def ensure_experiment(uri: str, name: str, artifact_root: Path | None = None) -> str:
     """Experiment id for ``name``, created if missing (local stores keep artifacts under ``artifact_root``)."""
+    location = None
+    if artifact_root is not None and not uri.startswith(("http://", "https://", "databricks")):
+        location = safe_join(artifact_root, name).resolve().as_uri()  # before anything is written
     c = client(uri)
     found = with_retry(lambda: c.get_experiment_by_name(name))
     if found is not None:
@@ -73,9 +77,6 @@ def ensure_experiment(uri: str, name: str, artifact_root: Path | None = None) ->
             if found.tags.get(key) != value:
                 with_retry(lambda: c.set_experiment_tag(found.experiment_id, key, value))
         return found.experiment_id
-    location = None
-    if artifact_root is not None and not uri.startswith(("http://", "https://", "databricks")):
-        location = (artifact_root / name).resolve().as_uri()
     try:
         return with_retry(lambda: c.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND))
     except Exception:  # created concurrently by another driver

@@ -98,6 +98,8 @@ class SGS(Method):
     }
     budget_param = "bins_test"
     dynamic = True
+    baseline_modes = {"base": "the plain backbone (mode=base)"}
+    video_facts = {"bins": "active bins B' per video"}
     selection_unit = "frame"
 
     # -- training ----------------------------------------------------------------------------

@@ -133,6 +133,8 @@ class TemporalClusteringMethod(Method):
     }
     budget_param = "g"
     dynamic = True  # cost follows each video's length
+    baseline_modes = {"all_frames": "TSM on all frames (mode=all_frames)", "sampled": "TSM on g frames (mode=sampled)"}
+    video_facts = {"cluster_boundaries": "non-empty clusters per video (distinct cluster starts)"}
     selection_unit = "frame"
 
     @property

@@ -152,3 +152,20 @@ def test_bank_of_only_unreadable_videos_is_empty_not_an_error(tmp_path):
     bank = load_frame_bank(DATASETS.get("generic")(root=str(tmp_path)), "train", StageStore(tmp_path / "s"))
     assert len(bank) == 0 and bank.mask().shape == (0, 0)
     assert bank.skipped == [("a", "undecodable"), ("gone", "missing")]
+
+
+def test_bank_itself_skips_videos_shorter_than_min_frames(dataset_dir, tmp_path):
+    # a.mp4 has 8 frames, b.mp4 12, c.mp4 5: with min_frames=8 the bank keeps a and b and lists c as too short
+    bank = load_frame_bank(_dataset(dataset_dir), "train", StageStore(tmp_path / "s"), min_frames=8)
+    assert bank.video_ids == ["v/a", "v/b"] and bank.lengths.tolist() == [8, 12]
+    assert dict(bank.skipped)["v/c"] == "too short"
+    assert bank.frames.shape[0] == 2
+
+
+def test_data_make_bad_knob_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys):
+    for knob, words in [("num_frames=30", "num_frames must be a multiple of 4"),
+                        ("nope=3", "no generator knob(s) ['nope']")]:
+        code = data_main(["data", "make", "skim-digits", "--size", "tiny", "--root", str(tmp_path / "sd"),
+                          "--param", knob])
+        err = capsys.readouterr().err
+        assert code == 2 and words in err and "Traceback" not in err and not (tmp_path / "sd").exists(), err

@@ -5,6 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness.data.commands import main as data_main
+from harness.data.dataset import DatasetError
 from harness.data.decoding import read_frames
 from harness.data.encoding import write_video
 from harness.registry import DATASETS
@@ -96,13 +98,20 @@ def test_hmdb51(tmp_path):
     assert [r.labels for r in build("hmdb51", root=str(tmp_path), split=2).split("test")] == [(0,)]
 
 
-def test_charades(tmp_path):
-    (tmp_path / "Charades_v1_classes.txt").write_text("".join(f"c{i:03d} class number {i}\n" for i in range(157)))
+def write_charades(root: Path, train_rows: list[str], test_rows: list[str]) -> None:
+    """The official class list and CSVs (``Charades_v1_{classes.txt,train.csv,test.csv}``) with these rows."""
+    (root / "Charades_v1_classes.txt").write_text("".join(f"c{i:03d} class number {i}\n" for i in range(157)))
     header = "id,subject,scene,quality,relevance,verified,script,objects,descriptions,actions,length\n"
-    (tmp_path / "Charades_v1_train.csv").write_text(
-        header + '46GP8,HR43,Kitchen,6,7,Yes,"A person cooks, then eats.",food;stove,"A person is cooking.",c092 11.90 21.20;c147 0.00 12.60,24.83\n'
-        + 'N11GT,0KZ7,Stairs,6,7,Yes,A person walks.,stairs,A person walks.,,8.00\n')
-    (tmp_path / "Charades_v1_test.csv").write_text(header + 'YSKX3,KQFM,Bedroom,5,5,Yes,Sleeping.,bed,Sleeps.,c006 0.00 5.10,5.10\n')
+    (root / "Charades_v1_train.csv").write_text(header + "".join(row + "\n" for row in train_rows))
+    (root / "Charades_v1_test.csv").write_text(header + "".join(row + "\n" for row in test_rows))
+
+
+def test_charades(tmp_path):
+    write_charades(tmp_path, [
+        '46GP8,HR43,Kitchen,6,7,Yes,"A person cooks, then eats.",food;stove,"A person is cooking.",'
+        'c092 11.90 21.20;c147 0.00 12.60,24.83',
+        'N11GT,0KZ7,Stairs,6,7,Yes,A person walks.,stairs,A person walks.,,8.00'],
+        ['YSKX3,KQFM,Bedroom,5,5,Yes,Sleeping.,bed,Sleeps.,c006 0.00 5.10,5.10'])
     for vid in ("46GP8", "N11GT", "YSKX3"):
         video(tmp_path / f"Charades_v1_480/{vid}.mp4")
     ds = build("charades", root=str(tmp_path))
@@ -115,39 +124,80 @@ def test_charades(tmp_path):
 
 def test_breakfast(tmp_path):
     base = tmp_path / "BreakfastII_15fps_qvga_sync"
-    for rel in ("P03/cam01/P03_cereals.avi", "P03/webcam01/P03_coffee.avi", "P16/cam01/P16_tea.avi",
-                "P42/stereo/P42_salat_ch0.avi", "P54/cam02/P54_scrambledegg.avi"):
+    for rel in ("P03/cam01/P03_cereals.avi", "P03/cam02/P03_cereals.avi", "P03/webcam01/P03_cereals.avi",
+                "P03/stereo/P03_cereals_ch0.avi", "P03/stereo/P03_cereals_ch1.avi", "P03/webcam01/P03_coffee.avi",
+                "P16/cam01/P16_tea.avi", "P42/stereo/P42_salat_ch1.avi", "P54/cam02/P54_scrambledegg.avi"):
         video(base / rel)
     (base / "P16/cam01/README.txt").write_text("not a video")
+    (base / "P03/cam01/P03_cereals.avi.labels").write_text("1-30 SIL\n")  # the release's label files are not videos
     s1 = build("breakfast", root=str(tmp_path), split="s1")
     assert s1.num_classes == 10
-    assert sorted(r.video_id for r in s1.split("test")) == ["P03_cam01_P03_cereals", "P03_webcam01_P03_coffee"]
+    test = {r.video_id: r for r in s1.split("test")}
+    # every camera view is its own video (same file name in three folders), the stereo pair is one video
+    assert sorted(test) == ["P03_cam01_P03_cereals", "P03_cam02_P03_cereals", "P03_stereo01_P03_cereals",
+                            "P03_webcam01_P03_cereals", "P03_webcam01_P03_coffee"]
+    assert len({r.path for r in test.values()}) == 5
+    assert test["P03_stereo01_P03_cereals"].path.endswith("P03/stereo/P03_cereals_ch0.avi")
+    assert test["P03_cam02_P03_cereals"].meta["camera"] == "cam02" and test["P03_cam02_P03_cereals"].labels == (0,)
     assert len(s1.split("train")) == 3
-    s4 = build("breakfast", root=str(tmp_path), split="s4")
-    assert sorted((r.video_id, r.labels) for r in s4.split("test")) == [("P42_stereo_P42_salat_ch0", (6,)), ("P54_cam02_P54_scrambledegg", (8,))]
-    assert readable(s4.split("test")[0])
+    s4 = build("breakfast", root=str(tmp_path), split="s4", stereo_channel=1)
+    assert sorted((r.video_id, r.labels) for r in s4.split("test")) == [("P42_stereo01_P42_salat", (6,)),
+                                                                        ("P54_cam02_P54_scrambledegg", (8,))]
+    assert s4.split("test")[0].path.endswith("P42_salat_ch1.avi") and readable(s4.split("test")[0])
+    ch1 = {r.video_id: r.path for r in s4.split("train")}
+    assert ch1["P03_stereo01_P03_cereals"].endswith("_ch1.avi")
+    # channel 0 preferred, channel 1 read where channel 0 is absent: the view is never lost
+    assert build("breakfast", root=str(tmp_path), split="s4").split("test")[0].path.endswith("P42_salat_ch1.avi")
+
+
+def activitynet_doc() -> dict:
+    """A small ``activity_net.v1-3.min.json`` with the official file's full field set: ``version``;
+    ``taxonomy`` nodes with ``nodeId``, ``nodeName``, ``parentId``, ``parentName`` (a Root, inner
+    nodes, leaves = classes, one leaf used by no video of this excerpt); ``database`` entries with
+    ``subset``, ``duration``, ``resolution``, ``url``, ``annotations`` (``segment``, ``label``), and
+    "testing" entries whose annotations are empty (the test labels are withheld)."""
+    sport = "Participating in Sports, Exercise, or Recreation"
+    taxonomy = [{"nodeId": 0, "nodeName": "Root", "parentId": None, "parentName": None},
+                {"nodeId": 1, "nodeName": "Sports, Exercise, and Recreation", "parentId": 0, "parentName": "Root"},
+                {"nodeId": 2, "nodeName": "Participating in Sports, Exercise, or Recreation", "parentId": 1,
+                 "parentName": "Sports, Exercise, and Recreation"},
+                {"nodeId": 3, "nodeName": "Long jump", "parentId": 2, "parentName": sport},
+                {"nodeId": 4, "nodeName": "Javelin throw", "parentId": 2, "parentName": sport},
+                {"nodeId": 5, "nodeName": "Household Activities", "parentId": 0, "parentName": "Root"},
+                {"nodeId": 6, "nodeName": "Vacuuming floor", "parentId": 5, "parentName": "Household Activities"}]
+
+    def entry(subset, duration, annotations):
+        return {"annotations": annotations, "duration": duration, "resolution": "640x360", "subset": subset,
+                "url": "https://www.youtube.com/watch?v=" + "x" * 11}
+
+    database = {
+        "sJFgo9H6zNo": entry("training", 139.042, [{"label": "Long jump", "segment": [0.01, 123.42]}]),
+        "9eniCub7u60": entry("training", 62.0, [{"label": "Javelin throw", "segment": [2.1, 30.5]},
+                                                {"label": "Javelin throw", "segment": [33.0, 60.2]}]),
+        "V1zhqaGFY2A": entry("validation", 136.98, [{"label": "Javelin throw", "segment": [16.9, 52.3]},
+                                                    {"label": "Javelin throw", "segment": [60.0, 80.0]}]),
+        "5n7NCViB5TU": entry("testing", 121.44, []),
+        "zzz_testing": entry("testing", 10.0, []),
+    }
+    return {"version": "VERSION 1.3", "taxonomy": taxonomy, "database": database}
 
 
 def test_activitynet(tmp_path):
-    doc = {"version": "VERSION 1.3", "taxonomy": [
-        {"nodeId": 0, "nodeName": "Root", "parentId": None, "parentName": None},
-        {"nodeId": 1, "nodeName": "Sports", "parentId": 0, "parentName": "Root"},
-        {"nodeId": 2, "nodeName": "Long jump", "parentId": 1, "parentName": "Sports"},
-        {"nodeId": 3, "nodeName": "Javelin throw", "parentId": 1, "parentName": "Sports"}],
-        "database": {
-            "sJFgo9H6zNo": {"subset": "training", "duration": 139.042, "resolution": "640x360", "url": "https://www.youtube.com/watch?v=sJFgo9H6zNo",
-                            "annotations": [{"segment": [0.01, 123.42], "label": "Long jump"}]},
-            "V1zhqaGFY2A": {"subset": "validation", "duration": 136.98, "resolution": "1280x720", "url": "https://www.youtube.com/watch?v=V1zhqaGFY2A",
-                            "annotations": [{"segment": [16.9, 52.3], "label": "Javelin throw"}, {"segment": [60.0, 80.0], "label": "Javelin throw"}]},
-            "testonly0001": {"subset": "testing", "duration": 10.0, "resolution": "640x360", "url": "", "annotations": []}}}
-    (tmp_path / "activity_net.v1-3.min.json").write_text(json.dumps(doc))
+    (tmp_path / "activity_net.v1-3.min.json").write_text(json.dumps(activitynet_doc(), separators=(",", ":")))
     video(tmp_path / "videos/v_sJFgo9H6zNo.mp4")
     video(tmp_path / "videos/V1zhqaGFY2A.mkv")
+    video(tmp_path / "videos/v_5n7NCViB5TU.mp4")  # a testing video present on disk stays out of every split
     ds = build("activitynet", root=str(tmp_path))
-    assert ds.class_names == ["Javelin throw", "Long jump"]
-    assert [(r.video_id, r.labels) for r in ds.split("train")] == [("sJFgo9H6zNo", (1,))]
+    # classes are the taxonomy's leaves, also those no video of this copy uses; inner nodes never are
+    assert ds.class_names == ["Javelin throw", "Long jump", "Vacuuming floor"]
+    assert [(r.video_id, r.labels) for r in ds.split("train")] == [("9eniCub7u60", (0,)), ("sJFgo9H6zNo", (1,))]
+    assert ds.split("train")[1].segments == ((0.01, 123.42, 1),) and ds.split("train")[1].meta["duration"] == 139.042
     (val,) = ds.split("test")
     assert val.labels == (0,) and len(val.segments) == 2 and val.path.endswith(".mkv") and readable(val)
+    assert ds.split("val") == [val]
+    listed = {r.video_id for split in ds.split_names() for r in ds.split(split)}
+    assert not listed & {"5n7NCViB5TU", "zzz_testing"}  # withheld test labels: no unlabelled video sneaks in
+    assert all(r.labels for split in ds.split_names() for r in ds.split(split))
 
 
 def test_generic_csv_and_json(tmp_path):
@@ -168,3 +218,81 @@ def test_generic_csv_and_json(tmp_path):
 def test_registered_names():
     assert {"kinetics400", "kinetics600", "ssv2", "ucf101", "hmdb51", "charades", "breakfast", "activitynet", "generic",
             "skim-digits"} <= set(DATASETS.names())
+
+
+def test_charades_segment_with_start_after_end_is_swapped_and_reported(tmp_path):
+    write_charades(tmp_path, ["46GP8,HR43,Kitchen,6,7,Yes,cooks,food,cooks,c092 11.90 21.20,24.83",
+                              "ZZ9QX,HR43,Kitchen,6,7,Yes,eats,food,eats,c147 9.40 3.10;c006 0.00 2.00,12.00"],
+                   ["YSKX3,KQFM,Bedroom,5,5,Yes,Sleeps,bed,Sleeps,c006 0.00 5.10,5.10"])
+    ds = build("charades", root=str(tmp_path))
+    _, swapped = ds.split("train")
+    assert swapped.segments == ((3.1, 9.4, 147), (0.0, 2.0, 6)) and swapped.labels == (6, 147)
+    assert all(start <= end for r in ds.split("train") for start, end, _ in r.segments)
+    assert len(ds.notes) == 1
+    assert ds.notes[0].startswith("Charades_v1_train.csv:3: video ZZ9QX: segment 'c147 9.40 3.10'")
+
+
+def _registered_formats():
+    return [name for name in DATASETS.names() if name != "skim-digits"]
+
+
+@pytest.mark.parametrize("name", _registered_formats())
+def test_missing_or_empty_root_is_an_error_for_every_format(tmp_path, name):
+    for root, why in [(tmp_path / "typo", "no such folder"), (tmp_path / "empty", "is empty")]:
+        if why == "is empty":
+            root.mkdir()
+        ds = build(name, root=str(root))
+        with pytest.raises(DatasetError, match=f"parameter root: .*{why}"):
+            ds.split("train")
+
+
+@pytest.mark.parametrize("name, params, message", [
+    ("hmdb51", {"split": 4}, "parameter split: expected one of 1, 2, 3, got 4"),
+    ("breakfast", {"split": "S1"}, "parameter split: expected one of 's1', 's2', 's3', 's4', got 'S1'"),
+    ("ucf101", {"split": "1"}, "parameter split: expected one of 1, 2, 3, got '1'"),
+    ("generic", {"multilabel": "maybe"}, "parameter multilabel: expected true or false"),
+])
+def test_dataset_parameters_are_checked_against_their_declarations(name, params, message):
+    with pytest.raises(DatasetError, match=message):
+        build(name, **params)
+
+
+def test_data_check_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys):
+    report = tmp_path / "bad.csv"
+    hmdb = tmp_path / "hmdb"
+    (hmdb / "testTrainMulti_7030_splits").mkdir(parents=True)
+    (hmdb / "testTrainMulti_7030_splits/brush_hair_test_split1.txt").write_text("a.avi 1 \nb.avi 2 \n")
+    for argv, words in [(["hmdb51", "--param", "root=/typo"], "parameter root: no such folder '/typo'"),
+                        (["hmdb51", "--param", f"root={tmp_path / 'hmdb'}", "--param", "split=4"],
+                         "parameter 'split': expected one of 1, 2, 3, got 4"),
+                        (["hmdb51", "--param", f"root={hmdb}", "--param", "split=2"],
+                         "parameter splits_dir: no <class>_test_split2.txt"),
+                        (["breakfast", "--param", "split=S1"], "parameter 'split': expected one of 's1'"),
+                        (["breakfast", "--param", f"root={tmp_path}"], "parameter videos_dir: no such path")]:
+        code = data_main(["data", "check", *argv, "--csv", str(report)])
+        captured = capsys.readouterr()
+        assert code == 2 and not report.exists(), argv
+        assert captured.err.count("\n") == 2 and "Traceback" not in captured.err, captured.err  # the line + the timing
+        assert captured.err.startswith("skimbench: error: dataset ") and words in captured.err, captured.err
+
+
+def test_breakfast_official_bundles_decide_the_split(tmp_path):
+    base = tmp_path / "BreakfastII_15fps_qvga_sync"
+    for rel in ("P03/cam01/P03_cereals.avi", "P03/stereo/P03_cereals_ch0.avi", "P03/stereo/P03_cereals_ch1.avi",
+                "P03/webcam02/P03_cereals.avi", "P16/cam01/P16_tea.avi"):
+        video(base / rel)
+    bundles = tmp_path / "splits"
+    bundles.mkdir()
+    # MS-TCN's bundles name each video by its ground-truth file; the stereo view is listed once
+    (bundles / "test.split1.bundle").write_text("P03_cam01_P03_cereals.txt\nP03_stereo01_P03_cereals.txt\n"
+                                                "P03_cam02_P03_cereals.txt\n")
+    (bundles / "train.split1.bundle").write_text("P16_cam01_P16_tea.txt\n")
+    ds = build("breakfast", root=str(tmp_path), bundles_dir="splits")
+    test = ds.split("test")
+    assert [r.video_id for r in test] == ["P03_cam01_P03_cereals", "P03_stereo01_P03_cereals", "P03_cam02_P03_cereals"]
+    assert test[1].path.endswith("P03/stereo/P03_cereals_ch0.avi") and readable(test[1])
+    assert test[2].path.endswith("P03/cam02/P03_cereals.avi") and not Path(test[2].path).exists()  # listed: missing
+    assert [r.labels for r in ds.split("train")] == [(9,)]  # webcam02, in no bundle, is left out
+    (bundles / "train.split1.bundle").write_text("P16_cam01_tea.txt\n")
+    with pytest.raises(DatasetError, match=r"train.split1.bundle:1: 'P16_cam01_tea.txt' is not"):
+        build("breakfast", root=str(tmp_path), bundles_dir="splits").split("train")

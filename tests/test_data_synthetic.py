@@ -1,10 +1,14 @@
 """The built-in benchmark: determinism, ground truth, variants, and the generic read-back path."""
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from harness.data import synthetic
+from harness.data import coverage, synthetic
 from harness.data.decoding import open_video
 from harness.registry import DATASETS
 
@@ -86,6 +90,56 @@ def test_dataset_reads_back_through_the_generic_loader(tmp_path):
 def test_small_size_budget():
     cfg = synthetic.resolve_config("longrange", "small")
     assert cfg["resolution"] == 32 and 96 <= cfg["num_frames"] <= 128 and cfg["num_frames"] % 4 == 0
-    assert (cfg["num_train"], cfg["num_test"]) == (240, 120)
+    assert (cfg["num_train"], cfg["num_test"]) == (240, 1000)  # 1000 test videos: a 95% interval of about +-3 points
     full = synthetic.resolve_config("move4", "full")
     assert full["resolution"] == 112 and full["num_frames"] >= 300 and full["num_train"] + full["num_test"] >= 2000
+
+
+def _generate_in_a_process(root, threads, workers):
+    """``skimbench data make`` in a fresh process with ``threads`` BLAS/OpenMP threads: {file: bytes}, manifest hash."""
+    env = {**os.environ, **{name: str(threads) for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
+    command = [sys.executable, "-m", "harness.data.commands", "data", "make", "skim-digits", "--size", "tiny",
+               "--variant", "move4", "--root", str(root), "--workers", str(workers), "--param", "num_train=8",
+               "--param", "num_test=4"]
+    subprocess.run(command, env=env, check=True, capture_output=True, cwd=Path(__file__).resolve().parents[1])
+    (folder,) = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    files = {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return files, DATASETS.get("generic")(root=str(folder), train="train.json", test="test.json").manifest_hash()
+
+
+def test_generation_is_byte_identical_across_processes_and_threads(tmp_path):
+    one, manifest_one = _generate_in_a_process(tmp_path / "one", threads=1, workers=1)
+    two, manifest_two = _generate_in_a_process(tmp_path / "two", threads=2, workers=2)
+    assert len(one) == 8 + 4 + 3 and sorted(one) == sorted(two)
+    differing = [name for name in one if one[name] != two[name]]
+    assert not differing, f"files differ between two generations: {differing}"
+    assert manifest_one == manifest_two
+
+
+def test_informative_clips_are_placed_uniformly(tmp_path):
+    """Every clip position is informative equally often (move4), so no fixed rule is favoured: the
+    centre clip is not (it was in 92% of move4 videos when the segment could not wrap)."""
+    for variant in ("move4", "multilabel"):
+        cfg = synthetic.resolve_config(variant, "small")
+        clips = cfg["num_frames"] // synthetic.CLIP_LEN
+        informative = np.zeros((4000, clips))
+        for i in range(len(informative)):
+            segments, gaps, shift = synthetic.layout(cfg, np.random.default_rng([0, 1, i]))
+            pieces = np.ravel(np.c_[gaps[:-1], segments])  # gap, segment, gap, segment, ..., then the last gap
+            row = np.concatenate([np.repeat([0, 1] * len(segments), pieces), np.zeros(gaps[-1])])
+            informative[i] = np.roll(row, shift)
+        share = informative.mean(0)  # how often each clip position is informative
+        expected = round(cfg["informative_fraction"] * clips) / clips
+        assert np.abs(share - expected).max() < 0.04, (variant, share.round(2))  # 4000 draws: sd 0.008
+
+
+def test_coverage_of_fixed_rules_on_hand_made_ground_truth():
+    # 4 clips of 4 frames; video 1: only the last clip informative, video 2: the two middle clips
+    rows = coverage.coverage_rows(["0000" "0000" "0000" "1111", "0000" "1111" "1111" "0000"], ks=[1, 2])
+    got = {(r["rule"], r["k"]): (r["videos_hit"], r["informative_share"], r["informative_seen"]) for r in rows}
+    assert got[("uniform (centres)", 1)] == (0.5, 0.5, 0.25)  # clip 2: misses video 1, 1 of 2 in video 2
+    assert got[("uniform (endpoints)", 2)] == (0.5, 0.25, 0.5)  # clips 0 and 3: the last clip is included
+    assert got[("uniform (centres)", 2)] == (1.0, 0.5, 0.75)  # clips 1 and 3
+    hit, share, seen = got[("random", 2)]  # exact: 1 - C(3,2)/C(4,2) = 0.5 and 1 - C(2,2)/C(4,2) = 5/6
+    assert hit == pytest.approx((0.5 + 5 / 6) / 2) and share == pytest.approx(0.375) and seen == pytest.approx(0.5)
+    assert got[("dense", 4)] == (1.0, 0.375, 1.0)

@@ -12,7 +12,7 @@ from pathlib import Path
 from harness.grid import expand, spec_hash, trial_hash
 from harness.registry import load_plugin_file
 from harness.spec import load_spec
-from harness.trial import Plugin, Trial
+from harness.trial import Trial
 
 load_plugin_file(Path(__file__).parent / "specs" / "specfix_plugins.py")
 

@@ -155,3 +155,32 @@ def test_load_plugin_file(tmp_path):
     load_plugin_file(plugin)
     load_plugin_file(plugin)  # a second --plugin of the same file is a no-op, not a duplicate
     assert METHODS.get("regtest_local").params["k"].default == 3
+
+
+SAME_ORIGIN_PLUGIN = '''\
+from harness.method import Method
+from harness.registry import register_method
+
+
+@register_method("regtest_same_origin")
+class SameOrigin(Method):
+    params = {}
+'''
+
+
+def test_same_source_file_reached_twice_is_one_origin(tmp_path):
+    """An installed plugin module imported by its entry point AND loaded with --plugin (or by its own
+    test) was "duplicate method name ... registered by X and by skimbench_plugin_X" (#16.2)."""
+    (tmp_path / "regtest_origin_mod.py").write_text(SAME_ORIGIN_PLUGIN)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        first = importlib.import_module("regtest_origin_mod").SameOrigin  # as an entry point imports it
+        load_plugin_file(tmp_path / "regtest_origin_mod.py")  # as --plugin does: another module, same file
+        assert METHODS.get("regtest_same_origin") is first
+        (tmp_path / "elsewhere").mkdir()
+        (tmp_path / "elsewhere" / "regtest_origin_other.py").write_text(SAME_ORIGIN_PLUGIN)
+        with pytest.raises(RegistryError, match="duplicate method name 'regtest_same_origin'"):
+            load_plugin_file(tmp_path / "elsewhere" / "regtest_origin_other.py")  # another file: a real clash
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("regtest_origin_mod", None)

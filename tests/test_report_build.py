@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from harness.report.build import build_report, report_dir
-from harness.report.claims import CLAIMS
+from harness.report.claims import VERDICTS, registered_claims
 from harness.report.collect import ReportError, load_predictions, load_trials
 from test_report_helpers import frames, make_experiment, relevance
 
@@ -42,13 +42,13 @@ def test_load_predictions_decodes_json_cells(full):
 def test_report_files(full):
     _, out, _, _ = full
     assert out.name == "quick"
-    for stem in ("pareto_synthetic_top1", "latency_synthetic_top1", "cost_per_video_synthetic", "bins_synthetic",
-                 "clusters_synthetic", "selection_synthetic", "filmstrip"):
+    for stem in ("pareto_synthetic_top1", "latency_synthetic_top1", "cost_per_video_synthetic", "sgs_bins_synthetic",
+                 "temporal_clustering_cluster_boundaries_synthetic", "selection_synthetic", "filmstrip"):
         png = out / "figures" / f"{stem}.png"
         assert matplotlib.image.imread(png).shape[0] > 200, stem
         assert (out / "figures" / f"{stem}.svg").read_text().lstrip().startswith("<?xml")
-    for stem in ("methods_top1", "matched_compute_top1", "reach_dense_top1", "front_share_top1",
-                 "selection_quality", "claims"):
+    for stem in ("methods_top1", "matched_compute_top1", "reach_reference_top1", "front_share_top1",
+                 "selection_quality", "claims", "cost_regime"):
         for suffix in (".csv", ".md", ".tex"):
             assert (out / "tables" / f"{stem}{suffix}").stat().st_size > 0, stem + suffix
     assert "\\toprule" in (out / "tables" / "methods_top1.tex").read_text()
@@ -63,7 +63,9 @@ def test_report_md_content(full):
     assert "![synthetic top1 vs GFLOPs per video](figures/pareto_synthetic_top1.png)" in text
     assert "**synthetic, top1: Pareto front**" in text and "sgs bins=16" in text
     assert "| uniform | k=16 | 0 | FAILED | ERROR |" in text  # the failed trial is listed
-    assert "oracle | k=1 | 2 | 86.0 ± 1.4" in text  # mean ± std over two seeds
+    assert "oracle | k=1 | 2 | 86.0 [58.3, 100.0] | 1.4 |" in text  # seed mean [95% interval], std over two seeds
+    assert "| light | selection | 0.02 | 1:25 |" in text  # cost regime: light vs heavy per call, 0.02 vs 0.5
+    assert "1:98 (section 4.1" in text  # LiteEval's paper ratio, declared beside the method
     assert "n/a (non-deployable)" in text
 
 
@@ -74,20 +76,22 @@ def test_tables_numbers(full):
     assert list(uniform.index) == [2, 4, 8]  # the failed k=16 trial has no row
     assert uniform.loc[2, "top1_mean"] == pytest.approx((48.509775 + 50.509775) / 2)
     assert not methods.loc[methods["method"] == "oracle", "on_front"].any()
-    reach = pd.read_csv(out / "tables" / "reach_dense_top1.csv").set_index("method")
-    assert reach.loc["dense", "fraction_of_dense_gflops"] == pytest.approx(1.0)
+    reach = pd.read_csv(out / "tables" / "reach_reference_top1.csv").set_index("method")
+    assert reach.loc["dense", "fraction_of_reference_gflops"] == pytest.approx(1.0)
+    assert set(reach["reference"]) == {"dense"}  # the only method without a budget knob
     share = pd.read_csv(out / "tables" / "front_share_top1.csv")
     assert share["share_of_front"].sum() == pytest.approx(1.0)
     quality = pd.read_csv(out / "tables" / "selection_quality.csv")
     assert "sgs" not in set(quality["label"])  # in-network methods select nothing
-    assert quality.set_index("label").loc["videoepitoma"].sort_values("budget")["precision_mean"].iloc[-1] == pytest.approx(0.875)
+    epitoma = quality.set_index("label").loc["videoepitoma"].sort_values("budget")
+    assert epitoma["precision_mean"].iloc[-1] == pytest.approx(0.875)
 
 
 def test_claims_rows(full):
     _, out, _, _ = full
     claims = pd.read_csv(out / "tables" / "claims.csv")
-    assert {c.id for c in CLAIMS} == set(claims["id"])
-    assert set(claims["verdict"]) <= {"holds", "does not hold", "not comparable here"}
+    assert {c.id for c in registered_claims()} == set(claims["id"])
+    assert set(claims["verdict"]) <= set(VERDICTS)
     assert claims.set_index("id").loc["VE-3", "verdict"] == "does not hold"  # 39% selection overhead at k=2
 
 
@@ -105,8 +109,9 @@ def test_missing_pieces_are_reported_not_fatal(full, tmp_path):
     report = build_report(uri, ["bare"], tmp_path / "out", get_frames=frames, relevance=relevance())
     text = report.read_text()
     assert "_No dynamic method" in text
-    assert "_No finished `dense` trial: nothing to reach._" in text
-    assert "No per-video B' or cluster counts" in text
+    assert "_No finished trial of a method without a budget knob: nothing to reach._" in text
+    assert "No per-video facts declared" in text
+    assert "One seed per point: training variance is not measured." in text
     assert "No trial recorded selected frames or clips" in text
     assert "have no predictions.csv" in text and "1 trial(s) have no finished run" in text
     claims = pd.read_csv(tmp_path / "out" / "tables" / "claims.csv")
@@ -124,7 +129,7 @@ def test_compare_two_experiments_on_the_same_axes(full, tmp_path):
     assert {"uniform <cpu>", "uniform <gpu>", "dense <cpu>", "dense <gpu>"} == set(methods["method"])
     assert len(methods) == 8  # 3 uniform budgets + dense, per experiment: none dropped as a duplicate
     assert "experiment(s) `cpu`, `gpu`" in text and "selection quality skipped" in text
-    reach = pd.read_csv(out / "tables" / "reach_dense_top1.csv")
+    reach = pd.read_csv(out / "tables" / "reach_reference_top1.csv")
     assert len(reach) == 4  # each curve against the dense baseline of its own experiment
 
 
@@ -133,14 +138,12 @@ def test_unknown_experiment_is_a_clear_error(full):
         load_trials(full[0], ["missing"])
 
 
-def test_per_video_counts_from_extras():
-    from harness.report.build import bins_count, cluster_count
+def test_per_video_facts_from_extras():
+    from harness.report.evidence import fact_value
 
-    assert cluster_count({"cluster_boundaries": [0, 3, 7, 9]}) == 4  # every cluster's start frame
-    assert cluster_count({"cluster_starts": [2, 5]}) == 2  # the first start need not be frame 0 (stride)
-    assert cluster_count({"cluster_boundaries": [0, 1, 2, 2, 2]}) == 3  # short video: repeated starts
-    assert cluster_count({"clusters": 5}) == 5 and cluster_count({}) is None
-    assert bins_count({"bins": 7}) == 7 and bins_count({"bins": [5, 9]}) == 5 and bins_count({}) is None
+    assert fact_value([0, 3, 7, 9]) == 4  # a list counts its distinct values: every cluster's start frame
+    assert fact_value([0, 1, 2, 2, 2]) == 3  # short video: repeated starts add no cluster
+    assert fact_value(7) == 7 and fact_value(None) is None and fact_value(True) is None
 
 
 def test_an_experiment_whose_trials_all_failed_still_gets_a_report(full, tmp_path):
@@ -154,3 +157,35 @@ def test_an_experiment_whose_trials_all_failed_still_gets_a_report(full, tmp_pat
     text = build_report(full[0], ["allfail"], tmp_path / "out").read_text()
     assert "No finished trial has an accuracy or mAP metric" in text
     assert "_No metric to check claims against._" in text and "| uniform | k=2 | 0 | FAILED |" in text
+
+
+def test_trial_intervals_for_skimbench_results(full):
+    from harness.report.evidence import trial_intervals
+
+    trials = load_trials(full[0], ["quick"])
+    done = trials[trials["status"] == "FINISHED"].iloc[:2]
+    failed = trials[trials["status"] == "FAILED"].iloc[0]
+    table = trial_intervals(full[0], list(done["run_id"]) + [failed["run_id"]]).set_index("run_id")
+    for run_id in done["run_id"]:
+        assert table.loc[run_id, "top1_lo"] <= table.loc[run_id, "top1_hi"]
+    assert pd.isna(table.loc[failed["run_id"], "top1_lo"])  # no predictions, no interval
+
+
+def test_cost_regime_ratio_comes_from_fvcore_counts():
+    import torch
+
+    from harness.compute import account, count_flops
+    from harness.method import Component, Usage
+    from harness.report.claims import PaperCost
+    from harness.report.tables import cost_regime_table
+
+    light, heavy = torch.nn.Conv2d(3, 4, 3), torch.nn.Conv2d(3, 64, 3)
+    frame = lambda: (torch.zeros(1, 3, 32, 32),)  # noqa: E731
+    parts = {"light": Component(light, frame, role="selection"), "heavy": Component(heavy, frame)}
+    accounting = account(parts, [Usage({"light": 8, "heavy": 2}), Usage({"light": 8, "heavy": 4})])
+    numeric, text = cost_regime_table({("d", "sampler", "m"): accounting.table}, {"m": PaperCost("m", "1:98", "x")})
+    row = numeric.set_index("component").loc["light"]
+    expected = count_flops(light, frame()).gflops / count_flops(heavy, frame()).gflops
+    assert row["ratio_to_heaviest_recognition"] == pytest.approx(expected) and expected == pytest.approx(1 / 16)
+    assert text.set_index("component").loc["light", "vs heaviest recognition"] == "1:16"
+    assert row["paper_ratio"] == "1:98" and row["calls_all_videos"] == 16

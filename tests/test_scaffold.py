@@ -62,3 +62,36 @@ def test_rejects_bad_names(tmp_path, name, reason):
 def test_class_name():
     assert class_name("my_sampler") == "MySampler"
     assert class_name("x3d_skim") == "X3dSkim"
+
+
+def test_packaged_plugin_installs_and_passes_its_own_test(tmp_path):
+    """``new-method NAME --package``, ``pip install -e`` into a fresh venv: the scaffolded test,
+    ``--plugin NAME.py`` and ``plugins methods NAME`` all work with the entry point installed (#16.2)."""
+    written = scaffold_method("pkg_probe", tmp_path, package=True)
+    package = tmp_path / "skimbench-pkg-probe"
+    assert sorted(written) == sorted(package / name for name in ("pkg_probe.py", "test_pkg_probe.py", "pyproject.toml"))
+    venv = tmp_path / "venv"
+    # no pip of its own (it would bring an old setuptools): this interpreter's pip installs into it
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    # the venv sees this interpreter's packages (torch, pytest, setuptools) and this checkout
+    parents = [p for p in sys.path if p.endswith("site-packages")]
+    Path(site, "skimbench_parent.pth").write_text("\n".join([str(REPO), *parents]) + "\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps",
+                    "--no-build-isolation", "--no-index", "-e", str(package)], check=True, capture_output=True,
+                   timeout=300, env=env)
+    listed = subprocess.run([str(python), "-m", "harness.cli", "plugins", "methods", "pkg_probe"], cwd=tmp_path,
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    assert listed.stdout.startswith("pkg_probe: ") and "from pkg_probe.PkgProbe" in listed.stdout
+    tested = subprocess.run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", str(package)], cwd=package,
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert tested.returncode == 0, tested.stdout[-3000:] + tested.stderr[-3000:]
+    assert "3 passed" in tested.stdout
+    plugin = subprocess.run([str(python), "-m", "harness.cli", "methods", "pkg_probe", "--plugin",
+                             str(package / "pkg_probe.py")], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert plugin.returncode == 0, plugin.stderr[-3000:]

@@ -1,16 +1,25 @@
 """Every invalid spec is rejected before anything runs, with ONE line that names the file, the line
-of the offending YAML node and the field path. Each case asserts the line and the path exactly."""
+of the offending YAML node and the field path. Each case asserts the line and the path exactly.
+Hostile input (alias bombs, deep nesting, NUL bytes, FIFOs, lone surrogates, names that would
+become paths outside the output folder) ends the same way: one line, exit 2, nothing written."""
 from __future__ import annotations
 
+import os
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
 
+from harness import cli
+from harness.grid import check_distinct_trials
+from harness.paths import safe_join
 from harness.registry import load_plugin_file
 from harness.spec import SpecError, load_spec
 
-load_plugin_file(Path(__file__).parent / "specs" / "specfix_plugins.py")
+PLUGINS = Path(__file__).parent / "specs" / "specfix_plugins.py"
+
+load_plugin_file(PLUGINS)
 
 # The head of a valid spec (lines 1-5); cases append to it so that line numbers are easy to read.
 HEAD = """\
@@ -147,6 +156,29 @@ CASES = [
     ("max-failures-negative", HEAD + "max_failures: -1\n", 6, "max_failures", "expected a non-negative integer, got -1"),
     ("timeout-zero", HEAD + "timeout_s: 0\n", 6, "timeout_s", "expected a positive number or null, got 0"),
     ("output-empty", HEAD + "output: ''\n", 6, "output", "expected a folder path, got ''"),
+    # hostile input: each of these printed a traceback (or hung) before
+    ("nul-byte-in-file", HEAD + "description: a\0b\n", 6, "(file)", "the spec contains a NUL byte"),
+    ("deep-nesting", HEAD + "description: " + "[" * 3000 + "]" * 3000 + "\n", 6, "(syntax)", "nested too deeply"),
+    ("lone-surrogate-label", head_without("methods") + 'methods:\n  - {name: specfix_uniform, label: "a\\ud800"}\n', 6,
+     "methods[0].label", "contains an unpaired surrogate '\\ud800'"),
+    ("output-nul", HEAD + 'output: "out\\0put"\n', 6, "output", "contains a NUL character"),
+    ("output-dev-null", HEAD + "output: /dev/null\n", 6, "output", "'/dev/null' exists and is not a folder"),
+    ("output-under-a-file", HEAD + "output: /dev/null/results\n", 6, "output",
+     "'/dev/null' exists and is not a folder"),
+    ("description-list", HEAD + "description: []\n", 6, "description", "expected a string, got []"),
+    # path traversal: names never become path components unsanitised
+    ("experiment-dotdot", HEAD.replace("experiment: bad", "experiment: '..'"), 1, "experiment", "not '.' or '..'"),
+    ("tracking-experiment-traversal", HEAD + "tracking: {experiment: ../../../x}\n", 6, "tracking.experiment",
+     "expected a name of letters, digits"),
+    # accepted by plan, broken at run: validated statically now
+    ("tracking-sqlite-no-path", HEAD + "tracking: {uri: 'sqlite:///'}\n", 6, "tracking.uri",
+     "expected sqlite:///RELATIVE/PATH.db"),
+    ("tracking-http-bad-port", HEAD + "tracking: {uri: 'http://127.0.0.1:99999'}\n", 6, "tracking.uri",
+     "malformed tracking URI"),
+    ("tracking-http-no-host", HEAD + "tracking: {uri: 'http://:5000'}\n", 6, "tracking.uri", "expected http://HOST"),
+    ("ray-address-malformed", HEAD + "ray:\n  address: 'head node:6379'\n", 7, "ray.address",
+     "expected a Ray address: auto, HOST:PORT or ray://HOST:PORT"),
+    ("ray-address-bad-port", HEAD + "ray: {address: 'head:port'}\n", 6, "ray.address", "expected a Ray address"),
 ]
 
 
@@ -155,7 +187,7 @@ def test_malformed_spec_names_line_and_field(tmp_path, text, line, field, fragme
     path = tmp_path / "x.yaml"
     path.write_text(text)
     with pytest.raises(SpecError) as info:
-        load_spec(path)
+        check_distinct_trials(load_spec(path))  # as `plan` and `run` do
     err = info.value
     message = str(err)
     assert "\n" not in message
@@ -204,3 +236,116 @@ def test_override_errors_name_the_override(tmp_path):
     with pytest.raises(SpecError) as info:
         load_spec(path, overrides={"ray.num_cpus": 0})
     assert str(info.value) == f"{path}: ray.num_cpus: expected a positive integer or null, got 0 (from override ray.num_cpus=0)"
+
+
+def test_alias_bomb_is_refused_quickly(tmp_path):
+    """Nine levels of ten aliases each expand to 10**9 values: the reader stops at its bound."""
+    levels = ["  - &l0 [x, x, x, x, x, x, x, x, x, x]"]
+    levels += [f"  - &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]" for i in range(1, 9)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text(HEAD + "description:\n" + "\n".join(levels) + "\n")
+    with pytest.raises(SpecError, match="expands to more than 100000 values") as info:
+        load_spec(path)
+    assert info.value.field.startswith("description[")
+
+
+def test_merge_bomb_is_refused(tmp_path):
+    levels = ["  l0: &l0 {a: 1, b: 2, c: 3, d: 4, e: 5, f: 6, g: 7, h: 8, i: 9, j: 10}"]
+    levels += [f"  l{i}: &l{i} {{<<: [{', '.join([f'*l{i - 1}'] * 10)}]}}" for i in range(1, 9)]
+    path = tmp_path / "merge.yaml"
+    path.write_text(HEAD + "evaluation:\n" + "\n".join(levels) + "\n")
+    with pytest.raises(SpecError, match="more than 100000"):  # merges are counted before they are made
+        load_spec(path)
+
+
+def test_fifo_spec_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "spec.yaml"
+    os.mkfifo(fifo)
+    outcome = []
+
+    def load():
+        try:
+            load_spec(fifo)
+        except SpecError as exc:
+            outcome.append(str(exc))
+
+    thread = threading.Thread(target=load, daemon=True)  # before the fix, open() blocked forever
+    thread.start()
+    thread.join(timeout=20)
+    assert not thread.is_alive(), "reading a FIFO spec blocked"
+    assert outcome == [f"{fifo}: (file): not a regular file (a folder, FIFO or device): give a YAML file"]
+
+
+def test_duplicate_entries_are_found_where_the_grid_is_expanded(tmp_path):
+    """spec.py no longer imports grid.py: load_spec accepts the spec, the grid check refuses it."""
+    path = tmp_path / "x.yaml"
+    path.write_text(head_without("methods") + "methods: [specfix_uniform, {name: specfix_uniform, label: b}]\n")
+    spec = load_spec(path)
+    with pytest.raises(SpecError, match="gives the same trials as methods"):
+        check_distinct_trials(spec)
+
+
+def test_safe_join_refuses_names_that_leave_the_folder(tmp_path):
+    assert safe_join(tmp_path, "quickstart") == tmp_path / "quickstart"
+    for name in ("..", ".", "", "../../x", "a/b", "a\0b"):
+        with pytest.raises(ValueError, match="cannot be used as a folder name"):
+            safe_join(tmp_path, name)
+
+
+# -- the command line: one line on stderr, exit 2, no traceback, nothing written ------------------
+def files_under(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+
+
+def run_cli(tmp_path, monkeypatch, capsys, *argv: str) -> str:
+    monkeypatch.chdir(tmp_path)
+    before = files_under(tmp_path)
+    code = cli.main(list(argv))
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert files_under(tmp_path) == before, "a refused command wrote files"
+    return err.strip()
+
+
+SPEC_OUT = HEAD + "output: out\n"
+
+
+@pytest.mark.parametrize("spec_text, argv, fragment", [
+    (SPEC_OUT + "tracking: {uri: 'http://127.0.0.1:9'}\n", ["run", "x.yaml", "--local"],
+     "cannot reach the tracking server of http://127.0.0.1:9"),
+    (SPEC_OUT, ["run", "x.yaml", "--address", "127.0.0.1:9"], "cannot reach the Ray cluster at 127.0.0.1:9"),
+    (SPEC_OUT, ["run", "x.yaml", "--address", "not an address"], "expected a Ray address"),
+    (SPEC_OUT + "tracking: {uri: 'sqlite:///'}\n", ["run", "x.yaml", "--local"], "tracking.uri: expected sqlite:///"),
+    (head_without("methods") + 'methods: [{name: specfix_uniform, label: "\\ud800"}]\noutput: out\n',
+     ["run", "x.yaml", "--local"], "unpaired surrogate"),
+    (SPEC_OUT, ["run", "x.yaml", "--local", "--set", "evaluation.batch_size=0"],
+     "(from override evaluation.batch_size=0)"),
+    (SPEC_OUT, ["plan", "x.yaml", "--set", "nokey"], "expected KEY=VALUE"),
+    (SPEC_OUT, ["plan", "x.yaml", "--only", "specfix_unifrom"], "did you mean 'specfix_uniform'?"),
+    (SPEC_OUT, ["plan", "x.yaml", "--seeds", "0,zero"], "seeds[1]: expected a seed"),
+], ids=["tracking-unreachable", "ray-unreachable", "ray-address-malformed", "sqlite-no-path", "surrogate-run",
+        "set-invalid", "set-malformed", "only-unknown", "seeds-invalid"])
+def test_cli_refuses_bad_input_in_one_line(tmp_path, monkeypatch, capsys, spec_text, argv, fragment):
+    (tmp_path / "x.yaml").write_text(spec_text)
+    err = run_cli(tmp_path, monkeypatch, capsys, *argv, "--plugin", str(PLUGINS))
+    assert fragment in err
+
+
+@pytest.mark.parametrize("source, fragment", [
+    ("def broken(:\n    pass\n", "bad_plugin.py:1: syntax error in plugin file"),
+    ("import os\nimport no_such_module_for_skimbench\n", "bad_plugin.py:2: plugin file failed to import: "
+                                                          "ModuleNotFoundError"),
+])
+def test_broken_plugin_file_is_one_line(tmp_path, monkeypatch, capsys, source, fragment):
+    (tmp_path / "x.yaml").write_text(SPEC_OUT)
+    (tmp_path / "bad_plugin.py").write_text(source)
+    err = run_cli(tmp_path, monkeypatch, capsys, "plan", "x.yaml", "--plugin", "bad_plugin.py")
+    assert fragment in err
+
+
+def test_data_check_validates_params_and_loads_plugins(tmp_path, monkeypatch, capsys):
+    err = run_cli(tmp_path, monkeypatch, capsys, "data", "check", "specfix_digits", "--param", "size=maybe",
+                  "--plugin", str(PLUGINS))
+    assert err == "skimbench: error: dataset 'specfix_digits': parameter 'size': expected one of 'tiny', 'small', " \
+                  "'full', got 'maybe'"

@@ -15,7 +15,7 @@ from torch import nn
 
 from harness.backbones import mobilenet, resnet, shufflenet3d, tsm, video_resnet, x3d  # noqa: F401  (registers)
 from harness.backbones.base import Backbone, Stage
-from harness.params import resolve_params
+from harness.params import resolve_params, validate
 from harness.registry import BACKBONES
 
 __all__ = ["Backbone", "Stage", "build_backbone", "load_checkpoint"]
@@ -32,12 +32,7 @@ def build_backbone(name: str, params: Mapping[str, Any] | None = None, num_class
             raise ValueError(f"external backbone name must be 'external:<lib>:<model>', got '{name}'")
         return ExternalBackbone(parts[1], parts[2], num_classes, **params)
     cls = BACKBONES.get(name)
-    for key, value in params.items():
-        if key not in cls.params:
-            raise ValueError(f"backbone '{name}': unknown parameter '{key}' (declared: {', '.join(sorted(cls.params))})")
-        problem = cls.params[key].check(value)
-        if problem:
-            raise ValueError(f"backbone '{name}': parameter '{key}': {problem}")
+    params = validate(f"backbone '{name}'", cls.params, params)  # ParamError, a ValueError
     return cls(num_classes=num_classes, **resolve_params(cls.params, params))
 
 

@@ -4,6 +4,9 @@
 release the GIL) with a progress bar, and lists each unreadable file with its reason; exit code 1
 if any file is unreadable, so it can gate a CI job or a cluster submission.
 ``data make skim-digits --size small`` writes the built-in benchmark with a progress bar.
+A dataset that cannot be read as given (unknown or out-of-range parameter, missing or empty root,
+missing annotation file, empty split) is one line on stderr and exit code 2, before anything is
+scanned or written.
 """
 from __future__ import annotations
 
@@ -20,21 +23,26 @@ import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from harness.data.dataset import DatasetError
+from harness.params import ParamError
+
 
 def _parse_params(pairs: list[str] | None) -> dict[str, Any]:
     out = {}
     for pair in pairs or []:
         if "=" not in pair:
-            raise SystemExit(f"skimbench: error: --param expects KEY=VALUE, got '{pair}'")
+            raise DatasetError(f"--param expects KEY=VALUE, got '{pair}'")
         key, value = pair.split("=", 1)
         out[key.strip()] = yaml.safe_load(value)
     return out
 
 
-def _build_datasets(target: str, params: dict[str, Any]) -> list[Any]:
-    from harness.params import resolve_params
-    from harness.registry import DATASETS
+def _build_datasets(target: str, params: dict[str, Any], plugins: list[str] | None = None) -> list[Any]:
+    from harness.params import resolve_params, validate
+    from harness.registry import DATASETS, load_plugin_file
 
+    for plugin in plugins or []:
+        load_plugin_file(plugin)
     if target.endswith((".yaml", ".yml")) and Path(target).is_file():
         from harness.spec import load_spec
 
@@ -44,10 +52,7 @@ def _build_datasets(target: str, params: dict[str, Any]) -> list[Any]:
     datasets = []
     for name, given in refs:
         cls = DATASETS.get(name)
-        unknown = set(given) - set(cls.params)
-        if unknown:
-            raise SystemExit(f"skimbench: error: dataset '{name}' has no parameter(s) {sorted(unknown)}; "
-                             f"it has {sorted(cls.params)}")
+        given = validate(f"dataset '{name}'", cls.params, given)  # ParamError: one line, exit 2
         datasets.append(cls(**resolve_params(cls.params, given)))
     return datasets
 
@@ -90,8 +95,18 @@ def check_dataset(dataset: Any, workers: int, full: bool, min_frames: int, backe
 
 def cmd_check(args: argparse.Namespace) -> int:
     console = Console(stderr=False, highlight=False)
+    try:
+        datasets = _build_datasets(args.target, _parse_params(args.param), args.plugin)
+        for dataset in datasets:  # every split parsed before anything is scanned: a bad root fails first
+            for split in dataset.split_names():
+                dataset.split(split)
+    except (DatasetError, ParamError) as exc:
+        print(f"skimbench: error: {exc}", file=sys.stderr)
+        return 2
     bad = []
-    for dataset in _build_datasets(args.target, _parse_params(args.param)):
+    for dataset in datasets:
+        for note in getattr(dataset, "notes", []):
+            console.print(f"{dataset.name}: {note}", markup=False, highlight=False, soft_wrap=True)
         bad += check_dataset(dataset, args.workers, args.full, args.min_frames, args.backend, console)
     if args.csv:
         with open(args.csv, "w", newline="") as fh:
@@ -101,11 +116,33 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+GENERATOR_KNOBS = ("informative_fraction", "num_segments", "num_frames", "resolution", "num_train", "num_test")
+
+
+def _generator_config(args: argparse.Namespace) -> dict[str, Any]:
+    """skim-digits' configuration from the command line; a bad knob is a DatasetError (one line, exit 2)."""
+    from harness.data import synthetic
+
+    knobs = _parse_params(args.param)
+    unknown = sorted(set(knobs) - set(GENERATOR_KNOBS))
+    if unknown:
+        raise DatasetError(f"skim-digits has no generator knob(s) {unknown}; it has {list(GENERATOR_KNOBS)}")
+    try:
+        return synthetic.resolve_config(args.variant, args.size, args.seed, **knobs)
+    except (ValueError, TypeError) as exc:
+        raise DatasetError(f"skim-digits: {exc}") from None
+
+
 def cmd_make(args: argparse.Namespace) -> int:
     from harness.data import synthetic
 
-    if args.name != "skim-digits":
-        raise SystemExit(f"skimbench: error: only the built-in 'skim-digits' can be made, not '{args.name}'")
+    try:
+        if args.name != "skim-digits":
+            raise DatasetError(f"only the built-in 'skim-digits' can be made, not '{args.name}'")
+        cfg = _generator_config(args)
+    except DatasetError as exc:
+        print(f"skimbench: error: {exc}", file=sys.stderr)
+        return 2
     console = Console(stderr=True)
     with _progress(console) as progress:
         task = progress.add_task(f"skim-digits {args.variant} {args.size}", total=None)
@@ -113,37 +150,79 @@ def cmd_make(args: argparse.Namespace) -> int:
         def update(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
+        knobs = {k: v for k, v in cfg.items() if k in GENERATOR_KNOBS}
         folder, seconds = synthetic.make(size=args.size, variant=args.variant, seed=args.seed, root=args.root,
-                                         progress=update, workers=args.workers, **_parse_params(args.param))
+                                         progress=update, workers=args.workers, **knobs)
     state = f"generated in {seconds:.1f} s" if seconds else "already present"
     print(f"skim-digits {args.variant}/{args.size} seed {args.seed}: {folder} ({state})")
     return 0
 
 
+def cmd_coverage(args: argparse.Namespace) -> int:
+    from harness.data import coverage, synthetic
+
+    try:
+        cfg = _generator_config(args)
+        ks = [int(k) for k in args.k.split(",")]
+        if min(ks) < 1:
+            raise ValueError
+    except ValueError:
+        print(f"skimbench: error: --k expects positive integers separated by commas, got '{args.k}'", file=sys.stderr)
+        return 2
+    except DatasetError as exc:
+        print(f"skimbench: error: {exc}", file=sys.stderr)
+        return 2
+    folder = synthetic.ensure_generated(args.root, cfg)
+    relevances = coverage.split_relevance(folder, args.split)
+    print(f"skim-digits {args.variant}/{args.size} seed {args.seed}, {args.split} split: {len(relevances)} videos "
+          f"of {cfg['num_frames'] // synthetic.CLIP_LEN} clips ({folder})")
+    print(coverage.format_rows(coverage.coverage_rows(relevances, ks)))
+    return 0
+
+
 def add_commands(subparsers: Any) -> None:
     data = subparsers.add_parser("data", help="check datasets for unreadable videos; generate the built-in benchmark")
-    sub = data.add_subparsers(dest="data_command", required=True)
+    sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
 
     check = sub.add_parser("check", help="scan a dataset (a spec's or a registered one) and report every unreadable file")
     check.add_argument("target", metavar="SPEC_OR_DATASET", help="a spec YAML file, or a registered dataset name")
-    check.add_argument("--param", action="append", metavar="KEY=VALUE", help="dataset parameter (repeatable)")
+    check.add_argument("--param", action="append", metavar="KEY=VALUE",
+                       help="dataset parameter, checked against its declaration (repeatable)")
+    check.add_argument("--plugin", action="append", metavar="FILE.py", help="load a local plugin file (repeatable)")
     check.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel checks (default: CPU count)")
     check.add_argument("--full", action="store_true", help="decode every frame (default: open, decode first and last frames)")
     check.add_argument("--min-frames", type=int, default=1, help="report videos with fewer frames as too short")
-    check.add_argument("--backend", default="auto", choices=("auto", "decord", "pyav"))
+    check.add_argument("--backend", default="auto", choices=("auto", "decord", "pyav"),
+                       help="video decoder (default auto: decord, PyAV where decord fails)")
     check.add_argument("--csv", metavar="FILE", help="also write the unreadable files to a CSV")
     check.set_defaults(func=cmd_check)
 
-    make = sub.add_parser("make", help="write the built-in long-range benchmark")
+    make = sub.add_parser("make", help="write the built-in benchmark skim-digits")
     make.add_argument("name", help="skim-digits")
-    make.add_argument("--size", default="small", choices=("tiny", "small", "full"))
-    make.add_argument("--variant", default="longrange", choices=("move4", "longrange", "multilabel"))
-    make.add_argument("--seed", type=int, default=0)
-    make.add_argument("--root", default="data/skim-digits")
+    make.add_argument("--size", default="small", choices=("tiny", "small", "full"),
+                      help="how many videos (default small)")
+    make.add_argument("--variant", default="longrange", choices=("move4", "longrange", "multilabel"),
+                      help="which benchmark: move4 is the quickstart's (default longrange)")
+    make.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
+    make.add_argument("--root", default="data/skim-digits", help="folder to write into (default data/skim-digits)")
     make.add_argument("--workers", type=int, default=None, help="processes (default: 1 for tiny/small, all CPUs for full)")
     make.add_argument("--param", action="append", metavar="KEY=VALUE",
                       help="generator knob: informative_fraction, num_segments, num_frames, resolution, num_train, num_test")
     make.set_defaults(func=cmd_make)
+
+    cover = sub.add_parser("coverage",
+                           help="what uniform, random and dense sampling see of skim-digits' informative clips")
+    cover.add_argument("--size", default="small", choices=("tiny", "small", "full"),
+                       help="benchmark size, as for data make (default: small)")
+    cover.add_argument("--variant", default="move4", choices=("move4", "longrange", "multilabel"),
+                       help="benchmark variant (default: move4, the quickstart's)")
+    cover.add_argument("--seed", type=int, default=0, help="generator seed (default: 0)")
+    cover.add_argument("--root", default="data/skim-digits",
+                       help="where the benchmark is (generated there if missing; default: data/skim-digits)")
+    cover.add_argument("--split", default="test", choices=("train", "test"), help="split to measure (default: test)")
+    cover.add_argument("--k", default="1,2,3,4,6,8,12", help="comma-separated numbers of clips")
+    cover.add_argument("--param", action="append", metavar="KEY=VALUE", help="generator knob, as for data make")
+    cover.set_defaults(func=cmd_coverage)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,6 +25,11 @@ class VideoRecord:
     meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
 
+class DatasetError(ValueError):
+    """A dataset that cannot be read as configured (missing or empty root, missing annotation file, a
+    parameter outside its declaration): its message is one line naming the parameter or file."""
+
+
 class VideoDataset:
     """Base class of dataset plugins: built as ``Cls(**params)``, then asked for splits."""
 

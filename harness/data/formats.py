@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Any, ClassVar, Iterable
 
-from harness.data.dataset import VideoDataset, VideoRecord
+from harness.data.dataset import DatasetError, VideoDataset, VideoRecord
 from harness.params import Param
 from harness.registry import register_dataset
 
@@ -36,17 +36,27 @@ def index_videos(folder: Path, extensions: Iterable[str] = VIDEO_EXTENSIONS) -> 
 
 
 class AnnotatedDataset(VideoDataset):
-    """Shared plumbing: declared defaults filled in, ``root``-relative paths, splits parsed once."""
+    """Shared plumbing: parameters checked against their declarations and defaults filled in,
+    ``root``-relative paths, splits parsed once, a missing or empty root (or annotation file) and an
+    empty split refused with a one-line ``DatasetError``. ``notes`` collects what the loader fixed
+    in the annotations (``data check`` prints them)."""
 
     splits: ClassVar[tuple[str, ...]] = ("train", "test")
+    empty_splits_allowed: ClassVar[bool] = False  # an official split with no video means a wrong path or split
 
     def __init__(self, **params: Any):
         unknown = set(params) - set(self.params)
         if unknown:
-            raise TypeError(f"{self.name}: unknown parameter(s) {sorted(unknown)}")
+            raise DatasetError(f"dataset '{self.name}': unknown parameter(s) {sorted(unknown)}; "
+                               f"it has {sorted(self.params)}")
+        for key, value in params.items():
+            problem = self.params[key].check(value)
+            if problem:
+                raise DatasetError(f"dataset '{self.name}': parameter {key}: {problem}")
         super().__init__(**{k: params.get(k, p.default) for k, p in self.params.items()})
         self._records: dict[str, list[VideoRecord]] = {}
         self._classes: list[str] | None = None
+        self.notes: list[str] = []
 
     @property
     def root(self) -> Path:
@@ -57,6 +67,22 @@ class AnnotatedDataset(VideoDataset):
         value = Path(str(self.p[key])).expanduser()
         return value if value.is_absolute() else self.root / value
 
+    def existing(self, key: str, name: str = "") -> Path:
+        """``file(key)`` (or the file ``name`` inside that folder), which must exist; else a DatasetError
+        naming ``key``."""
+        path = self.file(key) / name if name else self.file(key)
+        if not path.exists():
+            kind = "file" if name or path.suffix else "path"
+            raise DatasetError(f"dataset '{self.name}': parameter {key}: no such {kind} '{path}'")
+        return path
+
+    def _check_root(self) -> None:
+        root = self.root
+        if not root.is_dir():
+            raise DatasetError(f"dataset '{self.name}': parameter root: no such folder '{root}'")
+        if next(root.iterdir(), None) is None:
+            raise DatasetError(f"dataset '{self.name}': parameter root: the folder '{root}' is empty")
+
     def split_names(self) -> tuple[str, ...]:
         return self.splits
 
@@ -64,7 +90,12 @@ class AnnotatedDataset(VideoDataset):
         if name not in self.split_names():
             raise KeyError(f"dataset '{self.name}' has splits {list(self.split_names())}, not '{name}'")
         if name not in self._records:
-            self._records[name] = self._load(name)
+            self._check_root()
+            records = self._load(name)
+            if not records and not self.empty_splits_allowed:
+                raise DatasetError(f"dataset '{self.name}': split '{name}' has no videos under '{self.root}' "
+                                   f"(parameters: {', '.join(f'{k}={v}' for k, v in sorted(self.p.items()))})")
+            self._records[name] = records
         return self._records[name]
 
     @property
@@ -96,7 +127,7 @@ class _Kinetics(AnnotatedDataset):
     _dir = {"train": "train_dir", "val": "val_dir", "test": "val_dir"}
 
     def _rows(self, split: str) -> list[dict[str, str]]:
-        with open(self.file(self._csv[split]), newline="", encoding="utf-8") as fh:
+        with open(self.existing(self._csv[split]), newline="", encoding="utf-8") as fh:
             return list(csv.DictReader(fh))
 
     def _load_classes(self) -> list[str]:
@@ -157,14 +188,15 @@ class SomethingSomethingV2(AnnotatedDataset):
     }
 
     def _load_classes(self) -> list[str]:
-        mapping = json.loads(self.file("labels_json").read_text(encoding="utf-8"))
+        mapping = json.loads(self.existing("labels_json").read_text(encoding="utf-8"))
         names = [""] * len(mapping)
         for template, index in mapping.items():
             names[int(index)] = template
         return names
 
     def _load(self, split: str) -> list[VideoRecord]:
-        entries = json.loads(self.file("train_json" if split == "train" else "val_json").read_text(encoding="utf-8"))
+        annotations = self.existing("train_json" if split == "train" else "val_json")
+        entries = json.loads(annotations.read_text(encoding="utf-8"))
         index = {name: i for i, name in enumerate(self.class_names)}
         folder = self.file("videos_dir")
         records = []
@@ -199,14 +231,14 @@ class UCF101(AnnotatedDataset):
         return self.file("splits_dir") / f"{'trainlist' if split == 'train' else 'testlist'}{self.p['split']:02d}.txt"
 
     def _load_classes(self) -> list[str]:
-        rows = [line.split() for line in _read_lines(self.file("splits_dir") / "classInd.txt")]
+        rows = [line.split() for line in _read_lines(self.existing("splits_dir", "classInd.txt"))]
         return [name for _, name in sorted((int(i), name) for i, name in rows)]
 
     def _load(self, split: str) -> list[VideoRecord]:
         index = {name.lower(): i for i, name in enumerate(self.class_names)}
         folder = self.file("videos_dir")
         records = []
-        for line in _read_lines(self._list_file(split)):
+        for line in _read_lines(self.existing("splits_dir", self._list_file(split).name)):
             rel = line.split()[0]
             label = index[rel.split("/")[0].lower()]
             records.append(VideoRecord(Path(rel).stem, str(folder / rel), (label,)))
@@ -229,7 +261,11 @@ class HMDB51(AnnotatedDataset):
     }
 
     def _split_files(self) -> list[Path]:
-        return sorted(self.file("splits_dir").glob(f"*_test_split{self.p['split']}.txt"))
+        files = sorted(self.existing("splits_dir").glob(f"*_test_split{self.p['split']}.txt"))
+        if not files:
+            raise DatasetError(f"dataset '{self.name}': parameter splits_dir: "
+                               f"no <class>_test_split{self.p['split']}.txt in '{self.file('splits_dir')}'")
+        return files
 
     def _load_classes(self) -> list[str]:
         suffix = f"_test_split{self.p['split']}"
@@ -270,16 +306,22 @@ class Charades(AnnotatedDataset):
     }
 
     def _load_classes(self) -> list[str]:
-        return [line.split(" ", 1)[1] for line in _read_lines(self.file("classes_file"))]
+        return [line.split(" ", 1)[1] for line in _read_lines(self.existing("classes_file"))]
 
     def _load(self, split: str) -> list[VideoRecord]:
         folder = self.file("videos_dir")
         records = []
-        with open(self.file("train_csv" if split == "train" else "test_csv"), newline="", encoding="utf-8") as fh:
-            for row in csv.DictReader(fh):
+        path = self.existing("train_csv" if split == "train" else "test_csv")
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            for row in reader:
                 segments = []
                 for action in filter(None, (row.get("actions") or "").split(";")):
                     code, start, end = action.split()
+                    if float(start) > float(end):  # 7 in the official train CSV: the times in the wrong order
+                        self.notes.append(f"{path.name}:{reader.line_num}: video {row['id']}: segment '{action}' "
+                                          "has its start after its end; start and end swapped")
+                        start, end = end, start
                     segments.append((float(start), float(end), int(code[1:])))
                 labels = tuple(sorted({s[2] for s in segments}))
                 records.append(VideoRecord(row["id"], str(folder / f"{row['id']}{self.p['ext']}"), labels,
@@ -300,37 +342,94 @@ BREAKFAST_TEST_PERSONS = {"s1": range(3, 16), "s2": range(16, 29), "s3": range(2
 @register_dataset("breakfast")
 class Breakfast(AnnotatedDataset):
     """Files ``P03/cam01/P03_cereals.avi``: the activity is in the file name; split sN holds out a
-    block of 13 persons (s1: P03-P15, s2: P16-P28, s3: P29-P41, s4: P42-P54) for testing."""
+    block of 13 persons (s1: P03-P15, s2: P16-P28, s3: P29-P41, s4: P42-P54) for testing.
 
-    summary = "Breakfast (10 activities, splits s1-s4 by person)"
+    Every camera view of a recording is its own video, as in the official split bundles
+    (``P03_cam01_P03_cereals``, ``P03_webcam01_P03_cereals``, ...): videos are keyed by their path,
+    never by their file name alone. The stereo camera's folder ``stereo`` holds one file per channel
+    (``P03_cereals_ch0.avi``, ``_ch1.avi``), where the bundles list one video ``P03_stereo01_P03_cereals``:
+    it is read from channel ``stereo_channel``, or from the other one when that file is absent.
+
+    With ``bundles_dir`` (the official ``train.splitN.bundle`` / ``test.splitN.bundle``, one video id
+    per line, with or without ``.txt``), a split holds exactly the videos its bundle lists, in its
+    order; a listed video absent on disk keeps its expected path (reported missing); files that no
+    bundle lists are left out. Without it, every video found is split by person.
+    """
+
+    summary = "Breakfast (10 activities, splits s1-s4 by person, every camera view a video)"
     params = {
         "root": Param("data/breakfast", "dataset folder"),
         "videos_dir": Param("BreakfastII_15fps_qvga_sync", "folder of P<nn>/<camera>/P<nn>_<activity>.avi"),
         "split": Param("s1", "which block of persons is held out for testing", choices=tuple(BREAKFAST_TEST_PERSONS)),
+        "stereo_channel": Param(0, "stereo camera channel read as the stereo01 view (the other if it is absent)",
+                                choices=(0, 1)),
+        "bundles_dir": Param(None, "folder of the official split bundles (train.splitN.bundle, test.splitN.bundle); "
+                             "null: every video found, split by person", type=str, nullable=True),
     }
-    _pattern = re.compile(r"^P(\d+)_([a-z]+)")
+    _pattern = re.compile(r"^(P(\d+))_([a-z]+?)(?:_ch([01]))?$")
 
     def _load_classes(self) -> list[str]:
         return list(BREAKFAST_ACTIVITIES)
 
     def _all(self) -> list[tuple[int, VideoRecord]]:
-        folder = self.file("videos_dir")
+        folder = self.existing("videos_dir")
+        views: dict[str, dict[str | None, Path]] = {}  # official video id -> {channel or None: file}
+        for dirpath, _, files in os.walk(folder):
+            for name in files:
+                path = Path(dirpath) / name
+                match = self._pattern.match(path.stem)
+                if path.suffix.lower() not in (".avi", ".mp4") or not match:
+                    continue
+                if match.group(3) not in BREAKFAST_ACTIVITIES:
+                    continue
+                camera = path.parent.name if path.parent != folder else "nocamera"
+                camera = "stereo01" if camera == "stereo" else camera  # the bundles' name of the stereo view
+                video_id = f"{match.group(1)}_{camera}_{match.group(1)}_{match.group(3)}"
+                views.setdefault(video_id, {})[match.group(4)] = path
         out = []
-        for path in sorted(index_videos(folder, (".avi", ".mp4")).values()):
-            match = self._pattern.match(path.stem)
-            if not match or match.group(2) not in BREAKFAST_ACTIVITIES:
-                continue
-            rel = path.relative_to(folder)
-            video_id = "_".join(rel.with_suffix("").parts)
-            out.append((int(match.group(1)), VideoRecord(video_id, str(path), (BREAKFAST_ACTIVITIES.index(match.group(2)),),
-                                                         meta={"camera": rel.parts[-2] if len(rel.parts) > 1 else ""})))
+        preferred = str(self.p["stereo_channel"])
+        for video_id, files in sorted(views.items()):
+            channel = next(c for c in (None, preferred, "1" if preferred == "0" else "0") if c in files)
+            person, camera, _, activity = video_id.split("_")
+            label = (BREAKFAST_ACTIVITIES.index(activity),)
+            out.append((int(person[1:]), VideoRecord(video_id, str(files[channel]), label,
+                                                     meta={"camera": camera, "channel": channel})))
         return out
 
     def _load(self, split: str) -> list[VideoRecord]:
+        if self.p["bundles_dir"]:
+            return self._bundle(split)
         held_out = set(BREAKFAST_TEST_PERSONS[self.p["split"]])
         return [r for person, r in self._all() if (person in held_out) == (split == "test")]
 
+    def _bundle_file(self, split: str) -> str:
+        return f"{'train' if split == 'train' else 'test'}.split{self.p['split'][1:]}.bundle"
+
+    def _bundle(self, split: str) -> list[VideoRecord]:
+        """The videos an official bundle lists; one not on disk gets its expected path (reported missing)."""
+        bundle = self.existing("bundles_dir", self._bundle_file(split))
+        found = {record.video_id: record for _, record in self._all()}
+        records = []
+        for number, line in enumerate(bundle.read_text(encoding="utf-8").splitlines(), 1):
+            video_id = line.strip().removesuffix(".txt")
+            if not video_id or video_id.startswith("#"):
+                continue
+            parts = video_id.split("_")
+            if len(parts) != 4 or parts[3] not in BREAKFAST_ACTIVITIES:
+                raise DatasetError(f"{bundle}:{number}: '{line.strip()}' is not <person>_<camera>_<person>_<activity>")
+            if video_id not in found:
+                person, camera, _, activity = parts
+                stereo = camera == "stereo01"
+                name = f"{person}_{activity}" + (f"_ch{self.p['stereo_channel']}" if stereo else "") + ".avi"
+                path = self.file("videos_dir") / person / ("stereo" if stereo else camera) / name
+                found[video_id] = VideoRecord(video_id, str(path), (BREAKFAST_ACTIVITIES.index(activity),),
+                                              meta={"camera": camera, "channel": None})
+            records.append(found[video_id])
+        return records
+
     def annotation_files(self) -> list[str]:
+        if self.p["bundles_dir"]:
+            return [str(self.file("bundles_dir") / self._bundle_file(s)) for s in self.splits]
         return []  # the file names are the annotations: the manifest's video list covers them
 
 
@@ -354,7 +453,7 @@ class ActivityNet(AnnotatedDataset):
 
     def _doc(self) -> dict[str, Any]:
         if not hasattr(self, "_doc_cache"):
-            self._doc_cache = json.loads(self.file("annotations").read_text(encoding="utf-8"))
+            self._doc_cache = json.loads(self.existing("annotations").read_text(encoding="utf-8"))
         return self._doc_cache
 
     def _load_classes(self) -> list[str]:
@@ -424,6 +523,7 @@ class GenericDataset(AnnotatedDataset):
     """
 
     summary = "your own videos: CSV or JSON annotations (path, labels, optional segments and relevance)"
+    empty_splits_allowed = True
     params = {
         "root": Param(".", "dataset folder; annotation and video paths are relative to it"),
         "train": Param("train.json", "training annotation file (.json or .csv)"),
@@ -441,11 +541,11 @@ class GenericDataset(AnnotatedDataset):
         return tuple(s for s in ("train", "val", "test") if self.p[s])
 
     def _entries(self, split: str) -> tuple[list[str] | None, list[dict[str, Any]]]:
-        return _read_generic(self.file(split))
+        return _read_generic(self.existing(split))
 
     def _load_classes(self) -> list[str]:
         if self.p["classes"]:
-            return _read_lines(self.file("classes"))
+            return _read_lines(self.existing("classes"))
         labels: set[Any] = set()
         for split in self.split_names():
             classes, entries = self._entries(split)

@@ -14,22 +14,26 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from harness.registry import METHODS
 from harness.report import claims as claims_mod
 from harness.report import plots, tables
-from harness.report.collect import label_series, load_predictions, load_trials
+from harness.report.collect import label_series, load_flops_components, load_predictions, load_trials
+from harness.report.evidence import Evidence, numeric_extras_means, per_video_facts
 from harness.report.html import write_html
 from harness.report.pareto import finished, seed_summary, unfinished
 from harness.report.schedule import schedule_section
 from harness.report.selection import selection_quality
+from harness.paths import safe_join
 
 FLOP_CONVENTION = ("GFLOPs are fvcore counts in which one fused multiply-add counts as one FLOP (what the papers "
                    "call GFLOPs; strictly GMACs), per video: every view, clip and component a method ran on that "
                    "video, the selection machinery included (shown separately as 'of which selection').")
-RULES = ("Points are means over seeds of FINISHED trials (± std over seeds); failed trials never enter a mean. "
-         "The Pareto front is computed on seed means over deployable methods only (the oracle is an upper bound "
-         "and is drawn hollow and dotted): a point is on it when no other point costs no more and scores no less "
+RULES = ("Points are means over seeds of FINISHED trials with a 95% interval from a stratified bootstrap over seeds "
+         "and test videos (docs/reports.md); failed trials never enter a mean. "
+         "The Pareto front is computed on seed means over deployable methods only (non-deployable upper bounds "
+         "are drawn hollow and dotted): a point is on it when no other point costs no more and scores no less "
          "while being strictly better in one of the two; exact ties are all kept. 'At matched compute' and "
-         "'GFLOPs to reach dense' interpolate each method's curve linearly in log-GFLOPs between its measured "
+         "'GFLOPs to reach' interpolate each method's curve linearly in log-GFLOPs between its measured "
          "budgets and never extrapolate.")
 PRIMARY_METRICS = ("top1", "map")
 
@@ -37,33 +41,11 @@ PRIMARY_METRICS = ("top1", "map")
 def report_dir(results_root: str | Path, experiments: Sequence[str]) -> Path:
     """``results/<experiment>`` for one experiment, ``results/compare-A-vs-B`` for several."""
     safe = [re.sub(r"[^A-Za-z0-9_.-]+", "_", e) for e in experiments]
-    return Path(results_root) / (safe[0] if len(safe) == 1 else "compare-" + "-vs-".join(safe))
+    return safe_join(results_root, safe[0] if len(safe) == 1 else "compare-" + "-vs-".join(safe))
 
 
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text)).strip("_")
-
-
-def cluster_count(extras: Mapping) -> int | None:
-    """Non-empty clusters of one video: ``clusters``/``num_clusters`` if logged, else the distinct
-    start frames in ``cluster_boundaries`` / ``cluster_starts`` (the start frame of every cluster,
-    the first included, as ``methods/temporal_clustering.py`` logs them; a start repeated for a
-    video shorter than g adds no cluster)."""
-    for key in ("clusters", "num_clusters"):
-        if isinstance(extras.get(key), (int, float)):
-            return int(extras[key])
-    bounds = extras.get("cluster_boundaries", extras.get("cluster_starts"))
-    if isinstance(bounds, list):
-        return len({int(b) for b in bounds})
-    return None
-
-
-def bins_count(extras: Mapping) -> int | None:
-    """SGS's active bins B' of one video (``bins``: an int, or a list with one count per SGS layer: the first)."""
-    value = extras.get("bins")
-    if isinstance(value, list) and value:
-        value = value[0]
-    return int(value) if isinstance(value, (int, float)) else None
 
 
 def per_video_values(trials: pd.DataFrame, predictions: Mapping[str, pd.DataFrame],
@@ -78,23 +60,6 @@ def per_video_values(trials: pd.DataFrame, predictions: Mapping[str, pd.DataFram
         if values:
             pooled.setdefault((trial.dataset, trial.label, trial.budget), []).extend(values)
     return {k: np.asarray(v) for k, v in pooled.items()}
-
-
-def numeric_extras_means(trials: pd.DataFrame, predictions: Mapping[str, pd.DataFrame]
-                         ) -> dict[tuple[str, float], dict[str, float]]:
-    """(label, budget) -> mean over all seeds' test videos of every numeric scalar in ``extras``
-    (e.g. clustering's ``train_memory_mb``)."""
-    pooled: dict[tuple[str, float], dict[str, list[float]]] = {}
-    for trial in trials.itertuples():
-        table = predictions.get(trial.run_id)
-        if table is None or "extras" not in table:
-            continue
-        bucket = pooled.setdefault((trial.label, trial.budget), {})
-        for extras in table["extras"]:
-            for key, value in (extras or {}).items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    bucket.setdefault(key, []).append(float(value))
-    return {k: {key: float(np.mean(v)) for key, v in d.items()} for k, d in pooled.items() if d}
 
 
 def selection_masks(trials: pd.DataFrame, predictions: Mapping[str, pd.DataFrame], video_ids: Sequence[str],
@@ -139,6 +104,9 @@ def build_report(tracking_uri: str, experiments: Sequence[str], out_dir: str | P
     metrics = [m for m in PRIMARY_METRICS if points[f"{m}_mean"].notna().any()]
     predictions = {run_id: p for run_id in done["run_id"]
                    if (p := load_predictions(tracking_uri, run_id)) is not None}
+    evidence = {m: Evidence(points, done, predictions, m) for m in metrics}
+    for m in metrics:
+        points = evidence[m].with_intervals(points)
     styles = plots.Styles(points) if not points.empty else None
     title = " vs ".join(experiments)
     md: list[str] = [f"# skimbench report: {title}", ""]
@@ -148,6 +116,9 @@ def build_report(tracking_uri: str, experiments: Sequence[str], out_dir: str | P
            f"Datasets: {', '.join(sorted(trials['dataset'].unique()))}; backbones: "
            f"{', '.join(sorted(trials['backbone'].unique()))}.", "",
            f"**FLOP convention.** {FLOP_CONVENTION}", "", f"**Rules.** {RULES}", ""]
+    if not points.empty and points["n_seeds"].max() < 2:
+        md += ["**One seed per point: training variance is not measured.** The intervals below resample the test "
+               "videos only; a second training run can move a point by more than its interval.", ""]
     if points.empty or not metrics:
         md += ["**No finished trial has an accuracy or mAP metric: nothing to plot or tabulate.**", ""]
 
@@ -184,17 +155,21 @@ def build_report(tracking_uri: str, experiments: Sequence[str], out_dir: str | P
         numeric, text = tables.method_table(points, metric)
         md += [f"### Per method and budget ({metric})", "",
                tables.write_table(numeric, text, table_dir / f"methods_{metric}",
-                                  f"Per method and budget: {metric} (mean ± std over seeds), GFLOPs per video "
+                                  f"Per method and budget: {metric} (seed mean [95% interval], std over seeds), "
+                                  "GFLOPs per video "
                                   "(mean ± std over videos)")]
-        numeric, text = tables.matched_compute_table(points, metric)
+        numeric, text = tables.matched_compute_table(points, metric, interval_at=evidence[metric].interval_at)
         md += [f"### {metric} at matched compute", "",
                "Each method's curve interpolated at shared GFLOPs values ('—': outside its measured range).", "",
-               tables.write_table(numeric, text, table_dir / f"matched_compute_{metric}", f"{metric} at matched compute")]
-        numeric, text = tables.reach_dense_table(points, metric)
-        md += [f"### GFLOPs to reach the dense baseline ({metric})", ""]
-        md += ([tables.write_table(numeric, text, table_dir / f"reach_dense_{metric}",
-                                   f"GFLOPs per video needed to reach the dense baseline's {metric}")]
-               if not numeric.empty else ["_No finished `dense` trial: nothing to reach._", ""])
+               tables.write_table(numeric, text, table_dir / f"matched_compute_{metric}",
+                                  f"{metric} at matched compute")]
+        numeric, text = tables.reach_reference_table(points, metric)
+        md += [f"### GFLOPs to reach the full-evaluation baseline ({metric})", "",
+               "The reference is the costliest deployable point of a method without a budget knob.", ""]
+        md += ([tables.write_table(numeric, text, table_dir / f"reach_reference_{metric}",
+                                   f"GFLOPs per video needed to reach the full-evaluation baseline's {metric}")]
+               if not numeric.empty else ["_No finished trial of a method without a budget knob: nothing to reach._",
+                                          ""])
         numeric, text = tables.front_share_table(points, metric)
         md += [f"### Share of the Pareto front ({metric})", "",
                tables.write_table(numeric, text, table_dir / f"front_share_{metric}", f"Share of the {metric} front")]
@@ -212,22 +187,39 @@ def build_report(tracking_uri: str, experiments: Sequence[str], out_dir: str | P
         for dataset in sorted({k[0] for k in gflops}):
             data = {(k[1], k[2]): v for k, v in gflops.items() if k[0] == dataset}
             path = plots.plot_cost_distributions(data, figures / f"cost_per_video_{slug(dataset)}",
-                                                 f"{dataset}: GFLOPs per video of dynamic methods (all seeds' test videos)",
+                                                 f"{dataset}: GFLOPs per video of dynamic methods "
+                                                 "(all seeds' test videos)",
                                                  knobs)
             md += [f"![per-video GFLOPs]({'figures/' + path.name})", ""] if path else []
     counts_md: list[str] = []
-    bins_by_key: dict[tuple[str, float], np.ndarray] = {}
-    for key, fn, xlabel, what in (("bins", bins_count, "active bins B' per video", "SGS active bins B'"),
-                                  ("clusters", cluster_count, "non-empty clusters per video", "temporal clusters")):
-        values = per_video_values(done, predictions, lambda row: fn(row.get("extras") or {}))
-        if key == "bins":
-            bins_by_key = {(k[1], k[2]): v for k, v in values.items()}
-        for dataset in sorted({k[0] for k in values}):
-            data = {(k[1], k[2]): v for k, v in values.items() if k[0] == dataset}
-            path = plots.plot_count_histograms(data, figures / f"{key}_{slug(dataset)}", xlabel, f"{dataset}: {what}",
-                                               knobs)
-            counts_md += [f"![{what}](figures/{path.name})", ""] if path else []
-    md += counts_md or ["_No per-video B' or cluster counts in the predictions (extras `bins` / `cluster_boundaries`)._", ""]
+    declared = {m: dict(METHODS.get(m).video_facts) for m in done["method"].unique() if m in METHODS}
+    facts = per_video_facts(done, predictions, declared)
+    for method, described in sorted(declared.items()):
+        for fact, description in described.items():
+            values = {k: v[fact] for k, v in facts.items() if fact in v
+                      and k[1] in set(done.loc[done["method"] == method, "label"])}
+            for dataset in sorted({k[0] for k in values}):
+                data = {(k[1], np.nan if k[2] is None else k[2]): v for k, v in values.items() if k[0] == dataset}
+                path = plots.plot_count_histograms(data, figures / f"{slug(method)}_{slug(fact)}_{slug(dataset)}",
+                                                   description, f"{dataset}: {method} {description}", knobs)
+                counts_md += [f"![{method} {description}](figures/{path.name})", ""] if path else []
+    md += counts_md or ["_No per-video facts declared by these methods (`video_facts`) in the predictions._", ""]
+
+    # -- cost regime ----------------------------------------------------------------------------------
+    md += ["## Cost regime", "",
+           "GFLOPs per call of every component (fvcore; one trial per curve: its costliest budget, lowest seed; the "
+           "calls-weighted mean over its realised shapes), its ratio to the curve's costliest recognition component, "
+           "and the paper's cheap-to-heavy ratio where the method's claims declare one. The papers work at 1:18 and "
+           "beyond: a cheaper ratio here makes selection relatively dearer than in the paper.", ""]
+    components = {}
+    for (dataset, label), group in done.groupby(["dataset", "label"], sort=True):
+        first = group[group["seed"] == group["seed"].min()].sort_values("gflops_per_video_mean").iloc[-1]
+        found = load_flops_components(tracking_uri, first["run_id"])
+        if found:
+            components[(dataset, label, first["method"])] = found
+    numeric, text = tables.cost_regime_table(components, claims_mod.paper_costs())
+    md += ([tables.write_table(numeric, text, table_dir / "cost_regime", "Cost regime: GFLOPs per component call")]
+           if not numeric.empty else ["_No trial logged flops_components.json: cost regime unavailable._", ""])
 
     # -- selection quality ------------------------------------------------------------------------
     md += ["## Selection quality", ""]
@@ -245,8 +237,10 @@ def build_report(tracking_uri: str, experiments: Sequence[str], out_dir: str | P
             text = pd.DataFrame({
                 "dataset": quality["dataset"], "method": quality["label"],
                 "budget": ["—" if pd.isna(b) else f"{b:g}" for b in quality["budget"]], "unit": quality["unit"],
-                "precision (%)": [tables.pm(100 * m, 100 * s) for m, s in zip(quality["precision_mean"], quality["precision_std"])],
-                "recall (%)": [tables.pm(100 * m, 100 * s) for m, s in zip(quality["recall_mean"], quality["recall_std"])],
+                "precision (%)": [tables.pm(100 * m, 100 * s)
+                                  for m, s in zip(quality["precision_mean"], quality["precision_std"])],
+                "recall (%)": [tables.pm(100 * m, 100 * s)
+                               for m, s in zip(quality["recall_mean"], quality["recall_std"])],
                 "chance (%)": [tables.pm(100 * c, None) for c in quality["chance"]],
                 "selected/video": [tables.num(v) for v in quality["selected_per_video"]]})
             md += [tables.write_table(quality, text, table_dir / "selection_quality", "Selection quality")]
@@ -261,15 +255,20 @@ def build_report(tracking_uri: str, experiments: Sequence[str], out_dir: str | P
             masks = selection_masks(done, predictions, videos, lengths)
             path = plots.plot_filmstrip(videos, get_frames, masks, relevance, figures / "filmstrip",
                                         "What each method looked at (middle budget, lowest seed)")
-            md += [f"![filmstrip](figures/{path.name})", ""] if path else ["_No selections to show in a filmstrip._", ""]
+            md += ([f"![filmstrip](figures/{path.name})", ""] if path
+                   else ["_No selections to show in a filmstrip._", ""])
 
     # -- claims ----------------------------------------------------------------------------------
     md += ["## Claims check", "",
            "Each seed paper's central claims, the paper's own numbers (other datasets, backbones and training "
            "budgets: for reference only), what this harness measured, and a verdict by the criterion given. "
-           "Only the relative statement of each claim is tested.", ""]
+           "Only the relative statement of each claim is tested. Verdicts are decided on 95% intervals (paired "
+           "bootstrap over seeds and test videos) against a fixed reference chosen as in the paper: 'holds' and "
+           "'does not hold' when the interval excludes the threshold, 'inconclusive' (with the data that would "
+           "settle it) when it does not, 'not comparable here' when trials or predictions are missing.", ""]
     if metrics:
-        claim_rows = claims_mod.check_claims(points, metrics[0], bins_by_key, numeric_extras_means(done, predictions))
+        contexts = evidence[metrics[0]].context(facts, numeric_extras_means(done, predictions))
+        claim_rows = claims_mod.check_claims(points, metrics[0], contexts)
         verdicts = claim_rows["verdict"].value_counts().to_dict()
         md += [f"Metric: {metrics[0]}. Verdicts: " + ", ".join(f"{k}: {v}" for k, v in sorted(verdicts.items())), ""]
         text = claim_rows.assign(claim=[f"{p} {t}: {c}" for p, t, c in
@@ -289,11 +288,13 @@ def build_report(tracking_uri: str, experiments: Sequence[str], out_dir: str | P
         text = pd.DataFrame({"method": failed["label"], "budget": [tables.budget_cell(r) for _, r in failed.iterrows()],
                              "seed": failed["seed"], "status": failed["status"], "outcome": failed["outcome"],
                              "run": failed["run_id"]})
-        md += [f"{len(failed)} trial(s) have no finished run and are left out of every mean:", "", tables.to_markdown(text)]
+        md += [f"{len(failed)} trial(s) have no finished run and are left out of every mean:", "",
+               tables.to_markdown(text)]
     no_predictions = done[~done["run_id"].isin(predictions)]
     if not no_predictions.empty:
         md += [f"{len(no_predictions)} finished trial(s) have no predictions.csv (per-video figures and selection "
-               "quality leave them out): " + ", ".join(f"{r.label} ({r.run_id[:8]})" for r in no_predictions.itertuples()), ""]
+               "quality leave them out): "
+               + ", ".join(f"{r.label} ({r.run_id[:8]})" for r in no_predictions.itertuples()), ""]
     report = out / "report.md"
     report.write_text("\n".join(md))
     return report

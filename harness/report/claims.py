@@ -1,188 +1,459 @@
-"""The claims check: each seed paper's central claims, restated in one sentence with the paper's
-table and numbers, next to what this harness measured and a verdict.
+"""The claims check: the generic machinery. The claims themselves are declared beside their method
+(``methods/<name>_claims.py``, or any module of the entry-point group ``skimbench.claims``) with
+``register_claim``; this module names no method.
 
-Verdicts are mechanical and their thresholds are written in each claim's check, never tuned to a
-result: ``holds``, ``does not hold``, or ``not comparable here`` with the reason (missing trials
-or predictions). The papers' absolute numbers come from other datasets, backbones and training
-budgets, so only the relative statement of a claim is tested; the paper's numbers are shown for
-reference, not as a target. Comparisons between methods are made at matched compute
-(log-GFLOPs interpolation on each curve, never extrapolated) unless the claim is about equal
-budgets of the same unit.
+A claim is three-valued, decided on the 95% interval of the quantity it is about (``stats``: a
+stratified bootstrap over seeds and test videos, paired between the points compared):
+
+* ``holds``: the whole interval is on the claim's side of its threshold;
+* ``does not hold``: the whole interval is on the other side (or a counted cost rules it out);
+* ``inconclusive``: the interval straddles the threshold; the row says about how many times the
+  test videos and seeds would settle it (the interval's half-width shrinks as 1/sqrt(n));
+* ``not comparable here``: trials or predictions are missing (the row says which).
+
+No verdict rests on a point estimate: a comparison without per-video predictions is "not
+comparable here". GFLOPs are counted by fvcore per video, not sampled, so cost conditions ("at most
+60% of the reference's GFLOPs") are read from the seed means directly. Each claim names a fixed
+reference chosen the paper's way (``point_where``), never "the costliest point in the grid".
+Comparisons at matched compute interpolate each curve linearly in log-GFLOPs between measured
+budgets, replicate by replicate, and never extrapolate.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from importlib.metadata import entry_points
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
 
-from harness.report.pareto import compute_to_reach, interpolate_metric
+from harness.registry import METHODS, RegistryError
+from harness.report.stats import interval, more_data_factor
 from harness.report.tables import COST
 
-HOLDS, FAILS, NOT_COMPARABLE = "holds", "does not hold", "not comparable here"
+HOLDS, FAILS, INCONCLUSIVE, NOT_COMPARABLE = "holds", "does not hold", "inconclusive", "not comparable here"
+VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, NOT_COMPARABLE)
 SAME_ACCURACY_PTS = 1.0  # "similar accuracy" = no more than 1 percentage point below
-HALF_COMPUTE = 0.6  # "about half the compute" = at most 60% of the baseline's GFLOPs
+HALF_COMPUTE = 0.6  # "about half the compute" = at most 60% of the reference's GFLOPs
+
+Row = tuple[str, str, str]  # (measured here, verdict, why)
 
 
-# A method's own "mode" parameter may run its baseline inside the same plugin (SGS's plain
-# backbone, clustering's TSM on all frames or on g sampled frames). Such curves are baselines,
-# never the method's own curves.
-BASELINE_MODES = {"base": "the plain backbone (mode=base)", "all_frames": "TSM on all frames (mode=all_frames)",
-                  "sampled": "TSM on g sampled frames (mode=sampled)"}
-
-
-@dataclass
-class Context:
-    """What a check may read: one dataset's seed means, the metric, per-video facts."""
-
-    points: pd.DataFrame
-    metric: str
-    bins: Mapping[tuple[str, float], np.ndarray]  # (label, budget) -> per-video SGS B'
-    extras: Mapping[tuple[str, float], Mapping[str, float]] = field(default_factory=dict)  # numeric extras means
-
-    def method_points(self, method: str, mode: str | None = None) -> pd.DataFrame:
-        """``method``'s points with a metric; its own curves (``mode=None``) or one baseline mode's."""
-        pts = self.points[self.points["method"] == method].dropna(subset=[self.m])
-        modes = pts["params"].map(lambda p: p.get("mode") if isinstance(p, dict) else None)
-        return pts[~modes.isin(list(BASELINE_MODES))] if mode is None else pts[modes == mode]
-
-    def curves(self, method: str, mode: str | None = None) -> dict[str, pd.DataFrame]:
-        pts = self.method_points(method, mode)
-        return {label: c.sort_values(["budget", COST]) for label, c in pts.groupby("label", sort=True)}
-
-    @property
-    def m(self) -> str:
-        return f"{self.metric}_mean"
-
-
-def reference(ctx: Context, method: str, base_mode: str | None) -> tuple[pd.Series, str] | None:
-    """The costliest point of the method's own baseline mode if it was run, else of ``dense``."""
-    if base_mode and ctx.curves(method, base_mode):
-        curve = next(iter(ctx.curves(method, base_mode).values()))
-        return curve.sort_values(COST).iloc[-1], BASELINE_MODES[base_mode]
-    if ctx.curves("dense"):
-        return next(iter(ctx.curves("dense").values())).sort_values(COST).iloc[-1], "the dense baseline"
-    return None
-
+# -- declarations and their registry --------------------------------------------------------------
 
 @dataclass
 class Claim:
+    """One central claim of a paper about ``method``; ``check(ctx)`` returns one row per curve."""
+
     id: str
     paper: str
     table: str
     statement: str
     paper_numbers: str
-    check: Callable[[Context], list[tuple[str, str, str]]]  # -> [(measured, verdict, reason)]
+    method: str
+    check: Callable[["Context"], list[Row]]
 
 
-def missing(*what: str) -> list[tuple[str, str, str]]:
+@dataclass(frozen=True)
+class PaperCost:
+    """A paper's cheap-to-heavy cost per timestep, shown beside the measured one (cost regime)."""
+
+    method: str
+    ratio: str  # e.g. "1:98"
+    source: str  # which networks, which table
+
+
+_CLAIMS: dict[str, Claim] = {}
+_COSTS: dict[str, PaperCost] = {}
+_ORIGINS: dict[str, str] = {}
+_loaded = False
+
+
+def register_claim(claim: Claim, origin: str | None = None) -> Claim:
+    """Add a claim; an id registered twice from two places is an error, never an override."""
+    origin = origin or getattr(claim.check, "__module__", "?")
+    if claim.id in _CLAIMS and _ORIGINS[claim.id] != origin:
+        raise RegistryError(f"duplicate claim id '{claim.id}': registered by {_ORIGINS[claim.id]} and by {origin}")
+    _CLAIMS[claim.id], _ORIGINS[claim.id] = claim, origin
+    return claim
+
+
+def register_paper_cost(cost: PaperCost) -> PaperCost:
+    _COSTS[cost.method] = cost
+    return cost
+
+
+def load_claims() -> None:
+    """Import the built-in methods (their package imports the ``*_claims`` modules beside them) and
+    the modules of the entry-point group ``skimbench.claims``, once."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    METHODS.load()
+    for ep in entry_points(group="skimbench.claims"):
+        try:
+            ep.load()
+        except Exception as exc:  # a broken third-party plugin must name itself
+            raise RegistryError(f"claims entry point '{ep.name}' ({ep.value}) failed to load: {exc}") from exc
+
+
+def registered_claims() -> list[Claim]:
+    load_claims()
+    return list(_CLAIMS.values())
+
+
+def paper_costs() -> dict[str, PaperCost]:
+    load_claims()
+    return dict(_COSTS)
+
+
+def baseline_modes(method: str) -> dict[str, str]:
+    """The method's own baseline modes (``Method.baseline_modes``); none for unknown methods."""
+    return dict(getattr(METHODS.get(method), "baseline_modes", {}) or {}) if method in METHODS else {}
+
+
+# -- what a check reads -----------------------------------------------------------------------------
+
+def key(label: str, budget: Any) -> tuple[str, float | None]:
+    """A point's key; a missing budget (no budget knob) is None, so that keys compare equal."""
+    return label, (None if budget is None or pd.isna(budget) else float(budget))
+
+
+@dataclass
+class Context:
+    """One dataset, backbone and experiment: seed means, per-point bootstrap replicates (shared
+    draws, so differences are paired), per-video facts and usage."""
+
+    points: pd.DataFrame
+    metric: str
+    estimates: Mapping[tuple[str, float | None], float] = field(default_factory=dict)
+    replicates: Mapping[tuple[str, float | None], np.ndarray] = field(default_factory=dict)
+    facts: Mapping[tuple[str, float | None], Mapping[str, np.ndarray]] = field(default_factory=dict)
+    extras: Mapping[tuple[str, float | None], Mapping[str, float]] = field(default_factory=dict)
+    usage: Mapping[tuple[str, float | None], list] = field(default_factory=dict)  # per-video usage lists
+    n_videos: int = 0
+
+    @property
+    def m(self) -> str:
+        return f"{self.metric}_mean"
+
+    def method_points(self, method: str, mode: str | None = None) -> pd.DataFrame:
+        """``method``'s points with a metric: its own curves (``mode=None``) or one baseline mode's."""
+        pts = self.points[self.points["method"] == method].dropna(subset=[self.m])
+        modes = pts["params"].map(lambda p: p.get("mode") if isinstance(p, dict) else None)
+        return pts[~modes.isin(list(baseline_modes(method)))] if mode is None else pts[modes == mode]
+
+    def curves(self, method: str, mode: str | None = None) -> dict[str, pd.DataFrame]:
+        pts = self.method_points(method, mode)
+        return {label: c.sort_values(["budget", COST]) for label, c in pts.groupby("label", sort=True)}
+
+    def value(self, row: pd.Series) -> tuple[float, np.ndarray] | None:
+        """A point's estimate and bootstrap replicates; None without predictions."""
+        k = key(row["label"], row["budget"])
+        return (self.estimates[k], self.replicates[k]) if k in self.replicates else None
+
+    def at_cost(self, curve: pd.DataFrame, cost: float) -> tuple[float, np.ndarray] | None:
+        """The curve at ``cost`` (log-GFLOPs interpolation, replicate by replicate); None outside
+        its measured range or without predictions."""
+        curve = curve.dropna(subset=[COST])
+        curve = curve[curve[COST] > 0].sort_values(COST)
+        if curve.empty or not curve[COST].iloc[0] <= cost <= curve[COST].iloc[-1]:
+            return None
+        # where two budgets cost the same, the better one stands
+        curve = curve.loc[curve.groupby(COST)[self.m].idxmax()].sort_values(COST)
+        costs = curve[COST].to_numpy(float)
+        i = min(int(np.searchsorted(costs, cost, side="left")), len(costs) - 1)
+        if costs[i] == cost or i == 0:
+            return self.value(curve.iloc[i])
+        low, high = self.value(curve.iloc[i - 1]), self.value(curve.iloc[i])
+        if low is None or high is None:
+            return None
+        w = (math.log10(cost) - math.log10(costs[i - 1])) / (math.log10(costs[i]) - math.log10(costs[i - 1]))
+        return (1 - w) * low[0] + w * high[0], (1 - w) * low[1] + w * high[1]
+
+    def settle(self, factor: float) -> str:
+        """What would settle an inconclusive comparison: ``factor`` times the data (see
+        ``stats.more_data_factor``), in test videos and seeds."""
+        if not math.isfinite(factor):
+            return ("; the estimate sits exactly on the threshold: more test videos and seeds narrow the interval "
+                    "(4x the data halves it) but settle it only if the estimate moves")
+        seeds = int(self.points["n_seeds"].max()) if len(self.points) else 1
+        n = self.n_videos
+        videos = f" (~{math.ceil(factor * n)} test videos instead of {n}," if n else " ("
+        return (f"; would be settled at about {factor:.1f}x the data{videos} "
+                f"~{math.ceil(factor * seeds)} seeds instead of {seeds}, if both sources shrink alike: the interval's "
+                "half-width goes as 1/sqrt(n))")
+
+    def seeds_note(self, *rows: pd.Series) -> str:
+        if any(int(r["n_seeds"]) < 2 for r in rows):
+            return "; one seed: training variance is not measured"
+        return ""
+
+
+# -- helpers for declaring claims -------------------------------------------------------------------
+
+def missing(*what: str) -> list[Row]:
     return [("—", NOT_COMPARABLE, "no finished trials of " + " and ".join(what))]
 
 
+def no_predictions(*rows: pd.Series) -> Row:
+    names = ", ".join(budget_name(r) for r in rows)
+    return ("—", NOT_COMPARABLE, f"no per-video predictions for {names}: no interval, and no verdict rests on a "
+            "point estimate")
+
+
+def budget_name(row: pd.Series) -> str:
+    return row["label"] + ("" if pd.isna(row["budget"]) else f" {row['budget_param']}={row['budget']:g}")
+
+
 def pt(row: pd.Series, ctx: Context) -> str:
-    budget = "" if pd.isna(row["budget"]) else f" {row['budget_param']}={row['budget']:g}"
-    return f"{row['label']}{budget}: {row[ctx.m]:.1f}% @ {row[COST]:.3g} GFLOPs"
+    value = ctx.value(row)
+    if value is None:
+        return f"{budget_name(row)}: {row[ctx.m]:.1f}% @ {row[COST]:.3g} GFLOPs"
+    lo, hi = interval(value[1])
+    return f"{budget_name(row)}: {value[0]:.1f} [{lo:.1f}, {hi:.1f}]% @ {row[COST]:.3g} GFLOPs"
 
 
-def reaches_at_fraction(ctx: Context, method: str, baseline: str) -> list[tuple[str, str, str]]:
-    """Does ``method`` reach the baseline's accuracy at its largest budget (minus 1 pt) with at most
-    60% of that point's GFLOPs?"""
-    base = ctx.curves(baseline)
-    if not base or not ctx.curves(method):
-        return missing(method, baseline)
-    ref = next(iter(base.values())).sort_values(COST).iloc[-1]
+def point_where(ctx: Context, method: str, mode: str | None = None, **params: Any) -> pd.Series | None:
+    """The point of ``method`` (or of one of its baseline modes) whose parameters equal ``params``
+    (the budget knob included); the costliest if several match; None if none was run."""
+    pts = ctx.method_points(method, mode)
+    for name, wanted in params.items():
+        pts = pts[pts["params"].map(lambda p: isinstance(p, dict) and _same(p.get(name), wanted))]
+    return None if pts.empty else pts.sort_values(COST).iloc[-1]
+
+
+def point_or_run(ctx: Context, method: str, what: str, mode: str | None = None, **params: Any) -> pd.Series | str:
+    """``point_where``'s point, or the sentence saying what to run to get it (for a reference)."""
+    ref = point_where(ctx, method, mode, **params)
+    if ref is not None:
+        return ref
+    given = ([f"mode={mode}"] if mode else []) + [f"{k}={v}" for k, v in params.items()]
+    return f"run {method}" + (f" with {', '.join(given)}" if given else "") + f" ({what})"
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return a == b
+
+
+def usage_median(ctx: Context, row: pd.Series, component: str, shape_key: str | None = None) -> float | None:
+    """Median over a point's test videos of a component's calls (or of one of its shape values)."""
+    values = []
+    for video in ctx.usage.get(key(row["label"], row["budget"]), []):
+        entries = [u for u in video or [] if u.get("component") == component]
+        if shape_key is None:
+            values.append(sum(u.get("count", 0) for u in entries))
+        else:
+            values += [u["shape"][shape_key] for u in entries if shape_key in u.get("shape", {})]
+    return float(np.median(values)) if values else None
+
+
+def judge(estimate: float, reps: np.ndarray, threshold: float) -> tuple[str, str, float]:
+    """The verdict of "the quantity is above ``threshold``" on its 95% interval: (verdict, text,
+    factor of more test videos and seeds that would settle it, 1 when settled)."""
+    lo, hi = interval(reps)
+    text = f"{estimate:+.1f} [{lo:+.1f}, {hi:+.1f}] pt"
+    if lo > threshold:
+        return HOLDS, text, 1.0
+    if hi < threshold:
+        return FAILS, text, 1.0
+    return INCONCLUSIVE, text, more_data_factor(estimate, lo, hi, threshold)
+
+
+def overall(ctx: Context, verdicts: list[str], factors: list[float]) -> tuple[str, str]:
+    """Several comparisons that must all hold: any failure fails, all holding holds, else
+    inconclusive, with what would settle the least settled comparison."""
+    if FAILS in verdicts:
+        return FAILS, ""
+    if all(v == HOLDS for v in verdicts):
+        return HOLDS, ""
+    return INCONCLUSIVE, ctx.settle(max(factors))
+
+
+def difference(ctx: Context, a: tuple[float, np.ndarray], b: tuple[float, np.ndarray], threshold: float):
+    return judge(a[0] - b[0], a[1] - b[1], threshold)
+
+
+# -- generic checks ---------------------------------------------------------------------------------
+
+def reaches_reference(ctx: Context, method: str, reference: Callable[[Context, pd.DataFrame], Any],
+                      fraction: float = HALF_COMPUTE, margin: float = SAME_ACCURACY_PTS) -> list[Row]:
+    """Does ``method`` come within ``margin`` pt of a fixed reference point with at most ``fraction``
+    of its GFLOPs? ``reference(ctx, curve)`` returns the reference row, or a string saying what to
+    run. The method is judged at its best point (estimate) costing at most ``fraction`` of the
+    reference, its curve interpolated at exactly that cost included; the paired difference decides."""
+    if not ctx.curves(method):
+        return missing(method)
     out = []
     for label, curve in ctx.curves(method).items():
-        need = compute_to_reach(curve[COST], curve[ctx.m], ref[ctx.m] - SAME_ACCURACY_PTS)
-        measured = (f"reference {pt(ref, ctx)}; {label} needs "
-                    + ("more than its largest budget (never reaches it)" if np.isnan(need)
-                       else f"{need:.3g} GFLOPs ({need / ref[COST]:.0%} of the reference)")
-                    + f"; its best: {curve[ctx.m].max():.1f}%")
-        ok = not np.isnan(need) and need <= HALF_COMPUTE * ref[COST]
-        out.append((measured, HOLDS if ok else FAILS,
-                    f"criterion: within {SAME_ACCURACY_PTS:g} pt of the reference at <= {HALF_COMPUTE:.0%} of its GFLOPs"))
+        ref = reference(ctx, curve)
+        if ref is None or isinstance(ref, str):
+            out.append(("—", NOT_COMPARABLE, ref or "the reference was not run"))
+            continue
+        cap = fraction * ref[COST]
+        if ctx.value(ref) is None:
+            out.append(no_predictions(ref))
+            continue
+        candidates = [(budget_name(r), ctx.value(r)) for _, r in curve[curve[COST] <= cap].iterrows()]
+        candidates.append((f"{label} interpolated at {cap:.3g} GFLOPs", ctx.at_cost(curve, cap)))
+        candidates = [c for c in candidates if c[1] is not None]
+        cheapest = curve[COST].min()
+        if not candidates:
+            if cheapest > cap:
+                out.append((f"reference {pt(ref, ctx)}; {label}'s cheapest budget costs {cheapest:.3g} GFLOPs "
+                            f"({cheapest / ref[COST]:.0%})", FAILS,
+                            f"criterion: within {margin:g} pt at <= {fraction:.0%} of the reference's GFLOPs; "
+                            "every budget costs more"))
+            else:
+                out.append(no_predictions(*[r for _, r in curve.iterrows()]))
+            continue
+        name, best = max(candidates, key=lambda c: c[1][0])
+        verdict, text, factor = difference(ctx, best, ctx.value(ref), -margin)
+        out.append((f"reference {pt(ref, ctx)}; best at <= {fraction:.0%} of its GFLOPs: {name} {best[0]:.1f}%; "
+                    f"difference {text}", verdict,
+                    f"criterion: the difference's 95% interval above -{margin:g} pt at <= {fraction:.0%} of the "
+                    f"reference's GFLOPs" + (ctx.settle(factor) if verdict == INCONCLUSIVE else "")
+                    + ctx.seeds_note(ref, *[r for _, r in curve.iterrows()])))
     return out
 
 
-def beats_at_matched_compute(ctx: Context, method: str, baselines: list[str]) -> list[tuple[str, str, str]]:
-    """Is ``method`` more accurate than each baseline wherever their GFLOPs ranges overlap?"""
+def beats_at_matched_compute(ctx: Context, method: str, baselines: list[str]) -> list[Row]:
+    """Is ``method`` more accurate than each baseline wherever their GFLOPs ranges overlap? One
+    paired difference per method point and baseline (the baseline interpolated at its cost)."""
     base = {b: ctx.curves(b) for b in baselines}
     present = [b for b in baselines if base[b]]
     if not ctx.curves(method) or not present:
         return missing(method, " / ".join(baselines))
     out = []
     for label, curve in ctx.curves(method).items():
-        gaps, parts = [], []
+        verdicts, factors, parts = [], [], []
         for b in present:
             b_curve = next(iter(base[b].values()))
             for _, row in curve.iterrows():
-                other = interpolate_metric(b_curve[COST], b_curve[ctx.m], row[COST])
-                if not np.isnan(other):
-                    gaps.append(row[ctx.m] - other)
-                    parts.append(f"{row[COST]:.3g} GFLOPs: {row[ctx.m]:.1f} vs {b} {other:.1f}")
-        if not gaps:
-            out.append(("GFLOPs ranges do not overlap", NOT_COMPARABLE,
-                        f"{label}'s costs lie outside the measured range of {', '.join(present)}"))
+                mine, other = ctx.value(row), ctx.at_cost(b_curve, row[COST])
+                if mine is None or other is None:
+                    continue
+                verdict, text, factor = difference(ctx, mine, other, 0.0)
+                verdicts.append(verdict)
+                factors.append(factor)
+                parts.append(f"{row[COST]:.3g} GFLOPs vs {b}: {text}")
+        if not verdicts:
+            out.append(("no comparable cost", NOT_COMPARABLE, f"{label}'s costs lie outside the measured range of "
+                        f"{', '.join(present)}, or predictions are missing"))
             continue
+        verdict, advice = overall(ctx, verdicts, factors)
         absent = [b for b in baselines if b not in present]
-        spread = np.nanmax(curve[f"{ctx.metric}_std"].to_numpy(float)) if curve[f"{ctx.metric}_std"].notna().any() else np.nan
-        parts.append(f"smallest margin {min(gaps):+.2f} pt (largest seed std of {label}: {spread:.2f} pt"
-                     + (", within noise)" if not np.isnan(spread) and abs(min(gaps)) <= spread else ")"))
-        reason = f"criterion: better at every overlapping cost ({len(gaps)} comparisons)"
-        reason += f"; {', '.join(absent)} not run" if absent else ""
-        out.append((f"{label}: " + "; ".join(parts), HOLDS if min(gaps) > 0 else FAILS, reason))
+        out.append((f"{label}, difference in {ctx.metric}: " + "; ".join(parts), verdict,
+                    f"criterion: 95% interval of the paired difference above 0 at every overlapping cost "
+                    f"({len(verdicts)} comparisons)" + (f"; {', '.join(absent)} not run" if absent else "") + advice
+                    + ctx.seeds_note(*[r for _, r in curve.iterrows()])))
     return out
 
 
-def cheaper_and_as_good_as_dense(ctx: Context, method: str, need_better: bool,
-                                 base_mode: str | None = None) -> list[tuple[str, str, str]]:
-    found = reference(ctx, method, base_mode)
-    if found is None or not ctx.curves(method):
-        return missing(method, "dense" + (f" (or {method} mode={base_mode})" if base_mode else ""))
-    ref, what = found
+def beats_at_equal_budget(ctx: Context, method: str, baseline: str, mode: str | None = None,
+                          keep: Callable[[str], bool] = lambda label: True) -> list[Row]:
+    """``method`` vs a baseline at equal values of their budget knobs (same unit: K clips vs K
+    clips, g clusters vs g frames); ``mode`` names one of ``baseline``'s own baseline modes."""
+    base = ctx.curves(baseline, mode)
+    curves = {k: v for k, v in ctx.curves(method).items() if keep(k)}
+    what = baseline + (f" (mode={mode})" if mode else "")
+    if not base or not curves:
+        return missing(method if not curves else what)
+    b_label, b_curve = next(iter(base.items()))
+    by_budget = {float(r["budget"]): r for _, r in b_curve.iterrows() if not pd.isna(r["budget"])}
     out = []
+    for label, curve in curves.items():
+        verdicts, factors, parts, used = [], [], [], []
+        for _, row in curve.iterrows():
+            other = by_budget.get(float(row["budget"])) if not pd.isna(row["budget"]) else None
+            if other is None:
+                continue
+            mine, theirs = ctx.value(row), ctx.value(other)
+            if mine is None or theirs is None:
+                return [no_predictions(row, other)]
+            verdict, text, factor = difference(ctx, mine, theirs, 0.0)
+            verdicts.append(verdict)
+            factors.append(factor)
+            used += [row, other]
+            parts.append(f"{row['budget']:g}: {mine[0]:.1f} vs {theirs[0]:.1f}, difference {text}")
+        if not verdicts:
+            out.append(("no shared budget values", NOT_COMPARABLE,
+                        f"{label} and {b_label} were run at different budgets"))
+            continue
+        verdict, advice = overall(ctx, verdicts, factors)
+        out.append((f"{label} vs {b_label} at equal budget: " + "; ".join(parts), verdict,
+                    f"reference: {what}; criterion: 95% interval of the paired difference above 0 at every shared "
+                    "budget value" + advice + ctx.seeds_note(*used)))
+    return out
+
+
+def cheaper_and_as_accurate(ctx: Context, method: str, reference: Callable[[Context], Any], need_better: bool,
+                            margin: float = SAME_ACCURACY_PTS) -> list[Row]:
+    """A point of ``method`` cheaper than a fixed reference that is as accurate (within ``margin``)
+    or, with ``need_better``, more accurate: judged at the cheaper point with the best estimate."""
+    ref = reference(ctx)
+    if not ctx.curves(method):
+        return missing(method)
+    if ref is None or isinstance(ref, str):
+        return [("—", NOT_COMPARABLE, ref or "the reference was not run")]
+    out = []
+    threshold = 0.0 if need_better else -margin
     for label, curve in ctx.curves(method).items():
         cheaper = curve[curve[COST] < ref[COST]]
         if cheaper.empty:
-            out.append((f"{pt(ref, ctx)}; no {label} point is cheaper", FAILS, f"every budget costs at least {what}"))
+            out.append((f"reference {pt(ref, ctx)}; no {label} point is cheaper", FAILS, "every budget costs at "
+                        "least the reference (counted GFLOPs)"))
             continue
-        best = cheaper.sort_values(ctx.m).iloc[-1]
-        threshold = ref[ctx.m] if need_better else ref[ctx.m] - SAME_ACCURACY_PTS
-        ok = best[ctx.m] > threshold if need_better else best[ctx.m] >= threshold
-        out.append((f"reference {pt(ref, ctx)}; best cheaper point {pt(best, ctx)} "
-                    f"({best[COST] / ref[COST]:.0%} of the reference's GFLOPs)", HOLDS if ok else FAILS,
-                    f"reference: {what}; criterion: a cheaper point "
-                    + ("more accurate than the reference" if need_better else f"within {SAME_ACCURACY_PTS:g} pt of it")))
+        valued = [(r, ctx.value(r)) for _, r in cheaper.iterrows()]
+        valued = [(r, v) for r, v in valued if v is not None]
+        if not valued or ctx.value(ref) is None:
+            out.append(no_predictions(ref, *[r for _, r in cheaper.iterrows()]))
+            continue
+        row, best = max(valued, key=lambda rv: rv[1][0])
+        verdict, text, factor = difference(ctx, best, ctx.value(ref), threshold)
+        out.append((f"reference {pt(ref, ctx)}; best cheaper point {pt(row, ctx)} ({row[COST] / ref[COST]:.0%} of "
+                    f"the reference's GFLOPs); difference {text}", verdict,
+                    "criterion: 95% interval of the paired difference above "
+                    + ("0" if need_better else f"-{margin:g} pt")
+                    + (ctx.settle(factor) if verdict == INCONCLUSIVE else "")
+                    + ctx.seeds_note(ref, row)))
     return out
 
 
-def cheaper_than_all_frames(ctx: Context, method: str) -> list[tuple[str, str, str]]:
-    """GFLOPs (and training memory per video, where the predictions carry ``train_memory_mb``)
-    below the network on all frames at every g."""
-    found = reference(ctx, method, "all_frames")
-    if found is None or not ctx.curves(method):
-        return missing(method, f"dense (or {method} mode=all_frames)")
-    ref, what = found
-    ref_memory = ctx.extras.get((ref["label"], ref["budget"]), {}).get("train_memory_mb")
+def cheaper_than(ctx: Context, method: str, reference: Callable[[Context], Any], memory_key: str | None = None
+                 ) -> list[Row]:
+    """Fewer counted GFLOPs than a fixed reference at every budget (and less of a per-video
+    extras quantity, e.g. training memory, where both log it). Counts, not samples: no interval."""
+    ref = reference(ctx)
+    if not ctx.curves(method):
+        return missing(method)
+    if ref is None or isinstance(ref, str):
+        return [("—", NOT_COMPARABLE, ref or "the reference was not run")]
+    ref_extra = ctx.extras.get(key(ref["label"], ref["budget"]), {}).get(memory_key) if memory_key else None
     out = []
     for label, curve in ctx.curves(method).items():
         ratios = curve[COST] / ref[COST]
-        parts = "; ".join(f"{b:g}: {r:.0%}" for b, r in zip(curve["budget"], ratios))
-        ok = ratios.max() < 1
-        measured = f"reference {pt(ref, ctx)}; {label} GFLOPs as a share of it by budget: {parts}"
-        memory = [ctx.extras.get((label, b), {}).get("train_memory_mb") for b in curve["budget"]]
-        criterion = "criterion: fewer GFLOPs at every budget"
-        if ref_memory and all(memory):
-            measured += "; training memory per video: " + "; ".join(
-                f"{b:g}: {m:.0f} vs {ref_memory:.0f} MB" for b, m in zip(curve["budget"], memory))
-            ok = ok and max(memory) < ref_memory
-            criterion += " and less training memory"
-        out.append((measured, HOLDS if ok else FAILS, f"reference: {what}; {criterion}"))
+        ok = bool(ratios.max() < 1)
+        measured = (f"reference {pt(ref, ctx)}; {label} GFLOPs as a share of it by budget: "
+                    + "; ".join(f"{b:g}: {r:.0%}" for b, r in zip(curve["budget"], ratios)))
+        criterion = "criterion: fewer counted GFLOPs at every budget"
+        mine = [ctx.extras.get(key(label, b), {}).get(memory_key) for b in curve["budget"]] if memory_key else []
+        if ref_extra and mine and all(mine):
+            measured += f"; {memory_key}: " + "; ".join(f"{b:g}: {m:.0f} vs {ref_extra:.0f}"
+                                                        for b, m in zip(curve["budget"], mine))
+            ok = ok and max(mine) < ref_extra
+            criterion += f" and less {memory_key}"
+        out.append((measured, HOLDS if ok else FAILS, criterion))
     return out
 
 
-def monotone_in_budget(ctx: Context, method: str, column: str, what: str) -> list[tuple[str, str, str]]:
+def increases_with_budget(ctx: Context, method: str) -> list[Row]:
+    """The metric rises from each budget to the next: paired differences between consecutive budgets."""
     if not ctx.curves(method):
         return missing(method)
     out = []
@@ -191,15 +462,24 @@ def monotone_in_budget(ctx: Context, method: str, column: str, what: str) -> lis
         if len(curve) < 2:
             out.append(("one budget only", NOT_COMPARABLE, "needs at least two budgets"))
             continue
-        values = curve[column].to_numpy(float)
-        steps = ", ".join(f"{b:g}: {v:.3g}" for b, v in zip(curve["budget"], values))
-        ok = bool(np.all(np.diff(values) > 0))
-        out.append((f"{label} {what} by {curve['budget_param'].iloc[0]}: {steps}", HOLDS if ok else FAILS,
-                    "criterion: strictly increasing with the budget knob"))
+        rows = [r for _, r in curve.iterrows()]
+        if any(ctx.value(r) is None for r in rows):
+            out.append(no_predictions(*rows))
+            continue
+        verdicts, factors, parts = [], [], []
+        for low, high in zip(rows, rows[1:]):
+            verdict, text, factor = difference(ctx, ctx.value(high), ctx.value(low), 0.0)
+            verdicts.append(verdict)
+            factors.append(factor)
+            parts.append(f"{low['budget']:g} -> {high['budget']:g}: {text}")
+        verdict, advice = overall(ctx, verdicts, factors)
+        out.append((f"{label} {ctx.metric} gain by {curve['budget_param'].iloc[0]}: " + "; ".join(parts), verdict,
+                    "criterion: 95% interval of each paired gain above 0" + advice + ctx.seeds_note(*rows)))
     return out
 
 
-def rule_ordering(ctx: Context, method: str, param: str, order: list[str]) -> list[tuple[str, str, str]]:
+def ordered(ctx: Context, method: str, param: str, order: list[str]) -> list[Row]:
+    """Variants of ``method`` (values of ``param``) rank in ``order`` at every shared budget."""
     pts = ctx.method_points(method)
     if pts.empty:
         return missing(method)
@@ -208,42 +488,47 @@ def rule_ordering(ctx: Context, method: str, param: str, order: list[str]) -> li
     if len(present) < 2:
         return [(f"{param} values run: {', '.join(sorted(set(value.dropna()))) or 'none'}", NOT_COMPARABLE,
                  f"needs at least two of {', '.join(order)}")]
-    table = pts.assign(rule=value).pivot_table(index="budget", columns="rule", values=ctx.m)[present].dropna()
-    if table.empty:
-        return [("no budget shared by the rules", NOT_COMPARABLE, "rules were run at different budgets")]
-    ok = all(all(row[a] > row[b] for a, b in zip(present, present[1:])) for _, row in table.iterrows())
-    lines = "; ".join(f"{pts['budget_param'].iloc[0]}={b:g}: " + " / ".join(f"{r} {row[r]:.1f}" for r in present)
-                      for b, row in table.iterrows())
+    pts = pts.assign(variant=value)
+    verdicts, factors, parts, used = [], [], [], []
+    for budget, group in pts.groupby("budget"):
+        rows = {r["variant"]: r for _, r in group.iterrows()}
+        for a, b in zip(present, present[1:]):
+            if a in rows and b in rows:
+                if ctx.value(rows[a]) is None or ctx.value(rows[b]) is None:
+                    return [no_predictions(rows[a], rows[b])]
+                verdict, text, factor = difference(ctx, ctx.value(rows[a]), ctx.value(rows[b]), 0.0)
+                verdicts.append(verdict)
+                factors.append(factor)
+                used += [rows[a], rows[b]]
+                parts.append(f"{pts['budget_param'].iloc[0]}={budget:g}: {a} - {b} {text}")
+    if not verdicts:
+        return [("no budget shared by the variants", NOT_COMPARABLE, "variants were run at different budgets")]
+    verdict, advice = overall(ctx, verdicts, factors)
     skipped = [r for r in order if r not in present]
-    return [(lines, HOLDS if ok else FAILS, f"criterion: {' > '.join(present)} at every shared budget"
-             + (f"; {', '.join(skipped)} not run" if skipped else ""))]
+    return [("; ".join(parts), verdict, f"criterion: {' > '.join(present)} (95% interval of each paired difference "
+             "above 0) at every shared budget" + (f"; {', '.join(skipped)} not run" if skipped else "") + advice
+             + ctx.seeds_note(*used))]
 
 
-def equal_budget_comparison(ctx: Context, method: str, baseline: str, base_mode: str | None = None,
-                            method_filter: Callable[[str], bool] = lambda label: True) -> list[tuple[str, str, str]]:
-    """``method`` vs a baseline at equal values of their budget knobs (same unit, e.g. g vs K frames):
-    the method's own ``base_mode`` curve when it was run, else ``baseline``'s first curve."""
-    base = ctx.curves(method, base_mode) if base_mode and ctx.curves(method, base_mode) else ctx.curves(baseline)
-    curves = {k: v for k, v in ctx.curves(method).items() if method_filter(k)}
-    if not base or not curves:
-        return missing(method, baseline)
-    b_label, b_curve = next(iter(base.items()))
-    b_curve = b_curve.set_index("budget")
+def cost_increases_with_budget(ctx: Context, method: str) -> list[Row]:
+    """Counted GFLOPs per video (mean over videos and seeds) strictly rise with the budget knob."""
+    if not ctx.curves(method):
+        return missing(method)
     out = []
-    for label, curve in curves.items():
-        shared = [b for b in curve["budget"] if b in b_curve.index]
-        if not shared:
-            out.append(("no shared budget values", NOT_COMPARABLE, f"{label} and {b_label} were run at different budgets"))
+    for label, curve in ctx.curves(method).items():
+        curve = curve.dropna(subset=["budget"]).sort_values("budget")
+        if len(curve) < 2:
+            out.append(("one budget only", NOT_COMPARABLE, "needs at least two budgets"))
             continue
-        c = curve.set_index("budget")
-        gaps = [c.loc[b, ctx.m] - b_curve.loc[b, ctx.m] for b in shared]
-        parts = "; ".join(f"{b:g}: {c.loc[b, ctx.m]:.1f} vs {b_curve.loc[b, ctx.m]:.1f}" for b in shared)
-        out.append((f"{label} vs {b_label} at equal budget: {parts}", HOLDS if all(g > 0 for g in gaps) else FAILS,
-                    "criterion: higher at every shared budget value"))
+        values = curve[COST].to_numpy(float)
+        steps = ", ".join(f"{b:g}: {v:.3g}" for b, v in zip(curve["budget"], values))
+        out.append((f"{label} GFLOPs by {curve['budget_param'].iloc[0]}: {steps}",
+                    HOLDS if bool(np.all(np.diff(values) > 0)) else FAILS,
+                    "criterion: counted GFLOPs per video strictly increasing with the budget knob"))
     return out
 
 
-def selection_overhead(ctx: Context, method: str, limit: float) -> list[tuple[str, str, str]]:
+def selection_share_at_most(ctx: Context, method: str, limit: float) -> list[Row]:
     if not ctx.curves(method):
         return missing(method)
     out = []
@@ -254,11 +539,11 @@ def selection_overhead(ctx: Context, method: str, limit: float) -> list[tuple[st
             continue
         parts = "; ".join(f"{b:g}: {s:.1%}" for b, s in zip(curve["budget"], share))
         out.append((f"{label} selection share of GFLOPs by budget: {parts}", HOLDS if share.max() <= limit else FAILS,
-                    f"criterion: at most {limit:.0%} of the total at every budget"))
+                    f"criterion: at most {limit:.0%} of the counted total at every budget"))
     return out
 
 
-def per_video_variation(ctx: Context, method: str, min_cv: float) -> list[tuple[str, str, str]]:
+def cost_varies_per_video(ctx: Context, method: str, min_cv: float) -> list[Row]:
     if not ctx.curves(method):
         return missing(method)
     out = []
@@ -267,124 +552,51 @@ def per_video_variation(ctx: Context, method: str, min_cv: float) -> list[tuple[
         parts = "; ".join(f"{b:g}: {m:.3g} ± {s:.3g}" for b, m, s in
                           zip(curve["budget"], curve[COST], curve["gflops_per_video_std_mean"]))
         out.append((f"{label} GFLOPs per video (mean ± std over videos) by budget: {parts}",
-                    HOLDS if cv.min() >= min_cv else FAILS,
-                    f"criterion: std/mean >= {min_cv:.0%} at every budget"))
+                    HOLDS if cv.min() >= min_cv else FAILS, f"criterion: std/mean >= {min_cv:.0%} at every budget"))
     return out
 
 
-def bins_vary(ctx: Context) -> list[tuple[str, str, str]]:
-    found = {k: v for k, v in ctx.bins.items() if k[0] in ctx.curves("sgs")}
-    if not ctx.curves("sgs"):
-        return missing("sgs")
+def fact_varies(ctx: Context, method: str, fact: str, what: str) -> list[Row]:
+    """A declared per-video fact takes at least two distinct values at every budget."""
+    if not ctx.curves(method):
+        return missing(method)
+    found = {k: v[fact] for k, v in ctx.facts.items() if k[0] in ctx.curves(method) and fact in v}
     if not found:
-        return [("—", NOT_COMPARABLE, "no per-video B' in the sgs predictions (extras 'bins')")]
+        return [("—", NOT_COMPARABLE, f"no per-video {what} in the predictions (extras '{fact}')")]
     parts, ok = [], True
-    for (label, budget), values in sorted(found.items()):
+    for (label, budget), values in sorted(found.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
         distinct = len(np.unique(values))
         ok &= distinct >= 2
-        parts.append(f"{label} B={budget:g}: B' {values.min()}–{values.max()} ({distinct} distinct values, mean {values.mean():.1f})")
-    return [("; ".join(parts), HOLDS if ok else FAILS, "criterion: at least two distinct B' values at every B")]
+        parts.append(f"{label}{'' if budget is None else f' {budget:g}'}: {what} {values.min():g}–{values.max():g} "
+                     f"({distinct} distinct values, mean {values.mean():.1f})")
+    return [("; ".join(parts), HOLDS if ok else FAILS, f"criterion: at least two distinct {what} at every budget")]
 
 
-def more_clusters_better(ctx: Context) -> list[tuple[str, str, str]]:
-    return monotone_in_budget(ctx, "temporal_clustering", ctx.m, ctx.metric)
+# -- the check over a result set ------------------------------------------------------------------
 
-
-CLAIMS: list[Claim] = [
-    Claim("VE-1", "VideoEpitoma (000)", "Table 1",
-          "Selecting half of the timesteps keeps the HeavyNet's accuracy at about half the GFLOPs.",
-          "Breakfast, I3D: 16 uniform timesteps 76.91% @ 207.7 GFLOPs vs VideoEpitoma 8 timesteps 78.11% @ 104.8",
-          lambda c: reaches_at_fraction(c, "videoepitoma", "uniform")),
-    Claim("VE-2", "VideoEpitoma (000)", "Table 2 (appendix)",
-          "The selector beats uniform and random timestep sampling for the same HeavyNet at every budget.",
-          "Breakfast, I3D, 8 timesteps: selector 79.69% vs uniform 74.05%, random 69.22% (wins at all of 1–128)",
-          lambda c: beats_at_matched_compute(c, "videoepitoma", ["uniform", "random"])),
-    Claim("VE-3", "VideoEpitoma (000)", "Table 1",
-          "The LightNet and gating cost is marginal next to the HeavyNet.",
-          "0.13 of 104.8 GFLOPs (0.12%) with I3D",
-          lambda c: selection_overhead(c, "videoepitoma", 0.10)),
-    Claim("LE-1", "LiteEval (001)", "Table 1",
-          "LiteEval matches or beats the UNIFORM baseline's accuracy with about half its GFLOPs.",
-          "FCVID 80.0% mAP @ 94.3 vs UNIFORM 80.0% @ 195.5; ActivityNet 72.7% @ 95.1 vs 70.0% @ 195.5",
-          lambda c: reaches_at_fraction(c, "liteeval", "uniform")),
-    Claim("LE-2", "LiteEval (001)", "Fig. 4, Tables 4–5",
-          "The computation LiteEval spends varies from video to video.",
-          "Kinetics 275.91 ± 144.10 GFLOPs (fine features 4.16 ± 2.20); Breakfast 497.80 ± 390.10",
-          lambda c: per_video_variation(c, "liteeval", 0.05)),
-    Claim("LE-3", "LiteEval (001)", "Table 7",
-          "The budget target γ trades compute for accuracy: a larger γ uses more GFLOPs.",
-          "FCVID γ 0.01/0.03/0.05/0.10: 75.4/82.1/94.3/139.0 GFLOPs, 78.8/79.7/80.0/80.1% mAP",
-          lambda c: monotone_in_budget(c, "liteeval", COST, "GFLOPs")),
-    Claim("SGS-1", "SGS / ATFR (002)", "Table 7",
-          "Adding SGS to a 3D CNN cuts its GFLOPs substantially while accuracy stays about the same.",
-          "Mini-Kinetics 3DResNet-50: 40.8 → 23.4 GFLOPs, 79.2 → 79.3% top-1; X3D-S 1.9 → 1.1, 77.9 → 78.0%",
-          lambda c: cheaper_and_as_good_as_dense(c, "sgs", need_better=False, base_mode="base")),
-    Claim("SGS-2", "SGS / ATFR (002)", "Fig. 3",
-          "The temporal resolution after SGS (active bins B') differs from video to video.",
-          "histogram of B' over Mini-Kinetics validation clips, spread over roughly 5–32 bins",
-          lambda c: bins_vary(c)),
-    Claim("SGS-3", "SGS / ATFR (002)", "Table A.3",
-          "Fewer bins B lower both GFLOPs and accuracy.",
-          "3DResNet-18, B 4/8/16/32: 3.5/4.2/5.5/14.0 GFLOPs, 61.4/64.7/64.7/69.6% top-1",
-          lambda c: monotone_in_budget(c, "sgs", COST, "GFLOPs")),
-    Claim("SC-1", "SCSampler (003)", "Tables 1–2",
-          "The sampler's top-K clips beat K random or uniformly spaced clips.",
-          "Sports1M MC3-18: 72.80% vs random 64.54 / uniform 64.76; Kinetics: 67.00 vs 63.08 / 62.31",
-          lambda c: beats_at_matched_compute(c, "scsampler", ["uniform", "random"])),
-    Claim("SC-2", "SCSampler (003)", "Tables 1–2",
-          "SCSampler on K clips is more accurate than dense evaluation of all clips, at a fraction of the cost.",
-          "Sports1M MC3-18: 72.80% (0.8 days) vs dense 66.57% (12.9 days); Kinetics 67.00 vs 65.06%",
-          lambda c: cheaper_and_as_good_as_dense(c, "scsampler", need_better=True)),
-    Claim("SC-3", "SCSampler (003)", "Table 4",
-          "For the visual sampler the AC objective works best, then SAL-RANK, then SAL-CL.",
-          "miniSports, K=10: SAL-RANK 64.77%, SAL-CL 63.17%; AC stated best (its cell is lost in our copy)",
-          lambda c: rule_ordering(c, "scsampler", "objective", ["ac", "sal_rank", "sal_cl"])),
-    Claim("SC-4", "SCSampler (003)", "Table 1",
-          "The oracle (top-K clips by the true class's score) is an upper bound well above the sampler.",
-          "Sports1M MC3-18: oracle 85.10% vs SCSampler 72.80%",
-          lambda c: equal_budget_comparison(c, "oracle", "scsampler")),
-    Claim("TC-1", "Full-video clustering (004)", "Tables 1–2",
-          "Cumulative clustering beats slope clustering, which beats uniform grouping, at equal g.",
-          "Breakfast g=8: 62.0 / 60.7 / 58.3%; g=16: 64.4 / 63.7 / 60.2%",
-          lambda c: rule_ordering(c, "temporal_clustering", "rule", ["cumulative", "slope", "uniform"])),
-    Claim("TC-2", "Full-video clustering (004)", "Table 2",
-          "g clusters over all frames beat the same network on g uniformly sampled frames.",
-          "Breakfast: cumulative g=8 62.0% vs TSM 8 frames 59.1%; g=16 64.4% vs 61.4%",
-          lambda c: equal_budget_comparison(c, "temporal_clustering", "uniform", base_mode="sampled",
-                                            method_filter=lambda label: "rule=uniform" not in label)),
-    Claim("TC-3", "Full-video clustering (004)", "Table 1",
-          "Clustering costs far fewer GFLOPs and less training memory per video than the network on all frames.",
-          "Move4MNIST: 28.61 GFLOPs and 1.56 GB (g=8) vs 58.24 GFLOPs and 3.15 GB on all 32 frames",
-          lambda c: cheaper_than_all_frames(c, "temporal_clustering")),
-    Claim("TC-4", "Full-video clustering (004)", "Table 2",
-          "More clusters give higher accuracy.",
-          "Breakfast g=8 → 16: cumulative 62.0 → 64.4%, slope 60.7 → 63.7%, uniform 58.3 → 60.2%",
-          more_clusters_better),
-]
-
-
-CLAIM_METHOD = {"VE": "videoepitoma", "LE": "liteeval", "SGS": "sgs", "SC": "scsampler", "TC": "temporal_clustering"}
-
-
-def check_claims(points: pd.DataFrame, metric: str, bins: Mapping[tuple[str, float], np.ndarray] | None = None,
-                 extras: Mapping[tuple[str, float], Mapping[str, float]] | None = None,
-                 claims: list[Claim] = CLAIMS) -> pd.DataFrame:
+def check_claims(points: pd.DataFrame, metric: str, contexts: Callable[[pd.DataFrame], Context] | None = None,
+                 claims: list[Claim] | None = None) -> pd.DataFrame:
     """One row per claim (per curve where a method has several), per dataset, backbone and experiment:
-    methods are only compared with baselines run on the same data, backbone and launch."""
+    methods are only compared with baselines run on the same data, backbone and launch.
+    ``contexts(group)`` builds each group's Context (bootstrap replicates, facts); without it the
+    checks see seed means only, and every comparison is "not comparable here"."""
+    claims = registered_claims() if claims is None else claims
     rows = []
     reported: set[tuple[str, str, str]] = set()  # (dataset, experiment, claim id) already given a row
     ran_on = points.groupby(["dataset", "experiment"])["method"].agg(set) if len(points) else {}
     for (dataset, backbone, experiment), group in points.groupby(["dataset", "backbone", "experiment"], sort=True):
-        ctx = Context(group, metric, bins or {}, extras or {})
+        ctx = contexts(group) if contexts else Context(group, metric)
         here = set(group["method"])
         for claim in claims:
-            method = CLAIM_METHOD[claim.id.split("-")[0]]
             # a claim is checked on the backbones its method ran on; one "not comparable" row if none
-            if method not in here and (method in ran_on[(dataset, experiment)] or (dataset, experiment, claim.id) in reported):
+            if claim.method not in here and (claim.method in ran_on[(dataset, experiment)]
+                                             or (dataset, experiment, claim.id) in reported):
                 continue
             reported.add((dataset, experiment, claim.id))
             for measured, verdict, reason in claim.check(ctx):
-                rows.append({"dataset": dataset, "backbone": backbone, "experiment": experiment, "id": claim.id, "paper": claim.paper, "table": claim.table,
-                             "claim": claim.statement, "paper's numbers": claim.paper_numbers,
-                             "measured here": measured, "verdict": verdict, "why": reason})
-    return pd.DataFrame(rows)
+                rows.append({"dataset": dataset, "backbone": backbone, "experiment": experiment, "id": claim.id,
+                             "paper": claim.paper, "table": claim.table, "claim": claim.statement,
+                             "paper's numbers": claim.paper_numbers, "measured here": measured, "verdict": verdict,
+                             "why": reason})
+    return pd.DataFrame(rows, columns=["dataset", "backbone", "experiment", "id", "paper", "table", "claim",
+                                       "paper's numbers", "measured here", "verdict", "why"])

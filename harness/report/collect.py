@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -122,27 +123,49 @@ def load_trials(tracking_uri: str, experiments: list[str]) -> pd.DataFrame:
             raise ReportError(f"no MLflow experiment '{name}' at {tracking_uri} (experiments: {known})")
         rows += [r for r in (trial_row(run, name) for run in _search_all(client, exp.experiment_id)) if r]
     if not rows:
-        raise ReportError(f"no trials (runs with a skimbench.trial_hash tag) in {', '.join(experiments)} at {tracking_uri}")
-    return pd.DataFrame(rows).sort_values(["experiment", "method", "budget", "seed"], na_position="first").reset_index(drop=True)
+        raise ReportError(f"no trials (runs with a skimbench.trial_hash tag) in {', '.join(experiments)} "
+                          f"at {tracking_uri}")
+    order = ["experiment", "method", "budget", "seed"]
+    return pd.DataFrame(rows).sort_values(order, na_position="first").reset_index(drop=True)
 
 
 PREDICTION_JSON_COLUMNS = ("labels", "scores", "usage", "selected", "extras")
 
 
-def load_predictions(tracking_uri: str, run_id: str) -> pd.DataFrame | None:
-    """A trial's ``predictions.csv`` with its JSON cells decoded; None when the run has none."""
+def _artifact(tracking_uri: str, run_id: str, name: str) -> Path | None:
+    """Download one artifact of a run into a fresh temporary folder; None when the run has none."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bars in reports
     client = MlflowClient(tracking_uri=tracking_uri)
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path = Path(client.download_artifacts(run_id, "predictions.csv", tmp))
-        except Exception:  # missing artifact (failed trial, older run): the report says so
-            return None
-        table = pd.read_csv(path, dtype={"video_id": str})
+    folder = tempfile.mkdtemp(prefix="skimbench-report-")
+    try:
+        return Path(client.download_artifacts(run_id, name, folder))
+    except Exception:  # missing artifact (failed trial, older run): the report says so
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
+
+
+def load_predictions(tracking_uri: str, run_id: str) -> pd.DataFrame | None:
+    """A trial's ``predictions.csv`` with its JSON cells decoded; None when the run has none."""
+    path = _artifact(tracking_uri, run_id, "predictions.csv")
+    if path is None:
+        return None
+    table = pd.read_csv(path, dtype={"video_id": str})
+    shutil.rmtree(path.parent, ignore_errors=True)
     for column in PREDICTION_JSON_COLUMNS:
         if column in table:
             table[column] = [json.loads(v) if isinstance(v, str) and v else None for v in table[column]]
     return table
+
+
+def load_flops_components(tracking_uri: str, run_id: str) -> list[dict[str, Any]] | None:
+    """A trial's ``flops_components.json`` (one row per component and shape: ``component``, ``role``,
+    ``gflops_per_call``, ``calls``, ...); None when the run has none."""
+    path = _artifact(tracking_uri, run_id, "flops_components.json")
+    if path is None:
+        return None
+    rows = json.loads(path.read_text())
+    shutil.rmtree(path.parent, ignore_errors=True)
+    return rows
 
 
 def label_series(trials: pd.DataFrame) -> pd.DataFrame:
@@ -150,7 +173,7 @@ def label_series(trials: pd.DataFrame) -> pd.DataFrame:
 
     A curve is one method entry swept over its budget knob. Its name is the spec's label for the
     entry (the method name by default) plus every other method parameter that varies among the
-    trials sharing that name (``scsampler (objective=ac)``), so that differently configured trials
+    trials sharing that name (``sampler (objective=ac)``), so that differently configured trials
     are never averaged together; plus the backbone when the trials span several and the experiment
     when several are compared. Seeds never enter the label: they are averaged over.
     """

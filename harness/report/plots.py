@@ -1,6 +1,6 @@
 """Static figures of a report (matplotlib, Agg backend: no display needed). Each figure is written as
 PNG and SVG and its PNG path returned. Colours and markers are fixed per method, so a method looks
-the same in every figure of a report; non-deployable methods (the oracle) are drawn hollow and
+the same in every figure of a report; non-deployable methods (upper bounds) are drawn hollow and
 dotted and say so in the legend."""
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def plot_tradeoff(points: pd.DataFrame, trials: pd.DataFrame, metric: str, cost:
                   title: str, styles: Styles) -> Path | None:
     """One accuracy-vs-cost figure: trials as faint dots, seed means with error bars joined along
     each method's budget knob, and the front of the deployable points as a black staircase."""
-    mean, std, cost_mean, cost_std = f"{metric}_mean", f"{metric}_std", f"{cost}_mean", f"{cost}_std"
+    mean, cost_mean, cost_std = f"{metric}_mean", f"{cost}_mean", f"{cost}_std"
     pts = points.dropna(subset=[mean, cost_mean])
     pts = pts[pts[cost_mean] > 0]
     if pts.empty:
@@ -83,7 +83,7 @@ def plot_tradeoff(points: pd.DataFrame, trials: pd.DataFrame, metric: str, cost:
         runs = trials[(trials["label"] == label) & (trials["status"] == "FINISHED")
                       & (trials["dataset"] == curve["dataset"].iloc[0])]
         ax.scatter(runs[cost], runs[metric], s=12, color=style["color"], alpha=0.3, linewidths=0)
-        ax.errorbar(curve[cost_mean], curve[mean], yerr=curve[std].fillna(0), xerr=curve[cost_std].fillna(0),
+        ax.errorbar(curve[cost_mean], curve[mean], yerr=metric_error(curve, metric), xerr=curve[cost_std].fillna(0),
                     capsize=3, markersize=7, linewidth=1.5, **style)
     deployable = pts[pts["deployable"].astype(bool)]
     on_front = deployable[pareto_front(deployable, cost_mean, mean)]
@@ -98,12 +98,23 @@ def plot_tradeoff(points: pd.DataFrame, trials: pd.DataFrame, metric: str, cost:
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
-    note = "Points: seed means ± std over seeds; faint dots: single trials; circled: on the front."
+    note = ("Points: seed means; vertical bars: 95% interval (bootstrap over seeds and test videos; std over "
+            "seeds where a point has no predictions); faint dots: single trials; circled: on the front.")
     if not on_front.empty:
         unit = "GFLOPs" if cost.startswith("gflops") else "ms"
         note += " " + front_members_text(on_front.rename(columns={cost_mean: cost, mean: metric}), cost, metric, unit)
     fig.text(0.01, -0.01, textwrap.fill(note, 160), fontsize=7, va="top", ha="left")
     return save(fig, stem)
+
+
+def metric_error(curve: pd.DataFrame, metric: str) -> np.ndarray:
+    """Asymmetric error bars [2, n]: the 95% interval (``<metric>_lo/_hi``) where known, else ± std."""
+    mean, std = curve[f"{metric}_mean"].to_numpy(float), curve[f"{metric}_std"].fillna(0).to_numpy(float)
+    lo = curve[f"{metric}_lo"].to_numpy(float) if f"{metric}_lo" in curve else np.full(len(curve), np.nan)
+    hi = curve[f"{metric}_hi"].to_numpy(float) if f"{metric}_hi" in curve else np.full(len(curve), np.nan)
+    below = np.where(np.isnan(lo), std, np.maximum(mean - lo, 0))
+    above = np.where(np.isnan(hi), std, np.maximum(hi - mean, 0))
+    return np.vstack([below, above])
 
 
 def log_x(ax: plt.Axes) -> None:
@@ -117,7 +128,7 @@ def log_x(ax: plt.Axes) -> None:
 
 def plot_cost_distributions(per_video: Mapping[tuple[str, float], np.ndarray], stem: Path, title: str,
                             knobs: Mapping[str, str] | None = None) -> Path | None:
-    """Box plots of per-video GFLOPs for each (curve, budget) of the dynamic methods (LiteEval Fig. 4)."""
+    """Box plots of per-video GFLOPs for each (curve, budget) of the dynamic methods."""
     groups = [(k, np.asarray(v, float)) for k, v in sorted(per_video.items(), key=lambda kv: (kv[0][0], kv[0][1]))
               if len(v)]
     if not groups:
@@ -143,7 +154,7 @@ def budget_text(budget: float, knob: str | None = None) -> str:
 
 def plot_count_histograms(counts: Mapping[tuple[str, float], np.ndarray], stem: Path, xlabel: str,
                           title: str, knobs: Mapping[str, str] | None = None) -> Path | None:
-    """One histogram per (curve, budget) of a per-video count (SGS's active bins B', clusters)."""
+    """One histogram per (curve, budget) of a per-video count (a declared per-video fact)."""
     groups = [(k, np.asarray(v, int)) for k, v in sorted(counts.items()) if len(v)]
     if not groups:
         return None
@@ -190,8 +201,8 @@ def plot_selection_quality(quality: pd.DataFrame, stem: Path, title: str, styles
         ax.grid(True, which="both", alpha=0.25)
     axes[1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
     handles, labels = axes[0].get_legend_handles_labels()
-    axes[0].legend([h for h, l in zip(handles, labels) if l.startswith("chance")],
-                   [l for l in labels if l.startswith("chance")], loc="lower right", fontsize=8)
+    axes[0].legend([h for h, name in zip(handles, labels) if name.startswith("chance")],
+                   [name for name in labels if name.startswith("chance")], loc="lower right", fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     return save(fig, stem)

@@ -10,8 +10,8 @@ Rules (stated in every report):
   units / relevant units. A method's figure is the mean over videos (videos with nothing
   selected are left out of precision, videos with nothing relevant out of recall).
 * ``chance`` = the fraction of units that are relevant: the precision of a selection blind to
-  content (random K), to read precision against.
-* Methods that select nothing per video (in-network methods such as SGS) get no row.
+  content, to read precision against.
+* Methods that select nothing per video (in-network methods) get no row.
 """
 from __future__ import annotations
 

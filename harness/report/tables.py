@@ -1,18 +1,21 @@
 """Report tables as DataFrames, written as CSV (full precision), Markdown and LaTeX (formatted).
 
 Every table is computed from seed means (``pareto.seed_summary``). GFLOPs per video are shown as
-mean ± std over the test videos (LiteEval's convention), averaged over seeds; accuracy as mean ±
-std over seeds.
+mean ± std over the test videos (as LiteEval reports them), averaged over seeds; accuracy as
+``mean [lo, hi]``, the 95% interval of ``harness.report.stats`` (seeds and test videos
+resampled), with the std over seeds beside it.
 """
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
 
 from harness.report.pareto import (accuracy_at_matched_compute, compute_to_reach, front_share,
                                    matched_cost_grid, pareto_front)
+from harness.report.stats import mean_ci
 
 COST = "gflops_per_video_mean_mean"
 
@@ -48,6 +51,8 @@ def method_table(points: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, pd.Da
         "dataset": points["dataset"], "method": points["label"], "budget_param": points["budget_param"],
         "budget": points["budget"], "seeds": points["n_seeds"],
         f"{metric}_mean": points[f"{metric}_mean"], f"{metric}_std_over_seeds": points[f"{metric}_std"],
+        f"{metric}_ci95_lo": points.get(f"{metric}_lo", np.nan),
+        f"{metric}_ci95_hi": points.get(f"{metric}_hi", np.nan),
         "gflops_per_video_mean": points[COST], "gflops_per_video_std_over_videos": points["gflops_per_video_std_mean"],
         "gflops_selection_mean": points["gflops_selection_mean_mean"], "params_m": points["params_m_mean"],
         "latency_ms_per_video": points["latency_ms_per_video_mean"],
@@ -58,7 +63,9 @@ def method_table(points: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, pd.Da
     text = pd.DataFrame({
         "dataset": numeric["dataset"], "method": numeric["method"],
         "budget": [budget_cell(r) for _, r in points.iterrows()], "seeds": numeric["seeds"],
-        f"{metric} (%)": [pm(m, s) for m, s in zip(numeric[f"{metric}_mean"], numeric[f"{metric}_std_over_seeds"])],
+        f"{metric} (%) [95% CI]": [mean_ci(m, lo, hi) for m, lo, hi in zip(
+            numeric[f"{metric}_mean"], numeric[f"{metric}_ci95_lo"], numeric[f"{metric}_ci95_hi"])],
+        "std over seeds": [num(s, 2) for s in numeric[f"{metric}_std_over_seeds"]],
         "GFLOPs/video": [pm(m, s, 3) for m, s in zip(numeric["gflops_per_video_mean"],
                                                      numeric["gflops_per_video_std_over_videos"])],
         "of which selection": [num(v) for v in numeric["gflops_selection_mean"]],
@@ -72,48 +79,61 @@ def method_table(points: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, pd.Da
     return numeric.reset_index(drop=True), text.reset_index(drop=True)
 
 
-def matched_compute_table(points: pd.DataFrame, metric: str, n: int = 4) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Each curve's metric interpolated at a few shared GFLOPs values (per dataset)."""
+def matched_compute_table(points: pd.DataFrame, metric: str, n: int = 4,
+                          interval_at: Callable[[pd.DataFrame, float], tuple[float, float]] | None = None
+                          ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Each curve's metric interpolated at a few shared GFLOPs values (per dataset), with its 95%
+    interval where ``interval_at(curve, cost)`` gives one (CSV columns ``... lo`` / ``... hi``)."""
     frames = []
     for dataset, group in points.groupby("dataset", sort=True):
         grid = matched_cost_grid(group, COST, n)
         table = accuracy_at_matched_compute(group, grid, COST, f"{metric}_mean")
-        table.columns = [f"{metric} @ {c:.3g} GFLOPs" for c in grid]
+        columns = [f"{metric} @ {c:.3g} GFLOPs" for c in grid]
+        table.columns = columns
+        for column, cost in zip(columns, grid):
+            bounds = [interval_at(group[group["label"] == label], cost) if interval_at and not pd.isna(v)
+                      else (np.nan, np.nan) for label, v in table[column].items()]
+            table[f"{column} lo"], table[f"{column} hi"] = [b[0] for b in bounds], [b[1] for b in bounds]
         frames.append(table.rename_axis("method").reset_index().assign(dataset=dataset))
     if not frames:
         return pd.DataFrame(), pd.DataFrame()
     numeric = pd.concat(frames, ignore_index=True)
     numeric = numeric[["dataset", "method"] + [c for c in numeric.columns if c not in ("dataset", "method")]]
-    text = numeric.copy()
-    for column in numeric.columns[2:]:
-        text[column] = [pm(v, None) for v in numeric[column]]
+    values = [c for c in numeric.columns[2:] if not c.endswith((" lo", " hi"))]
+    text = numeric[["dataset", "method"]].copy()
+    for column in values:
+        text[column] = [mean_ci(v, lo, hi) for v, lo, hi in
+                        zip(numeric[column], numeric[f"{column} lo"], numeric[f"{column} hi"])]
     return numeric, text
 
 
-def reach_dense_table(points: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """GFLOPs each curve needs to reach the dense baseline's metric (same dataset, backbone and
-    experiment), interpolated on its curve; NaN when it never does within its measured budgets."""
+def reach_reference_table(points: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """GFLOPs each curve needs to reach the full-evaluation baseline's metric: the costliest deployable
+    point of a method without a budget knob (same dataset, backbone and experiment), interpolated on
+    each curve; NaN when a curve never reaches it within its measured budgets."""
     rows = []
     for (dataset, backbone, experiment), group in points.groupby(["dataset", "backbone", "experiment"], sort=True):
-        dense = group[group["method"] == "dense"].dropna(subset=[f"{metric}_mean"])
-        if dense.empty:
+        full = group[group["budget_param"].isna() & group["deployable"].astype(bool)].dropna(subset=[f"{metric}_mean"])
+        if full.empty:
             continue
-        reference = dense.sort_values(COST).iloc[-1]  # the densest evaluation if several
+        reference = full.sort_values(COST).iloc[-1]
         for label, curve in group.groupby("label", sort=True):
             need = compute_to_reach(curve[COST], curve[f"{metric}_mean"], reference[f"{metric}_mean"])
-            rows.append({"dataset": dataset, "method": label, "dense_metric": reference[f"{metric}_mean"],
-                         "dense_gflops": reference[COST], "gflops_to_reach_dense": need,
-                         "fraction_of_dense_gflops": need / reference[COST] if reference[COST] else np.nan,
+            rows.append({"dataset": dataset, "method": label, "reference": reference["label"],
+                         "reference_metric": reference[f"{metric}_mean"], "reference_gflops": reference[COST],
+                         "gflops_to_reach_reference": need,
+                         "fraction_of_reference_gflops": need / reference[COST] if reference[COST] else np.nan,
                          "best_metric": curve[f"{metric}_mean"].max()})
     numeric = pd.DataFrame(rows)
     if numeric.empty:
         return numeric, numeric
     text = pd.DataFrame({
-        "dataset": numeric["dataset"], "method": numeric["method"],
-        f"dense {metric} (%)": [pm(v, None) for v in numeric["dense_metric"]],
-        "dense GFLOPs": [num(v) for v in numeric["dense_gflops"]],
-        "GFLOPs to reach dense": [num(v) if not pd.isna(v) else "not reached" for v in numeric["gflops_to_reach_dense"]],
-        "× dense GFLOPs": [num(v, 2) for v in numeric["fraction_of_dense_gflops"]],
+        "dataset": numeric["dataset"], "method": numeric["method"], "reference": numeric["reference"],
+        f"reference {metric} (%)": [pm(v, None) for v in numeric["reference_metric"]],
+        "reference GFLOPs": [num(v) for v in numeric["reference_gflops"]],
+        "GFLOPs to reach it": [num(v) if not pd.isna(v) else "not reached"
+                               for v in numeric["gflops_to_reach_reference"]],
+        "× reference GFLOPs": [num(v, 2) for v in numeric["fraction_of_reference_gflops"]],
         f"best {metric} (%)": [pm(v, None) for v in numeric["best_metric"]],
     })
     return numeric, text
@@ -170,3 +190,45 @@ def write_table(numeric: pd.DataFrame, text: pd.DataFrame, stem: Path, caption: 
     stem.with_suffix(".md").write_text(f"{caption}\n\n{markdown}")
     stem.with_suffix(".tex").write_text(to_latex(text, caption))
     return markdown
+
+
+def ratio_text(r: float) -> str:
+    """A cost ratio as the papers write it: ``1:98`` for a cheaper component, ``3.2:1`` for a dearer one."""
+    return "—" if pd.isna(r) or r <= 0 else f"{r:.3g}:1" if r >= 1 else f"1:{1 / r:.3g}"
+
+
+def cost_regime_table(components: Mapping[tuple[str, str, str], list[dict]], paper: Mapping[str, Any]
+                      ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per curve and component: GFLOPs per call (the calls-weighted mean over its realised shapes,
+    from ``flops_components.json``), and its ratio to the curve's costliest recognition component,
+    with the paper's cheap-to-heavy ratio beside it where the method's claims declare one.
+    ``components``: (dataset, label, method) -> one trial's component rows."""
+    rows = []
+    for (dataset, label, method), table in sorted(components.items()):
+        per: dict[str, dict[str, Any]] = {}
+        for r in table:
+            entry = per.setdefault(r["component"], {"role": r.get("role", "recognition"), "flops": 0.0, "calls": 0})
+            entry["flops"] += float(r["gflops_per_call"]) * int(r.get("calls") or 0)
+            entry["calls"] += int(r.get("calls") or 0)
+        if not per:
+            continue
+        gflops = {c: (e["flops"] / e["calls"] if e["calls"] else np.nan) for c, e in per.items()}
+        heavy = max((g for c, g in gflops.items() if per[c]["role"] == "recognition" and not pd.isna(g)),
+                    default=np.nan)
+        cost = paper.get(method)
+        for component, g in gflops.items():
+            rows.append({"dataset": dataset, "method": label, "component": component, "role": per[component]["role"],
+                         "gflops_per_call": g, "calls_all_videos": per[component]["calls"],
+                         "ratio_to_heaviest_recognition": g / heavy if heavy else np.nan,
+                         "paper_ratio": cost.ratio if cost else "", "paper_source": cost.source if cost else ""})
+    numeric = pd.DataFrame(rows, columns=["dataset", "method", "component", "role", "gflops_per_call",
+                                          "calls_all_videos", "ratio_to_heaviest_recognition", "paper_ratio",
+                                          "paper_source"])
+    text = pd.DataFrame({
+        "dataset": numeric["dataset"], "method": numeric["method"], "component": numeric["component"],
+        "role": numeric["role"], "GFLOPs per call": [num(v) for v in numeric["gflops_per_call"]],
+        "vs heaviest recognition": [ratio_text(r) for r in numeric["ratio_to_heaviest_recognition"]],
+        "paper (cheap:heavy)": [f"{p} ({s})" if p and role == "selection" else "" for p, s, role
+                                in zip(numeric["paper_ratio"], numeric["paper_source"], numeric["role"])],
+    })
+    return numeric, text
