@@ -51,7 +51,9 @@ def intervals(trials: pd.DataFrame, spans: list[dict]) -> pd.DataFrame:
     if "sched_start" in trials:
         for row in trials.dropna(subset=["sched_start", "sched_end"]).itertuples():
             lane = f"pid {int(row.sched_pid)}" if pd.notna(getattr(row, "sched_pid", None)) else "?"
-            rows.append((lane, "trial", str(getattr(row, "label", row.method)), row.sched_start, row.sched_end))
+            knob = getattr(row, "budget_param", None)
+            budget = f" {knob}={row.budget:g}" if isinstance(knob, str) and pd.notna(getattr(row, "budget", None)) else ""
+            rows.append((lane, "trial", f"{getattr(row, 'label', row.method)}{budget}", row.sched_start, row.sched_end))
     for span in spans:
         if span.get("end") is not None:
             rows.append((f"pid {span['pid']}", "stage", span["stage"], span["start"], span["end"]))
