@@ -119,7 +119,8 @@ def part_c_attached(args: argparse.Namespace, folder: Path) -> None:
                              "--address", f"127.0.0.1:{port}", env=auth)
             span, _, _ = schedule(spec)
             overheads.append(wall - span)
-        print(f"(c) launch overhead, attached to a running Ray: {overheads[1]:.1f} s (first attach: {overheads[0]:.1f} s)"
+        print(f"(c) launch overhead, attached to a running Ray: {overheads[1]:.1f} s "
+              f"(first attach: {overheads[0]:.1f} s)"
               f"  [target <= 6 s: {'met' if overheads[1] <= 6 else 'NOT met'}]")
     finally:
         subprocess.run([ray_bin, "stop", "--force"], capture_output=True,
@@ -167,7 +168,8 @@ def part_d(args: argparse.Namespace, folder: Path) -> None:
             bare.append(time.perf_counter() - t0)
     wall = skimbench("run", str(spec_path), "--plugin", str(PLUGIN), "--no-report", "--quiet", "--local")
     amortised = wall / args.trials - statistics.mean(bare)
-    print(f"(d) {args.trials} trivial trials, 1 worker (--local): bare loop {sum(bare):.2f} s, skimbench run {wall:.2f} s: "
+    print(f"(d) {args.trials} trivial trials, 1 worker (--local): bare loop {sum(bare):.2f} s, "
+          f"skimbench run {wall:.2f} s: "
           f"{amortised:.3f} s per trial amortised  [target < 0.5 s: {'met' if amortised < 0.5 else 'NOT met'}]")
 
 

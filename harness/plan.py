@@ -71,7 +71,8 @@ def declared(trial: Trial, store: StageStore, datasets: dict[str, Any] | None = 
         return _requests(trial, store, Path(work), datasets)
 
 
-def _requests(trial: Trial, store: StageStore, work: Path, datasets: dict[str, Any] | None = None) -> list[StageRequest]:
+def _requests(trial: Trial, store: StageStore, work: Path,
+              datasets: dict[str, Any] | None = None) -> list[StageRequest]:
     ctx, method = build_context(trial, store, work, log=lambda msg: None)
     if datasets is not None:  # the manifest hash reads every annotation file: once per dataset, not per trial
         shared = json.dumps(trial.dataset.to_dict(), sort_keys=True, default=str)

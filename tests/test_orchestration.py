@@ -57,7 +57,8 @@ output: "{tmp_path}/results"
 def test_a_shared_stage_is_computed_once_and_no_trial_waits_on_it(tiny_root, tmp_path, local):
     counter = tmp_path / "counter.txt"
     spec = quick_spec(tmp_path, tiny_root, method_params=f'stage_counter: "{counter}"', grid="k: [2, 4]")
-    done = skimbench("run", str(spec), "--plugin", str(PLUGIN), "--no-report", "--quiet", *(["--local"] if local else []))
+    done = skimbench("run", str(spec), "--plugin", str(PLUGIN), "--no-report", "--quiet",
+                     *(["--local"] if local else []))
     assert done.returncode == 0, done.stderr[-3000:]
     assert counter.read_text().count("computed") == 1
     spec_ = load_spec(spec)
@@ -94,7 +95,8 @@ tracking: {{uri: "sqlite:///{tmp_path}/mlflow.db"}}
 ray: {{num_cpus: 2}}
 output: "{tmp_path}/results"
 """)
-    done = skimbench("run", str(spec), "--plugin", str(PLUGIN), "--no-report", "--quiet", *(["--local"] if local else []))
+    done = skimbench("run", str(spec), "--plugin", str(PLUGIN), "--no-report", "--quiet",
+                     *(["--local"] if local else []))
     assert done.returncode != 0
     assert counter.read_text().count("computed") == 1  # once, not once per dependent
     spec_ = load_spec(spec)

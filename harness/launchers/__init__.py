@@ -64,7 +64,8 @@ class Launched:
 
 class Launcher(Protocol):
     def launch(self, plan: Any, context: LaunchContext, progress: Any) -> Launched:
-        """Run the plan (``harness.plan.Plan``): each stage once, then every trial through ``execute`` (retrying up to ``trial.max_failures`` times), feeding
+        """Run the plan (``harness.plan.Plan``): each stage once, then every trial through ``execute``
+        (retrying up to ``trial.max_failures`` times), feeding
         ``progress.started/finished/failed/retrying(trial_hash, ...)``."""
         ...
 

@@ -52,7 +52,8 @@ def intervals(trials: pd.DataFrame, spans: list[dict]) -> pd.DataFrame:
         for row in trials.dropna(subset=["sched_start", "sched_end"]).itertuples():
             lane = f"pid {int(row.sched_pid)}" if pd.notna(getattr(row, "sched_pid", None)) else "?"
             knob = getattr(row, "budget_param", None)
-            budget = f" {knob}={row.budget:g}" if isinstance(knob, str) and pd.notna(getattr(row, "budget", None)) else ""
+            budget = getattr(row, "budget", None)
+            budget = f" {knob}={budget:g}" if isinstance(knob, str) and pd.notna(budget) else ""
             rows.append((lane, "trial", f"{getattr(row, 'label', row.method)}{budget}", row.sched_start, row.sched_end))
     for span in spans:
         if span.get("end") is not None:
