@@ -54,6 +54,9 @@ class RayLauncher:
             slots = min(slots, int(available.get("GPU", 0) // gpus))
         slots = max(1, min(slots, int(spec.ray.get("max_concurrent") or slots)))
         Schedule(plan, context, progress, launched, slots, {"num_cpus": cpus, "num_gpus": gpus}).run()
+        for trial in plan.trials:  # cannot happen with a well-formed plan; never drop a trial silently
+            if trial.hash not in launched.finished and trial.hash not in launched.failed:
+                launched.failed[trial.hash] = f"{trial.name or trial.label} {trial.hash[:8]}: not run (stages not done)"
         for h in launched.failed:  # a worker that died on the last attempt left its run RUNNING
             tracking.abandon_running(context.uri, context.experiment_id, h, "WORKER_LOST")
         return launched
