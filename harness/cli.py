@@ -76,6 +76,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     print(f"{spec.path}: experiment '{spec.experiment}', {len(trials)} trials "
           f"({spec.resources['cpus']:g} CPU, {spec.resources['gpus']:g} GPU each)")
     print(_text_table(rows))
+    from harness.plan import build_plan, format_plan  # noqa: PLC0415 - builds the trials' contexts (torch)
+
+    print(format_plan(build_plan(trials, Path(spec.output) / "stages"), {t.hash: t.name for t in trials}))
     return 0
 
 
@@ -261,8 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    spec_command("plan", "show the trials a spec expands to, without running anything", cmd_plan)
-    run = spec_command("run", "run a spec's grid (Ray Tune by default), log every trial to MLflow, write the report",
+    spec_command("plan", "show the trials a spec expands to and the shared stages they need", cmd_plan)
+    run = spec_command("run", "run a spec's grid (on Ray by default), log every trial to MLflow, write the report",
                        cmd_run)
     run.add_argument("--local", action="store_true", help="run trials in this process, one after another (same "
                                                           "results)")

@@ -20,7 +20,7 @@ from harness.params import Param
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
-    from harness.stages import StageStore
+    from harness.stages import StageRequest, StageStore
 
 
 @dataclass(frozen=True)
@@ -122,6 +122,12 @@ class TrialContext:
         self.stages_used[f"frames:{split}"] = opened[split].key
         return opened[split]
 
+    def frames_deps(self, split: str) -> dict[str, Any]:
+        """The key inputs of ``frames(split)``'s stage ("frames"), known without decoding anything."""
+        from harness.data.bank import bank_deps
+
+        return bank_deps(self.dataset, split, None, None, "auto", 1)  # load_frame_bank's defaults, as frames()
+
 
 class Method:
     """Base class of method plugins. Subclass, declare ``params``, decorate with ``@register_method``."""
@@ -162,6 +168,12 @@ class Method:
         raise NotImplementedError
 
     # -- optional -----------------------------------------------------------------------------
+    def stages(self) -> list["StageRequest"]:
+        """The shared stages ``fit`` will need, declared before it runs (e.g. ``harness.toolkit.stages``'s
+        ``timestep_stages``): the plan computes each once, before the trials that need it start.
+        Undeclared stages still work: the first trial that reaches one computes it under the lock."""
+        return []
+
     def eval_mode(self) -> None:
         """Called once after ``fit`` and before ``predict``: put trained networks in inference mode."""
 

@@ -1,12 +1,15 @@
 """Run an expanded grid: skip what already finished, open the parent run, hand the rest to a launcher.
 
 Before launching, finished trials of the same experiment are looked up by trial hash in MLflow and
-skipped (resume). The launcher is ``harness.launchers.ray.RayLauncher`` (default) or
+skipped (resume). The rest becomes a plan (``harness.plan``: the shared stages the trials declare,
+each once, and the trials each unblocks). The launcher is ``harness.launchers.ray.RayLauncher`` (default) or
 ``harness.launchers.local.LocalLauncher`` (``--local``); both run every trial through the same
 ``harness.launchers.execute``, so ``--local`` gives the same metrics as Ray for the same seed.
 """
 from __future__ import annotations
 
+import json
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +19,9 @@ from harness import tracking, unrecorded
 from harness import trial_claims as claims
 from harness.grid import spec_hash
 from harness.launchers import LaunchContext, Launcher
+from harness.plan import build_plan
 from harness.progress import GridProgress
+from harness.stages import stage_spans
 from harness.trial import Trial
 
 
@@ -115,16 +120,27 @@ def _run_claimed(spec: Any, trials: Sequence[Trial], elsewhere: dict[str, str], 
     outcome.parent_run_id = parent
     context = LaunchContext(uri, experiment_id, parent, str(output / "stages"),
                             tuple(str(Path(p).resolve()) for p in plugins), str(output / "unrecorded"))
+    context.load_plugins()
+    plan = build_plan(to_run, context.store_root)  # stages already in the store are not scheduled again
     launcher = make_launcher(spec, local=local, address=address)
     progress = GridProgress(to_run, skipped=len(skipped), enabled=show_progress, store_root=output / "stages")
     status = "KILLED"
     try:
         with progress:
-            launched = launcher.launch(to_run, context, progress)
+            launched = launcher.launch(plan, context, progress)
         outcome.finished = list(launched.finished)
         outcome.failed = dict(launched.failed)
         status = "FAILED" if outcome.failed else "FINISHED"
     finally:
+        log_stage_spans(uri, parent, context.store_root, started)
         tracking.end_run(uri, parent, status)
         outcome.seconds = time.time() - started
     return outcome
+
+
+def log_stage_spans(uri: str, parent_run_id: str, store_root: str, since: float) -> None:
+    """The stages computed during this launch (who, when), as the parent run's ``schedule_stages.json``:
+    with the trials' schedule metrics, the report draws the workers' timeline from it."""
+    with tempfile.TemporaryDirectory(prefix="skimbench-schedule-") as tmp:
+        (Path(tmp) / "schedule_stages.json").write_text(json.dumps(stage_spans(store_root, since), indent=1))
+        tracking.log_files(uri, parent_run_id, Path(tmp))

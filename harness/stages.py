@@ -9,6 +9,11 @@ half-written output, and a crash mid-compute leaves only a temporary folder that
 Every computation appends a ``start`` and an ``end`` line to ``<root>/events.jsonl``, so the live
 view (in the driver, possibly on another machine sharing the folder) shows which stage is being
 computed and for how long.
+
+A method declares the stages it needs before ``fit`` (``Method.stages`` returns ``StageRequest``s:
+name, key inputs, the stages it builds on, and a call that builds it), so that the plan
+(``harness.plan``) computes each one once, before the trials that need it start. A stage that is not
+declared is still computed once, under the file lock, by the first trial that reaches it.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from filelock import FileLock
@@ -27,15 +33,37 @@ from harness.hashing import content_hash
 EVENTS = "events.jsonl"
 
 
+def stage_key(name: str, deps: Mapping[str, Any]) -> str:
+    """The store key of a stage: a hash of its name and key inputs (its folder name)."""
+    return content_hash({"stage": name, "deps": deps})
+
+
+@dataclass(frozen=True)
+class StageRequest:
+    """A shared stage a trial needs: ``name`` and key inputs ``deps`` (its key, as the store computes
+    it), the keys of the stages it builds on (``after``), and ``build()``, which makes it exist in the
+    trial's store (through ``ctx.stage``: computed under the lock, or read when already there)."""
+
+    name: str
+    deps: Mapping[str, Any] = field(compare=False)
+    build: Callable[[], Any] = field(compare=False, repr=False)
+    after: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return stage_key(self.name, self.deps)
+
+
 class StageStore:
     """``results/stages/<name>/<key>/`` holds one computed stage; ``meta.json`` records its deps."""
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self.waited_s = 0.0  # seconds spent computing or waiting for stages that were not there yet
 
     def key(self, name: str, deps: Mapping[str, Any]) -> str:
-        return content_hash({"stage": name, "deps": deps})
+        return stage_key(name, deps)
 
     def path(self, name: str, deps: Mapping[str, Any]) -> Path:
         return self.root / name / self.key(name, deps)
@@ -58,7 +86,13 @@ class StageStore:
                     "pid": os.getpid(), "host": os.uname().nodename}
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True, default=str))
 
-        return build_once(final, "meta.json", build)
+        if (final / "meta.json").exists():
+            return final
+        started = time.perf_counter()
+        try:
+            return build_once(final, "meta.json", build)
+        finally:
+            self.waited_s += time.perf_counter() - started
 
     def emit(self, event: str, name: str, key: str) -> None:
         """Append one event line (a single small ``O_APPEND`` write: lines from processes never mix)."""
@@ -112,6 +146,29 @@ class StageWatcher:
                 self.typical[event["stage"]] = _typical_seconds(self.path.parent / event["stage"])
             out.append({**event, "elapsed": now - event["time"], "typical": self.typical[event["stage"]]})
         return out
+
+
+def stage_spans(root: str | Path, since: float = 0.0) -> list[dict[str, Any]]:
+    """The stage computations that started at or after ``since``, from the events: one dict each
+    (stage, key, host, pid, start, end; end None when it never ended)."""
+    path = Path(root) / EVENTS
+    if not path.exists():
+        return []
+    spans: dict[tuple, dict[str, Any]] = {}
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        ident = (event["stage"], event["key"], event["host"], event["pid"])
+        if event["event"] == "start" and event["time"] >= since:
+            spans[ident + (event["time"],)] = {"stage": event["stage"], "key": event["key"], "host": event["host"],
+                                               "pid": event["pid"], "start": event["time"], "end": None}
+        elif event["event"] == "end":
+            open_ = [k for k in spans if k[:4] == ident and spans[k]["end"] is None]
+            if open_:
+                spans[open_[-1]]["end"] = event["time"]
+    return sorted(spans.values(), key=lambda span: span["start"])
 
 
 def _typical_seconds(folder: Path) -> float | None:

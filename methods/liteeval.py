@@ -45,7 +45,8 @@ from harness.registry import register_method
 from harness.toolkit.clips import video_clips
 from harness.toolkit.heavy_on_timesteps import features_only
 from harness.toolkit.selection import class_probabilities
-from harness.toolkit.stages import LIGHT_PARAMS, heavy_classifier, light_network, shared_components, timestep_table
+from harness.toolkit.stages import (LIGHT_PARAMS, heavy_classifier, light_network, shared_components,
+                                   timestep_stages, timestep_table)
 
 
 class RecurrentCell(nn.Module):
@@ -293,6 +294,9 @@ class LiteEval(Method):
     budget_param = "gamma"
     dynamic = True
     selection_unit = "frame"
+
+    def stages(self) -> list:
+        return timestep_stages(self.ctx, ["train", "test"], light=self.p)
 
     def fit(self, train: Sequence[Any]) -> None:
         device = self.ctx.device

@@ -55,7 +55,8 @@ from harness.registry import register_method
 from harness.toolkit.clips import video_clips
 from harness.toolkit.heavy_on_timesteps import features_only
 from harness.toolkit.selection import aggregate, class_probabilities, uniform_timesteps
-from harness.toolkit.stages import LIGHT_PARAMS, heavy_classifier, light_network, shared_components, timestep_table
+from harness.toolkit.stages import (LIGHT_PARAMS, heavy_classifier, light_network, shared_components,
+                                   timestep_stages, timestep_table)
 
 _NEG = -1e9  # finite "minus infinity": a fully masked attention row stays finite
 
@@ -277,6 +278,9 @@ class VideoEpitoma(Method):
     def __init__(self, ctx: Any, **params: Any):
         super().__init__(ctx, **params)
         self.end2end = self.p["mode"] == "end2end"
+
+    def stages(self) -> list:
+        return timestep_stages(self.ctx, ["train", "test"], light=self.p)
 
     def fit(self, train: Sequence[Any]) -> None:
         device = self.ctx.device

@@ -3,13 +3,14 @@
 ``execute`` reads top to bottom: ``tracking.start`` opens the trial's MLflow run, ``run_trial``
 runs it (in this process, or with a ``timeout_s`` in a child process killed when time is up), and
 ``tracking.record`` closes the run with its outcome. A launcher (``harness.launchers.local``:
-one after another in this process; ``harness.launchers.ray``: Ray Tune, on one machine or a
+the plan in order in this process; ``harness.launchers.ray``: the plan as Ray tasks, on one machine or a
 cluster) takes the trials to run and reports each one's fate, as hydra's launcher plugins do.
 """
 from __future__ import annotations
 
 import ctypes
 import multiprocessing
+import os
 import queue
 import signal
 import tempfile
@@ -17,7 +18,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 from harness import tracking, unrecorded
 from harness.hashing import source_file
@@ -63,14 +64,21 @@ class Launched:
 
 
 class Launcher(Protocol):
-    def launch(self, trials: Sequence[Trial], context: LaunchContext, progress: Any) -> Launched:
-        """Run every trial through ``execute`` (retrying up to ``trial.max_failures`` times), feeding
+    def launch(self, plan: Any, context: LaunchContext, progress: Any) -> Launched:
+        """Run the plan (``harness.plan.Plan``): each stage once, then every trial through ``execute``
+        (retrying up to ``trial.max_failures`` times), feeding
         ``progress.started/finished/failed/retrying(trial_hash, ...)``."""
         ...
 
 
-def execute(trial: Trial, context: LaunchContext, extra_tags: dict[str, str] | None = None) -> dict[str, float]:
-    """Run one trial inside its own MLflow run; return its metrics, or raise ``TrialFailed`` (recorded)."""
+def execute(trial: Trial, context: LaunchContext, extra_tags: dict[str, str] | None = None,
+            ready_at: float | None = None) -> dict[str, float]:
+    """Run one trial inside its own MLflow run; return its metrics, or raise ``TrialFailed`` (recorded).
+
+    The schedule metrics: ``sched_start``/``sched_end`` (epoch seconds), ``sched_run_s`` (this call),
+    ``sched_stage_wait_s`` (computing or waiting for stages not yet in the store), and with
+    ``ready_at`` (when its stages were done) ``sched_queue_wait_s`` (until it started)."""
+    begun = time.time()
     context.load_plugins()
     name = f"{trial.name or trial.label} {trial.hash[:8]}"
     try:
@@ -91,6 +99,11 @@ def execute(trial: Trial, context: LaunchContext, extra_tags: dict[str, str] | N
         if isinstance(exc, Exception):
             raise TrialFailed(f"{name}: {error}") from exc
         raise
+    ended = time.time()
+    result.metrics.update({"sched_start": begun, "sched_end": ended, "sched_run_s": ended - begun,
+                           "sched_pid": float(os.getpid())})
+    if ready_at is not None:
+        result.metrics["sched_queue_wait_s"] = max(0.0, begun - ready_at)
     try:
         tracking.record(context.uri, run_id, "FINISHED", result=result)
     except Exception as exc:  # noqa: BLE001 - the metrics go into the record rather than being lost
@@ -107,6 +120,21 @@ def _unrecorded(trial: Trial, context: LaunchContext, name: str, what: str, exc:
         where = unrecorded.write(Path(context.unrecorded_root), trial.to_dict(), error, traceback.format_exc())
         error += f" (recorded in {where})"
     return TrialFailed(f"{name}: {error}")
+
+
+def stage_error(name: str, key: str, exc: BaseException) -> str:
+    """The one line a trial records when a stage it needs failed."""
+    return f"stage {name} {key[:10]} failed: {type(exc).__name__}: {exc}"
+
+
+def record_blocked(trial: Trial, context: LaunchContext, error: str, details: str) -> str:
+    """Record a trial that cannot run because a stage it needs failed: its run holds the stage's
+    traceback. Returns the trial's one-line error."""
+    context.load_plugins()
+    run_id = tracking.start(trial, uri=context.uri, experiment_id=context.experiment_id,
+                            parent_run_id=context.parent_run_id, sources=sources(trial))
+    tracking.record(context.uri, run_id, "ERROR", error=error, details=details)
+    return f"{trial.name or trial.label} {trial.hash[:8]}: {error}"
 
 
 def classify(exc: BaseException) -> str:
@@ -135,8 +163,7 @@ class _Stopped(Exception):
 def _run(trial: Trial, context: LaunchContext) -> TrialResult:
     """``run_trial`` here, or with a ``timeout_s`` in a child process that is SIGKILLed when time is up."""
     if not trial.timeout_s:
-        with tempfile.TemporaryDirectory(prefix="skimbench-trial-") as work:
-            return run_trial(trial, StageStore(context.store_root), Path(work), log=lambda msg: None)
+        return _run_here(trial, context)
     spawn = multiprocessing.get_context("spawn")
     results = spawn.Queue()
     child = spawn.Process(target=_child, args=(trial, context, results), daemon=True)
@@ -163,12 +190,19 @@ def _run(trial: Trial, context: LaunchContext) -> TrialResult:
     return payload
 
 
+def _run_here(trial: Trial, context: LaunchContext) -> TrialResult:
+    store = StageStore(context.store_root)
+    with tempfile.TemporaryDirectory(prefix="skimbench-trial-") as work:
+        result = run_trial(trial, store, Path(work), log=lambda msg: None)
+    result.metrics["sched_stage_wait_s"] = store.waited_s
+    return result
+
+
 def _child(trial: Trial, context: LaunchContext, results: Any) -> None:
     _die_with_parent()
     context.load_plugins()
     try:
-        with tempfile.TemporaryDirectory(prefix="skimbench-trial-") as work:
-            result = run_trial(trial, StageStore(context.store_root), Path(work), log=lambda msg: None)
+        result = _run_here(trial, context)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which records it
         results.put(("error", (classify(exc), f"{type(exc).__name__}: {exc}", traceback.format_exc())))
     else:

@@ -1,27 +1,34 @@
-"""The Ray launcher: the trials as one Ray Tune grid, on this machine or a cluster (the default).
+"""The Ray launcher: the plan as Ray tasks, on this machine or a cluster (the default).
 
-Each Tune trial calls ``harness.launchers.execute`` with the trial (as ``Trial.to_dict()``: what
-travels through Ray) and the facts of the worker it landed on. Tune retries a failed trial up to
-``max_failures`` times; a timed-out one is reported as a result, so Tune does not retry it. The
-cluster is checked first for the GPUs and CPUs a trial asks for (it would otherwise pend forever).
+Ray Core, not Ray Tune: Tune runs a flat list of trials, while a plan is a graph (a trial may start
+only when its stages are done) with its own priorities; Tune's resume is not used (a grid resumes
+from MLflow, and stages from the store) and its retry is one loop here. The driver keeps at most one
+task per worker slot in flight and fills a free slot with, in order: a stage whose stages are done
+(the plan's priority: the most trials unblocked, then the longest chain below), else a trial whose
+stages are done. So no slot waits on a file lock for a declared stage, and every task records when
+it started, ended and waited (``harness.launchers.execute``).
+
+A stage that fails is not retried: the trials that need it are recorded as failed with its traceback
+(``record_blocked``), and the rest of the grid goes on. A trial is retried up to ``max_failures``
+times; a timed-out one is not. The cluster is checked first for the GPUs and CPUs a trial asks for.
 """
 from __future__ import annotations
 
 import os
+import time
+import traceback
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 import ray
 import ray._private.services as ray_services
-from ray import tune
 
 from harness import tracking
-from harness.launchers import LaunchContext, Launched, LaunchError, TrialTimeout, execute
+from harness.launchers import (LaunchContext, Launched, LaunchError, TrialFailed, TrialTimeout, execute,
+                               record_blocked, stage_error)
+from harness.plan import Plan, run_stage
 from harness.trial import Trial
-
-os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")  # trials resolve paths against the launch folder
-os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
 
 class RayLauncher:
@@ -29,9 +36,9 @@ class RayLauncher:
         self.spec = spec
         self.address = address
 
-    def launch(self, trials: Sequence[Trial], context: LaunchContext, progress: Any) -> Launched:
+    def launch(self, plan: Plan, context: LaunchContext, progress: Any) -> Launched:
         launched = Launched()
-        if not trials:
+        if not plan.trials:
             return launched
         spec = self.spec
         connect_ray(spec, self.address)
@@ -44,46 +51,174 @@ class RayLauncher:
         if available.get("CPU", 0) < cpus:
             raise LaunchError(f"the spec asks for {cpus:g} CPUs per trial but the Ray cluster has "
                               f"{available.get('CPU', 0):g}")
-
-        trainable = tune.with_resources(tune.with_parameters(_trainable, context=context), {"cpu": cpus, "gpu": gpus})
-        tuner = tune.Tuner(
-            trainable,
-            param_space={"trial": tune.grid_search([trial.to_dict() for trial in trials])},
-            tune_config=tune.TuneConfig(max_concurrent_trials=spec.ray.get("max_concurrent"), reuse_actors=True,
-                                        trial_dirname_creator=_dirname),
-            run_config=tune.RunConfig(name=f"{spec.experiment}-{(context.parent_run_id or 'run')[:8]}",
-                                      storage_path=str(Path(spec.output).resolve() / "ray"),
-                                      failure_config=tune.FailureConfig(max_failures=int(spec.max_failures)),
-                                      verbose=0, callbacks=[_ProgressCallback(progress)]),
-        )
-        for result in tuner.fit():
-            h = result.config["trial"]["hash"]
-            if result.error is not None:
-                launched.failed[h] = _one_line(result.error)
-            elif (result.metrics or {}).get("timed_out"):
-                launched.failed[h] = result.metrics.get("error", "TIMEOUT")
-            else:
-                launched.finished[h] = dict(result.metrics or {})
-        for trial in trials:
+        slots = int(available.get("CPU", 0) // max(cpus, 1e-9))
+        if gpus > 0:
+            slots = min(slots, int(available.get("GPU", 0) // gpus))
+        slots = max(1, min(slots, int(spec.ray.get("max_concurrent") or slots)))
+        Schedule(plan, context, progress, launched, slots, {"num_cpus": cpus, "num_gpus": gpus}).run()
+        for trial in plan.trials:  # cannot happen with a well-formed plan; never drop a trial silently
             if trial.hash not in launched.finished and trial.hash not in launched.failed:
-                launched.failed[trial.hash] = "no result from Ray"
+                launched.failed[trial.hash] = f"{trial.name or trial.label} {trial.hash[:8]}: not run (stages not done)"
         for h in launched.failed:  # a worker that died on the last attempt left its run RUNNING
             tracking.abandon_running(context.uri, context.experiment_id, h, "WORKER_LOST")
         return launched
 
 
+class Schedule:
+    """The driver's loop: submit ready tasks into free slots, collect them as they end."""
+
+    def __init__(self, plan: Plan, context: LaunchContext, progress: Any, launched: Launched, slots: int,
+                 resources: dict[str, float]):
+        self.plan, self.context, self.progress, self.launched = plan, context, progress, launched
+        self.slots, self.resources = slots, resources
+        self.stages = plan.order()  # not yet submitted, in priority order
+        self.done: set[str] = set()
+        self.broken: dict[str, tuple[str, str]] = {}  # stage key -> (one line, traceback)
+        self.waiting = [t for t in plan.trials]  # not yet submitted, in grid order
+        self.ready_at: dict[str, float] = {}
+        self.attempts: dict[str, int] = {}
+        self.running: dict[Any, tuple[str, str]] = {}  # object ref -> ("stage", key) or ("trial", hash)
+        self.by_hash = {t.hash: t for t in plan.trials}
+
+    def run(self) -> None:
+        self.settle()
+        while self.stages or self.waiting or self.running:
+            self.fill()
+            if not self.running:  # nothing can start: every remaining task needs a broken stage
+                self.settle()
+                if not self.running and not self.fill():
+                    break
+                continue
+            finished, _ = ray.wait(list(self.running), num_returns=1)
+            for ref in finished:
+                kind, ident = self.running.pop(ref)
+                if kind == "stage":
+                    self.stage_ended(ident, ref)
+                else:
+                    self.trial_ended(ident, ref)
+            self.settle()
+
+    def fill(self) -> bool:
+        submitted = False
+        while len(self.running) < self.slots:
+            key = next((k for k in self.stages if self.plan.stages[k].after <= self.done), None)
+            if key is not None:
+                self.stages.remove(key)
+                trial = self.plan.representative(key)
+                ref = _stage_task.options(**self.resources).remote(trial.to_dict(), self.plan.stages[key].name, key,
+                                                                        self.context)
+                self.running[ref] = ("stage", key)
+                submitted = True
+                continue
+            trial = next((t for t in self.waiting if t.hash in self.ready_at), None)
+            if trial is None:
+                break
+            self.waiting.remove(trial)
+            self.submit(trial)
+            submitted = True
+        return submitted
+
+    def submit(self, trial: Trial) -> None:
+        self.attempts[trial.hash] = self.attempts.get(trial.hash, 0) + 1
+        if self.attempts[trial.hash] == 1:
+            self.progress.started(trial.hash)
+        else:
+            self.progress.retrying(trial.hash)
+        ref = _trial_task.options(**self.resources).remote(trial.to_dict(), self.context, self.ready_at[trial.hash])
+        self.running[ref] = ("trial", trial.hash)
+
+    def settle(self) -> None:
+        """Mark the trials whose stages are all done ready; record those that need a broken stage."""
+        now = time.time()
+        for stage_key in list(self.stages):  # a stage built on a broken one is broken too
+            after = self.plan.stages[stage_key].after & self.broken.keys()
+            if after:
+                self.broken[stage_key] = self.broken[next(iter(after))]
+                self.stages.remove(stage_key)
+        for trial in list(self.waiting):
+            needs = self.plan.needs.get(trial.hash, [])
+            bad = next((k for k in needs if k in self.broken), None)
+            if bad is not None:
+                self.waiting.remove(trial)
+                error = record_blocked(trial, self.context, *self.broken[bad])
+                self.launched.failed[trial.hash] = error
+                self.progress.failed(trial.hash, error)
+            elif trial.hash not in self.ready_at and all(k in self.done for k in needs):
+                self.ready_at[trial.hash] = now
+
+    def stage_ended(self, key: str, ref: Any) -> None:
+        try:
+            outcome = ray.get(ref)
+        except Exception as exc:  # noqa: BLE001 - the worker died: the stage failed
+            outcome = {"error": stage_error(self.plan.stages[key].name, key, exc), "details": traceback.format_exc()}
+        if outcome.get("error"):
+            self.broken[key] = (outcome["error"], outcome["details"])
+        else:
+            self.done.add(key)
+
+    def trial_ended(self, h: str, ref: Any) -> None:
+        trial = self.by_hash[h]
+        try:
+            outcome = ray.get(ref)
+        except Exception as exc:  # noqa: BLE001 - the worker died (its run is closed as WORKER_LOST)
+            outcome = {"failed": f"{trial.name or trial.label} {h[:8]}: {_one_line(exc)}"}
+        if "metrics" in outcome:
+            self.launched.finished[h] = outcome["metrics"]
+            self.progress.finished(h, outcome["metrics"])
+        elif "failed" in outcome and self.attempts[h] <= int(trial.max_failures or 0):
+            self.submit(trial)
+        else:
+            error = outcome.get("failed") or outcome.get("timeout", "failed")
+            self.launched.failed[h] = error
+            self.progress.failed(h, error)
+
+
+@ray.remote(max_retries=0)
+def _stage_task(trial: dict, name: str, key: str, context: LaunchContext) -> dict:
+    context.load_plugins()
+    try:
+        run_stage(Trial.from_dict(trial), key, context.store_root)
+    except Exception as exc:  # noqa: BLE001 - returned: the driver fails the stage's dependents with it
+        return {"error": stage_error(name, key, exc), "details": traceback.format_exc()}
+    return {}
+
+
+@ray.remote(max_retries=0)
+def _trial_task(trial: dict, context: LaunchContext, ready_at: float) -> dict:
+    runtime = ray.get_runtime_context()
+    facts = {f"{tracking.TAG}ray_node": runtime.get_node_id(),
+             f"{tracking.TAG}ray_gpu_ids": ",".join(str(g) for g in ray.get_gpu_ids()),
+             f"{tracking.TAG}cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
+    try:
+        return {"metrics": execute(Trial.from_dict(trial), context, extra_tags=facts, ready_at=ready_at)}
+    except TrialTimeout as exc:  # recorded; not retried (it would only time out again)
+        return {"timeout": str(exc)}
+    except TrialFailed as exc:  # recorded; retried by the driver up to max_failures
+        return {"failed": str(exc)}
+
+
 def connect_ray(spec: Any, address: str | None) -> None:
+    """Attach to the Ray given (``--address``, the spec's ``ray.address``, ``RAY_ADDRESS``), else to a
+    Ray already running on this machine (``ray start --head``: no start-up cost per launch), else
+    start a local one. Attached workers get this driver's ``PYTHONPATH`` (they run the same code)."""
     address = address or spec.ray.get("address") or os.environ.get("RAY_ADDRESS")
     if ray.is_initialized():
         return
     common = dict(include_dashboard=False, log_to_driver=False, configure_logging=True, logging_level="ERROR")
+    paths = os.pathsep.join(p for p in [os.environ.get("PYTHONPATH", ""), os.getcwd()] if p)
+    attached = dict(runtime_env={"env_vars": {"PYTHONPATH": paths}}, **common)
     try:
         if address:
-            ray.init(address=address, **common)
-        else:  # a local instance listens on loopback only (safe by default; tests/test_reliability.py)
-            with _node_ip_stays_loopback():
-                ray.init(num_cpus=spec.ray.get("num_cpus"), num_gpus=spec.ray.get("num_gpus"),
-                         _node_ip_address="127.0.0.1", **common)
+            ray.init(address=address, **attached)
+            return
+        running = started_head()
+        if running:
+            ray.init(address=running, **attached)
+            return
+        # a local instance listens on loopback only (safe by default; tests/test_reliability.py)
+        with _node_ip_stays_loopback():
+            ray.init(num_cpus=spec.ray.get("num_cpus"), num_gpus=spec.ray.get("num_gpus"),
+                     _node_ip_address="127.0.0.1", **common)
     except Exception as exc:  # noqa: BLE001
         raise LaunchError(f"cannot start or reach Ray{f' at {address}' if address else ''}: {exc}") from exc
 
@@ -109,21 +244,15 @@ def _node_ip_stays_loopback() -> Iterator[None]:
         ray_services.resolve_ip_for_localhost = resolve
 
 
-def _dirname(tune_trial: Any) -> str:
-    return f"{tune_trial.config['trial']['method']['name']}-{tune_trial.config['trial']['hash']}"
-
-
-def _trainable(config: dict, context: LaunchContext) -> None:
-    runtime = ray.get_runtime_context()
-    facts = {f"{tracking.TAG}ray_node": runtime.get_node_id(),
-             f"{tracking.TAG}ray_gpu_ids": ",".join(str(g) for g in ray.get_gpu_ids()),
-             f"{tracking.TAG}cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
+def started_head() -> str | None:
+    """The address of the Ray that ``ray start --head`` started on this machine (Ray writes it to
+    ``/tmp/ray/ray_current_cluster``; ``ray stop`` removes it), or None. Not ``address="auto"``, which
+    also joins any Ray instance another program started here."""
+    path = Path(os.environ.get("RAY_TMPDIR", "/tmp/ray")) / "ray_current_cluster"
     try:
-        metrics = execute(Trial.from_dict(config["trial"]), context, extra_tags=facts)
-    except TrialTimeout as exc:  # reported as a result, so Tune does not retry it
-        tune.report({"timed_out": 1.0, "error": str(exc)})
-        return
-    tune.report(dict(metrics))
+        return path.read_text().strip() or None
+    except OSError:
+        return None
 
 
 def _one_line(error: BaseException) -> str:
@@ -132,37 +261,3 @@ def _one_line(error: BaseException) -> str:
         if "TrialFailed" in line or "Error" in line:
             return line.strip()[:300]
     return (text[-1] if text else repr(error))[:300]
-
-
-class _ProgressCallback(tune.Callback):
-    """Feeds Ray Tune's trial events into the terminal progress view."""
-
-    def __init__(self, progress: Any):
-        self.progress = progress
-
-    def __getstate__(self) -> dict:  # Tune pickles its callbacks for restore; the live view stays here
-        return {}
-
-    def __setstate__(self, state: dict) -> None:
-        self.progress = None
-
-    def on_trial_start(self, iteration, trials, trial, **info):
-        if self.progress is not None:
-            self.progress.started(trial.config["trial"]["hash"])
-
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        if self.progress is None:
-            return
-        if result.get("timed_out"):
-            self.progress.failed(trial.config["trial"]["hash"], str(result.get("error", "TIMEOUT")))
-        else:
-            self.progress.finished(trial.config["trial"]["hash"], result)
-
-    def on_trial_error(self, iteration, trials, trial, **info):
-        if self.progress is not None:
-            error = getattr(trial, "error_msg", None) or "failed"
-            self.progress.failed(trial.config["trial"]["hash"], _one_line(RuntimeError(str(error))))
-
-    def on_trial_recover(self, iteration, trials, trial, **info):
-        if self.progress is not None:
-            self.progress.retrying(trial.config["trial"]["hash"])

@@ -22,6 +22,7 @@ from harness.report.collect import label_series, load_flops_components, load_pre
 from harness.report.evidence import Evidence, chance_level, numeric_extras_means, per_video_facts
 from harness.report.styles import Styles
 from harness.report.pareto import finished, seed_summary, unfinished
+from harness.report.schedule import schedule_section
 from harness.report.selection import selection_quality
 from harness.paths import safe_join
 
@@ -169,6 +170,8 @@ def build_report(tracking_uri: str, experiments: Sequence[str], out_dir: str | P
         md += ["Chance level (dotted grey line; red crosses mark points at or below it): "
                + "; ".join(f"{d}, {m}: {v:.1f}%" for m in metrics for d, v in sorted(chance[m].items()))
                + " (top-1: always the test split's most common class; mAP: every video scored alike).", ""]
+
+    md += schedule_section(tracking_uri, list(experiments), trials, figures)
 
     # -- tables ---------------------------------------------------------------------------------
     md += ["## Tables", "", "CSV (full precision), Markdown and LaTeX versions are in `tables/`.", ""]

@@ -11,7 +11,7 @@ from torch import nn
 from harness.method import Component, Method, Prediction, Usage
 from harness.toolkit.clips import video_clips
 from harness.toolkit.selection import aggregate
-from harness.toolkit.stages import heavy_classifier, heavy_component, timestep_table
+from harness.toolkit.stages import heavy_classifier, heavy_component, timestep_stages, timestep_table
 
 
 class ClipsThrough(nn.Module):
@@ -39,6 +39,9 @@ class HeavyOnTimesteps(Method):
 
     dynamic = True  # a video with fewer than k timesteps costs less
     selection_unit = "frame"
+
+    def stages(self) -> list:
+        return timestep_stages(self.ctx, ["test"])
 
     def fit(self, train: Sequence[Any]) -> None:
         self.table = timestep_table(self.ctx, "test")

@@ -48,6 +48,7 @@ from harness.features.shards import NetworkOnClips, ShardedArrays, sharded_stage
 from harness.method import Component, TrialContext
 from harness.params import Param, resolve_params
 from harness.registry import BACKBONES
+from harness.stages import StageRequest, stage_key
 from harness.toolkit.clips import ClipNet, clip_input_maker, frame_shape
 from harness.toolkit.selection import multi_hot
 from harness.toolkit.training import loader_workers, train_streamed
@@ -100,7 +101,7 @@ def dataset_deps(ctx: TrialContext) -> dict[str, Any]:
     frame bank's key already holds the manifest hash) and the decoded training frames."""
     params = {k: v for k, v in sorted(dict(ctx.dataset.p).items()) if k != "root"}
     return {"name": getattr(ctx.dataset, "name", type(ctx.dataset).__name__), "params": params,
-            "train_frames": ctx.frames("train").key}
+            "train_frames": stage_key("frames", ctx.frames_deps("train"))}  # = ctx.frames("train").key
 
 
 def _recipe_deps(ctx: TrialContext) -> dict[str, Any]:
@@ -302,6 +303,50 @@ def timestep_table(ctx: TrialContext, split: str, backbone: Mapping[str, Any] | 
                          heavy_logits=outputs.padded_map("logits"), heavy_features=outputs.padded_map("features"),
                          light_features=None if light is None else light_features,
                          clip_len=clip_len, multilabel=bool(ctx.dataset.multilabel), heavy_kind=heavy.input_kind)
+
+
+# ----------------------------------------------------------------------------------------------
+# Declared stages (``Method.stages``): keys and builds known before ``fit``, without decoding or training
+# ----------------------------------------------------------------------------------------------
+def frames_stage(ctx: TrialContext, split: str) -> StageRequest:
+    """The decoded frames of ``split`` (``ctx.frames``)."""
+    return StageRequest("frames", ctx.frames_deps(split), lambda: ctx.frames(split))
+
+
+def heavy_stage(ctx: TrialContext, backbone: Mapping[str, Any] | str | None = None) -> StageRequest:
+    """The heavy classifier (``heavy_classifier``) of the trial's backbone, or another one."""
+    cfg = backbone_config(ctx, backbone)
+    return StageRequest("heavy_classifier", heavy_deps(ctx, cfg), lambda: heavy_classifier(ctx, cfg),
+                        after=(frames_stage(ctx, "train").key,))
+
+
+def light_stage(ctx: TrialContext, light: Mapping[str, Any]) -> StageRequest:
+    """The LightNet at a method's ``light_width``/``light_size`` (``light_network``)."""
+    return StageRequest("light_network", light_deps(ctx, light), lambda: light_network(ctx, light),
+                        after=(frames_stage(ctx, "train").key,))
+
+
+def timestep_stages(ctx: TrialContext, splits: Sequence[str], backbone: Mapping[str, Any] | str | None = None,
+                    light: Mapping[str, Any] | None = None) -> list[StageRequest]:
+    """The stages behind ``timestep_table(ctx, split, backbone, light)`` for each split (the light
+    tables only with ``light``): the networks, then their per-timestep tables. The deps are those
+    ``timestep_table`` passes to the store, so a declared stage is the very folder the trial reads."""
+    cfg = backbone_config(ctx, backbone)
+    heavy = heavy_stage(ctx, cfg)
+    out = [heavy] + [frames_stage(ctx, split) for split in splits]
+    if light is not None:
+        out.append(light_stage(ctx, light))
+    for split in splits:
+        frames = frames_stage(ctx, split)
+        deps = {"classifier": heavy.deps, "split": split, "frames": frames.key}
+        out.append(StageRequest(f"heavy_timesteps_{split}", deps, lambda split=split: timestep_table(ctx, split, cfg),
+                                after=(heavy.key, frames.key)))
+        if light is not None:
+            deps = {"network": light_deps(ctx, light), "split": split, "frames": frames.key}
+            out.append(StageRequest(f"light_timesteps_{split}", deps,
+                                    lambda split=split: timestep_table(ctx, split, cfg, light).light_features,
+                                    after=(out[-1].key, stage_key("light_network", light_deps(ctx, light)))))
+    return out
 
 
 # ----------------------------------------------------------------------------------------------

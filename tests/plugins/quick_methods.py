@@ -17,6 +17,7 @@ from torch import nn
 from harness.method import Component, Method, Prediction, Usage
 from harness.params import Param
 from harness.registry import register_method
+from harness.stages import StageRequest
 
 
 class _Probe(nn.Module):
@@ -42,8 +43,28 @@ class QuickCentroid(Method):
         "sleep_s": Param(0.0, "sleep this long in fit (tests timeouts)", low=0),
         "burn_s": Param(0.0, "burn this much CPU time in fit (benchmarks)", low=0),
         "stage_counter": Param("", "append a line to this file when the shared stage is computed"),
+        "declare_stage": Param(True, "declare the shared stage (Method.stages), so the plan computes it first"),
+        "stage_fail": Param(False, "the shared stage raises (after counting itself)"),
         "die": Param(False, "SIGKILL the worker process in fit unless fail_once_file exists"),
     }
+
+    def _shared_deps(self) -> dict:
+        return {"dataset": self.ctx.dataset.manifest_hash(), **({"fail": True} if self.p["stage_fail"] else {})}
+
+    def _shared(self) -> Path:
+        def compute(out: Path) -> None:
+            with open(self.p["stage_counter"], "a") as f:
+                f.write("computed\n")
+            time.sleep(1.0)
+            if self.p["stage_fail"]:
+                raise RuntimeError("quick_shared was asked to fail")
+            (out / "value.txt").write_text("shared")
+        return self.ctx.stage("quick_shared", self._shared_deps(), compute)
+
+    def stages(self):
+        if not (self.p["stage_counter"] and self.p["declare_stage"]):
+            return []
+        return [StageRequest("quick_shared", self._shared_deps(), self._shared)]
 
     def fit(self, train):
         p = self.p
@@ -59,12 +80,7 @@ class QuickCentroid(Method):
         while time.process_time() < end:
             sum(i * i for i in range(10_000))
         if p["stage_counter"]:
-            def compute(out: Path) -> None:
-                with open(p["stage_counter"], "a") as f:
-                    f.write("computed\n")
-                time.sleep(1.0)
-                (out / "value.txt").write_text("shared")
-            self.ctx.stage("quick_shared", {"dataset": self.ctx.dataset.manifest_hash()}, compute)
+            self._shared()
         torch.manual_seed(self.ctx.seed)
         self.probe = _Probe().eval()
         self.bank = self.ctx.frames("train")

@@ -1,0 +1,113 @@
+"""The plan of a grid and how it runs: each declared stage once, before the trials that need it; no
+trial computes or waits on a declared stage itself; stages already in the store are not scheduled
+again; a failing stage fails its dependents with its traceback, once, and the rest goes on.
+Real Ray, real MLflow (sqlite), the tiny built-in benchmark, the quick test plugin."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import PLUGIN, quick_spec, skimbench, write_spec
+from harness import tracking
+from harness.grid import expand
+from harness.plan import build_plan, format_plan
+from harness.registry import load_plugin_file
+from harness.spec import load_spec
+from harness.tracking import TAG, trial_runs
+
+load_plugin_file(PLUGIN)
+
+
+def test_the_plan_holds_each_shared_stage_once_before_its_dependents(tiny_root, tmp_path):
+    """Selection methods and baselines share the heavy classifier and its tables; two LightNet methods
+    share the LightNet: each stage is one node, after the stages it builds on."""
+    spec = write_spec(tmp_path, "shared", f"""\
+experiment: shared
+dataset: {{name: skim-digits, params: {{variant: longrange, size: tiny, root: "{tiny_root}"}}}}
+backbones: [{{name: r3d_18, params: {{width: 8, input_size: 32}}}}]
+seeds: [0]
+methods:
+  - {{name: uniform, grid: {{k: [1, 2]}}}}
+  - {{name: videoepitoma, params: {{light_width: 0.25, light_size: 16}}, grid: {{sparsity: [0.1, 0.3]}}}}
+output: "{tmp_path}/results"
+""")
+    trials = expand(load_spec(spec))
+    plan = build_plan(trials, tmp_path / "stages")
+    names = [s.name for s in plan.stages.values()]
+    assert sorted(names) == sorted(["frames", "frames", "heavy_classifier", "heavy_timesteps_test",
+                                    "heavy_timesteps_train", "light_network", "light_timesteps_train",
+                                    "light_timesteps_test"])
+    by_name = {s.name: s for s in plan.stages.values()}
+    assert len(by_name["heavy_classifier"].trials) == 4 and len(by_name["light_network"].trials) == 2
+    order = plan.order()
+    position = {key: i for i, key in enumerate(order)}
+    for stage in plan.stages.values():
+        assert all(position[before] < position[stage.key] for before in stage.after), stage.name
+    assert by_name["heavy_classifier"].key in by_name["heavy_timesteps_test"].after
+    assert by_name["light_network"].key in by_name["light_timesteps_test"].after
+    # most trials unblocked first: the heavy classifier (4 trials) before the LightNet (2)
+    assert position[by_name["heavy_classifier"].key] < position[by_name["light_network"].key]
+    text = format_plan(plan, {t.hash: t.name for t in trials})
+    assert "heavy_classifier" in text and "unblocks 4" in text
+
+
+@pytest.mark.parametrize("local", [False, True], ids=["ray", "local"])
+def test_a_shared_stage_is_computed_once_and_no_trial_waits_on_it(tiny_root, tmp_path, local):
+    counter = tmp_path / "counter.txt"
+    spec = quick_spec(tmp_path, tiny_root, method_params=f'stage_counter: "{counter}"', grid="k: [2, 4]")
+    done = skimbench("run", str(spec), "--plugin", str(PLUGIN), "--no-report", "--quiet",
+                     *(["--local"] if local else []))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert counter.read_text().count("computed") == 1
+    spec_ = load_spec(spec)
+    runs = trial_runs(tracking.resolve_uri(spec_.tracking["uri"]), spec_.experiment)
+    assert len(runs) == 2
+    for run in runs:  # the stage sleeps 1 s: a trial that computed it or waited on its lock shows >= 1 s
+        assert run.data.metrics["sched_stage_wait_s"] < 0.5, run.data.metrics
+        assert "sched_queue_wait_s" in run.data.metrics and "sched_run_s" in run.data.metrics
+
+    # Resume: the stage is in the store, so a new plan does not schedule it, and a forced rerun does
+    # not compute it again.
+    plan = build_plan(expand(spec_), Path(spec_.output) / "stages")
+    assert [s.name for s in plan.stages.values()] == []
+    assert any(item.startswith("quick_shared ") for items in plan.in_store.values() for item in items)
+    again = skimbench("run", str(spec), "--plugin", str(PLUGIN), "--no-report", "--quiet", "--force", "--local")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert counter.read_text().count("computed") == 1
+
+
+@pytest.mark.parametrize("local", [False, True], ids=["ray", "local"])
+def test_a_failing_stage_fails_its_dependents_once_with_its_traceback(tiny_root, tmp_path, local):
+    counter = tmp_path / "counter.txt"
+    spec = write_spec(tmp_path, "failing", f"""\
+experiment: failing
+dataset: {{name: skim-digits, params: {{variant: longrange, size: tiny, root: "{tiny_root}"}}}}
+backbones: [resnet18]
+seeds: [0]
+methods:
+  - {{name: quick_centroid, params: {{stage_counter: "{counter}", stage_fail: true}}, grid: {{k: [2, 4]}}}}
+  - {{name: quick_centroid, params: {{k: 3}}}}
+evaluation: {{batch_size: 2, latency_warmup: 0, latency_repeats: 1}}
+resources: {{cpus: 1, gpus: 0}}
+tracking: {{uri: "sqlite:///{tmp_path}/mlflow.db"}}
+ray: {{num_cpus: 2}}
+output: "{tmp_path}/results"
+""")
+    done = skimbench("run", str(spec), "--plugin", str(PLUGIN), "--no-report", "--quiet",
+                     *(["--local"] if local else []))
+    assert done.returncode != 0
+    assert counter.read_text().count("computed") == 1  # once, not once per dependent
+    spec_ = load_spec(spec)
+    uri = tracking.resolve_uri(spec_.tracking["uri"])
+    runs = trial_runs(uri, spec_.experiment)
+    assert len(runs) == 3
+    failed = [r for r in runs if r.info.status == "FAILED"]
+    finished = [r for r in runs if r.info.status == "FINISHED"]
+    assert len(failed) == 2 and len(finished) == 1  # the rest of the grid went on
+    client = MlflowClient(uri)
+    for run in failed:
+        assert "stage quick_shared" in run.data.tags[f"{TAG}error"]
+        trace = Path(client.download_artifacts(run.info.run_id, "traceback.txt", str(tmp_path))).read_text()
+        assert "quick_shared was asked to fail" in trace and "Traceback" in trace
