@@ -5,11 +5,12 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 SPEC   ?= experiments/quickstart.yaml
 
-.PHONY: install install-dev browser postgres quickstart test test-fast benchmarks gpu-check clean-results help
+.PHONY: install install-dev browser postgres quickstart lint test test-fast benchmarks gpu-check clean-results help
 
 help:
 	@echo "make quickstart   install, generate the built-in benchmark, run $(SPEC), write the report"
-	@echo "make test         install with dev extras and run the whole test suite"
+	@echo "make test         install with dev extras, run ruff, then the whole test suite"
+	@echo "make lint         ruff check and ruff format --check"
 	@echo "make benchmarks   run every benchmark in benchmarks/ (prints ratios against references)"
 	@echo "make gpu-check    on a CUDA machine: gpu tests, streaming extraction, a gpus: 0.5 grid, loader throughput"
 
@@ -60,7 +61,13 @@ quickstart: install
 	@echo ">> running $(SPEC) through Ray; runs are logged to results/mlflow.db"
 	$(BIN)/skimbench run $(SPEC)
 
-test: install-dev browser postgres
+# ruff (configured in pyproject.toml): lint rules and the formatter's check, before any test runs.
+lint: install-dev
+	@echo ">> ruff check and ruff format --check"
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: install-dev lint browser postgres
 	@echo ">> running the test suite"
 	$(BIN)/python -m pytest -q
 

@@ -12,6 +12,7 @@
    over the ``skim-digits`` small test split (decode + compute vs memory-mapped read), and the frame
    bank itself (decode vs memory-mapped read). Target >= 20x.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,11 @@ from harness.stages import StageStore  # noqa: E402
 
 
 def patterns(n: int, rng: np.random.Generator) -> dict[str, list[int]]:
-    return {"sequential": list(range(n)), "strided": list(range(0, n, 4)),
-            "random": rng.choice(n, size=min(32, n), replace=False).tolist()}
+    return {
+        "sequential": list(range(n)),
+        "strided": list(range(0, n, 4)),
+        "random": rng.choice(n, size=min(32, n), replace=False).tolist(),
+    }
 
 
 def raw_decord(path: str, indices: list[int], threads: int) -> np.ndarray:
@@ -64,9 +68,13 @@ def loader_benchmark(videos: list[str], threads: int, repeats: int) -> None:
     import decord
 
     rng = np.random.default_rng(0)
-    print(f"\n1. loader vs raw decord ({len(videos)} videos, {threads} decoder thread(s), best of {repeats}, alternating)")
+    print(
+        f"\n1. loader vs raw decord ({len(videos)} videos, {threads} decoder thread(s), best of {repeats}, alternating)"
+    )
     print("   fps per CPU-second of this process (robust on a shared machine) and per wall-clock second")
-    print(f"{'access':<11} {'frames':>7} {'raw cpu-fps':>12} {'ours cpu-fps':>13} {'ratio':>6} {'raw wall-fps':>13} {'ours wall-fps':>14} {'ratio':>6}")
+    print(
+        f"{'access':<11} {'frames':>7} {'raw cpu-fps':>12} {'ours cpu-fps':>13} {'ratio':>6} {'raw wall-fps':>13} {'ours wall-fps':>14} {'ratio':>6}"  # noqa: E501
+    )
     per_video = {v: patterns(len(decord.VideoReader(v)), rng) for v in videos}
     for name in ("sequential", "strided", "random"):
         frames = sum(len(p[name]) for p in per_video.values())
@@ -78,8 +86,10 @@ def loader_benchmark(videos: list[str], threads: int, repeats: int) -> None:
                 our_t.append(cpu_and_wall(lambda: read_frames(video, pats[name], num_threads=threads)))
             raw += np.min(raw_t, axis=0)
             ours += np.min(our_t, axis=0)
-        print(f"{name:<11} {frames:>7} {frames / raw[0]:>12.0f} {frames / ours[0]:>13.0f} {raw[0] / ours[0]:>5.2f}x"
-              f" {frames / raw[1]:>13.0f} {frames / ours[1]:>14.0f} {raw[1] / ours[1]:>5.2f}x")
+        print(
+            f"{name:<11} {frames:>7} {frames / raw[0]:>12.0f} {frames / ours[0]:>13.0f} {raw[0] / ours[0]:>5.2f}x"
+            f" {frames / raw[1]:>13.0f} {frames / ours[1]:>14.0f} {raw[1] / ours[1]:>5.2f}x"
+        )
 
 
 class TinyCNN(torch.nn.Module):
@@ -87,8 +97,14 @@ class TinyCNN(torch.nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.net = torch.nn.Sequential(torch.nn.Conv2d(3, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(32, 64, 3, stride=2, padding=1),
-                                       torch.nn.ReLU(), torch.nn.Conv2d(64, 128, 3, stride=2, padding=1), torch.nn.AdaptiveAvgPool2d(1))
+        self.net = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 32, 3, padding=1),
+            torch.nn.ReLU(),
+            torch.nn.Conv2d(32, 64, 3, stride=2, padding=1),
+            torch.nn.ReLU(),
+            torch.nn.Conv2d(64, 128, 3, stride=2, padding=1),
+            torch.nn.AdaptiveAvgPool2d(1),
+        )
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:  # uint8 [T,H,W,3] -> [T//4, 128]
         x = frames.permute(0, 3, 1, 2).float() / 255
@@ -126,10 +142,16 @@ def cache_benchmark(root: str, repeats: int) -> None:
 
         bank_warm = best_time(warm_bank, repeats)
         feat_warm = best_time(warm_features, repeats)
-    print(f"\n2. stage-store cache (skim-digits small, test split: {len(bank.video_ids)} videos x {bank.frames.shape[1]} frames)")
+    print(
+        f"\n2. stage-store cache (skim-digits small, test split: {len(bank.video_ids)} videos x {bank.frames.shape[1]} frames)"  # noqa: E501
+    )
     print(f"{'what':<34} {'first run s':>11} {'cached s':>9} {'speed-up':>9}")
-    print(f"{'frame bank (decode vs mmap read)':<34} {bank_first:>11.3f} {bank_warm:>9.4f} {bank_first / bank_warm:>8.0f}x")
-    print(f"{'clip features (decode+CNN vs mmap)':<34} {feat_first:>11.3f} {feat_warm:>9.4f} {feat_first / feat_warm:>8.0f}x")
+    print(
+        f"{'frame bank (decode vs mmap read)':<34} {bank_first:>11.3f} {bank_warm:>9.4f} {bank_first / bank_warm:>8.0f}x"  # noqa: E501
+    )
+    print(
+        f"{'clip features (decode+CNN vs mmap)':<34} {feat_first:>11.3f} {feat_warm:>9.4f} {feat_first / feat_warm:>8.0f}x"  # noqa: E501
+    )
 
 
 def main() -> None:
@@ -141,8 +163,10 @@ def main() -> None:
     dataset = DATASETS.get("skim-digits")(size="small", root=args.root)
     synthetic = [r.path for r in dataset.split("test")[:20]]
     videos = [str(p) for p in sample_video_paths()] + synthetic
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}; videos: the bundled sample videos "
-          f"(176x144 to 1280x720) + 20 skim-digits small videos (32x32)")
+    print(
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}; videos: the bundled sample videos "
+        f"(176x144 to 1280x720) + 20 skim-digits small videos (32x32)"
+    )
     loader_benchmark(videos, args.threads, args.repeats)
     cache_benchmark(args.root, args.repeats)
 

@@ -7,6 +7,7 @@ generated under --root if missing), each pattern's frames are decoded from the r
 ``harness.decode_cost.decode_ms`` (decord, 1 thread; 1 warm-up, median of 5) on the first test
 videos. Prints milliseconds per video and the ratio to decoding every frame.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,9 @@ def patterns(num_frames: int) -> dict[str, np.ndarray]:
         "every frame (dense, SCSampler's sampler)": np.arange(num_frames),
         f"uniform {K} clips, 3D heavy": np.array(clip_frames(uniform, CLIP_LEN)),
         f"uniform {K} clips, 2D heavy (middle frames)": np.array(clip_frames(uniform, CLIP_LEN, middle_only=True)),
-        "middle frame of every clip (LiteEval / VideoEpitoma cheap pass)":
-            np.array(clip_frames(range(clips), CLIP_LEN, middle_only=True)),
+        "middle frame of every clip (LiteEval / VideoEpitoma cheap pass)": np.array(
+            clip_frames(range(clips), CLIP_LEN, middle_only=True)
+        ),
         f"first {K} clips (SEQ-K)": np.arange(K * CLIP_LEN),
         "first frame only (opening the file)": np.arange(1),
     }

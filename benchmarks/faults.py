@@ -15,6 +15,7 @@ the duplicate runs (target 0: no trial hash with more than one FINISHED run).
 
     python benchmarks/faults.py [--timeout 30]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -92,7 +93,7 @@ def _proc_table() -> dict[int, tuple[int, int, int, str]]:
             stat = Path(f"/proc/{entry}/stat").read_text()
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
         table[int(entry)] = (int(fields[1]), int(fields[2]), int(fields[3]), fields[0])
     return table
 
@@ -138,9 +139,13 @@ def run_to_end(spec: Path) -> subprocess.CompletedProcess:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=6, help="ordinary trials in grid 1")
-    parser.add_argument("--burn", type=float, default=3.0, help="CPU seconds per ordinary trial, so the driver dies mid-grid")
+    parser.add_argument(
+        "--burn", type=float, default=3.0, help="CPU seconds per ordinary trial, so the driver dies mid-grid"
+    )
     parser.add_argument("--kill-after", type=int, default=2, help="SIGKILL the driver once this many runs FINISHED")
-    parser.add_argument("--timeout", type=float, default=30.0, help="timeout_s of grid 2 (its slow trial sleeps 10x longer)")
+    parser.add_argument(
+        "--timeout", type=float, default=30.0, help="timeout_s of grid 2 (its slow trial sleeps 10x longer)"
+    )
     args = parser.parse_args()
 
     from mlflow.tracking import MlflowClient
@@ -165,10 +170,18 @@ def main() -> None:
         hashes1 = trial_hashes(spec1)
         error_hash, die_hash = hashes1[-2], hashes1[-1]
 
-        trial_runs(f"sqlite:///{folder}/mlflow.db", "faults")  # create the store's schema now: polling must not race the driver's migration
+        trial_runs(
+            f"sqlite:///{folder}/mlflow.db", "faults"
+        )  # create the store's schema now: polling must not race the driver's migration
         t0 = time.perf_counter()
-        driver = subprocess.Popen(skimbench_command(spec1), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                  text=True, start_new_session=True)
+        driver = subprocess.Popen(
+            skimbench_command(spec1),
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         while True:  # kill mid-grid: some trials FINISHED and at least one in flight, whose work is lost
             counts = status_counts(folder, "faults")
             if counts.get("FINISHED", 0) >= args.kill_after and counts.get("RUNNING", 0) >= 1:
@@ -189,8 +202,15 @@ def main() -> None:
 
         # grid 2: a timeout that really stops the trial
         spec2 = folder / "timeout.yaml"
-        spec2.write_text(spec_text(folder, data_root, "timeout", ["params: {k: 2}", f"params: {{k: 4, sleep_s: {10 * args.timeout:g}}}"],
-                                   extra=f"timeout_s: {args.timeout:g}\n"))
+        spec2.write_text(
+            spec_text(
+                folder,
+                data_root,
+                "timeout",
+                ["params: {k: 2}", f"params: {{k: 4, sleep_s: {10 * args.timeout:g}}}"],
+                extra=f"timeout_s: {args.timeout:g}\n",
+            )
+        )
         hashes2 = trial_hashes(spec2)
         timeout_hash = hashes2[-1]
         t0 = time.perf_counter()
@@ -203,46 +223,73 @@ def main() -> None:
         finished = {h: [r for r in all_runs.get(h, []) if r.info.status == "FINISHED"] for h in hashes1 + hashes2}
         still_running = sum(r.info.status == "RUNNING" for runs in all_runs.values() for r in runs)
         timeout_runs = runs2.get(timeout_hash, [])
-        timeout_ok = (bool(timeout_runs) and not finished[timeout_hash]
-                      and all(r.info.status == "KILLED" and r.data.tags.get(f"{TAG}outcome") == "TIMEOUT" for r in timeout_runs))
+        timeout_ok = (
+            bool(timeout_runs)
+            and not finished[timeout_hash]
+            and all(r.info.status == "KILLED" and r.data.tags.get(f"{TAG}outcome") == "TIMEOUT" for r in timeout_runs)
+        )
         longest_attempt = max(((r.info.end_time - r.info.start_time) / 1000 for r in timeout_runs), default=0.0)
-        lost = [h for h in hashes1 + hashes2 if h != timeout_hash and len(finished[h]) == 0] + ([] if timeout_ok else [timeout_hash])
+        lost = [h for h in hashes1 + hashes2 if h != timeout_hash and len(finished[h]) == 0] + (
+            [] if timeout_ok else [timeout_hash]
+        )
         duplicates = [h for h, runs in finished.items() if len(runs) > 1]
 
         def outcomes(h: str) -> str:
-            return ", ".join(f"{r.info.status}/{r.data.tags.get(f'{TAG}outcome', '-')}"
-                             for r in sorted(all_runs.get(h, []), key=lambda r: r.info.start_time))
+            return ", ".join(
+                f"{r.info.status}/{r.data.tags.get(f'{TAG}outcome', '-')}"
+                for r in sorted(all_runs.get(h, []), key=lambda r: r.info.start_time)
+            )
 
         error_first = [r for r in runs1.get(error_hash, []) if r.info.status == "FAILED"]
         has_traceback = bool(error_first) and any(
-            a.path == "traceback.txt" for a in MlflowClient(f"sqlite:///{folder}/mlflow.db").list_artifacts(error_first[0].info.run_id))
+            a.path == "traceback.txt"
+            for a in MlflowClient(f"sqlite:///{folder}/mlflow.db").list_artifacts(error_first[0].info.run_id)
+        )
         survived = {
             "exception in fit (1st attempt)": len(finished[error_hash]) == 1 and bool(error_first) and has_traceback,
-            "Ray worker SIGKILLed mid-trial (1st attempt)": len(finished[die_hash]) == 1 and len(runs1.get(die_hash, [])) >= 2,
-            "driver SIGKILLed mid-grid, restarted": rerun.returncode == 0 and left_alive == 0 and still_running == 0
-                                                     and all(len(finished[h]) == 1 for h in hashes1),
-            "trial beyond timeout_s": timeout_ok and longest_attempt < args.timeout + 30
-                                      and all(len(finished[h]) == 1 for h in hashes2 if h != timeout_hash),
+            "Ray worker SIGKILLed mid-trial (1st attempt)": len(finished[die_hash]) == 1
+            and len(runs1.get(die_hash, [])) >= 2,
+            "driver SIGKILLed mid-grid, restarted": rerun.returncode == 0
+            and left_alive == 0
+            and still_running == 0
+            and all(len(finished[h]) == 1 for h in hashes1),
+            "trial beyond timeout_s": timeout_ok
+            and longest_attempt < args.timeout + 30
+            and all(len(finished[h]) == 1 for h in hashes2 if h != timeout_hash),
         }
 
-        print(f"grid 1 'faults': {len(hashes1)} trials ({args.trials} ordinary of {args.burn:g} CPU s, 1 raising once, "
-              f"1 killing its worker once), 2 workers, max_failures 2")
-        print(f"  driver SIGKILLed after {time_to_kill:.1f} s with {finished_before_kill} runs FINISHED and {running_at_kill} RUNNING; "
-              f"{killed} processes in its group/tree, {left_alive} left alive [target 0: {'met' if left_alive == 0 else 'NOT met'}]")
-        print(f"  restart with the same command: exit {rerun.returncode}, {rerun_time:.1f} s; {summary[-1].strip() if summary else rerun.stderr[-2000:]}")
+        print(
+            f"grid 1 'faults': {len(hashes1)} trials ({args.trials} ordinary of {args.burn:g} CPU s, 1 raising once, "
+            f"1 killing its worker once), 2 workers, max_failures 2"
+        )
+        print(
+            f"  driver SIGKILLed after {time_to_kill:.1f} s with {finished_before_kill} runs FINISHED and {running_at_kill} RUNNING; "  # noqa: E501
+            f"{killed} processes in its group/tree, {left_alive} left alive [target 0: {'met' if left_alive == 0 else 'NOT met'}]"  # noqa: E501
+        )
+        print(
+            f"  restart with the same command: exit {rerun.returncode}, {rerun_time:.1f} s; {summary[-1].strip() if summary else rerun.stderr[-2000:]}"  # noqa: E501
+        )
         print(f"  trial runs still RUNNING at the end (in flight at the kill, not closed on restart): {still_running}")
         print(f"  runs of the exception trial: {outcomes(error_hash)}")
         print(f"  runs of the worker-killing trial: {outcomes(die_hash)}")
-        print(f"grid 2 'timeout': timeout_s {args.timeout:g}, one trial sleeping {10 * args.timeout:g} s, one ordinary; "
-              f"exit {timeout_run.returncode}, {timeout_time:.1f} s")
+        print(
+            f"grid 2 'timeout': timeout_s {args.timeout:g}, one trial sleeping {10 * args.timeout:g} s, one ordinary; "
+            f"exit {timeout_run.returncode}, {timeout_time:.1f} s"
+        )
         print(f"  runs of the timeout trial: {outcomes(timeout_hash)}; longest attempt {longest_attempt:.1f} s")
         print(f"faults injected: {len(survived)}: " + "; ".join(survived))
-        print(f"faults survived: {sum(survived.values())}/{len(survived)}"
-              + "".join(f"\n  {'survived' if ok else 'NOT survived'}: {name}" for name, ok in survived.items()))
-        print(f"trials lost: {len(lost)} of {len(hashes1) + len(hashes2)}  [target 0: {'met' if not lost else 'NOT met'}]"
-              + "".join(f"\n  lost {h}: {outcomes(h) or 'no run'}" for h in lost))
-        print(f"duplicate runs: {len(duplicates)}  [target 0: {'met' if not duplicates else 'NOT met'}]"
-              + "".join(f"\n  duplicate {h}: {outcomes(h)}" for h in duplicates))
+        print(
+            f"faults survived: {sum(survived.values())}/{len(survived)}"
+            + "".join(f"\n  {'survived' if ok else 'NOT survived'}: {name}" for name, ok in survived.items())
+        )
+        print(
+            f"trials lost: {len(lost)} of {len(hashes1) + len(hashes2)}  [target 0: {'met' if not lost else 'NOT met'}]"
+            + "".join(f"\n  lost {h}: {outcomes(h) or 'no run'}" for h in lost)
+        )
+        print(
+            f"duplicate runs: {len(duplicates)}  [target 0: {'met' if not duplicates else 'NOT met'}]"
+            + "".join(f"\n  duplicate {h}: {outcomes(h)}" for h in duplicates)
+        )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ brute-force count on the same videos.
 trial does on the built-in benchmark (skim-digits, size tiny), trains it briefly (1 epoch) and
 compares accounted and brute-force GFLOPs on 10 test videos: minutes on a CPU.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,14 @@ def backbone_rows(names: list[str], latency: bool, device: torch.device) -> list
         model = build_backbone(name, {}, CLASSES_2D if cls.input_kind == "2d" else CLASSES_VIDEO)
         shape = model.reference_input_shape()
         count = count_flops(model, torch.randn(shape))
-        row = {"backbone": name, "shape": "x".join(map(str, shape[1:])), "gflops": count.gflops,
-               "published": cls.published_gflops, "params_m": count.params / 1e6, "source": cls.published_source}
+        row = {
+            "backbone": name,
+            "shape": "x".join(map(str, shape[1:])),
+            "gflops": count.gflops,
+            "published": cls.published_gflops,
+            "params_m": count.params / 1e6,
+            "source": cls.published_source,
+        }
         row["ratio"] = count.gflops / cls.published_gflops if cls.published_gflops else float("nan")
         if latency:
             model = model.to(device).eval()
@@ -93,9 +100,15 @@ def method_rows(names: list[str], videos: int = 10) -> list[dict]:
 
 
 def _pair_row(name: str, pairs: np.ndarray) -> dict:
-    return {"method": name, "videos": len(pairs), "accounted": pairs[:, 0].mean(), "brute": pairs[:, 1].mean(),
-            "max_rel_err": float(np.max(np.abs(pairs[:, 0] - pairs[:, 1]) / pairs[:, 1])),
-            "min": pairs[:, 0].min(), "max": pairs[:, 0].max()}
+    return {
+        "method": name,
+        "videos": len(pairs),
+        "accounted": pairs[:, 0].mean(),
+        "brute": pairs[:, 1].mean(),
+        "max_rel_err": float(np.max(np.abs(pairs[:, 0] - pairs[:, 1]) / pairs[:, 1])),
+        "min": pairs[:, 0].min(),
+        "max": pairs[:, 0].max(),
+    }
 
 
 def main() -> None:
@@ -104,36 +117,48 @@ def main() -> None:
     parser.add_argument("--latency", action="store_true", help="also time batch-1 inference at the reference shape")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--skip-dynamic", action="store_true")
-    parser.add_argument("--methods", default="", help="'all' or comma-separated dynamic methods to build, train briefly and prove")
+    parser.add_argument(
+        "--methods", default="", help="'all' or comma-separated dynamic methods to build, train briefly and prove"
+    )
     parser.add_argument("--skip-backbones", action="store_true")
     args = parser.parse_args()
-    names = [n for n in args.names.split(",") if n] or [n for n in BACKBONES.names() if BACKBONES.origin(n).startswith("harness.")]
+    names = [n for n in args.names.split(",") if n] or [
+        n for n in BACKBONES.names() if BACKBONES.origin(n).startswith("harness.")
+    ]
     device = pick_device(args.device)
 
     print(FLOP_CONVENTION)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {device}\n")
     if not args.skip_backbones:
         rows = backbone_rows(names, args.latency, device)
-        header = "| backbone | input (CxTxHxW) | GFLOPs | published | ratio | params (M) |" + (" latency ms |" if args.latency else "")
+        header = "| backbone | input (CxTxHxW) | GFLOPs | published | ratio | params (M) |" + (
+            " latency ms |" if args.latency else ""
+        )
         print(header)
         print("|" + "---|" * (header.count("|") - 1))
         for r in rows:
             published = f"{r['published']:.2f}" if r["published"] else "-"
             ratio = f"{r['ratio']:.4f}" if r["published"] else "-"
-            line = f"| {r['backbone']} | {r['shape']} | {r['gflops']:.3f} | {published} | {ratio} | {r['params_m']:.2f} |"
+            line = (
+                f"| {r['backbone']} | {r['shape']} | {r['gflops']:.3f} | {published} | {ratio} | {r['params_m']:.2f} |"
+            )
             print(line + (f" {r['latency_ms']:.1f} |" if args.latency else ""))
         print("\nsources: " + "; ".join(f"{r['backbone']}: {r['source']}" for r in rows if r["source"]))
 
     if not args.skip_dynamic:
-        print("\n| dynamic method | videos | accounted mean GFLOPs | brute-force mean GFLOPs | max rel. error | per-video min..max |")
+        print(
+            "\n| dynamic method | videos | accounted mean GFLOPs | brute-force mean GFLOPs | max rel. error | per-video min..max |"  # noqa: E501
+        )
         print("|---|---|---|---|---|---|")
         from harness.registry import METHODS
 
         dynamic = [n for n in METHODS.names() if getattr(METHODS.get(n), "dynamic", False)]
         chosen = dynamic if args.methods == "all" else [n for n in args.methods.split(",") if n]
         for r in dynamic_rows() + method_rows(chosen):
-            print(f"| {r['method']} | {r['videos']} | {r['accounted']:.6f} | {r['brute']:.6f} | {r['max_rel_err']:.2e} | "
-                  f"{r['min']:.6f}..{r['max']:.6f} |")
+            print(
+                f"| {r['method']} | {r['videos']} | {r['accounted']:.6f} | {r['brute']:.6f} | {r['max_rel_err']:.2e} | "
+                f"{r['min']:.6f}..{r['max']:.6f} |"
+            )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@
 
     python benchmarks/orchestration.py [--methods uniform,videoepitoma] [--trials 8] [--parts abcd]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,13 @@ PLUGIN = ROOT / "tests" / "plugins" / "quick_methods.py"
 def skimbench(*args: str, env: dict | None = None) -> float:
     """Wall time of one ``skimbench`` command (which must succeed)."""
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})})
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
     elapsed = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"skimbench {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
@@ -61,10 +67,10 @@ def grid_spec(source: Path, methods: list[str], data_root: Path, out: Path) -> P
 
 def schedule(spec_path: Path) -> tuple[float, float, float]:
     """(span of the trials and stages, worker time, trials' own stage wait) of the run logged by the spec."""
+    from harness.registry import load_plugin_file
     from harness.report.collect import load_trials
     from harness.report.schedule import efficiency, intervals, stage_spans
     from harness.spec import load_spec
-    from harness.registry import load_plugin_file
     from harness.tracking import resolve_uri
 
     load_plugin_file(PLUGIN)  # the trivial grids use the test plugin
@@ -82,18 +88,31 @@ def part_a_b(args: argparse.Namespace, folder: Path) -> float:
     spec = yaml.safe_load(source.read_text())
     params = spec["dataset"].get("params", {})
     data_root = folder / "data"
-    skimbench("data", "make", spec["dataset"]["name"], "--size", params.get("size", "small"),
-              "--variant", params.get("variant", "longrange"), "--root", str(data_root))
+    skimbench(
+        "data",
+        "make",
+        spec["dataset"]["name"],
+        "--size",
+        params.get("size", "small"),
+        "--variant",
+        params.get("variant", "longrange"),
+        "--root",
+        str(data_root),
+    )
     local_spec = grid_spec(source, args.methods, data_root, folder / "local")
     ray_spec = grid_spec(source, args.methods, data_root, folder / "ray")
     local = skimbench("run", str(local_spec), "--local", "--no-report", "--quiet")
     on_ray = skimbench("run", str(ray_spec), "--no-report", "--quiet")
     span, busy, waited = schedule(ray_spec)
     what = f"{args.spec}" + (f" (methods: {', '.join(args.methods)})" if args.methods else "")
-    print(f"(a) {what}: --local (1 worker) {local:.1f} s, Ray (2 workers) {on_ray:.1f} s: "
-          f"speed-up {local / on_ray:.2f}x  [target >= 1.7x: {'met' if local / on_ray >= 1.7 else 'NOT met'}]")
-    print(f"(b) worker time spent by trials on stages themselves: {waited:.1f} s of {busy:.1f} s = "
-          f"{100 * waited / busy:.1f}%  [target <= 5%: {'met' if waited / busy <= 0.05 else 'NOT met'}]")
+    print(
+        f"(a) {what}: --local (1 worker) {local:.1f} s, Ray (2 workers) {on_ray:.1f} s: "
+        f"speed-up {local / on_ray:.2f}x  [target >= 1.7x: {'met' if local / on_ray >= 1.7 else 'NOT met'}]"
+    )
+    print(
+        f"(b) worker time spent by trials on stages themselves: {waited:.1f} s of {busy:.1f} s = "
+        f"{100 * waited / busy:.1f}%  [target <= 5%: {'met' if waited / busy <= 0.05 else 'NOT met'}]"
+    )
     print(f"(c) launch overhead, fresh Ray: {on_ray:.1f} s - span {span:.1f} s = {on_ray - span:.1f} s")
     return on_ray - span
 
@@ -107,24 +126,54 @@ def part_c_attached(args: argparse.Namespace, folder: Path) -> None:
     auth = {"RAY_AUTH_MODE": "token"}  # `ray start` requires its token (~/.ray/auth_token) from every client
     env = {**os.environ, "PYTHONPATH": str(ROOT), **auth}
     ray_bin = str(Path(sys.executable).parent / "ray")
-    subprocess.run([ray_bin, "start", "--head", "--num-cpus", "2", "--port", str(port), "--temp-dir", str(temp),
-                    "--node-ip-address", "127.0.0.1", "--include-dashboard", "false", "--disable-usage-stats"],
-                   check=True, capture_output=True, env=env)
+    subprocess.run(
+        [
+            ray_bin,
+            "start",
+            "--head",
+            "--num-cpus",
+            "2",
+            "--port",
+            str(port),
+            "--temp-dir",
+            str(temp),
+            "--node-ip-address",
+            "127.0.0.1",
+            "--include-dashboard",
+            "false",
+            "--disable-usage-stats",
+        ],
+        check=True,
+        capture_output=True,
+        env=env,
+    )
     try:
         overheads = []
         for attempt in range(2):
             out = folder / f"attached{attempt}"
             spec = trivial_spec(out, data_root, "orch_attached", "k: [1, 2, 3, 4]", concurrent=2)
-            wall = skimbench("run", str(spec), "--plugin", str(PLUGIN), "--no-report", "--quiet",
-                             "--address", f"127.0.0.1:{port}", env=auth)
+            wall = skimbench(
+                "run",
+                str(spec),
+                "--plugin",
+                str(PLUGIN),
+                "--no-report",
+                "--quiet",
+                "--address",
+                f"127.0.0.1:{port}",
+                env=auth,
+            )
             span, _, _ = schedule(spec)
             overheads.append(wall - span)
-        print(f"(c) launch overhead, attached to a running Ray: {overheads[1]:.1f} s "
-              f"(first attach: {overheads[0]:.1f} s)"
-              f"  [target <= 6 s: {'met' if overheads[1] <= 6 else 'NOT met'}]")
+        print(
+            f"(c) launch overhead, attached to a running Ray: {overheads[1]:.1f} s "
+            f"(first attach: {overheads[0]:.1f} s)"
+            f"  [target <= 6 s: {'met' if overheads[1] <= 6 else 'NOT met'}]"
+        )
     finally:
-        subprocess.run([ray_bin, "stop", "--force"], capture_output=True,
-                       env={**env, "RAY_ADDRESS": f"127.0.0.1:{port}"})
+        subprocess.run(
+            [ray_bin, "stop", "--force"], capture_output=True, env={**env, "RAY_ADDRESS": f"127.0.0.1:{port}"}
+        )
 
 
 def trivial_spec(folder: Path, data_root: Path, experiment: str, grid: str, concurrent: int) -> Path:
@@ -168,16 +217,22 @@ def part_d(args: argparse.Namespace, folder: Path) -> None:
             bare.append(time.perf_counter() - t0)
     wall = skimbench("run", str(spec_path), "--plugin", str(PLUGIN), "--no-report", "--quiet", "--local")
     amortised = wall / args.trials - statistics.mean(bare)
-    print(f"(d) {args.trials} trivial trials, 1 worker (--local): bare loop {sum(bare):.2f} s, "
-          f"skimbench run {wall:.2f} s: "
-          f"{amortised:.3f} s per trial amortised  [target < 0.5 s: {'met' if amortised < 0.5 else 'NOT met'}]")
+    print(
+        f"(d) {args.trials} trivial trials, 1 worker (--local): bare loop {sum(bare):.2f} s, "
+        f"skimbench run {wall:.2f} s: "
+        f"{amortised:.3f} s per trial amortised  [target < 0.5 s: {'met' if amortised < 0.5 else 'NOT met'}]"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--spec", default="experiments/quickstart.yaml", help="the grid of part (a)")
-    parser.add_argument("--methods", type=lambda s: [m for m in s.split(",") if m], default=[],
-                        help="keep only these method entries of the grid (a reduced run on a busy machine)")
+    parser.add_argument(
+        "--methods",
+        type=lambda s: [m for m in s.split(",") if m],
+        default=[],
+        help="keep only these method entries of the grid (a reduced run on a busy machine)",
+    )
     parser.add_argument("--trials", type=int, default=8, help="trivial trials of part (d)")
     parser.add_argument("--parts", default="abcd", help="which parts to run (b and the fresh-Ray c come with a)")
     args = parser.parse_args()

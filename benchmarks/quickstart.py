@@ -6,6 +6,7 @@ through Ray and write the report, in a fresh output folder. Target: at most 10 m
 Installation is not included (it depends on the package cache); `make quickstart` on a fresh clone
 adds it. The printed ratio is the measured time over the 600 s target.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,14 @@ TARGET_S = 600.0
 
 def step(name: str, args: list[str], env: dict) -> float:
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=ROOT, env=env, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         sys.exit(f"{name} failed (exit {proc.returncode}):\n{proc.stdout[-4000:]}")
@@ -52,11 +59,26 @@ def main() -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         print(f"quickstart benchmark: {args.spec} -> {out} ({os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f})")
         params = spec["dataset"]["params"]
-        total = step("generate skim-digits small", ["data", "make", "skim-digits", "--size", params.get("size", "small"),
-                                                   "--variant", params.get("variant", "longrange"), "--root", str(data_root)], env)
+        total = step(
+            "generate skim-digits small",
+            [
+                "data",
+                "make",
+                "skim-digits",
+                "--size",
+                params.get("size", "small"),
+                "--variant",
+                params.get("variant", "longrange"),
+                "--root",
+                str(data_root),
+            ],
+            env,
+        )
         total += step("skimbench run (Ray + MLflow + report)", ["run", str(timed_spec), "--quiet"], env)
-        print(f"total {total:.1f} s; ratio to the 600 s target: {total / TARGET_S:.2f} "
-              f"[{'met' if total <= TARGET_S else 'NOT met'}]")
+        print(
+            f"total {total:.1f} s; ratio to the 600 s target: {total / TARGET_S:.2f} "
+            f"[{'met' if total <= TARGET_S else 'NOT met'}]"
+        )
 
 
 if __name__ == "__main__":

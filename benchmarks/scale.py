@@ -22,6 +22,7 @@ per video, once with ``--videos`` (N) and once with 10 x N training videos (unde
     on disk before the kill, the shards computed on resume, and how many of the former were
     recomputed (target 0).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,8 +57,15 @@ CLIP_LEN = 4
 
 def dataset(args: argparse.Namespace, videos: int):
     """skim-digits with ``videos`` training videos, generated once (outside every measurement), read as generic."""
-    folder, _ = make(size="tiny", root=args.root, resolution=args.resolution, num_frames=args.frames, num_train=videos,
-                     num_test=2, workers=args.workers)
+    folder, _ = make(
+        size="tiny",
+        root=args.root,
+        resolution=args.resolution,
+        num_frames=args.frames,
+        num_train=videos,
+        num_test=2,
+        workers=args.workers,
+    )
     return DATASETS.get("generic")(root=str(folder))
 
 
@@ -93,8 +101,15 @@ def child_grid(args: argparse.Namespace) -> None:
     (``--local``: trials one after another); print peak RSS (MB) of this process and of its loader workers."""
     from harness.cli import main as skimbench  # lazy: only the measured child needs the CLI
 
-    folder, _ = make(size="tiny", root=args.root, resolution=args.resolution, num_frames=args.frames,
-                     num_train=args.child_videos, num_test=2, workers=args.workers)
+    folder, _ = make(
+        size="tiny",
+        root=args.root,
+        resolution=args.resolution,
+        num_frames=args.frames,
+        num_train=args.child_videos,
+        num_test=2,
+        workers=args.workers,
+    )
     index = video_index(DATASETS.get("generic")(root=str(folder)), "train", StageStore(Path(args.root) / "stages"))
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -102,29 +117,46 @@ def child_grid(args: argparse.Namespace) -> None:
         spec.write_text(GRID.format(videos=args.child_videos, root=folder, resolution=args.resolution, out=tmp))
         code = skimbench(["run", str(spec), "--local", "--no-report", "--quiet"])
         streamed_stages = not (Path(tmp) / "results" / "stages" / "frames").exists()
-    print(json.dumps({"videos": len(index["videos"]), "exit": code, "no_frame_bank": streamed_stages,
-                      "decoded_gb": decoded_bytes(index, None) / 1e9, "seconds": time.perf_counter() - started,
-                      "rss_main_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                      "rss_worker_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
+    print(
+        json.dumps(
+            {
+                "videos": len(index["videos"]),
+                "exit": code,
+                "no_frame_bank": streamed_stages,
+                "decoded_gb": decoded_bytes(index, None) / 1e9,
+                "seconds": time.perf_counter() - started,
+                "rss_main_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "rss_worker_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+            }
+        )
+    )
 
 
 def bounded_memory(args: argparse.Namespace) -> None:
-    print(f"\n(a) bounded memory: the grid uniform + SCSampler + SGS (--local, shared stages streamed and "
-          f"sharded), {args.resolution} px, {args.frames} frames/video, one loader worker per trial CPU")
+    print(
+        f"\n(a) bounded memory: the grid uniform + SCSampler + SGS (--local, shared stages streamed and "
+        f"sharded), {args.resolution} px, {args.frames} frames/video, one loader worker per trial CPU"
+    )
     rows = []
     for videos in (args.videos, 10 * args.videos):
         dataset(args, videos)  # generated outside the measured process
         cmd = [sys.executable, __file__, "--child-videos", str(videos), *sys.argv[1:]]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
         rows.append(json.loads(out))
-    print(f"{'videos':>7} {'decoded GB':>10} {'exit':>4} {'seconds':>8} {'peak RSS main MB':>16} {'worker MB':>9}"
-          f" {'total MB':>8}")
+    print(
+        f"{'videos':>7} {'decoded GB':>10} {'exit':>4} {'seconds':>8} {'peak RSS main MB':>16} {'worker MB':>9}"
+        f" {'total MB':>8}"
+    )
     for r in rows:
-        print(f"{r['videos']:>7} {r['decoded_gb']:>10.2f} {r['exit']:>4} {r['seconds']:>8.1f}"
-              f" {r['rss_main_mb']:>16.0f} {r['rss_worker_mb']:>9.0f} {r['rss_main_mb'] + r['rss_worker_mb']:>8.0f}")
+        print(
+            f"{r['videos']:>7} {r['decoded_gb']:>10.2f} {r['exit']:>4} {r['seconds']:>8.1f}"
+            f" {r['rss_main_mb']:>16.0f} {r['rss_worker_mb']:>9.0f} {r['rss_main_mb'] + r['rss_worker_mb']:>8.0f}"
+        )
     total = [r["rss_main_mb"] + r["rss_worker_mb"] for r in rows]
-    print(f"peak RSS ratio 10N / N: {total[1] / total[0]:.2f} (target <= 1.2); "
-          f"no frame bank written: {all(r['no_frame_bank'] for r in rows)}")
+    print(
+        f"peak RSS ratio 10N / N: {total[1] / total[0]:.2f} (target <= 1.2); "
+        f"no frame bank written: {all(r['no_frame_bank'] for r in rows)}"
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -140,8 +172,11 @@ class RawDecord(Dataset):
     def __getitem__(self, i: int) -> torch.Tensor:
         import decord
 
-        return torch.from_numpy(decord.VideoReader(self.paths[i], ctx=decord.cpu(0), num_threads=1)
-                                .get_batch(self.indices[i].tolist()).asnumpy())
+        return torch.from_numpy(
+            decord.VideoReader(self.paths[i], ctx=decord.cpu(0), num_threads=1)
+            .get_batch(self.indices[i].tolist())
+            .asnumpy()
+        )
 
 
 def throughput(args: argparse.Namespace) -> None:
@@ -149,8 +184,12 @@ def throughput(args: argparse.Namespace) -> None:
     indices = [uniform_frames(int(n), 16) for n in frames.lengths]
     total = sum(len(i) for i in indices)
     ours = frame_loader(FrameRequests(frames, indices=indices), batch_size=4, workers=args.workers)
-    raw = DataLoader(RawDecord(frames.paths, [frames.file_indices(r, i) for r, i in enumerate(indices)]), batch_size=4,
-                     num_workers=args.workers, prefetch_factor=2 if args.workers else None)
+    raw = DataLoader(
+        RawDecord(frames.paths, [frames.file_indices(r, i) for r, i in enumerate(indices)]),
+        batch_size=4,
+        num_workers=args.workers,
+        prefetch_factor=2 if args.workers else None,
+    )
 
     def cpu_seconds() -> float:  # this process and its reaped DataLoader workers
         own, workers = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -167,10 +206,12 @@ def throughput(args: argparse.Namespace) -> None:
         raw_t.append(run(raw))
         our_t.append(run(ours))
     (raw_cpu, raw_wall), (our_cpu, our_wall) = np.min(raw_t, axis=0), np.min(our_t, axis=0)
-    print(f"\n(b) loader throughput: {len(frames)} videos x 16 frames at {args.resolution} px, "
-          f"{args.workers} worker(s), "
-          f"batch 4, best of {args.repeats}; frames per CPU-second (loader + workers: robust on a shared machine) "
-          f"and per wall-clock second")
+    print(
+        f"\n(b) loader throughput: {len(frames)} videos x 16 frames at {args.resolution} px, "
+        f"{args.workers} worker(s), "
+        f"batch 4, best of {args.repeats}; frames per CPU-second (loader + workers: robust on a shared machine) "
+        f"and per wall-clock second"
+    )
     print(f"raw decord get_batch: {total / raw_cpu:8.0f} cpu-fps {total / raw_wall:8.0f} wall-fps")
     print(f"streaming loader    : {total / our_cpu:8.0f} cpu-fps {total / our_wall:8.0f} wall-fps")
     print(f"ratio: {raw_cpu / our_cpu:.2f}x by CPU time, {raw_wall / our_wall:.2f}x by wall time (target >= 0.9)")
@@ -198,13 +239,19 @@ def resumable(args: argparse.Namespace) -> None:
         before = [s for s in range(num_shards) if s not in missing_shards(folder, num_shards)]
         mtimes = {s: (folder / f"shard_{s:05d}" / "meta.json").stat().st_mtime_ns for s in before}
         computed: list[int] = []
-        extract(folder, frames, factory(len(dataset(args, args.videos).class_names)), shard_size=2,
-                on_shard=computed.append)
-        redone = [s for s in before if s in computed
-                  or (folder / f"shard_{s:05d}" / "meta.json").stat().st_mtime_ns != mtimes[s]]
+        extract(
+            folder, frames, factory(len(dataset(args, args.videos).class_names)), shard_size=2, on_shard=computed.append
+        )
+        redone = [
+            s
+            for s in before
+            if s in computed or (folder / f"shard_{s:05d}" / "meta.json").stat().st_mtime_ns != mtimes[s]
+        ]
     print(f"\n(c) resumable extraction: {num_shards} shards of 2 videos, child SIGKILLed midway")
-    print(f"shards on disk before the kill: {len(before)}; computed on resume: {len(computed)}; "
-          f"of the former recomputed: {len(redone)} (target 0)")
+    print(
+        f"shards on disk before the kill: {len(before)}; computed on resume: {len(computed)}; "
+        f"of the former recomputed: {len(redone)} (target 0)"
+    )
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ CPU seconds are counted with process_time, so other load on the machine stretche
 
     python benchmarks/scaling.py [--trials 6] [--burn 4]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,12 @@ def run_grid(tmp: Path, data_root: Path, trials: int, burn: float, workers: int)
     spec = folder / "spec.yaml"
     spec.write_text(spec_text(folder, data_root, experiment, trials, burn, workers))
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "harness.cli", "run", str(spec), "--plugin", str(PLUGIN), "--no-report", "--quiet"],
-                          cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", str(spec), "--plugin", str(PLUGIN), "--no-report", "--quiet"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"skimbench run failed ({workers} workers):\n{proc.stderr[-3000:]}")
@@ -69,19 +74,25 @@ def main() -> None:
 
     from harness.data.synthetic import make
 
-    print(f"load average before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} "
-          f"on {os.cpu_count()} cores")
+    print(
+        f"load average before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} "
+        f"on {os.cpu_count()} cores"
+    )
     with tempfile.TemporaryDirectory(prefix="skimbench-scaling-") as tmp:
         data_root = Path(tmp) / "data"
         make(size="tiny", variant="longrange", seed=0, root=str(data_root))
         results = {workers: run_grid(Path(tmp), data_root, args.trials, args.burn, workers) for workers in (1, 2)}
-    (wall1, span1, done1), (wall2, span2, done2) = results[1], results[2]
+    (wall1, span1, _), (wall2, span2, _) = results[1], results[2]
     print(f"grid: {args.trials} CPU-bound trials of {args.burn:g} CPU s (quick_centroid, tiny benchmark)")
     for workers, (wall, span, done) in results.items():
-        print(f"  {workers} worker{'s' if workers > 1 else ''}: wall {wall:.1f} s (command), grid span {span:.1f} s (MLflow), "
-              f"{done}/{args.trials} FINISHED")
+        print(
+            f"  {workers} worker{'s' if workers > 1 else ''}: wall {wall:.1f} s (command), grid span {span:.1f} s (MLflow), "  # noqa: E501
+            f"{done}/{args.trials} FINISHED"
+        )
     speedup = span1 / span2
-    print(f"speed-up 2 vs 1 workers, grid span: {speedup:.2f}x  [target >= {TARGET}x: {'met' if speedup >= TARGET else 'NOT met'}]")
+    print(
+        f"speed-up 2 vs 1 workers, grid span: {speedup:.2f}x  [target >= {TARGET}x: {'met' if speedup >= TARGET else 'NOT met'}]"  # noqa: E501
+    )
     print(f"speed-up 2 vs 1 workers, whole command (Ray start-up included): {wall1 / wall2:.2f}x")
     print(f"load average after: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
 

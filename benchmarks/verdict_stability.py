@@ -19,6 +19,7 @@ of the same size instead, to see how much the verdicts move with the data. Verdi
 seed summaries are read with the report's own functions (``harness.report``); each run also writes
 its full report (``<out>/run_<i>/results/<experiment>/report.md``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,18 +30,17 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from harness.registry import METHODS  # noqa: E402
 from harness.report.claims import FAILS, HOLDS, check_claims  # noqa: E402  (after the path: runs from a checkout)
 from harness.report.collect import label_series, load_predictions, load_trials  # noqa: E402
 from harness.report.evidence import Evidence, numeric_extras_means, per_video_facts, trial_intervals  # noqa: E402
 from harness.report.pareto import finished, seed_summary  # noqa: E402
-from harness.registry import METHODS  # noqa: E402
 
 STD_TARGET = 3.0  # points of top-1, issue #12 item 7
 
@@ -48,8 +48,14 @@ STD_TARGET = 3.0  # points of top-1, issue #12 item 7
 def cli(args: list[str], env: dict) -> float:
     """Run ``skimbench ARGS`` in a subprocess; exit with its output on failure; return its seconds."""
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=ROOT, env=env, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     if proc.returncode != 0:
         sys.exit(f"skimbench {' '.join(args)} failed (exit {proc.returncode}):\n{proc.stdout[-4000:]}")
     return time.perf_counter() - t0
@@ -66,8 +72,22 @@ def run_once(spec: dict, out: Path, data_seed: int, args: argparse.Namespace, en
     spec["tracking"] = {"uri": uri}
     spec_path = out / "spec.yaml"
     spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    seconds = cli(["data", "make", spec["dataset"]["name"], "--size", params["size"], "--variant",
-                   params.get("variant", "longrange"), "--seed", str(data_seed), "--root", str(out / "data")], env)
+    seconds = cli(
+        [
+            "data",
+            "make",
+            spec["dataset"]["name"],
+            "--size",
+            params["size"],
+            "--variant",
+            params.get("variant", "longrange"),
+            "--seed",
+            str(data_seed),
+            "--root",
+            str(out / "data"),
+        ],
+        env,
+    )
     print(f"  {out.name}: generated {params['size']} (data seed {data_seed}) in {seconds:.0f} s", flush=True)
     run = ["run", str(spec_path), "--quiet"] + [f"--only={o}" for o in args.only]
     run += ([f"--seeds={args.seeds}"] if args.seeds else []) + (["--local"] if args.local else [])
@@ -89,7 +109,8 @@ def judged(uri: str, experiment: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.Da
     contexts = evidence.context(per_video_facts(done, predictions, declared), numeric_extras_means(done, predictions))
     claims = check_claims(points, "top1", contexts)
     per_trial = done[["label", "budget", "seed", "run_id", "top1"]].merge(
-        trial_intervals(uri, list(done["run_id"]), ("top1",)), on="run_id")
+        trial_intervals(uri, list(done["run_id"]), ("top1",)), on="run_id"
+    )
     return points, claims, per_trial
 
 
@@ -101,11 +122,17 @@ def claim_keys(claims: pd.DataFrame) -> pd.DataFrame:
 
 def compare_claims(a: pd.DataFrame, b: pd.DataFrame) -> tuple[int, int, int, pd.DataFrame]:
     """(same verdict, flipped holds <-> does not hold, compared) and the rows that differ."""
-    both = claim_keys(a)[["verdict"]].rename(columns={"verdict": "verdict_a"}).join(
-        claim_keys(b)[["verdict"]].rename(columns={"verdict": "verdict_b"}), how="outer")
+    both = (
+        claim_keys(a)[["verdict"]]
+        .rename(columns={"verdict": "verdict_a"})
+        .join(claim_keys(b)[["verdict"]].rename(columns={"verdict": "verdict_b"}), how="outer")
+    )
     same = int((both["verdict_a"] == both["verdict_b"]).sum())
-    flips = both["verdict_a"].isin([HOLDS, FAILS]) & both["verdict_b"].isin([HOLDS, FAILS]) & \
-        (both["verdict_a"] != both["verdict_b"])
+    flips = (
+        both["verdict_a"].isin([HOLDS, FAILS])
+        & both["verdict_b"].isin([HOLDS, FAILS])
+        & (both["verdict_a"] != both["verdict_b"])
+    )
     return same, int(flips.sum()), len(both), both[both["verdict_a"] != both["verdict_b"]]
 
 
@@ -145,8 +172,10 @@ def main() -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with tempfile.TemporaryDirectory(prefix="skimbench-stability-") as tmp:
         out = Path(args.keep or tmp).resolve()
-        print(f"verdict stability: {args.spec} twice -> {out} ({os.cpu_count()} CPUs, "
-              f"load {os.getloadavg()[0]:.1f})", flush=True)
+        print(
+            f"verdict stability: {args.spec} twice -> {out} ({os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f})",
+            flush=True,
+        )
         runs = [run_once(spec, out / f"run_{i + 1}", seed, args, env) for i, seed in enumerate(data_seeds)]
         if data_seeds[0] == data_seeds[1]:
             same_data = runs[0][1] == runs[1][1]
@@ -155,8 +184,9 @@ def main() -> None:
 
     (pa, ca, ta), (pb, cb, tb) = results
     same, flips, total, differ = compare_claims(ca, cb)
-    print(f"\nclaims: {same} of {total} got the same verdict; {flips} flipped between holds and does not hold "
-          f"(target 0)")
+    print(
+        f"\nclaims: {same} of {total} got the same verdict; {flips} flipped between holds and does not hold (target 0)"
+    )
     if not differ.empty:
         print(differ.to_string())
     trials = compare_trials(ta, tb)
@@ -164,10 +194,12 @@ def main() -> None:
         print("trials: none in both runs")
     else:
         worst = trials.sort_values("units", ascending=False).iloc[0]
-        print(f"trials: {len(trials)} in both runs; largest top-1 difference {trials['diff'].max():.2f} points; "
-              f"in units of its interval's half-width: {trials['units'].max():.2f} "
-              f"({worst['label']} budget {worst['budget']:g} seed {int(worst['seed'])}: "
-              f"{worst['top1_a']:.1f} vs {worst['top1_b']:.1f}, +-{worst['half']:.1f})")
+        print(
+            f"trials: {len(trials)} in both runs; largest top-1 difference {trials['diff'].max():.2f} points; "
+            f"in units of its interval's half-width: {trials['units'].max():.2f} "
+            f"({worst['label']} budget {worst['budget']:g} seed {int(worst['seed'])}: "
+            f"{worst['top1_a']:.1f} vs {worst['top1_b']:.1f}, +-{worst['half']:.1f})"
+        )
     stds = std_table([pa, pb])
     print(f"\nseed-to-seed std of top-1 (points; target <= {STD_TARGET:g}):")
     print(stds.to_string(float_format=lambda v: f"{v:.2f}"))

@@ -7,6 +7,7 @@ line on stderr and exit code 2 -- never a traceback -- and nothing is written be
 Commands import what they need inside their function: ``plan`` and ``plugins`` must answer fast and
 never load Ray or MLflow (``python -X importtime -m harness.cli plan SPEC`` shows what is loaded).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,10 +72,14 @@ def _load(args: argparse.Namespace):
 # -- commands ---------------------------------------------------------------------------------
 def cmd_plan(args: argparse.Namespace) -> int:
     spec, trials = _load(args)
-    rows = [{"trial": t.name, "dataset": t.dataset.name, "backbone": t.backbone.name, "seed": str(t.seed),
-             "hash": t.hash} for t in trials]
-    print(f"{spec.path}: experiment '{spec.experiment}', {len(trials)} trials "
-          f"({spec.resources['cpus']:g} CPU, {spec.resources['gpus']:g} GPU each)")
+    rows = [
+        {"trial": t.name, "dataset": t.dataset.name, "backbone": t.backbone.name, "seed": str(t.seed), "hash": t.hash}
+        for t in trials
+    ]
+    print(
+        f"{spec.path}: experiment '{spec.experiment}', {len(trials)} trials "
+        f"({spec.resources['cpus']:g} CPU, {spec.resources['gpus']:g} GPU each)"
+    )
     print(_text_table(rows))
     from harness.plan import build_plan, format_plan  # noqa: PLC0415 - builds the trials' contexts (torch)
 
@@ -86,9 +91,12 @@ def _text_table(rows: list[dict[str, str]]) -> str:
     """Rows as right-aligned columns (what ``plan`` prints; pandas would cost a second to import)."""
     columns = list(dict.fromkeys(key for row in rows for key in row))
     widths = {c: max([len(c)] + [len(row.get(c, "")) for row in rows]) for c in columns}
+
     def line(cells: dict[str, str]) -> str:  # the first column (the trial's name) reads left-aligned
-        return " ".join(cells.get(c, "").ljust(widths[c]) if i == 0 else cells.get(c, "").rjust(widths[c])
-                        for i, c in enumerate(columns))
+        return " ".join(
+            cells.get(c, "").ljust(widths[c]) if i == 0 else cells.get(c, "").rjust(widths[c])
+            for i, c in enumerate(columns)
+        )
 
     lines = [line({c: c for c in columns})] + [line(row) for row in rows]
     return "\n".join(lines)
@@ -103,11 +111,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.results import results_table  # slow (Ray, MLflow): after the checks
     from harness.runner import run_grid
 
-    print(f"skimbench: {len(trials)} trials of '{spec.experiment}' "
-          f"{'in-process (--local)' if args.local else 'through Ray'}; tracking {spec.tracking['uri']}",
-          file=sys.stderr)
-    outcome = run_grid(spec, trials, local=args.local, address=args.address, force=args.force,
-                       rerun_failed=args.rerun_failed, plugins=args.plugin or [], show_progress=not args.quiet)
+    print(
+        f"skimbench: {len(trials)} trials of '{spec.experiment}' "
+        f"{'in-process (--local)' if args.local else 'through Ray'}; tracking {spec.tracking['uri']}",
+        file=sys.stderr,
+    )
+    outcome = run_grid(
+        spec,
+        trials,
+        local=args.local,
+        address=args.address,
+        force=args.force,
+        rerun_failed=args.rerun_failed,
+        plugins=args.plugin or [],
+        show_progress=not args.quiet,
+    )
     for line in outcome.summary():
         print(line, file=sys.stderr)
     print(results_table(outcome.tracking_uri, spec.experiment))
@@ -123,7 +141,7 @@ def _check_experiments(uri: str, names: Sequence[str]) -> None:
 
     check_tracking(uri, float(os.environ.get("SKIMBENCH_CONNECT_TIMEOUT", "10")))
     # checked before resolve_uri, which creates the store's folder
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
         raise UserError(f"no tracking store at {uri}: run a spec first, or give --tracking-uri")
     uri = resolve_uri(uri)
     try:
@@ -211,8 +229,14 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     names = [args.name] if args.name else registry.names()
     for name in names:
         cls = registry.get(name)  # an unknown name: one line with the registered ones
-        flags = [f for f, on in (("dynamic cost", getattr(cls, "dynamic", False)),
-                                 ("NOT deployable", not getattr(cls, "deployable", True))) if on]
+        flags = [
+            f
+            for f, on in (
+                ("dynamic cost", getattr(cls, "dynamic", False)),
+                ("NOT deployable", not getattr(cls, "deployable", True)),
+            )
+            if on
+        ]
         budget = f"; budget knob: {cls.budget_param}" if getattr(cls, "budget_param", None) else ""
         summary = getattr(cls, "summary", "") or ((cls.__doc__ or "").strip().splitlines() or [""])[0]
         print(f"{name}: {summary}{budget}{' (' + ', '.join(flags) + ')' if flags else ''}")
@@ -231,21 +255,29 @@ def cmd_new_method(args: argparse.Namespace) -> int:
         print(f"wrote {path}")
     folder = written[0].parent
     if args.package:
-        print(f"next: `pip install -e {folder}`, then `python -m pytest {folder}` and "
-              f"`skimbench plugins methods {args.name}`; specs use it without --plugin")
+        print(
+            f"next: `pip install -e {folder}`, then `python -m pytest {folder}` and "
+            f"`skimbench plugins methods {args.name}`; specs use it without --plugin"
+        )
     else:
-        print(f"next: edit {folder}/{args.name}.py, then run `python -m pytest {folder}/test_{args.name}.py` and "
-              f"use it with `skimbench run SPEC --plugin {folder}/{args.name}.py`")
+        print(
+            f"next: edit {folder}/{args.name}.py, then run `python -m pytest {folder}/test_{args.name}.py` and "
+            f"use it with `skimbench run SPEC --plugin {folder}/{args.name}.py`"
+        )
     return 0
 
 
 # -- parser -----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="skimbench", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
-        description="Fair accuracy-versus-compute benchmarks of efficient video recognition methods.")
-    parser.add_argument("--version", action="version", version=f"skimbench {_version()}",
-                        help="print the version and exit")
+        prog="skimbench",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
+        description="Fair accuracy-versus-compute benchmarks of efficient video recognition methods.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"skimbench {_version()}", help="print the version and exit"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def plugin_option(p: argparse.ArgumentParser) -> None:
@@ -255,29 +287,47 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("spec", help="experiment spec (YAML), e.g. experiments/quickstart.yaml")
         plugin_option(p)
-        p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                       help="override a spec field, VALUE read as YAML, checked like the file "
-                            "(e.g. evaluation.batch_size=16; repeatable)")
-        p.add_argument("--only", action="append", metavar="NAME[,NAME]",
-                       help="keep only the method entries with these names or labels (repeatable)")
+        p.add_argument(
+            "--set",
+            action="append",
+            metavar="KEY=VALUE",
+            help="override a spec field, VALUE read as YAML, checked like the file "
+            "(e.g. evaluation.batch_size=16; repeatable)",
+        )
+        p.add_argument(
+            "--only",
+            action="append",
+            metavar="NAME[,NAME]",
+            help="keep only the method entries with these names or labels (repeatable)",
+        )
         p.add_argument("--seeds", metavar="S[,S]", help="replace the spec's seeds, e.g. 0,1,2")
         p.set_defaults(func=func)
         return p
 
     spec_command("plan", "show the trials a spec expands to and the shared stages they need", cmd_plan)
-    run = spec_command("run", "run a spec's grid (on Ray by default), log every trial to MLflow, write the report",
-                       cmd_run)
-    run.add_argument("--local", action="store_true", help="run trials in this process, one after another (same "
-                                                          "results)")
-    run.add_argument("--address", help="connect to an existing Ray cluster, HOST:PORT or auto "
-                                       "(else the spec's ray.address, else RAY_ADDRESS, else a local Ray)")
-    run.add_argument("--connect-timeout", type=float, metavar="SECONDS",
-                     default=float(os.environ.get("SKIMBENCH_CONNECT_TIMEOUT", "10")),
-                     help="give up reaching the tracking server or Ray cluster after this long "
-                          "(default 10, or SKIMBENCH_CONNECT_TIMEOUT)")
+    run = spec_command(
+        "run", "run a spec's grid (on Ray by default), log every trial to MLflow, write the report", cmd_run
+    )
+    run.add_argument(
+        "--local", action="store_true", help="run trials in this process, one after another (same results)"
+    )
+    run.add_argument(
+        "--address",
+        help="connect to an existing Ray cluster, HOST:PORT or auto "
+        "(else the spec's ray.address, else RAY_ADDRESS, else a local Ray)",
+    )
+    run.add_argument(
+        "--connect-timeout",
+        type=float,
+        metavar="SECONDS",
+        default=float(os.environ.get("SKIMBENCH_CONNECT_TIMEOUT", "10")),
+        help="give up reaching the tracking server or Ray cluster after this long "
+        "(default 10, or SKIMBENCH_CONNECT_TIMEOUT)",
+    )
     run.add_argument("--force", action="store_true", help="rerun every trial, even those already FINISHED")
-    run.add_argument("--rerun-failed", action="store_true", help="rerun trials whose last run FAILED (finished "
-                                                                 "ones stay skipped)")
+    run.add_argument(
+        "--rerun-failed", action="store_true", help="rerun trials whose last run FAILED (finished ones stay skipped)"
+    )
     run.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
     run.add_argument("--quiet", action="store_true", help="no progress view")
 
@@ -289,8 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     results.set_defaults(func=cmd_results)
 
     report = sub.add_parser("report", help="Pareto plots, tables, cost distributions and the claims check")
-    report.add_argument("experiments", nargs="+", metavar="EXPERIMENT", help="one experiment, or several to "
-                                                                             "compare on the same axes")
+    report.add_argument(
+        "experiments", nargs="+", metavar="EXPERIMENT", help="one experiment, or several to compare on the same axes"
+    )
     report.add_argument("--tracking-uri", default=uri_default, help=f"MLflow tracking URI (default {uri_default})")
     report.add_argument("--output", default="results", help="folder for the report (default results/)")
     report.set_defaults(func=cmd_report)
@@ -311,8 +362,11 @@ def build_parser() -> argparse.ArgumentParser:
     new = sub.add_parser("new-method", help="scaffold a working method plugin and its test")
     new.add_argument("name", help="method name (a Python identifier)")
     new.add_argument("--dest", default=".", help="folder to write NAME.py and test_NAME.py into (default: here)")
-    new.add_argument("--package", action="store_true",
-                     help="write an installable distribution DEST/skimbench-NAME/ (pyproject with the entry point)")
+    new.add_argument(
+        "--package",
+        action="store_true",
+        help="write an installable distribution DEST/skimbench-NAME/ (pyproject with the entry point)",
+    )
     new.set_defaults(func=cmd_new_method)
 
     try:
@@ -350,9 +404,13 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions whose message is all the user needs. Those of slow modules count only once the
     module is loaded (it must have been, to raise them): the fast commands never import them."""
     errors: list[type[BaseException]] = [RegistryError, ScaffoldError, UserError, FileExistsError, FileNotFoundError]
-    for module, name in (("harness.launchers", "LaunchError"), ("harness.report.collect", "ReportError"),
-                         ("harness.params", "ParamError"), ("harness.preflight", "PreflightError"),
-                         ("harness.data.dataset", "DatasetError")):
+    for module, name in (
+        ("harness.launchers", "LaunchError"),
+        ("harness.report.collect", "ReportError"),
+        ("harness.params", "ParamError"),
+        ("harness.preflight", "PreflightError"),
+        ("harness.data.dataset", "DatasetError"),
+    ):
         if module in sys.modules:
             errors.append(getattr(sys.modules[module], name))
     return tuple(errors)

@@ -7,6 +7,7 @@ and shape -- and multiplies by what each video actually used (``Prediction.usage
 shape it was used at (SGS's B' bins, g clusters, K selected clips). ``verify_accounting`` proves
 the bookkeeping per video against a brute-force fvcore count of the path that really ran.
 """
+
 from __future__ import annotations
 
 import math
@@ -20,13 +21,15 @@ from fvcore.nn import FlopCountAnalysis
 from fvcore.nn.jit_handles import elementwise_flop_counter, get_shape
 from torch import nn
 
-from harness.method import Component, Usage
 from harness.hashing import content_hash
+from harness.method import Component, Usage
 
-FLOP_CONVENTION = ("GFLOPs are fvcore counts: one fused multiply-add = one FLOP (what fvcore and the papers "
-                   "call GFLOPs, i.e. GMACs); element-wise ops (add, mul, activations, softmax) count zero and "
-                   "batch norm counts zero (folded into the preceding convolution at inference, as in the "
-                   "published figures); counted in eval mode at batch 1; per video unless labelled per view.")
+FLOP_CONVENTION = (
+    "GFLOPs are fvcore counts: one fused multiply-add = one FLOP (what fvcore and the papers "
+    "call GFLOPs, i.e. GMACs); element-wise ops (add, mul, activations, softmax) count zero and "
+    "batch norm counts zero (folded into the preceding convolution at inference, as in the "
+    "published figures); counted in eval mode at batch 1; per video unless labelled per view."
+)
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,9 @@ def _analyse(module: nn.Module, inputs: Any) -> StaticCount:
     finally:
         for m, training in modes:
             m.training = training
-    return StaticCount(gflops=total / 1e9, params=count_params(module), unsupported_ops=unsupported, uncalled_modules=uncalled)
+    return StaticCount(
+        gflops=total / 1e9, params=count_params(module), unsupported_ops=unsupported, uncalled_modules=uncalled
+    )
 
 
 _BY_CONFIG: dict[tuple[str, Any], StaticCount] = {}
@@ -114,7 +119,10 @@ def count_flops(module: nn.Module, inputs: Any, config: Mapping[str, Any] | None
     """
     shapes = shape_key(_as_tuple(inputs))
     if config:
-        key = (content_hash({"class": f"{type(module).__module__}.{type(module).__qualname__}", "config": config}), shapes)
+        key = (
+            content_hash({"class": f"{type(module).__module__}.{type(module).__qualname__}", "config": config}),
+            shapes,
+        )
         if key not in _BY_CONFIG:
             _BY_CONFIG[key] = _analyse(module, inputs)
         return _BY_CONFIG[key]
@@ -175,11 +183,15 @@ def account(components: Mapping[str, Component], usages: Sequence[Usage]) -> Acc
         totals = {"selection": 0.0, "recognition": 0.0}
         for name, shape, calls in usage.items():
             if name not in components:
-                raise KeyError(f"usage names component '{name}', which components() does not declare "
-                               f"(declared: {', '.join(sorted(components)) or 'none'})")
+                raise KeyError(
+                    f"usage names component '{name}', which components() does not declare "
+                    f"(declared: {', '.join(sorted(components)) or 'none'})"
+                )
             component = components[name]
             if component.role not in totals:
-                raise ValueError(f"component '{name}': role must be 'selection' or 'recognition', got '{component.role}'")
+                raise ValueError(
+                    f"component '{name}': role must be 'selection' or 'recognition', got '{component.role}'"
+                )
             row_key = (name, tuple(sorted(shape.items())))
             if row_key not in rows:
                 try:
@@ -187,19 +199,30 @@ def account(components: Mapping[str, Component], usages: Sequence[Usage]) -> Acc
                 except TypeError as exc:
                     raise TypeError(f"component '{name}': make_inputs(**{shape}) failed: {exc}") from exc
                 count = count_flops(component.module, inputs, dict(component.config) or None)
-                rows[row_key] = {"component": name, "role": component.role, "shape": dict(shape),
-                                 "input_shapes": [list(x.shape) for x in _as_tuple(inputs) if isinstance(x, torch.Tensor)],
-                                 "gflops_per_call": count.gflops, "params": count.params, "calls": 0,
-                                 "unsupported_ops": count.unsupported_ops, "uncalled_modules": count.uncalled_modules}
+                rows[row_key] = {
+                    "component": name,
+                    "role": component.role,
+                    "shape": dict(shape),
+                    "input_shapes": [list(x.shape) for x in _as_tuple(inputs) if isinstance(x, torch.Tensor)],
+                    "gflops_per_call": count.gflops,
+                    "params": count.params,
+                    "calls": 0,
+                    "unsupported_ops": count.unsupported_ops,
+                    "uncalled_modules": count.uncalled_modules,
+                }
             rows[row_key]["calls"] += calls
             totals[component.role] += calls * rows[row_key]["gflops_per_call"]
         selection.append(totals["selection"])
         recognition.append(totals["recognition"])
         per_video.append(totals["selection"] + totals["recognition"])
     unique = {id(p): p.numel() for c in components.values() for p in c.module.parameters()}
-    return Accounting(per_video=np.asarray(per_video, dtype=float), per_video_selection=np.asarray(selection, dtype=float),
-                      per_video_recognition=np.asarray(recognition, dtype=float),
-                      table=sorted(rows.values(), key=lambda r: (r["component"], str(r["shape"]))), params=sum(unique.values()))
+    return Accounting(
+        per_video=np.asarray(per_video, dtype=float),
+        per_video_selection=np.asarray(selection, dtype=float),
+        per_video_recognition=np.asarray(recognition, dtype=float),
+        table=sorted(rows.values(), key=lambda r: (r["component"], str(r["shape"]))),
+        params=sum(unique.values()),
+    )
 
 
 def verify_accounting(method: Any, records: Sequence[Any]) -> list[tuple[float, float]]:

@@ -14,6 +14,7 @@ so a method that does not declare is never flattered). The harness then
 Frame indices are those of the trial's frame bank, which ``TrialContext.frames`` decodes without
 subsampling (``max_frames`` unset), so bank frame i is frame i of the file.
 """
+
 from __future__ import annotations
 
 import time
@@ -60,13 +61,22 @@ def decode_ms(path: str, indices: np.ndarray, *, warmup: int, repeats: int) -> f
     return float(np.median(times))
 
 
-def decode_metrics(records: Sequence[Any], decoded: Sequence[np.ndarray], lengths: Sequence[int],
-                   timed: int, evaluation: dict[str, Any]) -> dict[str, float]:
+def decode_metrics(
+    records: Sequence[Any],
+    decoded: Sequence[np.ndarray],
+    lengths: Sequence[int],
+    timed: int,
+    evaluation: dict[str, Any],
+) -> dict[str, float]:
     """``decoded_frames_per_video`` (mean over every video), ``decoded_frames_fraction`` (decoded
     frames over the videos' frames) and ``decode_ms_per_video`` (median over the first ``timed``)."""
     counts = np.array([len(d) for d in decoded], dtype=np.float64)
-    times = [decode_ms(r.path, d, warmup=int(evaluation["latency_warmup"]), repeats=int(evaluation["latency_repeats"]))
-             for r, d in zip(records[:timed], decoded[:timed])]
-    return {"decoded_frames_per_video": float(counts.mean()),
-            "decoded_frames_fraction": float(counts.sum() / max(1, int(np.sum(lengths)))),
-            "decode_ms_per_video": float(np.median(times)) if times else float("nan")}
+    times = [
+        decode_ms(r.path, d, warmup=int(evaluation["latency_warmup"]), repeats=int(evaluation["latency_repeats"]))
+        for r, d in zip(records[:timed], decoded[:timed])
+    ]
+    return {
+        "decoded_frames_per_video": float(counts.mean()),
+        "decoded_frames_fraction": float(counts.sum() / max(1, int(np.sum(lengths)))),
+        "decode_ms_per_video": float(np.median(times)) if times else float("nan"),
+    }

@@ -7,6 +7,7 @@ key order. The hash also covers the code version of the trial's method, backbone
 plugins (``harness.hashing.code_version``): editing a plugin's code reruns its trials. Resume,
 MLflow tags and the report all key on that hash.
 """
+
 from __future__ import annotations
 
 import copy
@@ -45,8 +46,7 @@ def expand(spec: Spec) -> list[Trial]:
     ``spec_hash`` of the grid it belongs to (not part of its own hash) and its display name."""
     trials = [trial for trial, _ in expand_with_origins(spec)]
     digest = _spec_digest(spec, trials)
-    return [dataclasses.replace(trial, spec_hash=digest, name=name)
-            for trial, name in zip(trials, name_trials(trials))]
+    return [dataclasses.replace(trial, spec_hash=digest, name=name) for trial, name in zip(trials, name_trials(trials))]
 
 
 def _spec_digest(spec: Spec, trials: list[Trial]) -> str:
@@ -59,26 +59,42 @@ def expand_with_origins(spec: Spec) -> Iterator[tuple[Trial, dict[str, tuple]]]:
     """Like ``expand`` (without spec hash and name), each trial paired with the spec field paths of
     its dataset, backbone and method."""
     # per method entry: its backbones by resolved identity, and its parameter sets
-    entries = [({_key(_resolved(BACKBONES, b)): b for b in (entry.backbones or spec.backbones)}, method_param_sets(entry))
-               for entry in spec.methods]
+    entries = [
+        ({_key(_resolved(BACKBONES, b)): b for b in (entry.backbones or spec.backbones)}, method_param_sets(entry))
+        for entry in spec.methods
+    ]
     for dataset in spec.datasets:
         dataset_cfg = _resolved(DATASETS, dataset)
         for backbone_key, backbone_cfg in _backbone_axis(spec):
             for entry, (backbones, param_sets) in zip(spec.methods, entries):
                 if backbone_key not in backbones:
                     continue
-                code = {"dataset": code_version(DATASETS.get(dataset_cfg.name)),
-                        "backbone": code_version(BACKBONES.get(backbone_cfg.name)),
-                        "method": code_version(METHODS.get(entry.name))}
+                code = {
+                    "dataset": code_version(DATASETS.get(dataset_cfg.name)),
+                    "backbone": code_version(BACKBONES.get(backbone_cfg.name)),
+                    "method": code_version(METHODS.get(entry.name)),
+                }
                 for params in param_sets:
                     for seed in spec.seeds:
                         trial = Trial(
-                            experiment=spec.experiment, label=entry.label, dataset=copy.deepcopy(dataset_cfg),
-                            backbone=copy.deepcopy(backbone_cfg), method=Plugin(entry.name, copy.deepcopy(params)),
-                            seed=seed, evaluation=copy.deepcopy(spec.evaluation), resources=dict(spec.resources),
-                            max_failures=spec.max_failures, timeout_s=spec.timeout_s, code=dict(code))
+                            experiment=spec.experiment,
+                            label=entry.label,
+                            dataset=copy.deepcopy(dataset_cfg),
+                            backbone=copy.deepcopy(backbone_cfg),
+                            method=Plugin(entry.name, copy.deepcopy(params)),
+                            seed=seed,
+                            evaluation=copy.deepcopy(spec.evaluation),
+                            resources=dict(spec.resources),
+                            max_failures=spec.max_failures,
+                            timeout_s=spec.timeout_s,
+                            code=dict(code),
+                        )
                         trial = dataclasses.replace(trial, hash=trial_hash(trial))
-                        origin = {"dataset": dataset.where, "backbone": backbones[backbone_key].where, "method": entry.where}
+                        origin = {
+                            "dataset": dataset.where,
+                            "backbone": backbones[backbone_key].where,
+                            "method": entry.where,
+                        }
                         yield trial, origin
 
 
@@ -125,5 +141,8 @@ def check_distinct_trials(spec: Spec) -> None:
             continue
         first = seen[trial.hash]
         part = next((p for p in ("dataset", "backbone", "method") if origin[p] != first[p]), "method")
-        raise spec.error(origin[part], f"gives the same trials as {format_path(first[part])} "
-                                       f"(e.g. method '{trial.method.name}', seed {trial.seed}): remove one")
+        raise spec.error(
+            origin[part],
+            f"gives the same trials as {format_path(first[part])} "
+            f"(e.g. method '{trial.method.name}', seed {trial.seed}): remove one",
+        )

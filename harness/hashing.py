@@ -5,6 +5,7 @@ compute accounting (the FLOP cache). A plugin's code version is its declared ``v
 attribute when it has one, else a hash of the source file of the module that defines it, so that
 editing a method, backbone or dataset plugin changes the identity of the trials that use it.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -6,6 +6,7 @@ trains in ``fit`` (reusing shared stages through ``ctx.stage``), and for every t
 The harness -- not the method -- turns usage into GFLOPs with fvcore, computes metrics, measures
 latency and logs everything, so every method is measured by the same rules.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,6 +21,7 @@ from harness.params import Param
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
+
     from harness.stages import StageRequest, StageStore
 
 

@@ -4,6 +4,7 @@ Single-label datasets report top-1 / top-5 accuracy (and mAP over one-hot labels
 ActivityNet convention); multi-label datasets report mAP with classes that have no positive test
 video dropped (PySlowFast's rule; MMAction2 yields NaN for them). All in percent.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -57,7 +58,9 @@ def mean_average_precision(scores: np.ndarray, targets: np.ndarray) -> float:
     return 100.0 * float(np.mean(aps)) if aps else float("nan")
 
 
-def video_metrics(scores: np.ndarray, labels: Sequence[Sequence[int]], num_classes: int, multilabel: bool) -> dict[str, float]:
+def video_metrics(
+    scores: np.ndarray, labels: Sequence[Sequence[int]], num_classes: int, multilabel: bool
+) -> dict[str, float]:
     scores = np.asarray(scores, dtype=np.float64)
     targets = np.zeros((len(labels), num_classes), dtype=bool)
     for i, video_labels in enumerate(labels):

@@ -6,6 +6,7 @@ name), then the dataset, backbone and seed where they differ between those trial
 is shown by ``skimbench plan``, the live view, ``skimbench results``, the MLflow run names (and the
 ``skimbench.name`` tag) and the report's legends.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,9 @@ def format_value(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-def trial_name(label: str, params: Mapping[str, Any], shown: Sequence[str] = (),
-               extra: Mapping[str, Any] | None = None) -> str:
+def trial_name(
+    label: str, params: Mapping[str, Any], shown: Sequence[str] = (), extra: Mapping[str, Any] | None = None
+) -> str:
     """``label[p=v,...]`` for the ``shown`` parameters (None values omitted), then ``extra``
     (dataset, backbone, seed: only those that vary) in the order given."""
     parts = [f"{key}={format_value(params[key])}" for key in sorted(shown) if params.get(key) is not None]

@@ -6,6 +6,7 @@ spec, ``data check --param``, ``--set`` and backbone building all go through it.
 command prints declarations, and trial hashing fills in defaults (``resolve_params``) so that a
 default written out and a default left implicit give the same trial.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -109,9 +110,12 @@ def validate(owner: str, declared: Mapping[str, Param], given: Any) -> dict[str,
     for name, value in given.items():
         if name not in declared:
             close = difflib.get_close_matches(str(name), list(declared), n=1, cutoff=0.5)
-            raise ParamError(owner, name, f"unknown parameter '{name}' of {owner} (declared: "
-                                          f"{', '.join(sorted(declared)) or 'none'})"
-                                          + (f"; did you mean '{close[0]}'?" if close else ""))
+            raise ParamError(
+                owner,
+                name,
+                f"unknown parameter '{name}' of {owner} (declared: "
+                f"{', '.join(sorted(declared)) or 'none'})" + (f"; did you mean '{close[0]}'?" if close else ""),
+            )
         problem = declared[name].check(value)
         if problem:
             raise ParamError(owner, name, problem)

@@ -10,6 +10,7 @@ as Ray tasks, a stage when the stages it builds on are done, a trial when all it
 ready stages by ``priority`` (the most trials unblocked, then the longest chain of stages below it).
 ``run_stage`` computes one stage in any process, from one of the trials that declared it.
 """
+
 from __future__ import annotations
 
 import functools
@@ -71,8 +72,9 @@ def declared(trial: Trial, store: StageStore, datasets: dict[str, Any] | None = 
         return _requests(trial, store, Path(work), datasets)
 
 
-def _requests(trial: Trial, store: StageStore, work: Path,
-              datasets: dict[str, Any] | None = None) -> list[StageRequest]:
+def _requests(
+    trial: Trial, store: StageStore, work: Path, datasets: dict[str, Any] | None = None
+) -> list[StageRequest]:
     ctx, method = build_context(trial, store, work, log=lambda msg: None)
     if datasets is not None:  # the manifest hash reads every annotation file: once per dataset, not per trial
         shared = json.dumps(trial.dataset.to_dict(), sort_keys=True, default=str)
@@ -80,8 +82,10 @@ def _requests(trial: Trial, store: StageStore, work: Path,
             ctx.dataset.manifest_hash = functools.cache(ctx.dataset.manifest_hash)
             datasets[shared] = ctx.dataset
         ctx.dataset = datasets[shared]
-    frames = [StageRequest("frames", ctx.frames_deps(split), lambda split=split: ctx.frames(split))
-              for split in ("train", "test")]
+    frames = [
+        StageRequest("frames", ctx.frames_deps(split), lambda split=split: ctx.frames(split))
+        for split in ("train", "test")
+    ]
     return frames + list(method.stages())
 
 

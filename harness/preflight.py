@@ -5,6 +5,7 @@ unreachable ``tracking.uri: http://...`` or ``--address HOST:PORT`` ends in one 
 instead of hanging in a client's retry loop, and leaves no MLflow store, experiment or run behind.
 A local SQLite or file store needs no connection. Ray's ``auto`` and ``local`` are resolved by Ray.
 """
+
 from __future__ import annotations
 
 import os
@@ -51,7 +52,8 @@ def _connect(host: str | None, port: int, timeout: float, what: str) -> None:
         with socket.create_connection((host, port), timeout=timeout):
             pass
     except socket.timeout:
-        raise PreflightError(f"cannot reach {what}: no answer within {timeout:g} s "
-                             "(--connect-timeout); nothing was written") from None
+        raise PreflightError(
+            f"cannot reach {what}: no answer within {timeout:g} s (--connect-timeout); nothing was written"
+        ) from None
     except OSError as exc:
         raise PreflightError(f"cannot reach {what}: {exc.strerror or exc}; nothing was written") from None

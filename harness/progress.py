@@ -5,6 +5,7 @@ On a terminal it is a ``rich`` live view, re-rendered twice a second (not only o
 sized to the terminal: on 80x24 it shows the counts, the stages, the running trials and the last few
 finished, never a table cut off with "...". Elsewhere (CI logs, pipes) one plain line per event.
 """
+
 from __future__ import annotations
 
 import sys
@@ -25,8 +26,14 @@ RECENT = 5  # finished trials kept on screen
 
 
 class GridProgress:
-    def __init__(self, trials: Sequence[Any], skipped: int = 0, enabled: bool = True, console: Console | None = None,
-                 store_root: str | Path | None = None):
+    def __init__(
+        self,
+        trials: Sequence[Any],
+        skipped: int = 0,
+        enabled: bool = True,
+        console: Console | None = None,
+        store_root: str | Path | None = None,
+    ):
         self.trials = {trial.hash: trial for trial in trials}
         self.state = {h: "pending" for h in self.trials}
         self.metrics: dict[str, dict[str, Any]] = {}
@@ -74,9 +81,11 @@ class GridProgress:
         finished = c["done"] + c["failed"]
         remaining = c["pending"] + c["running"]
         eta = f"{elapsed / finished * remaining:.0f}s" if finished and remaining else ("0s" if not remaining else "?")
-        return (f"{c['done']} done, {c['running']} running, {c['failed']} failed, {c['pending']} pending"
-                + (f", {self.skipped} already finished (skipped)" if self.skipped else "")
-                + f" | elapsed {elapsed:.0f}s, eta {eta}")
+        return (
+            f"{c['done']} done, {c['running']} running, {c['failed']} failed, {c['pending']} pending"
+            + (f", {self.skipped} already finished (skipped)" if self.skipped else "")
+            + f" | elapsed {elapsed:.0f}s, eta {eta}"
+        )
 
     def lines(self, height: int) -> list[str]:
         """The view as rich-markup lines, at most ``height`` of them: the counts, the stages being
@@ -85,8 +94,10 @@ class GridProgress:
         head = [f"[bold]{escape(self.summary_line())}[/bold]"]
         for stage in self.stages.active() if self.stages is not None else []:
             typical = f" of ~{stage['typical']:.0f}s" if stage["typical"] else ""
-            head.append(f"[cyan]stage[/cyan] {escape(stage['stage'])} {stage['key'][:8]}: computing "
-                        f"{stage['elapsed']:.0f}s{typical}")
+            head.append(
+                f"[cyan]stage[/cyan] {escape(stage['stage'])} {stage['key'][:8]}: computing "
+                f"{stage['elapsed']:.0f}s{typical}"
+            )
         running = [h for h, s in self.state.items() if s in ("running", "retrying")]
         recent = self.ended[-RECENT:][::-1]
         room = max(0, height - len(head) - bool(running) - bool(recent))  # less the section headers
@@ -96,7 +107,7 @@ class GridProgress:
         if running:
             body.append(f"[bold]running[/bold] ({len(running)})")
             overflow = len(running) > show_running > 0
-            listed = running[:show_running - 1] if overflow else running[:show_running]
+            listed = running[: show_running - 1] if overflow else running[:show_running]
             for h in listed:
                 retry = " (retry)" if self.state[h] == "retrying" else ""
                 body.append(f"  {escape(self.name(h))}{retry}  {now - self.since.get(h, now):.0f}s")
@@ -106,7 +117,7 @@ class GridProgress:
             body.append("[bold]last finished[/bold]")
             for h in recent[:show_recent]:
                 body.append("  " + self._ended_line(h))
-        return (head + body)[:max(1, height)]
+        return (head + body)[: max(1, height)]
 
     def _ended_line(self, h: str) -> str:
         if self.state[h] == "failed":
@@ -136,15 +147,24 @@ class GridProgress:
             if not self.enabled or self._live is not None:  # the live view re-renders on its timer
                 return
             if state in ("done", "failed", "retrying"):
-                extra = self.errors.get(h, "") if state == "failed" else " ".join(
-                    f"{k}={v:.4g}" for k, v in self.metrics.get(h, {}).items())
+                extra = (
+                    self.errors.get(h, "")
+                    if state == "failed"
+                    else " ".join(f"{k}={v:.4g}" for k, v in self.metrics.get(h, {}).items())
+                )
                 print(f"[{state}] {self.name(h)} {extra} ({self.summary_line()})", file=sys.stderr, flush=True)
 
     def __enter__(self) -> "GridProgress":
         if self.enabled:
             if self.live_mode:
-                self._live = Live(console=self.console, get_renderable=self.render, refresh_per_second=2,
-                                  transient=False, redirect_stderr=False, redirect_stdout=False)
+                self._live = Live(
+                    console=self.console,
+                    get_renderable=self.render,
+                    refresh_per_second=2,
+                    transient=False,
+                    redirect_stderr=False,
+                    redirect_stdout=False,
+                )
                 self._live.__enter__()
             else:
                 print(f"running {len(self.trials)} trials ({self.summary_line()})", file=sys.stderr, flush=True)

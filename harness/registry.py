@@ -7,6 +7,7 @@ be loaded with ``--plugin FILE.py``. Registering a name twice is an error, never
 unless both registrations come from the same source file (an installed plugin whose file is also
 loaded with ``--plugin``, or imported by its own test): the same origin reached twice, the first kept.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -58,8 +59,10 @@ class Registry:
                 same_file = file is not None and file == self._files[key]
                 same_object = getattr(obj, "__qualname__", None) == getattr(self._items[key], "__qualname__", None)
                 if self._origins[key] != origin and not (same_file and same_object):
-                    raise RegistryError(f"duplicate {self.kind} name '{key}': registered by {self._origins[key]} "
-                                        f"and by {origin} (files {self._files[key]} and {file})")
+                    raise RegistryError(
+                        f"duplicate {self.kind} name '{key}': registered by {self._origins[key]} "
+                        f"and by {origin} (files {self._files[key]} and {file})"
+                    )
                 if self._origins[key] != origin:  # the same source file reached twice: keep the first
                     if isinstance(obj, type):
                         obj.name = key
@@ -84,8 +87,9 @@ class Registry:
             try:
                 loaded = ep.load()
             except Exception as exc:  # a broken third-party plugin must name itself
-                raise RegistryError(f"{self.kind} plugin entry point '{ep.name}' ({ep.value}) failed to load: "
-                                    f"{exc}") from exc
+                raise RegistryError(
+                    f"{self.kind} plugin entry point '{ep.name}' ({ep.value}) failed to load: {exc}"
+                ) from exc
             # an entry point may name a module (decorators ran on import) or a class/function
             if not isinstance(loaded, type(sys)) and ep.name not in self._items:
                 self.register(ep.name)(loaded)
@@ -136,8 +140,11 @@ def load_plugin_file(path: str | Path) -> None:
     shown = str(path)
     path = Path(path).resolve()
     if not path.is_file() or path.suffix != ".py":
-        raise RegistryError(f"plugin file not found: {shown} (expected a .py file)" if not path.is_file()
-                            else f"plugin file {shown} is not a .py file")
+        raise RegistryError(
+            f"plugin file not found: {shown} (expected a .py file)"
+            if not path.is_file()
+            else f"plugin file {shown} is not a .py file"
+        )
     module_name = f"skimbench_plugin_{path.stem}"
     if module_name in sys.modules:
         return

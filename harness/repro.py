@@ -1,4 +1,5 @@
 """Reproducibility facts recorded with every run: seeds, package versions, git commit, hardware."""
+
 from __future__ import annotations
 
 import os
@@ -38,12 +39,18 @@ def package_versions() -> dict[str, str]:
 def git_commit() -> str:
     """The project's commit, with ``-dirty`` when the tree has uncommitted changes."""
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                             timeout=10).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
         if not sha:
             return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -62,8 +69,13 @@ def _cpu_model() -> str:
 def hardware() -> dict[str, str]:
     import torch
 
-    info = {"cpu": _cpu_model(), "cores": str(os.cpu_count()), "host": platform.node(),
-            "platform": platform.platform(), "gpu": "none"}
+    info = {
+        "cpu": _cpu_model(),
+        "cores": str(os.cpu_count()),
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "gpu": "none",
+    }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(torch.cuda.current_device())
         info["gpu_count"] = str(torch.cuda.device_count())

@@ -4,6 +4,7 @@ Rows are sorted by label, then numerically by budget, then by seed; None paramet
 (the name leaves them out); values below ``TINY`` in magnitude print as 0 (a zero std computed in
 floating point is 1e-18, not a measurement); the table fits the terminal's width.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,14 +22,27 @@ def results_frame(uri: str, experiment: str) -> pd.DataFrame:
     for run in trial_runs(uri, experiment):
         tags, m = run.data.tags, run.data.metrics
         label = tags.get(f"{TAG}label", tags.get(f"{TAG}method"))
-        rows.append({"trial": tags.get(f"{TAG}name") or label, "label": label, "backbone": tags.get(f"{TAG}backbone"),
-                     "budget": _number(tags.get(f"{TAG}budget")), "seed": _number(tags.get(f"{TAG}seed")),
-                     "status": run.info.status, "top1": m.get("top1"), "mAP": m.get("map"),
-                     "GFLOPs/video": m.get("gflops_per_video_mean"), "GFLOPs std": m.get("gflops_per_video_std"),
-                     "decoded frames": m.get("decoded_frames_per_video"), "decode ms": m.get("decode_ms_per_video"),
-                     "latency ms": m.get("latency_ms_per_video"), "params M": m.get("params_m"),
-                     "skipped videos": m.get("videos_skipped"), "hash": tags.get(f"{TAG}trial_hash"),
-                     "run_id": run.info.run_id})
+        rows.append(
+            {
+                "trial": tags.get(f"{TAG}name") or label,
+                "label": label,
+                "backbone": tags.get(f"{TAG}backbone"),
+                "budget": _number(tags.get(f"{TAG}budget")),
+                "seed": _number(tags.get(f"{TAG}seed")),
+                "status": run.info.status,
+                "top1": m.get("top1"),
+                "mAP": m.get("map"),
+                "GFLOPs/video": m.get("gflops_per_video_mean"),
+                "GFLOPs std": m.get("gflops_per_video_std"),
+                "decoded frames": m.get("decoded_frames_per_video"),
+                "decode ms": m.get("decode_ms_per_video"),
+                "latency ms": m.get("latency_ms_per_video"),
+                "params M": m.get("params_m"),
+                "skipped videos": m.get("videos_skipped"),
+                "hash": tags.get(f"{TAG}trial_hash"),
+                "run_id": run.info.run_id,
+            }
+        )
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
@@ -46,8 +60,9 @@ def results_table(uri: str, experiment: str, width: int | None = None) -> str:
         frame[column] = frame[column].mask(frame[column].abs() < TINY, 0)
     width = width or shutil.get_terminal_size().columns
     with pd.option_context("display.float_format", "{:.4g}".format):
-        return frame.to_string(index=False, line_width=width,
-                               formatters={"trial": f"{{:<{frame['trial'].str.len().max()}}}".format})
+        return frame.to_string(
+            index=False, line_width=width, formatters={"trial": f"{{:<{frame['trial'].str.len().max()}}}".format}
+        )
 
 
 def _number(text: str | None) -> float | None:

@@ -6,6 +6,7 @@ each once, and the trials each unblocks). The launcher is ``harness.launchers.ra
 ``harness.launchers.local.LocalLauncher`` (``--local``); both run every trial through the same
 ``harness.launchers.execute``, so ``--local`` gives the same metrics as Ray for the same seed.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,22 +41,29 @@ class GridOutcome:
 
     def summary(self) -> list[str]:
         """The lines ``skimbench run`` prints when the grid is done."""
-        lines = [f"skimbench: {len(self.finished)} finished, {len(self.failed)} failed, "
-                 f"{len(self.skipped)} skipped (already finished) in {self.seconds:.0f}s"
-                 + (f"; parent run {self.parent_run_id}" if self.parent_run_id else "")]
+        lines = [
+            f"skimbench: {len(self.finished)} finished, {len(self.failed)} failed, "
+            f"{len(self.skipped)} skipped (already finished) in {self.seconds:.0f}s"
+            + (f"; parent run {self.parent_run_id}" if self.parent_run_id else "")
+        ]
         lines += [f"  FAILED {h}: {error}" for h, error in self.failed.items()]
         if self.elsewhere:
-            lines.append(f"skimbench: {len(self.elsewhere)} skipped: running in another launch "
-                         f"({', '.join(sorted(set(self.elsewhere.values())))})")
+            lines.append(
+                f"skimbench: {len(self.elsewhere)} skipped: running in another launch "
+                f"({', '.join(sorted(set(self.elsewhere.values())))})"
+            )
         if self.unrecorded:
-            lines.append(f"skimbench: {len(self.unrecorded)} skipped: their MLflow run could not be created or "
-                         f"closed, see the records in {self.unrecorded_folder}; --rerun-failed runs them again")
+            lines.append(
+                f"skimbench: {len(self.unrecorded)} skipped: their MLflow run could not be created or "
+                f"closed, see the records in {self.unrecorded_folder}; --rerun-failed runs them again"
+            )
             lines += [f"  UNRECORDED {h}: {error}" for h, error in self.unrecorded.items()]
         return [line.encode("utf-8", "backslashreplace").decode("utf-8") for line in lines]
 
 
-def select_trials(trials: Sequence[Trial], previous: dict[str, str], *, force: bool,
-                  rerun_failed: bool) -> tuple[list[Trial], list[str]]:
+def select_trials(
+    trials: Sequence[Trial], previous: dict[str, str], *, force: bool, rerun_failed: bool
+) -> tuple[list[Trial], list[str]]:
     """Split into (to run, skipped hashes). FINISHED is skipped; FAILED and TIMEOUT only rerun with
     ``rerun_failed``; interrupted ones (RUNNING, KILLED: a killed driver or worker) rerun; ``force`` runs all."""
     to_run, skipped = [], []
@@ -79,9 +87,17 @@ def make_launcher(spec: Any, *, local: bool, address: str | None) -> Launcher:
     return RayLauncher(spec, address)
 
 
-def run_grid(spec: Any, trials: Sequence[Trial], *, local: bool = False, address: str | None = None,
-             force: bool = False, rerun_failed: bool = False, plugins: Sequence[str] = (),
-             show_progress: bool = True) -> GridOutcome:
+def run_grid(
+    spec: Any,
+    trials: Sequence[Trial],
+    *,
+    local: bool = False,
+    address: str | None = None,
+    force: bool = False,
+    rerun_failed: bool = False,
+    plugins: Sequence[str] = (),
+    show_progress: bool = True,
+) -> GridOutcome:
     started = time.time()
     output = Path(spec.output).resolve()
     uri = tracking.resolve_uri(spec.tracking["uri"])
@@ -92,16 +108,39 @@ def run_grid(spec: Any, trials: Sequence[Trial], *, local: bool = False, address
     # Claim first, then read what finished: a trial a concurrent launch finished is seen as finished.
     claimed, elsewhere = claims.claim(output / "claims", [trial.hash for trial in trials])
     try:
-        return _run_claimed(spec, [trial for trial in trials if trial.hash not in elsewhere], elsewhere,
-                            uri=uri, experiment_id=experiment_id, local=local, address=address, force=force,
-                            rerun_failed=rerun_failed, plugins=plugins, show_progress=show_progress, started=started)
+        return _run_claimed(
+            spec,
+            [trial for trial in trials if trial.hash not in elsewhere],
+            elsewhere,
+            uri=uri,
+            experiment_id=experiment_id,
+            local=local,
+            address=address,
+            force=force,
+            rerun_failed=rerun_failed,
+            plugins=plugins,
+            show_progress=show_progress,
+            started=started,
+        )
     finally:
         claims.release(output / "claims", claimed)
 
 
-def _run_claimed(spec: Any, trials: Sequence[Trial], elsewhere: dict[str, str], *, uri: str, experiment_id: str,
-                 local: bool, address: str | None, force: bool, rerun_failed: bool, plugins: Sequence[str],
-                 show_progress: bool, started: float) -> GridOutcome:
+def _run_claimed(
+    spec: Any,
+    trials: Sequence[Trial],
+    elsewhere: dict[str, str],
+    *,
+    uri: str,
+    experiment_id: str,
+    local: bool,
+    address: str | None,
+    force: bool,
+    rerun_failed: bool,
+    plugins: Sequence[str],
+    show_progress: bool,
+    started: float,
+) -> GridOutcome:
     output = Path(spec.output).resolve()
     experiment = spec.tracking["experiment"]
     previous = tracking.finished_trials(uri, experiment)
@@ -118,8 +157,14 @@ def _run_claimed(spec: Any, trials: Sequence[Trial], elsewhere: dict[str, str], 
         return outcome
     parent = tracking.start_parent(uri, experiment_id, experiment, Path(spec.path), spec_hash(spec), len(to_run))
     outcome.parent_run_id = parent
-    context = LaunchContext(uri, experiment_id, parent, str(output / "stages"),
-                            tuple(str(Path(p).resolve()) for p in plugins), str(output / "unrecorded"))
+    context = LaunchContext(
+        uri,
+        experiment_id,
+        parent,
+        str(output / "stages"),
+        tuple(str(Path(p).resolve()) for p in plugins),
+        str(output / "unrecorded"),
+    )
     context.load_plugins()
     plan = build_plan(to_run, context.store_root)  # stages already in the store are not scheduled again
     launcher = make_launcher(spec, local=local, address=address)

@@ -4,6 +4,7 @@ FLOPs do not predict speed (depthwise 3D convolutions, gathers and scatters in s
 trial also times its real inference path. CUDA work is asynchronous: each timed call ends with
 ``torch.cuda.synchronize()`` or the clock would stop before the GPU finished.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -30,7 +31,9 @@ def pick_device(setting: str = "auto") -> torch.device:
             raise RuntimeError(f"device '{setting}' requested but CUDA is not available on this machine")
         index = device.index or 0
         if index >= torch.cuda.device_count():
-            raise RuntimeError(f"device '{setting}' requested but only {torch.cuda.device_count()} CUDA device(s) are visible")
+            raise RuntimeError(
+                f"device '{setting}' requested but only {torch.cuda.device_count()} CUDA device(s) are visible"
+            )
         return torch.device("cuda", index)
     return device
 
@@ -60,8 +63,15 @@ def _sync(device: torch.device | str) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure_latency(fn: Callable[..., Any], args: Sequence[Any] = (), *, warmup: int = 2, repeats: int = 5,
-                    device: torch.device | str = "cpu", batch_size: int = 1) -> dict[str, Any]:
+def measure_latency(
+    fn: Callable[..., Any],
+    args: Sequence[Any] = (),
+    *,
+    warmup: int = 2,
+    repeats: int = 5,
+    device: torch.device | str = "cpu",
+    batch_size: int = 1,
+) -> dict[str, Any]:
     """Median wall time of ``fn(*args)`` after ``warmup`` untimed calls.
 
     Returns ``latency_ms`` (median per call), ``throughput`` (items per second at this batch:
@@ -79,8 +89,14 @@ def measure_latency(fn: Callable[..., Any], args: Sequence[Any] = (), *, warmup:
             _sync(device)
             times.append((time.perf_counter() - start) * 1000.0)
     latency = statistics.median(times)
-    return {"latency_ms": latency, "throughput": batch_size * 1000.0 / latency if latency > 0 else float("inf"),
-            "repeats": len(times), "threads": torch.get_num_threads(), "device": str(device), "times_ms": times}
+    return {
+        "latency_ms": latency,
+        "throughput": batch_size * 1000.0 / latency if latency > 0 else float("inf"),
+        "repeats": len(times),
+        "threads": torch.get_num_threads(),
+        "device": str(device),
+        "times_ms": times,
+    }
 
 
 # -- memory -----------------------------------------------------------------------------------

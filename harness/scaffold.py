@@ -8,6 +8,7 @@ without any dataset. A user edits both files; nothing under ``harness/`` needs t
 ``--package`` writes the same two files into an installable distribution (``pyproject.toml`` with a
 ``skimbench.methods`` entry point), so that ``pip install -e`` makes the method available everywhere.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -227,7 +228,7 @@ def test_components_run_on_their_example_inputs(method):
 ''')
 
 
-PYPROJECT_TEMPLATE = Template('''\
+PYPROJECT_TEMPLATE = Template("""\
 # ${name}: a skimbench method plugin, packaged (scaffolded by `skimbench new-method ${name} --package`).
 # `pip install -e .` here registers it through the entry point below: `skimbench plugins methods ${name}`.
 [build-system]
@@ -246,7 +247,7 @@ ${name} = "${name}"
 
 [tool.setuptools]
 py-modules = ["${name}"]
-''')
+""")
 
 
 class ScaffoldError(ValueError):

@@ -8,6 +8,7 @@ and what YAML would silently accept (duplicate keys). Whether two entries give t
 checked where the grid is expanded (``harness.grid.check_distinct_trials``). The schema is
 documented in ``docs/spec.md``.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -18,17 +19,40 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 from urllib.parse import urlsplit
 
+from harness.hashing import canonical_json
 from harness.params import Param, ParamError, resolve_params, validate
 from harness.registry import BACKBONES, DATASETS, METHODS, Registry, UnknownNameError
 from harness.settings import EVALUATION_PARAMS, LAUNCH_PARAMS, RAY_PARAMS, RESOURCE_PARAMS, TRACKING_PARAMS
-from harness.hashing import canonical_json
 from harness.yamlfile import FieldPath, SpecError, decode, format_path, read_bytes, read_yaml, show, text_problem
 
-__all__ = ["MethodEntry", "PluginRef", "Spec", "SpecError", "format_path", "load_spec", "parse_override",
-           "ray_address_problem", "select_methods"]
+__all__ = [
+    "MethodEntry",
+    "PluginRef",
+    "Spec",
+    "SpecError",
+    "format_path",
+    "load_spec",
+    "parse_override",
+    "ray_address_problem",
+    "select_methods",
+]
 
-TOP_LEVEL_KEYS = ("experiment", "description", "dataset", "datasets", "backbones", "seeds", "methods",
-                  "evaluation", "resources", "tracking", "ray", "output", "max_failures", "timeout_s")
+TOP_LEVEL_KEYS = (
+    "experiment",
+    "description",
+    "dataset",
+    "datasets",
+    "backbones",
+    "seeds",
+    "methods",
+    "evaluation",
+    "resources",
+    "tracking",
+    "ray",
+    "output",
+    "max_failures",
+    "timeout_s",
+)
 METHOD_KEYS = ("name", "params", "grid", "zip", "backbones", "label")
 PLUGIN_KEYS = ("name", "params")
 BACKBONE_KEYS = ("name", "params", "weights")  # weights: {path, sha256}, a local pretrained checkpoint
@@ -62,8 +86,11 @@ def ray_address_problem(address: str) -> str | None:
     host, sep, port = address.removeprefix("ray://").rpartition(":")
     if not sep:
         host, port = (address.removeprefix("ray://"), "") if client else ("", "")
-    if not HOST_PATTERN.fullmatch(host) or (port and not (port.isdigit() and 0 < int(port) < 65536)) or \
-            (not port and not client):
+    if (
+        not HOST_PATTERN.fullmatch(host)
+        or (port and not (port.isdigit() and 0 < int(port) < 65536))
+        or (not port and not client)
+    ):
         return f"expected a Ray address: auto, HOST:PORT or ray://HOST:PORT, got {show(address)}"
     return None
 
@@ -100,8 +127,14 @@ class MethodEntry:
     where: FieldPath = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "label": self.label, "params": self.params, "grid": self.grid, "zip": self.zip,
-                "backbones": None if self.backbones is None else [b.to_dict() for b in self.backbones]}
+        return {
+            "name": self.name,
+            "label": self.label,
+            "params": self.params,
+            "grid": self.grid,
+            "zip": self.zip,
+            "backbones": None if self.backbones is None else [b.to_dict() for b in self.backbones],
+        }
 
 
 @dataclass
@@ -128,11 +161,19 @@ class Spec:
     def to_dict(self) -> dict[str, Any]:
         """The resolved content, JSON-able (what ``spec_hash`` hashes)."""
         return {
-            "experiment": self.experiment, "description": self.description,
-            "datasets": [d.to_dict() for d in self.datasets], "backbones": [b.to_dict() for b in self.backbones],
-            "seeds": self.seeds, "methods": [m.to_dict() for m in self.methods], "evaluation": self.evaluation,
-            "resources": self.resources, "tracking": self.tracking, "ray": self.ray, "output": self.output,
-            "max_failures": self.max_failures, "timeout_s": self.timeout_s,
+            "experiment": self.experiment,
+            "description": self.description,
+            "datasets": [d.to_dict() for d in self.datasets],
+            "backbones": [b.to_dict() for b in self.backbones],
+            "seeds": self.seeds,
+            "methods": [m.to_dict() for m in self.methods],
+            "evaluation": self.evaluation,
+            "resources": self.resources,
+            "tracking": self.tracking,
+            "ray": self.ray,
+            "output": self.output,
+            "max_failures": self.max_failures,
+            "timeout_s": self.timeout_s,
         }
 
     def line_of(self, where: FieldPath) -> int | None:
@@ -161,8 +202,9 @@ def _override_note(overridden: Mapping[FieldPath, str], where: FieldPath) -> str
     return ""
 
 
-def _apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any], lines: dict[FieldPath, int],
-                     file: str) -> dict[FieldPath, str]:
+def _apply_overrides(
+    data: dict[str, Any], overrides: Mapping[str, Any], lines: dict[FieldPath, int], file: str
+) -> dict[FieldPath, str]:
     """Set ``{"ray.address": "auto", ...}`` in the parsed tree; returns overridden path -> 'key=value'."""
     overridden: dict[FieldPath, str] = {}
     for dotted, value in overrides.items():
@@ -172,15 +214,15 @@ def _apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any], lines: 
             if target.get(key) is None:
                 target[key] = {}
             if not isinstance(target[key], dict):
-                raise SpecError(file, None, format_path(keys[: i + 1]), f"cannot apply override "
-                                                                        f"{dotted}={value!r}: not a mapping")
+                raise SpecError(
+                    file, None, format_path(keys[: i + 1]), f"cannot apply override {dotted}={value!r}: not a mapping"
+                )
             target = target[key]
         target[keys[-1]] = value
         for path in [p for p in lines if p[: len(keys)] == keys]:
             del lines[path]
         overridden[keys] = f"{dotted}={value!r}"
     return overridden
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,8 +233,12 @@ class _Validator:
         self.file, self.lines, self.overridden = file, lines, overridden
 
     def fail(self, where: FieldPath, message: str) -> SpecError:
-        return SpecError(self.file, _line_of(self.lines, self.overridden, where), format_path(where),
-                         message + _override_note(self.overridden, where))
+        return SpecError(
+            self.file,
+            _line_of(self.lines, self.overridden, where),
+            format_path(where),
+            message + _override_note(self.overridden, where),
+        )
 
     # -- generic shapes -------------------------------------------------------------------------
     def mapping(self, value: Any, where: FieldPath, allowed: Sequence[str], required: Sequence[str] = ()) -> dict:
@@ -200,8 +246,9 @@ class _Validator:
             raise self.fail(where, f"expected a mapping, got {show(value)}")
         for key in value:
             if key not in allowed:
-                raise self.fail(where + (key,), f"unknown key '{key}' (allowed: "
-                                                f"{', '.join(allowed)}){_suggest(key, allowed)}")
+                raise self.fail(
+                    where + (key,), f"unknown key '{key}' (allowed: {', '.join(allowed)}){_suggest(key, allowed)}"
+                )
         for key in required:
             if key not in value:
                 raise self.fail(where + (key,), f"missing required key '{key}'")
@@ -279,8 +326,10 @@ class _Validator:
             declared = getattr(registry.get(ref.name), "params", {})
             resolved = canonical_json([ref.name, resolve_params(declared, ref.params)])
             if resolved in seen:
-                raise self.fail(item_where, f"duplicate {registry.kind}: same as {format_path(seen[resolved])} "
-                                            f"once defaults are filled in")
+                raise self.fail(
+                    item_where,
+                    f"duplicate {registry.kind}: same as {format_path(seen[resolved])} once defaults are filled in",
+                )
             seen[resolved] = item_where
             refs.append(ref)
         return refs
@@ -317,16 +366,18 @@ class _Validator:
 
         def claim(key: str, at: FieldPath) -> None:
             if key in taken:
-                raise self.fail(at, f"parameter '{key}' is already set at {format_path(taken[key])}: set it in "
-                                    f"one place")
+                raise self.fail(
+                    at, f"parameter '{key}' is already set at {format_path(taken[key])}: set it in one place"
+                )
             taken[key] = at
 
         grid: dict[str, list[Any]] = {}
         raw_grid = value.get("grid")
         if raw_grid is not None:
             if not isinstance(raw_grid, dict):
-                raise self.fail(where + ("grid",), f"expected a mapping of parameter -> list of values, got "
-                                                   f"{show(raw_grid)}")
+                raise self.fail(
+                    where + ("grid",), f"expected a mapping of parameter -> list of values, got {show(raw_grid)}"
+                )
             if not raw_grid:
                 raise self.fail(where + ("grid",), "empty grid: give at least one parameter to sweep, or remove 'grid'")
             for key, values in raw_grid.items():
@@ -337,8 +388,10 @@ class _Validator:
         raw_zip = value.get("zip")
         if raw_zip is not None:
             if not isinstance(raw_zip, list) or not raw_zip:
-                raise self.fail(where + ("zip",), f"expected a list of zip groups (mappings of parameter -> "
-                                                  f"list of values), got {show(raw_zip)}")
+                raise self.fail(
+                    where + ("zip",),
+                    f"expected a list of zip groups (mappings of parameter -> list of values), got {show(raw_zip)}",
+                )
             for g, raw_group in enumerate(raw_zip):
                 at = where + ("zip", g)
                 if not isinstance(raw_group, dict) or not raw_group:
@@ -349,8 +402,10 @@ class _Validator:
                     if first is None:
                         first = (key, len(swept))
                     elif len(swept) != first[1]:
-                        raise self.fail(at + (key,), f"zip group lengths differ: '{key}' has {len(swept)} "
-                                                     f"values, '{first[0]}' has {first[1]}")
+                        raise self.fail(
+                            at + (key,),
+                            f"zip group lengths differ: '{key}' has {len(swept)} values, '{first[0]}' has {first[1]}",
+                        )
                     claim(key, at + (key,))
                     group[key] = swept
                 rows = [canonical_json(row) for row in zip(*group.values())]
@@ -410,8 +465,10 @@ class _Validator:
         out["methods"] = [self.method(item, at) for item, at in entries]
         for entry in out["methods"]:
             if entry.backbones is None and not out["backbones"]:
-                raise self.fail(entry.where, f"no backbone for method '{entry.name}': set top-level 'backbones' "
-                                             f"or this method's 'backbones'")
+                raise self.fail(
+                    entry.where,
+                    f"no backbone for method '{entry.name}': set top-level 'backbones' or this method's 'backbones'",
+                )
 
         out["evaluation"] = self.evaluation(data.get("evaluation"))
         out["output"] = self.output(data.get("output", "results"))
@@ -437,8 +494,9 @@ class _Validator:
             views = {"clips": parsed.clips, "crops": parsed.crops}
         given = self.params("evaluation", EVALUATION_PARAMS, value, where)
         if "device" in given and not DEVICE_PATTERN.fullmatch(given["device"]):
-            raise self.fail(where + ("device",), f"expected auto, cpu, cuda, cuda:N or mps, got "
-                                                 f"{show(given['device'])}")
+            raise self.fail(
+                where + ("device",), f"expected auto, cpu, cuda, cuda:N or mps, got {show(given['device'])}"
+            )
         if "light_backbone" in given:
             self.plugin_class(BACKBONES, given["light_backbone"], where + ("light_backbone",))
         return resolve_params(EVALUATION_PARAMS, given if views is None else {**given, "views": views})
@@ -489,11 +547,15 @@ class _Validator:
         # A trial asking for more than the local Ray instance has would stay pending forever.
         num_cpus, num_gpus = given["num_cpus"], given["num_gpus"]
         if num_cpus is not None and resources["cpus"] > num_cpus:
-            raise self.fail(("resources", "cpus"), f"a trial asks for {resources['cpus']:g} CPUs but ray.num_cpus is "
-                                                   f"{num_cpus}: it would never start")
+            raise self.fail(
+                ("resources", "cpus"),
+                f"a trial asks for {resources['cpus']:g} CPUs but ray.num_cpus is {num_cpus}: it would never start",
+            )
         if num_gpus is not None and resources["gpus"] > num_gpus:
-            raise self.fail(("resources", "gpus"), f"a trial asks for {resources['gpus']:g} GPUs but ray.num_gpus is "
-                                                   f"{num_gpus}: it would never start")
+            raise self.fail(
+                ("resources", "gpus"),
+                f"a trial asks for {resources['gpus']:g} GPUs but ray.num_gpus is {num_gpus}: it would never start",
+            )
         return given
 
 
@@ -502,10 +564,12 @@ def tracking_uri_problem(uri: str) -> str | None:
     scheme = uri.split(":", 1)[0].lower() if ":" in uri else ""
     scheme = scheme.split("+", 1)[0]  # e.g. postgresql+psycopg2
     if scheme not in TRACKING_SCHEMES:
-        return (f"unsupported tracking URI {uri!r}: expected a scheme among {', '.join(TRACKING_SCHEMES)} "
-                "(e.g. sqlite:///results/mlflow.db)")
+        return (
+            f"unsupported tracking URI {uri!r}: expected a scheme among {', '.join(TRACKING_SCHEMES)} "
+            "(e.g. sqlite:///results/mlflow.db)"
+        )
     if scheme == "sqlite":
-        path = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else ""
+        path = uri[len("sqlite:///") :] if uri.startswith("sqlite:///") else ""
         if not path or path.endswith("/") or Path(path).is_dir():
             return f"expected sqlite:///RELATIVE/PATH.db or sqlite:////ABSOLUTE/PATH.db, got {uri!r}"
         return None
@@ -516,8 +580,9 @@ def tracking_uri_problem(uri: str) -> str | None:
         parts.port  # noqa: B018 - raises ValueError on a port that is not a number in range
     except ValueError as exc:
         return f"malformed tracking URI {uri!r}: {exc}"
-    if not parts.hostname or not HOST_PATTERN.fullmatch(parts.hostname if ":" not in parts.hostname
-                                                        else f"[{parts.hostname}]"):
+    if not parts.hostname or not HOST_PATTERN.fullmatch(
+        parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    ):
         return f"expected {scheme}://HOST[:PORT]..., got {uri!r}"
     return None
 
@@ -538,8 +603,14 @@ def load_spec(path: str | Path, overrides: Mapping[str, Any] | None = None) -> S
     if overrides and isinstance(data, dict):  # a non-mapping top level is reported by the validator
         overridden = _apply_overrides(data, overrides, lines, file)
     fields = _Validator(file, lines, overridden).spec(data)
-    return Spec(path=Path(path), source_hash=hashlib.sha256(raw).hexdigest(), overrides=dict(overrides or {}),
-                lines=lines, overridden=overridden, **fields)
+    return Spec(
+        path=Path(path),
+        source_hash=hashlib.sha256(raw).hexdigest(),
+        overrides=dict(overrides or {}),
+        lines=lines,
+        overridden=overridden,
+        **fields,
+    )
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -561,7 +632,11 @@ def select_methods(spec: Spec, names: Sequence[str]) -> Spec:
     known = sorted({m.name for m in spec.methods} | {m.label for m in spec.methods})
     for name in names:
         if name not in known:
-            raise SpecError(f"--only {','.join(names)}", None, "(option)",
-                            f"no method entry named or labelled '{name}' in {spec.path} "
-                            f"(entries: {', '.join(known)}){_suggest(name, known)}")
+            raise SpecError(
+                f"--only {','.join(names)}",
+                None,
+                "(option)",
+                f"no method entry named or labelled '{name}' in {spec.path} "
+                f"(entries: {', '.join(known)}){_suggest(name, known)}",
+            )
     return replace(spec, methods=[m for m in spec.methods if m.name in names or m.label in names])

@@ -15,6 +15,7 @@ name, key inputs, the stages it builds on, and a call that builds it), so that t
 (``harness.plan``) computes each one once, before the trials that need it start. A stage that is not
 declared is still computed once, under the file lock, by the first trial that reaches it.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,8 @@ import os
 import shutil
 import tempfile
 import time
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from filelock import FileLock
@@ -82,8 +83,14 @@ class StageStore:
                 compute(tmp)
             finally:
                 self.emit("end", name, final.name)
-            meta = {"stage": name, "key": final.name, "deps": deps, "seconds": round(time.time() - started, 3),
-                    "pid": os.getpid(), "host": os.uname().nodename}
+            meta = {
+                "stage": name,
+                "key": final.name,
+                "deps": deps,
+                "seconds": round(time.time() - started, 3),
+                "pid": os.getpid(),
+                "host": os.uname().nodename,
+            }
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True, default=str))
 
         if (final / "meta.json").exists():
@@ -96,8 +103,19 @@ class StageStore:
 
     def emit(self, event: str, name: str, key: str) -> None:
         """Append one event line (a single small ``O_APPEND`` write: lines from processes never mix)."""
-        line = json.dumps({"event": event, "stage": name, "key": key, "time": time.time(),
-                           "host": os.uname().nodename, "pid": os.getpid()}) + "\n"
+        line = (
+            json.dumps(
+                {
+                    "event": event,
+                    "stage": name,
+                    "key": key,
+                    "time": time.time(),
+                    "host": os.uname().nodename,
+                    "pid": os.getpid(),
+                }
+            )
+            + "\n"
+        )
         fd = os.open(self.root / EVENTS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, line.encode())
@@ -162,8 +180,14 @@ def stage_spans(root: str | Path, since: float = 0.0) -> list[dict[str, Any]]:
             continue
         ident = (event["stage"], event["key"], event["host"], event["pid"])
         if event["event"] == "start" and event["time"] >= since:
-            spans[ident + (event["time"],)] = {"stage": event["stage"], "key": event["key"], "host": event["host"],
-                                               "pid": event["pid"], "start": event["time"], "end": None}
+            spans[ident + (event["time"],)] = {
+                "stage": event["stage"],
+                "key": event["key"],
+                "host": event["host"],
+                "pid": event["pid"],
+                "start": event["time"],
+                "end": None,
+            }
         elif event["event"] == "end":
             open_ = [k for k in spans if k[:4] == ident and spans[k]["end"] is None]
             if open_:

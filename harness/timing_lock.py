@@ -8,6 +8,7 @@ The lock serialises latency measurements only: another trial may still be traini
 cores meanwhile. ``harness.trial`` records how each latency was measured (tag ``latency_timing``)
 and the report says so next to its latency figures.
 """
+
 from __future__ import annotations
 
 import fcntl

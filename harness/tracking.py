@@ -9,6 +9,7 @@ in Ray workers, threads or other machines log independently. SQLite allows one w
 writes are retried with back-off when the database is locked, and the driver creates the schema
 and the experiment before any worker starts, so workers never race the schema migration.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,9 +23,9 @@ from typing import Any, Callable, Iterable, TypeVar
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from harness.paths import safe_join
 from harness.registry import METHODS
 from harness.repro import git_commit, hardware, package_versions
-from harness.paths import safe_join
 from harness.trial import Trial, TrialResult
 
 T = TypeVar("T")
@@ -34,14 +35,20 @@ TAG = "skimbench."
 # is ``ExperimentKind.CUSTOM_MODEL_DEVELOPMENT`` in MLflow's UI source (mlflow/server/js).
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 # A trial's outcome -> the MLflow status of its run.
-RUN_STATUS = {"FINISHED": "FINISHED", "ERROR": "FAILED", "OOM": "FAILED", "KILLED": "KILLED", "TIMEOUT": "KILLED",
-              "CRASHED": "KILLED"}
+RUN_STATUS = {
+    "FINISHED": "FINISHED",
+    "ERROR": "FAILED",
+    "OOM": "FAILED",
+    "KILLED": "KILLED",
+    "TIMEOUT": "KILLED",
+    "CRASHED": "KILLED",
+}
 
 
 def resolve_uri(uri: str, base: Path | None = None) -> str:
     """Make a relative ``sqlite:///path`` absolute (workers may run elsewhere) and create its folder."""
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        path = (base or Path.cwd()) / uri[len("sqlite:///"):]
+        path = (base or Path.cwd()) / uri[len("sqlite:///") :]
         path.parent.mkdir(parents=True, exist_ok=True)
         return "sqlite:///" + str(path.resolve())
     return uri
@@ -55,8 +62,9 @@ def with_retry(fn: Callable[[], T], attempts: int = 12, also: tuple[str, ...] = 
             return fn()
         except Exception as exc:  # noqa: BLE001 - classified below
             text = str(exc).lower()
-            transient = any(w in text for w in ("locked", "busy", "timed out", "connection", "503", "502", "temporarily",
-                                                *also))
+            transient = any(
+                w in text for w in ("locked", "busy", "timed out", "connection", "503", "502", "temporarily", *also)
+            )
             if not transient or attempt == attempts - 1:
                 raise
             time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
@@ -96,13 +104,21 @@ def environment_tags() -> dict[str, str]:
     return tags
 
 
-def start_parent(uri: str, experiment_id: str, experiment: str, spec_path: Path, spec_hash: str,
-                 num_trials: int) -> str:
+def start_parent(
+    uri: str, experiment_id: str, experiment: str, spec_path: Path, spec_hash: str, num_trials: int
+) -> str:
     """The launch's parent run, named ``EXPERIMENT (SPEC FILE)``, with the spec YAML attached."""
     tags = environment_tags()
-    tags.update({f"{TAG}spec": str(spec_path), f"{TAG}spec_hash": spec_hash, f"{TAG}role": "launch",
-                 f"{TAG}num_trials": str(num_trials), "mlflow.runName": f"{experiment} ({Path(spec_path).name})",
-                 "mlflow.source.name": str(spec_path)})
+    tags.update(
+        {
+            f"{TAG}spec": str(spec_path),
+            f"{TAG}spec_hash": spec_hash,
+            f"{TAG}role": "launch",
+            f"{TAG}num_trials": str(num_trials),
+            "mlflow.runName": f"{experiment} ({Path(spec_path).name})",
+            "mlflow.source.name": str(spec_path),
+        }
+    )
     run_id = with_retry(lambda: client(uri).create_run(experiment_id, tags=tags)).info.run_id
     if Path(spec_path).is_file():
         with_retry(lambda: client(uri).log_artifact(run_id, str(spec_path)))
@@ -126,27 +142,41 @@ def flatten(value: Any, prefix: str = "") -> dict[str, str]:
 
 def _batched(items: list, size: int) -> Iterable[list]:
     for i in range(0, len(items), size):
-        yield items[i:i + size]
+        yield items[i : i + size]
 
 
 def trial_tags(trial: Trial) -> dict[str, str]:
     method_cls = METHODS.get(trial.method.name)
     budget_param = method_cls.budget_param
     tags = {
-        f"{TAG}trial_hash": trial.hash, f"{TAG}method": trial.method.name, f"{TAG}label": trial.label,
-        f"{TAG}name": trial.name or trial.label, f"{TAG}dataset": trial.dataset.name,
-        f"{TAG}backbone": trial.backbone.name, f"{TAG}seed": str(trial.seed), f"{TAG}budget_param": budget_param or "",
+        f"{TAG}trial_hash": trial.hash,
+        f"{TAG}method": trial.method.name,
+        f"{TAG}label": trial.label,
+        f"{TAG}name": trial.name or trial.label,
+        f"{TAG}dataset": trial.dataset.name,
+        f"{TAG}backbone": trial.backbone.name,
+        f"{TAG}seed": str(trial.seed),
+        f"{TAG}budget_param": budget_param or "",
         f"{TAG}budget": "" if budget_param is None else json.dumps(trial.method.params.get(budget_param)),
-        f"{TAG}deployable": str(method_cls.deployable).lower(), f"{TAG}dynamic": str(method_cls.dynamic).lower(),
-        f"{TAG}selection_unit": method_cls.selection_unit, f"{TAG}spec_hash": trial.spec_hash,
-        f"{TAG}role": "trial", "mlflow.runName": trial.name or trial.label,
+        f"{TAG}deployable": str(method_cls.deployable).lower(),
+        f"{TAG}dynamic": str(method_cls.dynamic).lower(),
+        f"{TAG}selection_unit": method_cls.selection_unit,
+        f"{TAG}spec_hash": trial.spec_hash,
+        f"{TAG}role": "trial",
+        "mlflow.runName": trial.name or trial.label,
     }
     tags.update({f"{TAG}code.{role}": version for role, version in trial.code.items()})
     return tags
 
 
-def log_dict(uri: str, run_id: str, *, params: dict[str, str] | None = None, metrics: dict[str, float] | None = None,
-             tags: dict[str, str] | None = None) -> None:
+def log_dict(
+    uri: str,
+    run_id: str,
+    *,
+    params: dict[str, str] | None = None,
+    metrics: dict[str, float] | None = None,
+    tags: dict[str, str] | None = None,
+) -> None:
     c = client(uri)
     now = int(time.time() * 1000)
     for chunk in _batched([Param(k, v) for k, v in (params or {}).items()], 100):
@@ -164,8 +194,15 @@ def log_files(uri: str, run_id: str, folder: Path, artifact_path: str | None = N
             with_retry(lambda: c.log_artifact(run_id, str(path), artifact_path))
 
 
-def start(trial: Trial, *, uri: str, experiment_id: str, parent_run_id: str | None,
-          extra_tags: dict[str, str] | None = None, sources: Iterable[Path] = ()) -> str:
+def start(
+    trial: Trial,
+    *,
+    uri: str,
+    experiment_id: str,
+    parent_run_id: str | None,
+    extra_tags: dict[str, str] | None = None,
+    sources: Iterable[Path] = (),
+) -> str:
     """Open the trial's child run: tags, params, ``config.json`` and the plugins' ``sources`` (under
     ``source/``). Earlier runs of the same trial left RUNNING (their process died) are closed first."""
     abandon_running(uri, experiment_id, trial.hash, "WORKER_LOST")
@@ -186,8 +223,9 @@ def start(trial: Trial, *, uri: str, experiment_id: str, parent_run_id: str | No
     return run_id
 
 
-def record(uri: str, run_id: str, outcome: str, *, result: TrialResult | None = None, error: str = "",
-           details: str = "") -> None:
+def record(
+    uri: str, run_id: str, outcome: str, *, result: TrialResult | None = None, error: str = "", details: str = ""
+) -> None:
     """Close the trial's run. FINISHED: metrics, tags, artifacts and the dataset as a run input.
     Otherwise ``outcome`` (ERROR, OOM, KILLED, TIMEOUT, CRASHED), ``error`` (one line) and
     ``details`` (the traceback, as ``traceback.txt``)."""
@@ -207,17 +245,30 @@ def record(uri: str, run_id: str, outcome: str, *, result: TrialResult | None = 
         (out / "stages.json").write_text(json.dumps(result.stages_used, indent=1, sort_keys=True))
         log_files(uri, run_id, out)
     facts = result.facts
-    log_dict(uri, run_id, metrics=result.metrics,
-             tags={f"{TAG}dataset_manifest": facts["dataset_manifest"], f"{TAG}device": facts["device"],
-                   f"{TAG}threads": facts["threads"], f"{TAG}latency_from_trace": facts["latency_from_trace"],
-                   f"{TAG}latency_measured_on": facts["latency_measured_on"],
-                   f"{TAG}latency_timing": facts.get("latency_timing", "not recorded"),
-                   f"{TAG}latency_lock_wait_s": facts.get("latency_lock_wait_s", ""),
-                   f"{TAG}stages": json.dumps(result.stages_used, sort_keys=True),
-                   f"{TAG}outcome": outcome, f"{TAG}pid": str(os.getpid()),
-                   **{f"{TAG}{k}": facts[k] for k in ("views", "gflops_x_views", "view_rule") if k in facts}})
-    dataset = Dataset(name=facts["dataset"], digest=facts["dataset_manifest"][:36],
-                      source_type="local", source=json.dumps({"root": facts.get("dataset_root", "")}))
+    log_dict(
+        uri,
+        run_id,
+        metrics=result.metrics,
+        tags={
+            f"{TAG}dataset_manifest": facts["dataset_manifest"],
+            f"{TAG}device": facts["device"],
+            f"{TAG}threads": facts["threads"],
+            f"{TAG}latency_from_trace": facts["latency_from_trace"],
+            f"{TAG}latency_measured_on": facts["latency_measured_on"],
+            f"{TAG}latency_timing": facts.get("latency_timing", "not recorded"),
+            f"{TAG}latency_lock_wait_s": facts.get("latency_lock_wait_s", ""),
+            f"{TAG}stages": json.dumps(result.stages_used, sort_keys=True),
+            f"{TAG}outcome": outcome,
+            f"{TAG}pid": str(os.getpid()),
+            **{f"{TAG}{k}": facts[k] for k in ("views", "gflops_x_views", "view_rule") if k in facts},
+        },
+    )
+    dataset = Dataset(
+        name=facts["dataset"],
+        digest=facts["dataset_manifest"][:36],
+        source_type="local",
+        source=json.dumps({"root": facts.get("dataset_root", "")}),
+    )
     test_input = DatasetInput(dataset, [InputTag("mlflow.data.context", "test")])
     # Concurrent trials insert the same dataset row: MLflow checks, then inserts, so one of them may hit
     # the unique constraint; on the retry it finds the row and links to it.
@@ -228,8 +279,13 @@ def record(uri: str, run_id: str, outcome: str, *, result: TrialResult | None = 
 def abandon_running(uri: str, experiment_id: str, trial_hash: str, outcome: str) -> int:
     """Mark runs of this trial still RUNNING as KILLED: their process died (killed worker or driver)."""
     c = client(uri)
-    stale = with_retry(lambda: c.search_runs([experiment_id], max_results=100, filter_string=(
-        f"tags.`{TAG}trial_hash` = '{trial_hash}' and attributes.status = 'RUNNING'")))
+    stale = with_retry(
+        lambda: c.search_runs(
+            [experiment_id],
+            max_results=100,
+            filter_string=(f"tags.`{TAG}trial_hash` = '{trial_hash}' and attributes.status = 'RUNNING'"),
+        )
+    )
     for run in stale:
         with_retry(lambda: c.set_tag(run.info.run_id, f"{TAG}outcome", outcome))
         end_run(uri, run.info.run_id, "KILLED")
@@ -244,8 +300,11 @@ def trial_runs(uri: str, experiment: str) -> list:
         return []
     runs, token = [], None
     while True:
-        page = with_retry(lambda: c.search_runs([found.experiment_id], filter_string=f"tags.`{TAG}role` = 'trial'",
-                                                max_results=1000, page_token=token))
+        page = with_retry(
+            lambda: c.search_runs(
+                [found.experiment_id], filter_string=f"tags.`{TAG}role` = 'trial'", max_results=1000, page_token=token
+            )
+        )
         runs.extend(page)
         token = page.token
         if not token:

@@ -4,6 +4,7 @@
 MLflow run (``harness.tracking``), calls ``run_trial`` and records the result; the launchers
 (``harness.launchers.local``, ``harness.launchers.ray``) schedule ``execute``.
 """
+
 from __future__ import annotations
 
 import json
@@ -75,10 +76,27 @@ class Trial:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Trial":
         """The inverse of ``to_dict``; keys left out take their defaults (tests build partial trials)."""
-        plugins = {key: Plugin(data[key]["name"], dict(data[key].get("params", {})), data[key].get("weights"))
-                   for key in ("dataset", "backbone", "method")}
-        rest = {key: data[key] for key in ("experiment", "label", "seed", "evaluation", "resources", "max_failures",
-                                           "timeout_s", "code", "hash", "spec_hash", "name") if key in data}
+        plugins = {
+            key: Plugin(data[key]["name"], dict(data[key].get("params", {})), data[key].get("weights"))
+            for key in ("dataset", "backbone", "method")
+        }
+        rest = {
+            key: data[key]
+            for key in (
+                "experiment",
+                "label",
+                "seed",
+                "evaluation",
+                "resources",
+                "max_failures",
+                "timeout_s",
+                "code",
+                "hash",
+                "spec_hash",
+                "name",
+            )
+            if key in data
+        }
         rest.setdefault("experiment", "")
         rest.setdefault("label", plugins["method"].name)
         return cls(**plugins, **rest)
@@ -98,8 +116,9 @@ def build_dataset(trial: Trial):
     return DATASETS.get(trial.dataset.name)(**trial.dataset.params)
 
 
-def build_context(trial: Trial | Mapping[str, Any], store: StageStore, workdir: Path,
-                  log: Callable[[str], None] = print) -> tuple[TrialContext, Method]:
+def build_context(
+    trial: Trial | Mapping[str, Any], store: StageStore, workdir: Path, log: Callable[[str], None] = print
+) -> tuple[TrialContext, Method]:
     """Seed, pick the device, build the dataset and the method: everything before ``fit``.
     ``trial`` may be a ``Trial`` or its ``to_dict`` form (tests pass the parts they need)."""
     from harness.runtime import pick_device
@@ -112,9 +131,16 @@ def build_context(trial: Trial | Mapping[str, Any], store: StageStore, workdir: 
     # and so trained weights, depend on it.
     threads = int(evaluation.get("threads") or max(1, int(trial.resources.get("cpus", 1))))
     torch.set_num_threads(threads)
-    ctx = TrialContext(seed=trial.seed, device=pick_device(evaluation.get("device", "auto")),
-                       dataset=build_dataset(trial), backbone=trial.backbone.to_dict(), store=store,
-                       evaluation=evaluation, workdir=Path(workdir), log=log)
+    ctx = TrialContext(
+        seed=trial.seed,
+        device=pick_device(evaluation.get("device", "auto")),
+        dataset=build_dataset(trial),
+        backbone=trial.backbone.to_dict(),
+        store=store,
+        evaluation=evaluation,
+        workdir=Path(workdir),
+        log=log,
+    )
     method = METHODS.get(trial.method.name)(ctx, **trial.method.params)
     return ctx, method
 
@@ -129,7 +155,9 @@ def run_trial(trial: Trial, store: StageStore, workdir: Path, log: Callable[[str
 
     # Videos that cannot be decoded are skipped by the frame bank's policy; evaluate the rest.
     train_skipped, test_skipped = ctx.frames("train").skipped, ctx.frames("test").skipped
-    skipped = [(vid, f"train: {why}") for vid, why in train_skipped] + [(vid, f"test: {why}") for vid, why in test_skipped]
+    skipped = [(vid, f"train: {why}") for vid, why in train_skipped] + [
+        (vid, f"test: {why}") for vid, why in test_skipped
+    ]
     train = _readable(dataset.split("train"), train_skipped)
     test = _readable(dataset.split("test"), test_skipped)
     if not test:
@@ -149,8 +177,9 @@ def run_trial(trial: Trial, store: StageStore, workdir: Path, log: Callable[[str
         predictions: list[Prediction] = method.predict_batch(test)
     accounting = account(method.components(), [p.usage for p in predictions])
 
-    metrics = video_metrics(np.stack([p.scores for p in predictions]), [r.labels for r in test],
-                            dataset.num_classes, dataset.multilabel)
+    metrics = video_metrics(
+        np.stack([p.scores for p in predictions]), [r.labels for r in test], dataset.num_classes, dataset.multilabel
+    )
     metrics.update(accounting.summary)
     metrics["params_m"] = accounting.params / 1e6
 
@@ -173,30 +202,50 @@ def run_trial(trial: Trial, store: StageStore, workdir: Path, log: Callable[[str
     if views.count > 1:
         metrics["gflops_per_view"], metrics["views"] = per_view["gflops_per_view"], float(views.count)
 
-    table = pd.DataFrame({
-        "video_id": [r.video_id for r in test],
-        "labels": [json.dumps(list(r.labels)) for r in test],
-        "scores": [json.dumps(np.round(np.asarray(p.scores, dtype=float), 6).tolist()) for p in predictions],
-        "gflops": accounting.per_video,
-        "gflops_selection": accounting.per_video_selection,
-        "decoded_frames": [len(d) for d in decoded],
-        "usage": [p.usage.to_json() for p in predictions],
-        "selected": [json.dumps(None if p.selected is None else [int(i) for i in p.selected]) for p in predictions],
-        "extras": [json.dumps(p.extras, default=_jsonable) for p in predictions],
-    })
-    facts = {"dataset": trial.dataset.name, "dataset_manifest": dataset.manifest_hash(), "device": str(ctx.device),
-             "threads": str(torch.get_num_threads()),
-             "latency_from_trace": str(bool(from_trace)).lower(),
-             "latency_measured_on": "trace_video path, batch 1" if from_trace else "predict_batch",
-             "dataset_root": str(dataset.root_dir or ""), **timing_facts}
+    table = pd.DataFrame(
+        {
+            "video_id": [r.video_id for r in test],
+            "labels": [json.dumps(list(r.labels)) for r in test],
+            "scores": [json.dumps(np.round(np.asarray(p.scores, dtype=float), 6).tolist()) for p in predictions],
+            "gflops": accounting.per_video,
+            "gflops_selection": accounting.per_video_selection,
+            "decoded_frames": [len(d) for d in decoded],
+            "usage": [p.usage.to_json() for p in predictions],
+            "selected": [json.dumps(None if p.selected is None else [int(i) for i in p.selected]) for p in predictions],
+            "extras": [json.dumps(p.extras, default=_jsonable) for p in predictions],
+        }
+    )
+    facts = {
+        "dataset": trial.dataset.name,
+        "dataset_manifest": dataset.manifest_hash(),
+        "device": str(ctx.device),
+        "threads": str(torch.get_num_threads()),
+        "latency_from_trace": str(bool(from_trace)).lower(),
+        "latency_measured_on": "trace_video path, batch 1" if from_trace else "predict_batch",
+        "dataset_root": str(dataset.root_dir or ""),
+        **timing_facts,
+    }
     if views.count > 1:  # how a video's views are counted and combined (MMAction2 / PySlowFast conventions)
-        facts.update({"views": f"{views.clips} clips x {views.crops} crops",
-                      "gflops_x_views": per_view["gflops_x_views"], "view_rule": default_rule(bool(dataset.multilabel))})
-    return TrialResult(metrics={k: float(v) for k, v in metrics.items()}, predictions=table,
-                       flops_components=accounting.table, skipped=skipped, stages_used=dict(ctx.stages_used), facts=facts)
+        facts.update(
+            {
+                "views": f"{views.clips} clips x {views.crops} crops",
+                "gflops_x_views": per_view["gflops_x_views"],
+                "view_rule": default_rule(bool(dataset.multilabel)),
+            }
+        )
+    return TrialResult(
+        metrics={k: float(v) for k, v in metrics.items()},
+        predictions=table,
+        flops_components=accounting.table,
+        skipped=skipped,
+        stages_used=dict(ctx.stages_used),
+        facts=facts,
+    )
 
 
-def _measure_latency(method: Method, videos: list, evaluation: dict, device: torch.device, use_autocast: bool) -> dict[str, float]:
+def _measure_latency(
+    method: Method, videos: list, evaluation: dict, device: torch.device, use_autocast: bool
+) -> dict[str, float]:
     """Latency of the computation a method really runs per video, from decoded frames.
 
     Methods that predict from cached features (the shared heavy classifier's logits) would
@@ -214,13 +263,21 @@ def _measure_latency(method: Method, videos: list, evaluation: dict, device: tor
             paths = None
         if paths is None:
             t = measure_latency(lambda: method.predict_batch(videos), (), warmup=warmup, repeats=repeats, device=device)
-            return {"latency_ms_per_video": t["latency_ms"] / len(videos), "throughput_videos_per_s": t["throughput"] * len(videos),
-                    "latency_from_trace": 0.0}
-        times = [measure_latency(module, tuple(inputs), warmup=warmup, repeats=repeats, device=device)["latency_ms"]
-                 for module, inputs in paths]
+            return {
+                "latency_ms_per_video": t["latency_ms"] / len(videos),
+                "throughput_videos_per_s": t["throughput"] * len(videos),
+                "latency_from_trace": 0.0,
+            }
+        times = [
+            measure_latency(module, tuple(inputs), warmup=warmup, repeats=repeats, device=device)["latency_ms"]
+            for module, inputs in paths
+        ]
     latency = float(np.median(times))
-    return {"latency_ms_per_video": latency, "throughput_videos_per_s": 1000.0 / latency if latency > 0 else float("nan"),
-            "latency_from_trace": 1.0}
+    return {
+        "latency_ms_per_video": latency,
+        "throughput_videos_per_s": 1000.0 / latency if latency > 0 else float("nan"),
+        "latency_from_trace": 1.0,
+    }
 
 
 def _readable(records: list, skipped: list[tuple[str, str]]) -> list:

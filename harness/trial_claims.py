@@ -12,6 +12,7 @@ fresh ``mlflow.db`` would otherwise both run MLflow's schema migration, and one 
 "duplicate column name". Launches on other machines must share the output folder (or use
 different ones and accept that both run a trial): see docs/reliability.md.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -41,7 +42,7 @@ def store_lock(uri: str) -> Iterator[None]:
     if not uri.startswith("sqlite:///"):
         yield
         return
-    with locked(Path(uri[len("sqlite:///"):] + ".lock")):
+    with locked(Path(uri[len("sqlite:///") :] + ".lock")):
         yield
 
 

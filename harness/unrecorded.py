@@ -5,6 +5,7 @@ time) when the tracking store refuses the trial's run, so the failure is not los
 of the grid reports these trials and skips them; ``--rerun-failed`` (or ``--force``) runs them
 again, and a trial that then finishes in MLflow has its record removed.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,12 @@ from typing import Any
 def write(folder: Path, trial: dict[str, Any], error: str, details: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{trial['hash']}.json"
-    record = {"trial": trial, "error": error, "traceback": details,
-              "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    record = {
+        "trial": trial,
+        "error": error,
+        "traceback": details,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(record, indent=1, default=str))  # ASCII: lone surrogates are escaped
     tmp.replace(path)

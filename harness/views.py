@@ -8,6 +8,7 @@ combined by a recorded rule (``harness.metrics.aggregate_scores``: ``mean_softma
 rule). GFLOPs stay per view and per video apart: papers print "GFLOPs x views" (e.g. "33 x 30"),
 and neither toolkit multiplies; ``view_gflops`` gives both and the label.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -49,8 +50,9 @@ def parse_views(value: Any, where: str = "evaluation.views") -> Views:
     return Views(clips, crops)
 
 
-def view_clips(frames: np.ndarray | torch.Tensor, clip_len: int, views: Views, crop_size: int,
-               frame_stride: int = 1) -> torch.Tensor:
+def view_clips(
+    frames: np.ndarray | torch.Tensor, clip_len: int, views: Views, crop_size: int, frame_stride: int = 1
+) -> torch.Tensor:
     """uint8 ``[T, H, W, 3]`` -> uint8 ``[views.count, clip_len, crop_size, crop_size, 3]``, clip-major
     (view v = clip v // crops, crop v % crops): short side resized to ``crop_size``, then cropped."""
     video = torch.as_tensor(np.asarray(frames))
@@ -70,7 +72,10 @@ def combine_views(view_logits: np.ndarray, rule: str) -> np.ndarray:
 
 def view_gflops(gflops_per_view: float, views: Views) -> dict[str, Any]:
     """Per-view and per-video GFLOPs, and the "GFLOPs x views" label of tables."""
-    return {"gflops_per_view": float(gflops_per_view), "views": views.count,
-            "gflops_per_video": float(gflops_per_view) * views.count,
-            "gflops_x_views": f"{gflops_per_view:.3g} x {views.count}" + (
-                f" ({views.clips} clips x {views.crops} crops)" if views.crops > 1 else "")}
+    return {
+        "gflops_per_view": float(gflops_per_view),
+        "views": views.count,
+        "gflops_per_video": float(gflops_per_view) * views.count,
+        "gflops_x_views": f"{gflops_per_view:.3g} x {views.count}"
+        + (f" ({views.clips} clips x {views.crops} crops)" if views.crops > 1 else ""),
+    }

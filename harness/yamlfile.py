@@ -6,6 +6,7 @@ only regular files are read (a FIFO would block forever), bounded in size; nesti
 alias is expanded at most ``MAX_VALUES`` values in all ("billion laughs"); NUL bytes, unpaired
 surrogates, non-finite numbers, dates, Python tags and duplicate keys are refused.
 """
+
 from __future__ import annotations
 
 import math
@@ -78,8 +79,9 @@ def read_bytes(file: str) -> bytes:
         if not stat.S_ISREG(info.st_mode):
             raise SpecError(file, None, "(file)", "not a regular file (a folder, FIFO or device): give a YAML file")
         if info.st_size > MAX_BYTES:
-            raise SpecError(file, None, "(file)", f"the spec is {info.st_size} bytes: more than the {MAX_BYTES} "
-                                                  f"a spec may have")
+            raise SpecError(
+                file, None, "(file)", f"the spec is {info.st_size} bytes: more than the {MAX_BYTES} a spec may have"
+            )
         with os.fdopen(fd, "rb", closefd=False) as handle:
             return handle.read(MAX_BYTES + 1)
     except OSError as exc:
@@ -157,8 +159,12 @@ class _Reader:
             if isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > MAX_DEPTH:
-                    raise SpecError(self.file, event.start_mark.line + 1, "(syntax)",
-                                    f"nested too deeply (at most {MAX_DEPTH} levels)")
+                    raise SpecError(
+                        self.file,
+                        event.start_mark.line + 1,
+                        "(syntax)",
+                        f"nested too deeply (at most {MAX_DEPTH} levels)",
+                    )
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
 
@@ -193,13 +199,16 @@ class _Reader:
                 continue
             key = self.key(key_node, where)
             if key in first_line:
-                raise self.fail(key_node.start_mark.line + 1, where + (key,),
-                                f"duplicate key '{key}' (first at line {first_line[key]}): "
-                                "YAML would silently keep the last one")
+                raise self.fail(
+                    key_node.start_mark.line + 1,
+                    where + (key,),
+                    f"duplicate key '{key}' (first at line {first_line[key]}): YAML would silently keep the last one",
+                )
             first_line[key] = key_node.start_mark.line + 1
         if id(node) not in self._flattened and self.merged_size(node, set()) > MAX_VALUES:
-            raise self.fail(node.start_mark.line + 1, where,
-                            f"the YAML merges (<<) expand to more than {MAX_VALUES} keys")
+            raise self.fail(
+                node.start_mark.line + 1, where, f"the YAML merges (<<) expand to more than {MAX_VALUES} keys"
+            )
         self.loader.flatten_mapping(node)
         self._flattened.add(id(node))
         result: dict[str, Any] = {}
@@ -244,8 +253,9 @@ class _Reader:
         if isinstance(value, float) and not math.isfinite(value):
             raise self.fail(line, where, f"expected a finite number, got {node.value}")
         if value is not None and not isinstance(value, (str, int, float, bool)):
-            raise self.fail(line, where, f"unsupported value {node.value!r} ({type(value).__name__}): "
-                                         "quote it to make it a string")
+            raise self.fail(
+                line, where, f"unsupported value {node.value!r} ({type(value).__name__}): quote it to make it a string"
+            )
         if isinstance(value, str) and text_problem(value):
             raise self.fail(line, where, f"{show(value)} {text_problem(value)}")
         return value

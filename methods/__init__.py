@@ -1,4 +1,5 @@
 """Built-in method plugins, one module per method. Importing this package registers them all."""
+
 import importlib
 import pkgutil
 

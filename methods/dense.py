@@ -1,4 +1,5 @@
 """Dense: the heavy clip classifier on every non-overlapping timestep, scores averaged (the usual protocol)."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -29,6 +29,7 @@ Baselines (Table 1, Fig. 2): methods/liteeval_baselines.py; ``liteeval_online`` 
 Results: ``skimbench run experiments/liteeval_claims.yaml`` then ``skimbench report liteeval-claims``
 (tables and the claims check in ``results/liteeval-claims/``).
 """
+
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -45,8 +46,14 @@ from harness.registry import register_method
 from harness.toolkit.clips import video_clips
 from harness.toolkit.heavy_on_timesteps import features_only
 from harness.toolkit.selection import class_probabilities
-from harness.toolkit.stages import (LIGHT_PARAMS, heavy_classifier, light_network, shared_components,
-                                   timestep_stages, timestep_table)
+from harness.toolkit.stages import (
+    LIGHT_PARAMS,
+    heavy_classifier,
+    light_network,
+    shared_components,
+    timestep_stages,
+    timestep_table,
+)
 
 
 class RecurrentCell(nn.Module):
@@ -83,7 +90,7 @@ def projection(in_dim: int, out_dim: int) -> nn.Sequential:
 
 def synchronise(coarse: torch.Tensor, fine: torch.Tensor) -> torch.Tensor:
     """Eq. 5: the coarse state replaces the first D_c dims of the fine state; the rest is kept."""
-    return torch.cat([coarse, fine[:, coarse.shape[1]:]], dim=1)
+    return torch.cat([coarse, fine[:, coarse.shape[1] :]], dim=1)
 
 
 class CoarseStep(nn.Module):
@@ -128,8 +135,17 @@ def decide(logits: torch.Tensor, training: bool, tau: float) -> torch.Tensor:
 
 
 class LiteEvalNet(nn.Module):
-    def __init__(self, coarse_dim: int, fine_dim: int, num_classes: int, coarse_hidden: int = 64,
-                 fine_hidden: int = 256, coarse_embed: int = 64, fine_embed: int = 256, rnn: str = "lstm"):
+    def __init__(
+        self,
+        coarse_dim: int,
+        fine_dim: int,
+        num_classes: int,
+        coarse_hidden: int = 64,
+        fine_hidden: int = 256,
+        coarse_embed: int = 64,
+        fine_embed: int = 256,
+        rnn: str = "lstm",
+    ):
         super().__init__()
         if coarse_hidden >= fine_hidden:
             raise ValueError(f"the coarse state ({coarse_hidden}) must be smaller than the fine state ({fine_hidden})")
@@ -139,8 +155,9 @@ class LiteEvalNet(nn.Module):
         self.gate = Gate(coarse_embed + fine_hidden + cell_dim)
         self.head = nn.Linear(fine_hidden, num_classes)
 
-    def forward(self, coarse: torch.Tensor, fine: torch.Tensor, mask: torch.Tensor, tau: float = 1.0,
-                online_k: int = 0) -> dict[str, torch.Tensor]:
+    def forward(
+        self, coarse: torch.Tensor, fine: torch.Tensor, mask: torch.Tensor, tau: float = 1.0, online_k: int = 0
+    ) -> dict[str, torch.Tensor]:
         """coarse [B, L, Dc_in], fine [B, L, Df_in], mask [B, L] (True = a true step).
 
         Returns logits [B, C], reads [B, L] (B_t, 0 on padded or unprocessed steps), processed
@@ -173,8 +190,15 @@ class LiteEvalNet(nn.Module):
             n_reads = n_reads + b_full.detach()
             reads.append(b_full)
             processed.append(active)
-        return {"logits": self.head(h_f), "reads": torch.stack(reads, 1), "processed": torch.stack(processed, 1),
-                "coarse_hidden": h_c, "coarse_cell": c_c, "fine_hidden": h_f, "fine_cell": c_f}
+        return {
+            "logits": self.head(h_f),
+            "reads": torch.stack(reads, 1),
+            "processed": torch.stack(processed, 1),
+            "coarse_hidden": h_c,
+            "coarse_cell": c_c,
+            "fine_hidden": h_f,
+            "fine_cell": c_f,
+        }
 
 
 def _embed(embed: nn.Module, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -205,9 +229,24 @@ def budget_loss(reads: torch.Tensor, lengths: torch.Tensor, gamma: float) -> tor
     return ((reads.sum(1) / lengths.clamp(min=1) - gamma) ** 2).mean()
 
 
-def train_liteeval(net: LiteEvalNet, coarse: torch.Tensor, fine: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor,
-                   *, gamma: float, lambda_: float, multilabel: bool, epochs: int, batch_size: int, lr: float,
-                   tau_start: float, tau_end: float, seed: int, log=print) -> LiteEvalNet:
+def train_liteeval(
+    net: LiteEvalNet,
+    coarse: torch.Tensor,
+    fine: torch.Tensor,
+    mask: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    gamma: float,
+    lambda_: float,
+    multilabel: bool,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    tau_start: float,
+    tau_end: float,
+    seed: int,
+    log=print,
+) -> LiteEvalNet:
     """Adam on CE + lambda * budget (eq. 7); the temperature follows the global step across epochs."""
     generator = torch.Generator().manual_seed(int(seed))
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
@@ -219,7 +258,7 @@ def train_liteeval(net: LiteEvalNet, coarse: torch.Tensor, fine: torch.Tensor, m
         order = torch.randperm(len(mask), generator=generator).to(mask.device)
         totals = np.zeros(3)
         for start in range(0, len(order), batch_size):
-            idx = order[start: start + batch_size]
+            idx = order[start : start + batch_size]
             out = net(coarse[idx], fine[idx], mask[idx], tau=temperature(step, total_steps, tau_start, tau_end))
             if multilabel:
                 ce = F.binary_cross_entropy_with_logits(out["logits"], targets[idx])
@@ -235,8 +274,10 @@ def train_liteeval(net: LiteEvalNet, coarse: torch.Tensor, fine: torch.Tensor, m
             totals += np.array([ce.item(), budget.item(), ratio]) * len(idx)
         if epoch == epochs - 1 or (epoch + 1) % 10 == 0:
             ce, budget, ratio = totals / len(order)
-            log(f"[liteeval] epoch {epoch + 1}/{epochs} ce {ce:.3f} budget {budget:.4f} fine {100 * ratio:.0f}% "
-                f"tau {temperature(step - 1, total_steps, tau_start, tau_end):.2f}")
+            log(
+                f"[liteeval] epoch {epoch + 1}/{epochs} ce {ce:.3f} budget {budget:.4f} fine {100 * ratio:.0f}% "
+                f"tau {temperature(step - 1, total_steps, tau_start, tau_end):.2f}"
+            )
     return net.eval()
 
 
@@ -258,10 +299,10 @@ class LiteEvalTrace(nn.Module):
         h_f, c_f = net.fine.cell.zero_state(1, clips)
         reads, cheap, gates = 0, self.light.features(clips), []
         for t in range(len(clips)):
-            v_c, h_c, c_c = net.coarse(cheap[t: t + 1], h_c, c_c)
+            v_c, h_c, c_c = net.coarse(cheap[t : t + 1], h_c, c_c)
             gates.append(net.gate(v_c, h_f, c_f))  # returned: a gate read only by control flow is pruned
             if bool(gates[-1].argmax(1) == 1):
-                h_f, c_f = net.fine(v_c, self.heavy.features(clips[t: t + 1]), h_f, c_f)
+                h_f, c_f = net.fine(v_c, self.heavy.features(clips[t : t + 1]), h_f, c_f)
                 reads += 1
                 if self.online_k and reads >= self.online_k:
                     break
@@ -276,7 +317,9 @@ class LiteEvalTrace(nn.Module):
 class LiteEval(Method):
     summary = "coarse LSTM on cheap features every step; a Gumbel-softmax gate reads heavy features into a fine LSTM"
     params = {
-        "gamma": Param(0.5, "target fraction of timesteps that read heavy features (the budget of eq. 7)", low=0.0, high=1.0),
+        "gamma": Param(
+            0.5, "target fraction of timesteps that read heavy features (the budget of eq. 7)", low=0.0, high=1.0
+        ),
         "lambda_": Param(2.0, "weight of the budget term (the paper's lambda = 2)", low=0.0),
         "coarse_hidden": Param(64, "coarse RNN state size D_c (< fine_hidden)", low=1),
         "fine_hidden": Param(256, "fine RNN state size D_f", low=2),
@@ -307,11 +350,33 @@ class LiteEval(Method):
         mask = torch.as_tensor(table.mask[rows], device=device)
         targets = torch.as_tensor(table.labels[rows], dtype=torch.float32, device=device)
         torch.manual_seed(self.ctx.seed)
-        self.net = LiteEvalNet(coarse.shape[-1], fine.shape[-1], targets.shape[1], self.p["coarse_hidden"], self.p["fine_hidden"],
-                               self.p["coarse_embed"], self.p["fine_embed"], self.p["rnn"]).to(device)
-        train_liteeval(self.net, coarse, fine, mask, targets, gamma=self.p["gamma"], lambda_=self.p["lambda_"],
-                       multilabel=table.multilabel, epochs=self.p["epochs"], batch_size=self.p["batch_size"], lr=self.p["lr"],
-                       tau_start=self.p["tau_start"], tau_end=self.p["tau_end"], seed=self.ctx.seed, log=self.ctx.log)
+        self.net = LiteEvalNet(
+            coarse.shape[-1],
+            fine.shape[-1],
+            targets.shape[1],
+            self.p["coarse_hidden"],
+            self.p["fine_hidden"],
+            self.p["coarse_embed"],
+            self.p["fine_embed"],
+            self.p["rnn"],
+        ).to(device)
+        train_liteeval(
+            self.net,
+            coarse,
+            fine,
+            mask,
+            targets,
+            gamma=self.p["gamma"],
+            lambda_=self.p["lambda_"],
+            multilabel=table.multilabel,
+            epochs=self.p["epochs"],
+            batch_size=self.p["batch_size"],
+            lr=self.p["lr"],
+            tau_start=self.p["tau_start"],
+            tau_end=self.p["tau_end"],
+            seed=self.ctx.seed,
+            log=self.ctx.log,
+        )
         self.table = timestep_table(self.ctx, "test", light=self.p)
 
     def components(self) -> dict[str, Component]:
@@ -319,19 +384,36 @@ class LiteEval(Method):
         d_cin, d_fin = net.coarse.embed[0].num_features, net.fine.embed[0].num_features
         d_c, d_f, e_c = net.coarse.cell.hidden, net.fine.cell.hidden, net.coarse.embed[1].out_features
         cell = lambda d: d if self.p["rnn"] == "lstm" else 0  # noqa: E731
-        config = {"method": "liteeval", **{k: self.p[k] for k in ("coarse_hidden", "fine_hidden", "coarse_embed", "fine_embed", "rnn")},
-                  "dims": [d_cin, d_fin, net.head.out_features]}
+        config = {
+            "method": "liteeval",
+            **{k: self.p[k] for k in ("coarse_hidden", "fine_hidden", "coarse_embed", "fine_embed", "rnn")},
+            "dims": [d_cin, d_fin, net.head.out_features],
+        }
         return {
             # both shared networks counted up to their pooled features: their heads never run here
             "light": features_only(shared["light"]),
             "heavy": features_only(shared["heavy"]),
-            "coarse_rnn": Component(net.coarse, lambda: (torch.zeros(1, d_cin), torch.zeros(1, d_c), torch.zeros(1, cell(d_c))),
-                                    role="selection", config={**config, "part": "coarse_rnn"}),
-            "gate": Component(net.gate, lambda: (torch.zeros(1, e_c), torch.zeros(1, d_f), torch.zeros(1, cell(d_f))),
-                              role="selection", config={**config, "part": "gate"}),
-            "fine_rnn": Component(net.fine, lambda: (torch.zeros(1, e_c), torch.zeros(1, d_fin), torch.zeros(1, d_f), torch.zeros(1, cell(d_f))),
-                                  role="recognition", config={**config, "part": "fine_rnn"}),
-            "head": Component(net.head, lambda: (torch.zeros(1, d_f),), role="recognition", config={**config, "part": "head"}),
+            "coarse_rnn": Component(
+                net.coarse,
+                lambda: (torch.zeros(1, d_cin), torch.zeros(1, d_c), torch.zeros(1, cell(d_c))),
+                role="selection",
+                config={**config, "part": "coarse_rnn"},
+            ),
+            "gate": Component(
+                net.gate,
+                lambda: (torch.zeros(1, e_c), torch.zeros(1, d_f), torch.zeros(1, cell(d_f))),
+                role="selection",
+                config={**config, "part": "gate"},
+            ),
+            "fine_rnn": Component(
+                net.fine,
+                lambda: (torch.zeros(1, e_c), torch.zeros(1, d_fin), torch.zeros(1, d_f), torch.zeros(1, cell(d_f))),
+                role="recognition",
+                config={**config, "part": "fine_rnn"},
+            ),
+            "head": Component(
+                net.head, lambda: (torch.zeros(1, d_f),), role="recognition", config={**config, "part": "head"}
+            ),
         }
 
     def eval_mode(self) -> None:
@@ -344,8 +426,9 @@ class LiteEval(Method):
         longest, device = int(lengths.max()), self.ctx.device
         as_input = lambda a: torch.as_tensor(np.array(a[rows, :longest]), device=device)  # noqa: E731
         mask = torch.arange(longest, device=device)[None] < torch.as_tensor(lengths, device=device)[:, None]
-        return self.net(as_input(self.table.light_features), as_input(self.table.heavy_features), mask,
-                        online_k=self.p["online_k"])
+        return self.net(
+            as_input(self.table.light_features), as_input(self.table.heavy_features), mask, online_k=self.p["online_k"]
+        )
 
     @torch.no_grad()
     def predict_batch(self, videos: Sequence[Any]) -> list[Prediction]:
@@ -356,14 +439,32 @@ class LiteEval(Method):
         for i, row in enumerate(rows):
             steps = int(out["processed"][i].sum())
             read = out["reads"][i].nonzero()[:, 0].cpu().numpy()
-            usage = Usage({"light": steps, "coarse_rnn": steps, "gate": steps, "heavy": len(read), "fine_rnn": len(read),
-                           "head": 1})
+            usage = Usage(
+                {
+                    "light": steps,
+                    "coarse_rnn": steps,
+                    "gate": steps,
+                    "heavy": len(read),
+                    "fine_rnn": len(read),
+                    "head": 1,
+                }
+            )
             heavy_frames = self.table.heavy_frames(row, read)
             # the coarse network saw the middle frame of every processed step, the fine one the read clips
             decoded = sorted(set(clip_frames(range(steps), self.table.clip_len, middle_only=True)) | set(heavy_frames))
-            predictions.append(Prediction(scores=scores[i], usage=usage, selected=heavy_frames,
-                                          extras={"timesteps": [int(t) for t in read], "steps_processed": steps,
-                                                  "num_timesteps": int(self.table.lengths[row])}, decoded=decoded))
+            predictions.append(
+                Prediction(
+                    scores=scores[i],
+                    usage=usage,
+                    selected=heavy_frames,
+                    extras={
+                        "timesteps": [int(t) for t in read],
+                        "steps_processed": steps,
+                        "num_timesteps": int(self.table.lengths[row]),
+                    },
+                    decoded=decoded,
+                )
+            )
         return predictions
 
     def predict(self, video: Any) -> Prediction:

@@ -20,6 +20,7 @@ report draws one curve per budget knob.
 
 Results: ``skimbench run experiments/liteeval_claims.yaml`` then ``skimbench report liteeval-claims``.
 """
+
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -35,8 +36,14 @@ from harness.registry import register_method
 from harness.toolkit.clips import video_clips
 from harness.toolkit.heavy_on_timesteps import ClipsThrough, HeavyOnTimesteps, features_only
 from harness.toolkit.selection import AGGREGATE_PARAM, aggregate, class_probabilities, uniform_timesteps
-from harness.toolkit.stages import (LIGHT_PARAMS, heavy_classifier, heavy_component, light_component,
-                                    light_network, timestep_table)
+from harness.toolkit.stages import (
+    LIGHT_PARAMS,
+    heavy_classifier,
+    heavy_component,
+    light_component,
+    light_network,
+    timestep_table,
+)
 from methods.liteeval import LiteEval, RecurrentCell, projection
 from methods.videoepitoma_uniform import train_video_classifier
 
@@ -60,7 +67,7 @@ class LSTMClassifier(nn.Module):
         h, c = self.cell.zero_state(mask.shape[0], v)
         for t in range(mask.shape[1]):
             new_h, new_c = self.cell(v[:, t], h, c)
-            keep = mask[:, t: t + 1]  # padded steps change nothing
+            keep = mask[:, t : t + 1]  # padded steps change nothing
             h, c = torch.where(keep, new_h, h), torch.where(keep, new_c, c)
         return self.head(h)
 
@@ -92,8 +99,11 @@ class LSTMTrace(nn.Module):
 class LiteEvalLSTM(Method):
     summary = "LiteEval's LSTM baseline: an LSTM over the heavy features (or coarse + heavy: LSTM+CF) of every timestep"
     params = {
-        "inputs": Param("fine", "fine: heavy features (LSTM); coarse_fine: concatenated cheap and heavy "
-                        "features (LSTM+CF)", choices=("fine", "coarse_fine")),
+        "inputs": Param(
+            "fine",
+            "fine: heavy features (LSTM); coarse_fine: concatenated cheap and heavy features (LSTM+CF)",
+            choices=("fine", "coarse_fine"),
+        ),
         "hidden": Param(256, "LSTM state size (LiteEval's fine_hidden)", low=1),
         "embed": Param(256, "BN-Linear-BN-ReLU embedding width of the input features", low=1),
         "epochs": Param(20, "training epochs over the training videos", low=1),
@@ -124,21 +134,41 @@ class LiteEvalLSTM(Method):
         torch.manual_seed(self.ctx.seed)
         self.net = LSTMClassifier(features.shape[-1], targets.shape[1], self.p["embed"], self.p["hidden"])
         self.net.to(self.ctx.device)
-        train_video_classifier(self.net, features, mask, targets, multilabel=table.multilabel, epochs=self.p["epochs"],
-                               batch_size=self.p["batch_size"], lr=self.p["lr"], seed=self.ctx.seed, eps=1e-8,
-                               what="liteeval_lstm", log=self.ctx.log)
+        train_video_classifier(
+            self.net,
+            features,
+            mask,
+            targets,
+            multilabel=table.multilabel,
+            epochs=self.p["epochs"],
+            batch_size=self.p["batch_size"],
+            lr=self.p["lr"],
+            seed=self.ctx.seed,
+            eps=1e-8,
+            what="liteeval_lstm",
+            log=self.ctx.log,
+        )
         self.table = timestep_table(self.ctx, "test", light=self.p)
 
     def components(self) -> dict[str, Component]:
         net, d_in, hidden = self.net, self.net.embed[0].num_features, self.net.cell.hidden
-        config = {"method": "liteeval_lstm", **{k: self.p[k] for k in ("inputs", "hidden", "embed")},
-                  "dims": [d_in, net.head.out_features]}
-        parts = {"heavy": features_only(heavy_component(self.ctx)),
-                 "lstm": Component(LSTMStep(net), lambda: (torch.zeros(1, d_in), torch.zeros(1, hidden),
-                                                           torch.zeros(1, hidden)),
-                                   role="recognition", config={**config, "part": "lstm"}),
-                 "head": Component(net.head, lambda: (torch.zeros(1, hidden),), role="recognition",
-                                   config={**config, "part": "head"})}
+        config = {
+            "method": "liteeval_lstm",
+            **{k: self.p[k] for k in ("inputs", "hidden", "embed")},
+            "dims": [d_in, net.head.out_features],
+        }
+        parts = {
+            "heavy": features_only(heavy_component(self.ctx)),
+            "lstm": Component(
+                LSTMStep(net),
+                lambda: (torch.zeros(1, d_in), torch.zeros(1, hidden), torch.zeros(1, hidden)),
+                role="recognition",
+                config={**config, "part": "lstm"},
+            ),
+            "head": Component(
+                net.head, lambda: (torch.zeros(1, hidden),), role="recognition", config={**config, "part": "head"}
+            ),
+        }
         if self.coarse:
             parts["light"] = features_only(light_component(self.ctx, self.p))
         return parts
@@ -162,8 +192,11 @@ class LiteEvalLSTM(Method):
             if self.coarse:
                 usage.add("light", length)
             frames = self.table.heavy_frames(row, range(length))
-            out.append(Prediction(scores=scores[i], usage=usage, selected=frames, decoded=frames,
-                                  extras={"num_timesteps": length}))
+            out.append(
+                Prediction(
+                    scores=scores[i], usage=usage, selected=frames, decoded=frames, extras={"num_timesteps": length}
+                )
+            )
         return out
 
     def predict(self, video: Any) -> Prediction:
@@ -183,16 +216,19 @@ class CoarseAndFine(nn.Module):
         self.light, self.heavy, self.multilabel = light, heavy, multilabel
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
-        return (class_probabilities(self.light(clips), self.multilabel)
-                + class_probabilities(self.heavy(clips), self.multilabel)) / 2
+        return (
+            class_probabilities(self.light(clips), self.multilabel)
+            + class_probabilities(self.heavy(clips), self.multilabel)
+        ) / 2
 
 
 @register_method("uniform_cf")
 class UniformCF(Method):
     summary = "LiteEval's UNIFORM+CF: coarse and heavy class scores averaged per timestep, then over K timesteps"
-    params = {"k": Param(None, "uniformly spaced timesteps per video (null: every timestep)", type=int, low=1,
-                         nullable=True),
-              **LIGHT_PARAMS}  # the LightNet's width and input size
+    params = {
+        "k": Param(None, "uniformly spaced timesteps per video (null: every timestep)", type=int, low=1, nullable=True),
+        **LIGHT_PARAMS,
+    }  # the LightNet's width and input size
     budget_param = "k"
     dynamic = True  # a video with fewer than K timesteps costs less
     selection_unit = "frame"
@@ -214,13 +250,19 @@ class UniformCF(Method):
         chosen = self._chosen(row)
         light = light_network(self.ctx, self.p)
         coarse = light.head(torch.as_tensor(np.array(self.table.light_features[row, chosen]), device=self.ctx.device))
-        per_step = (class_probabilities(coarse.float().cpu().numpy(), self.table.multilabel)
-                    + class_probabilities(np.asarray(self.table.heavy_logits[row, chosen]), self.table.multilabel)) / 2
+        per_step = (
+            class_probabilities(coarse.float().cpu().numpy(), self.table.multilabel)
+            + class_probabilities(np.asarray(self.table.heavy_logits[row, chosen]), self.table.multilabel)
+        ) / 2
         frames = self.table.heavy_frames(row, chosen)
         decoded = sorted(set(frames) | set(clip_frames(chosen, self.table.clip_len, middle_only=True)))
-        return Prediction(scores=per_step.mean(0), usage=Usage({"heavy": len(chosen), "light": len(chosen)}),
-                          selected=frames, decoded=decoded,
-                          extras={"timesteps": [int(t) for t in chosen], "num_timesteps": int(self.table.lengths[row])})
+        return Prediction(
+            scores=per_step.mean(0),
+            usage=Usage({"heavy": len(chosen), "light": len(chosen)}),
+            selected=frames,
+            decoded=decoded,
+            extras={"timesteps": [int(t) for t in chosen], "num_timesteps": int(self.table.lengths[row])},
+        )
 
     def trace_video(self, video: Any) -> tuple[nn.Module, tuple]:
         chosen = self._chosen(self.table.row(video.video_id))
@@ -242,10 +284,11 @@ class SeqK(HeavyOnTimesteps):
 @register_method("uniform_k")
 class UniformK(LiteEval):
     summary = "LiteEval's online UNIFORM-K: K uniform timesteps over the span LiteEval watched; not deployable"
-    params = {**LiteEval.params,
-              "online_k": Param(4, "K: heavy timesteps, spread over the steps liteeval ran up to its K-th fine read",
-                                low=1),
-              "aggregate": AGGREGATE_PARAM}
+    params = {
+        **LiteEval.params,
+        "online_k": Param(4, "K: heavy timesteps, spread over the steps liteeval ran up to its K-th fine read", low=1),
+        "aggregate": AGGREGATE_PARAM,
+    }
     budget_param = "online_k"
     deployable = False  # it needs the span LiteEval watched before the video is seen
     dynamic = True
@@ -266,10 +309,19 @@ class UniformK(LiteEval):
             frames = self.table.heavy_frames(row, chosen)
             logits = np.asarray(self.table.heavy_logits[row, chosen])
             scores = aggregate(logits, self.p["aggregate"], self.table.multilabel)
-            out.append(Prediction(scores=np.asarray(scores, dtype=np.float64), usage=Usage({"heavy": len(chosen)}),
-                                  selected=frames, decoded=frames,
-                                  extras={"timesteps": [int(t) for t in chosen], "span": span,
-                                          "num_timesteps": int(self.table.lengths[row])}))
+            out.append(
+                Prediction(
+                    scores=np.asarray(scores, dtype=np.float64),
+                    usage=Usage({"heavy": len(chosen)}),
+                    selected=frames,
+                    decoded=frames,
+                    extras={
+                        "timesteps": [int(t) for t in chosen],
+                        "span": span,
+                        "num_timesteps": int(self.table.lengths[row]),
+                    },
+                )
+            )
         return out
 
     def trace_video(self, video: Any) -> tuple[nn.Module, tuple]:

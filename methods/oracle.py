@@ -4,6 +4,7 @@ An upper bound on any selector for this heavy classifier, not a usable method: i
 label and needs the heavy classifier on every timestep to choose, so its usage counts all L heavy
 runs (what really ran) while its prediction averages only the K chosen ones. ``deployable = False``.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,8 +23,10 @@ def oracle_timesteps(logits: np.ndarray, labels: np.ndarray, k: int, multilabel:
 @register_method("oracle")
 class Oracle(HeavyOnTimesteps):
     summary = "upper bound: the K timesteps the heavy classifier scores highest for the true label"
-    params = {"k": Param(4, "timesteps averaged per video (all of them when the video is shorter)", low=1),
-              "aggregate": AGGREGATE_PARAM}
+    params = {
+        "k": Param(4, "timesteps averaged per video (all of them when the video is shorter)", low=1),
+        "aggregate": AGGREGATE_PARAM,
+    }
     budget_param = "k"
     deployable = False
 

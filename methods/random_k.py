@@ -2,6 +2,7 @@
 
 The draw depends only on (trial seed, video id), so it is the same in every run and process.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,8 +16,10 @@ from harness.toolkit.selection import AGGREGATE_PARAM, random_timesteps, video_r
 @register_method("random")
 class RandomK(HeavyOnTimesteps):
     summary = "heavy clip classifier on K random timesteps, scores averaged"
-    params = {"k": Param(4, "timesteps classified per video (all of them when the video is shorter)", low=1),
-              "aggregate": AGGREGATE_PARAM}
+    params = {
+        "k": Param(4, "timesteps classified per video (all of them when the video is shorter)", low=1),
+        "aggregate": AGGREGATE_PARAM,
+    }
     budget_param = "k"
 
     def choose(self, row: int, length: int) -> np.ndarray:

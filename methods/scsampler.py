@@ -1,4 +1,5 @@
-"""SCSampler (Korbar, Tran, Torresani, ICCV 2019; seed 003): a cheap sampler picks the K clips the heavy classifier sees.
+"""SCSampler (Korbar, Tran, Torresani, ICCV 2019; seed 003): a cheap sampler picks the K clips the heavy
+classifier sees.
 
 Faithful to sections 3.1-3.3 of the paper:
 
@@ -35,6 +36,7 @@ inputs would avoid most of it. The report shows decoded frames and decode time b
 Results: ``skimbench run experiments/scsampler_claims.yaml`` then ``skimbench report scsampler-claims``
 (tables and the claims check in ``results/scsampler-claims/``).
 """
+
 from __future__ import annotations
 
 import json
@@ -53,7 +55,14 @@ from harness.registry import BACKBONES, register_method
 from harness.toolkit.clips import ClipNet, clip_input_maker, frame_shape, frames_to_clips, video_clips
 from harness.toolkit.heavy_on_timesteps import HeavyOnTimesteps
 from harness.toolkit.selection import AGGREGATE_PARAM, multi_hot, top_k, true_class_scores
-from harness.toolkit.stages import RECIPE, backbone_config, heavy_classifier, heavy_component, heavy_deps, timestep_table
+from harness.toolkit.stages import (
+    RECIPE,
+    backbone_config,
+    heavy_classifier,
+    heavy_component,
+    heavy_deps,
+    timestep_table,
+)
 
 OBJECTIVES = ("ac", "sal_cl", "sal_rank")
 
@@ -93,8 +102,11 @@ class SamplerCNN(nn.Module):
         layers, channels = [], in_channels
         for i in range(depth):
             out = width * (2 if i > 0 else 1)
-            layers += [nn.Conv2d(channels, out, 3, stride=1 if i == 0 else 2, padding=1, bias=False),
-                       nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv2d(channels, out, 3, stride=1 if i == 0 else 2, padding=1, bias=False),
+                nn.BatchNorm2d(out),
+                nn.ReLU(inplace=True),
+            ]
             channels = out
         self.body = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.fc = nn.Linear(channels, out_dim)
@@ -114,8 +126,16 @@ def saliency_from_outputs(outputs: torch.Tensor, objective: str, multilabel: boo
 class SaliencySampler(nn.Module):
     """s: raw clip [B,3,F,H,W] -> saliency [B]; the whole per-clip selection cost in one module."""
 
-    def __init__(self, clip_len: int, num_classes: int, objective: str, multilabel: bool,
-                 input_size: int = 16, width: int = 8, depth: int = 3):
+    def __init__(
+        self,
+        clip_len: int,
+        num_classes: int,
+        objective: str,
+        multilabel: bool,
+        input_size: int = 16,
+        width: int = 8,
+        depth: int = 3,
+    ):
         super().__init__()
         self.inputs = CheapClipInputs(input_size)
         self.cnn = SamplerCNN(self.inputs.channels(clip_len), num_classes if objective == "ac" else 1, width, depth)
@@ -157,9 +177,22 @@ def salcl_targets(true_scores: np.ndarray, lengths: np.ndarray, fraction: float)
     return targets
 
 
-def train_sampler(sampler: SaliencySampler, inputs: torch.Tensor, lengths: np.ndarray, *, labels: np.ndarray,
-                  true_scores: np.ndarray | None, epochs: int, lr: float, eta: float, salcl_fraction: float,
-                  seed: int, device: torch.device, batch_videos: int = 16, log=print) -> SaliencySampler:
+def train_sampler(
+    sampler: SaliencySampler,
+    inputs: torch.Tensor,
+    lengths: np.ndarray,
+    *,
+    labels: np.ndarray,
+    true_scores: np.ndarray | None,
+    epochs: int,
+    lr: float,
+    eta: float,
+    salcl_fraction: float,
+    seed: int,
+    device: torch.device,
+    batch_videos: int = 16,
+    log=print,
+) -> SaliencySampler:
     """Train ``sampler.cnn`` on precomputed cheap inputs [N, Lmax, Cin, s, s] with its objective.
 
     ``labels`` [N, C] multi-hot video labels (AC); ``true_scores`` [N, Lmax] f's true-class score of each
@@ -181,7 +214,7 @@ def train_sampler(sampler: SaliencySampler, inputs: torch.Tensor, lengths: np.nd
     for epoch in range(epochs):
         order, total = torch.randperm(len(inputs), generator=generator), 0.0
         for start in range(0, len(order), batch_videos):
-            idx = order[start: start + batch_videos]
+            idx = order[start : start + batch_videos]
             mask = mask_all[idx]
             x = inputs[idx][mask].to(device).float()  # valid clips only: [M, Cin, s, s]
             out = net(x)
@@ -228,9 +261,16 @@ class SCSampler(HeavyOnTimesteps):
         "epochs": Param(10, "sampler training epochs", low=1),
         "lr": Param(3e-3, "sampler learning rate (AdamW)", low=0.0),
         "eta": Param(1.0, "SAL-RANK margin (on the pre-sigmoid score)", low=0.0),
-        "salcl_fraction": Param(0.5, "SAL-CL: fraction of each training video's clips labelled salient", low=0.0, high=1.0),
-        "labels_from_backbone": Param(None, "cross-classifier (Table 3): backbone whose heavy classifier gives the "
-                                      "SAL pseudo labels; null = the trial's backbone", type=str, nullable=True),
+        "salcl_fraction": Param(
+            0.5, "SAL-CL: fraction of each training video's clips labelled salient", low=0.0, high=1.0
+        ),
+        "labels_from_backbone": Param(
+            None,
+            "cross-classifier (Table 3): backbone whose heavy classifier gives the "
+            "SAL pseudo labels; null = the trial's backbone",
+            type=str,
+            nullable=True,
+        ),
         "labels_from_params": Param({}, "params of labels_from_backbone (defaults filled in)", type=dict),
         "aggregate": AGGREGATE_PARAM,
     }
@@ -255,8 +295,11 @@ class SCSampler(HeavyOnTimesteps):
             np.save(folder / "lengths.npy", lengths)
             (folder / "video_ids.json").write_text(json.dumps(ids))
 
-        folder = ctx.stage(f"scsampler_inputs_{split}", {"recipe": RECIPE, "frames": bank.key, "clip_len": clip_len,
-                                                "input_size": size}, compute)
+        folder = ctx.stage(
+            f"scsampler_inputs_{split}",
+            {"recipe": RECIPE, "frames": bank.key, "clip_len": clip_len, "input_size": size},
+            compute,
+        )
         inputs = torch.from_numpy(np.load(folder / "inputs.npy"))
         return inputs, np.load(folder / "lengths.npy"), json.loads((folder / "video_ids.json").read_text())
 
@@ -267,8 +310,15 @@ class SCSampler(HeavyOnTimesteps):
         return {"name": name, "params": resolve_params(BACKBONES.get(name).params, self.p["labels_from_params"])}
 
     def _new_sampler(self) -> SaliencySampler:
-        return SaliencySampler(int(self.ctx.evaluation["clip_len"]), self.ctx.dataset.num_classes, self.p["objective"],
-                               bool(self.ctx.dataset.multilabel), self.p["input_size"], self.p["width"], self.p["depth"])
+        return SaliencySampler(
+            int(self.ctx.evaluation["clip_len"]),
+            self.ctx.dataset.num_classes,
+            self.p["objective"],
+            bool(self.ctx.dataset.multilabel),
+            self.p["input_size"],
+            self.p["width"],
+            self.p["depth"],
+        )
 
     def _trained_sampler(self) -> SaliencySampler:
         ctx, p = self.ctx, self.p
@@ -278,10 +328,15 @@ class SCSampler(HeavyOnTimesteps):
         if p["objective"] == "sal_cl":
             arch["salcl_fraction"] = p["salcl_fraction"]
         labels_cfg = backbone_config(ctx, self._labels_backbone())
-        deps = {"recipe": RECIPE, "sampler": arch, "seed": int(ctx.seed), "clip_len": int(ctx.evaluation["clip_len"]),
-                "train_frames": ctx.frames("train").key,
-                # AC needs no pseudo labels: the same AC sampler serves every classifier (paper 4.1.4)
-                "pseudo_labels_from": None if p["objective"] == "ac" else heavy_deps(ctx, labels_cfg)}
+        deps = {
+            "recipe": RECIPE,
+            "sampler": arch,
+            "seed": int(ctx.seed),
+            "clip_len": int(ctx.evaluation["clip_len"]),
+            "train_frames": ctx.frames("train").key,
+            # AC needs no pseudo labels: the same AC sampler serves every classifier (paper 4.1.4)
+            "pseudo_labels_from": None if p["objective"] == "ac" else heavy_deps(ctx, labels_cfg),
+        }
 
         def compute(folder: Path) -> None:
             inputs, lengths, ids = self._inputs_stage("train")
@@ -294,11 +349,23 @@ class SCSampler(HeavyOnTimesteps):
                     raise RuntimeError("sampler inputs and timestep table list different training videos")
                 true_scores = np.zeros(inputs.shape[:2], dtype=np.float64)
                 for n, length in enumerate(lengths):
-                    true_scores[n, :length] = true_class_scores(np.asarray(table.heavy_logits[n, :length]),
-                                                                table.labels[n], table.multilabel)
-            sampler = train_sampler(self._new_sampler(), inputs, lengths, labels=labels, true_scores=true_scores,
-                                    epochs=p["epochs"], lr=p["lr"], eta=p["eta"], salcl_fraction=p["salcl_fraction"],
-                                    seed=ctx.seed, device=ctx.device, log=ctx.log)
+                    true_scores[n, :length] = true_class_scores(
+                        np.asarray(table.heavy_logits[n, :length]), table.labels[n], table.multilabel
+                    )
+            sampler = train_sampler(
+                self._new_sampler(),
+                inputs,
+                lengths,
+                labels=labels,
+                true_scores=true_scores,
+                epochs=p["epochs"],
+                lr=p["lr"],
+                eta=p["eta"],
+                salcl_fraction=p["salcl_fraction"],
+                seed=ctx.seed,
+                device=ctx.device,
+                log=ctx.log,
+            )
             torch.save({k: v.cpu() for k, v in sampler.state_dict().items()}, folder / "sampler.pt")
 
         folder = ctx.stage("scsampler_sampler", deps, compute)
@@ -318,10 +385,18 @@ class SCSampler(HeavyOnTimesteps):
     def components(self) -> dict[str, Component]:
         clip_len = int(self.ctx.evaluation["clip_len"])
         h, w = frame_shape(self.ctx)
-        sampler = Component(self.sampler, clip_input_maker(clip_len, h, w), role="selection",
-                            config={"net": "scsampler", "clip_len": clip_len, "hw": [h, w],
-                                    **{k: self.p[k] for k in ("objective", "input_size", "width", "depth")},
-                                    "classes": self.ctx.dataset.num_classes})
+        sampler = Component(
+            self.sampler,
+            clip_input_maker(clip_len, h, w),
+            role="selection",
+            config={
+                "net": "scsampler",
+                "clip_len": clip_len,
+                "hw": [h, w],
+                **{k: self.p[k] for k in ("objective", "input_size", "width", "depth")},
+                "classes": self.ctx.dataset.num_classes,
+            },
+        )
         return {"sampler": sampler, "heavy": heavy_component(self.ctx)}
 
     def choose(self, row: int, length: int) -> np.ndarray:

@@ -26,6 +26,7 @@ each sampled frame, the kept bin it fell in, -1 if its kernel weight was zero).
 Measured results: ``skimbench run experiments/sgs_claims.yaml --local`` then ``skimbench report
 sgs-claims`` (top-1, GFLOPs per video and B' of every row; the paper's claims checked).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -46,32 +47,66 @@ from harness.toolkit.training import train_streamed, video_requests
 from methods.sgs_layers import BIN_ORDERS, DELTA_GRADS, ATFRNet, ATFRTrace, SGSAllBins, bin_positions
 
 RECIPE = 3  # bump when training changes: part of the stage key
-TRAIN_PARAMS = ("mode", "after_stage", "bins_train", "embed_dim", "kernel", "magnitude", "delta_grad", "bin_order",
-                "frames", "epochs", "batch_size", "lr")
+TRAIN_PARAMS = (
+    "mode",
+    "after_stage",
+    "bins_train",
+    "embed_dim",
+    "kernel",
+    "magnitude",
+    "delta_grad",
+    "bin_order",
+    "frames",
+    "epochs",
+    "batch_size",
+    "lr",
+)
 
 
 @register_method("sgs")
 class SGS(Method):
     summary = "3D CNN + Similarity Guided Sampling (ATFR): per-video temporal resolution B' after stage k"
     params = {
-        "mode": Param("atfr", "atfr: SGS inside the backbone; base: the plain backbone on the same T frames",
-                      choices=("atfr", "base")),
-        "after_stage": Param(1, "backbone stages before SGS: 0 = after the stem, 1 = after res2 (the paper's "
-                             "default, 'second stage'), 2 = after res3", low=0, high=3),
+        "mode": Param(
+            "atfr",
+            "atfr: SGS inside the backbone; base: the plain backbone on the same T frames",
+            choices=("atfr", "base"),
+        ),
+        "after_stage": Param(
+            1,
+            "backbone stages before SGS: 0 = after the stem, 1 = after res2 (the paper's "
+            "default, 'second stage'), 2 = after res3",
+            low=0,
+            high=3,
+        ),
         "bins_train": Param(None, "B in training (null: B = T, the paper's default)", type=int, low=1, nullable=True),
-        "bins_test": Param(None, "B at inference (null: bins_train); Table A.4 varies it", type=int, low=1,
-                           nullable=True),
+        "bins_test": Param(
+            None, "B at inference (null: bins_train); Table A.4 varies it", type=int, low=1, nullable=True
+        ),
         "embed_dim": Param(8, "L, the similarity space's dimension (Table 3: 8)", low=1),
-        "kernel": Param("linear", "sampling kernel: linear (eq. 6), kronecker (eq. 5), or linear_normalized (the "
-                        "official code's option: each bin a weighted average)",
-                        choices=("linear", "kronecker", "linear_normalized")),
-        "magnitude": Param("mean_distance", "Delta_t: norm = ||Z_t|| (eq. 1), mean_distance = ||Z_t - mean Z|| "
-                           "(official code)", choices=("mean_distance", "norm")),
-        "delta_grad": Param("similarity", "how far the gradient through Delta (eq. 8) reaches: similarity = the "
-                            "similarity network only (its input detached), backbone = on into the layers before SGS",
-                            choices=DELTA_GRADS),
-        "bin_order": Param("magnitude", "order of the kept bins after SGS: magnitude (the paper, the official code) or "
-                           "time (an ablation: by the mean frame index of each bin's maps)", choices=BIN_ORDERS),
+        "kernel": Param(
+            "linear",
+            "sampling kernel: linear (eq. 6), kronecker (eq. 5), or linear_normalized (the "
+            "official code's option: each bin a weighted average)",
+            choices=("linear", "kronecker", "linear_normalized"),
+        ),
+        "magnitude": Param(
+            "mean_distance",
+            "Delta_t: norm = ||Z_t|| (eq. 1), mean_distance = ||Z_t - mean Z|| (official code)",
+            choices=("mean_distance", "norm"),
+        ),
+        "delta_grad": Param(
+            "similarity",
+            "how far the gradient through Delta (eq. 8) reaches: similarity = the "
+            "similarity network only (its input detached), backbone = on into the layers before SGS",
+            choices=DELTA_GRADS,
+        ),
+        "bin_order": Param(
+            "magnitude",
+            "order of the kept bins after SGS: magnitude (the paper, the official code) or "
+            "time (an ablation: by the mean frame index of each bin's maps)",
+            choices=BIN_ORDERS,
+        ),
         "frames": Param(16, "T, frames sampled over the whole video (one per equal segment)", low=1),
         "epochs": Param(6, "training epochs", low=1),
         "batch_size": Param(16, "training batch size", low=1),
@@ -91,8 +126,16 @@ class SGS(Method):
         backbone = build_with_weights(self.ctx.backbone, self.ctx.dataset.num_classes)  # pretrained if given
         if self.p["mode"] == "base":
             return backbone
-        return ATFRNet(backbone, int(self.p["after_stage"]), self._zeros(self.p["frames"]), int(self.p["embed_dim"]),
-                       self.p["kernel"], self.p["magnitude"], self.p["delta_grad"], self.p["bin_order"])
+        return ATFRNet(
+            backbone,
+            int(self.p["after_stage"]),
+            self._zeros(self.p["frames"]),
+            int(self.p["embed_dim"]),
+            self.p["kernel"],
+            self.p["magnitude"],
+            self.p["delta_grad"],
+            self.p["bin_order"],
+        )
 
     def _zeros(self, frames: int) -> torch.Tensor:
         h, w = self._hw
@@ -117,18 +160,33 @@ class SGS(Method):
         bank = ctx.frames("train")
         first = bank.frames(bank.index(train[0].video_id), [0])
         self._hw = (int(first.shape[1]), int(first.shape[2]))
-        deps = {"recipe": RECIPE, "dataset": dataset_deps(ctx), "backbone": backbone_deps(ctx.backbone),
-                "seed": int(ctx.seed), "train": {k: self.p[k] for k in TRAIN_PARAMS}, "videos": [r.video_id for r in train]}
+        deps = {
+            "recipe": RECIPE,
+            "dataset": dataset_deps(ctx),
+            "backbone": backbone_deps(ctx.backbone),
+            "seed": int(ctx.seed),
+            "train": {k: self.p[k] for k in TRAIN_PARAMS},
+            "videos": [r.video_id for r in train],
+        }
 
         def compute(folder: Path) -> None:
             self.net = self._new_net().to(ctx.device)
             rows = [bank.index(r.video_id) for r in train]
             t = int(self.p["frames"])
-            train_streamed(self.net, bank, video_requests(bank, rows, lambda n, rng: tsn_segments(n, t, True, rng)),
-                           lambda x, _mask: self._forward(x, self.p["bins_train"])[0], epochs=int(self.p["epochs"]),
-                           batch_size=int(self.p["batch_size"]), lr=float(self.p["lr"]), seed=ctx.seed,
-                           multilabel=ctx.dataset.multilabel, num_classes=ctx.dataset.num_classes, log=ctx.log,
-                           what=f"sgs/{self.p['mode']}")
+            train_streamed(
+                self.net,
+                bank,
+                video_requests(bank, rows, lambda n, rng: tsn_segments(n, t, True, rng)),
+                lambda x, _mask: self._forward(x, self.p["bins_train"])[0],
+                epochs=int(self.p["epochs"]),
+                batch_size=int(self.p["batch_size"]),
+                lr=float(self.p["lr"]),
+                seed=ctx.seed,
+                multilabel=ctx.dataset.multilabel,
+                num_classes=ctx.dataset.num_classes,
+                log=ctx.log,
+                what=f"sgs/{self.p['mode']}",
+            )
             torch.save({k: v.cpu() for k, v in self.net.state_dict().items()}, folder / "model.pt")
 
         folder = ctx.stage("sgs_model", deps, compute)
@@ -154,7 +212,7 @@ class SGS(Method):
     def predict_batch(self, videos: Sequence[Any]) -> list[Prediction]:
         bank, out = self.ctx.frames("test"), []
         for start in range(0, len(videos), 16):
-            chunk = videos[start: start + 16]
+            chunk = videos[start : start + 16]
             x, picks = self._clips(bank, [v.video_id for v in chunk], None)
             with torch.no_grad():
                 logits, details = self._forward(x, self.bins_test)
@@ -166,19 +224,24 @@ class SGS(Method):
     def _prediction(self, scores: np.ndarray, picks: list[int], details: Any, i: int) -> Prediction:
         t = int(self.p["frames"])
         if details is None:  # base mode
-            return Prediction(scores=scores, usage=Usage().add("backbone", 1, frames=t), extras={"frames": picks},
-                              decoded=picks)
+            return Prediction(
+                scores=scores, usage=Usage().add("backbone", 1, frames=t), extras={"frames": picks}, decoded=picks
+            )
         kept = int(details.bins_kept[i])
         occupied = details.occupied[i].cpu()
         rank = torch.empty_like(details.order[i]).cpu()
         rank[details.order[i].cpu()] = torch.arange(len(rank))  # position of each bin among the kept ones
-        p = bin_positions(details.delta[i: i + 1].cpu(), self._bins())[0]
+        p = bin_positions(details.delta[i : i + 1].cpu(), self._bins())[0]
         frame_bin = p.floor().clamp(0, self._bins() - 1).long()
         weight_ok = (p - frame_bin - 0.5).abs() < 0.5  # zero weight exactly on a bin edge
         bin_of_frame = torch.where(occupied[frame_bin] & weight_ok, rank[frame_bin], torch.full_like(frame_bin, -1))
         usage = Usage().add("pre", 1, frames=t).add("sgs", 1, frames=t, bins=self._bins()).add("post", 1, bins=kept)
-        return Prediction(scores=scores, usage=usage,
-                          extras={"bins": kept, "frames": picks, "bin_of_frame": bin_of_frame.tolist()}, decoded=picks)
+        return Prediction(
+            scores=scores,
+            usage=usage,
+            extras={"bins": kept, "frames": picks, "bin_of_frame": bin_of_frame.tolist()},
+            decoded=picks,
+        )
 
     # -- accounting --------------------------------------------------------------------------
     def _pre_shape(self, frames: int) -> tuple[int, ...]:
@@ -203,9 +266,11 @@ class SGS(Method):
 
         return {
             "pre": Component(split.pre, lambda frames: (self._zeros(frames).to(device),)),
-            "sgs": Component(SGSAllBins(self.net.sgs, self._bins()),
-                             lambda frames, bins: (torch.zeros(self._pre_shape(frames), device=device),),
-                             role="selection"),
+            "sgs": Component(
+                SGSAllBins(self.net.sgs, self._bins()),
+                lambda frames, bins: (torch.zeros(self._pre_shape(frames), device=device),),
+                role="selection",
+            ),
             "post": Component(split.post, post_inputs),
         }
 

@@ -43,6 +43,7 @@ the method's real forward). Layers after SGS may stride time (a video of length 
 length T leaves a stride-s layer with ceil(L / s) positions, ``PaddedBins.mask``); batch norm then
 sees all videos of the batch together, not per-B' groups of one to three videos.
 """
+
 from __future__ import annotations
 
 import math
@@ -89,8 +90,14 @@ def kernel_weights(p: Tensor, bins: int, kernel: str = "linear") -> Tensor:
     raise ValueError(f"unknown SGS kernel '{kernel}' (choose from {', '.join(KERNELS)})")
 
 
-def sample_bins(features: Tensor, delta: Tensor, bins: int, kernel: str = "linear", eps: float = 1e-3,
-                delta_max: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def sample_bins(
+    features: Tensor,
+    delta: Tensor,
+    bins: int,
+    kernel: str = "linear",
+    eps: float = 1e-3,
+    delta_max: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
     """Eq. 4: O_b = sum_t I_t Psi(Delta_t, beta_b) for all B bins.
 
     features [N, C, T, H, W], delta [N, T] -> (O [N, C, B, H, W], occupied [N, B] bool). A bin is
@@ -136,8 +143,16 @@ def pack_kept(out: Tensor, occupied: Tensor, order: Tensor) -> tuple[Tensor, lis
 class SimilarityGuidedSampling(nn.Module):
     """The SGS layer for [N, C, T, H, W] activations; ``bins=None`` means B = T (the paper's default)."""
 
-    def __init__(self, channels: int, embed_dim: int = 8, kernel: str = "linear", magnitude: str = "mean_distance",
-                 eps: float = 1e-3, delta_grad: str = "backbone", order: str = "magnitude"):
+    def __init__(
+        self,
+        channels: int,
+        embed_dim: int = 8,
+        kernel: str = "linear",
+        magnitude: str = "mean_distance",
+        eps: float = 1e-3,
+        delta_grad: str = "backbone",
+        order: str = "magnitude",
+    ):
         super().__init__()
         if kernel not in KERNELS:
             raise ValueError(f"unknown SGS kernel '{kernel}' (choose from {', '.join(KERNELS)})")
@@ -150,8 +165,9 @@ class SimilarityGuidedSampling(nn.Module):
         self.kernel, self.magnitude_kind, self.eps, self.delta_grad = kernel, magnitude, eps, delta_grad
         self.order = order
         # Sec. 4.1: pool over space, then two kernel-1 layers with C and L outputs.
-        self.similarity = nn.Sequential(nn.Linear(channels, channels), nn.ReLU(inplace=False),
-                                        nn.Linear(channels, embed_dim))
+        self.similarity = nn.Sequential(
+            nn.Linear(channels, channels), nn.ReLU(inplace=False), nn.Linear(channels, embed_dim)
+        )
         self.norm = nn.BatchNorm1d(embed_dim)  # the official code normalises the embedding
 
     def embed(self, x: Tensor) -> Tensor:
@@ -284,8 +300,9 @@ def mask_padding(module: nn.Module) -> PaddedBins:
     for parent in list(module.modules()):
         for name, child in list(parent.named_children()):
             if type(child) is nn.BatchNorm3d:
-                masked = MaskedBatchNorm3d(child.num_features, child.eps, child.momentum, child.affine,
-                                           child.track_running_stats)
+                masked = MaskedBatchNorm3d(
+                    child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats
+                )
                 masked.load_state_dict(child.state_dict())
             elif type(child) is nn.AdaptiveAvgPool3d and child.output_size in (1, (1, 1, 1)):
                 masked = MaskedAvgPool3d(1)
@@ -299,13 +316,22 @@ def mask_padding(module: nn.Module) -> PaddedBins:
 class ATFRNet(nn.Module):
     """A 3D CNN with an SGS layer after stage ``after_stage`` (seed 002's ATFR)."""
 
-    def __init__(self, backbone: nn.Module, after_stage: int, reference: Tensor, embed_dim: int = 8,
-                 kernel: str = "linear", magnitude: str = "mean_distance", delta_grad: str = "backbone",
-                 order: str = "magnitude"):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        after_stage: int,
+        reference: Tensor,
+        embed_dim: int = 8,
+        kernel: str = "linear",
+        magnitude: str = "mean_distance",
+        delta_grad: str = "backbone",
+        order: str = "magnitude",
+    ):
         super().__init__()
         self.split = SplitVideoNet(backbone, after_stage)
-        self.sgs = SimilarityGuidedSampling(self.split.pre_channels(reference), embed_dim, kernel, magnitude,
-                                            delta_grad=delta_grad, order=order)
+        self.sgs = SimilarityGuidedSampling(
+            self.split.pre_channels(reference), embed_dim, kernel, magnitude, delta_grad=delta_grad, order=order
+        )
         self.padding = mask_padding(self.split.post)
 
     def post_padded(self, padded: Tensor, bins_kept: list[int]) -> Tensor:

@@ -31,6 +31,7 @@ zero fvcore FLOPs, as the paper's Table 1 ignores them. ``Prediction.extras``:
 Measured results: ``skimbench run experiments/clustering_claims.yaml --local`` then ``skimbench
 report clustering-claims`` (top-1, GFLOPs and training memory per video of every row).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -40,8 +41,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from harness.data.sampling import tsn_segments
 from harness.backbones.base import SplitVideoNet, run_grouped
+from harness.data.sampling import tsn_segments
 from harness.method import Component, Method, Prediction, Usage
 from harness.params import Param
 from harness.registry import register_method
@@ -104,14 +105,23 @@ class TemporalClusteringMethod(Method):
     summary = "TSM on all frames clustered into g groups by Hamming distance after the first block (seed 004)"
     params = {
         "g": Param(8, "clusters per video (sampled mode: frames per video)", low=1),
-        "g_train": Param(None, "g during training (null: g, one model per g as in the paper)", type=int, low=1,
-                         nullable=True),
-        "rule": Param("cumulative", "clustering rule: cumulative, slope, or uniform grouping (the paper's baseline)",
-                      choices=RULES),
-        "mode": Param("cluster", "cluster: all frames in g clusters; all_frames: TSM on every frame; sampled: TSM "
-                      "on g sampled frames (Table 1's rows)", choices=MODES),
-        "after_stage": Param(1, "backbone stages before clustering: 1 = stem + first stage (the paper's 'first block')",
-                             low=0, high=3),
+        "g_train": Param(
+            None, "g during training (null: g, one model per g as in the paper)", type=int, low=1, nullable=True
+        ),
+        "rule": Param(
+            "cumulative",
+            "clustering rule: cumulative, slope, or uniform grouping (the paper's baseline)",
+            choices=RULES,
+        ),
+        "mode": Param(
+            "cluster",
+            "cluster: all frames in g clusters; all_frames: TSM on every frame; sampled: TSM "
+            "on g sampled frames (Table 1's rows)",
+            choices=MODES,
+        ),
+        "after_stage": Param(
+            1, "backbone stages before clustering: 1 = stem + first stage (the paper's 'first block')", low=0, high=3
+        ),
         "frame_stride": Param(1, "use every n-th frame (1 = every frame, as the paper)", low=1),
         "epochs": Param(5, "training epochs", low=1),
         "batch_size": Param(8, "training batch size (videos)", low=1),
@@ -134,8 +144,9 @@ class TemporalClusteringMethod(Method):
             return tsn_segments(length, g, rng is not None, rng)
         return np.arange(0, length, int(self.p["frame_stride"]))
 
-    def _inputs(self, bank: Any, video_ids: Sequence[str], rng: np.random.Generator | None,
-                g: int) -> tuple[list[Tensor], list[np.ndarray]]:
+    def _inputs(
+        self, bank: Any, video_ids: Sequence[str], rng: np.random.Generator | None, g: int
+    ) -> tuple[list[Tensor], list[np.ndarray]]:
         xs, picks = [], []
         for video_id in video_ids:
             row = bank.index(video_id)
@@ -163,8 +174,14 @@ class TemporalClusteringMethod(Method):
         self._hw = (int(first.shape[1]), int(first.shape[2]))
         train_params = {k: self.p[k] for k in TRAIN_PARAMS}
         train_params["g"] = self.g_train
-        deps = {"recipe": RECIPE, "dataset": dataset_deps(ctx), "backbone": backbone_deps(ctx.backbone), "seed": int(ctx.seed),
-                "train": train_params, "videos": [r.video_id for r in train]}
+        deps = {
+            "recipe": RECIPE,
+            "dataset": dataset_deps(ctx),
+            "backbone": backbone_deps(ctx.backbone),
+            "seed": int(ctx.seed),
+            "train": train_params,
+            "videos": [r.video_id for r in train],
+        }
 
         def compute(folder: Path) -> None:
             self.net = self._new_net().to(ctx.device)
@@ -174,9 +191,20 @@ class TemporalClusteringMethod(Method):
                 return self._forward([x[i, :, : int(mask[i].sum())] for i in range(len(x))], self.g_train)[0]
 
             pick = lambda n, rng: self._frame_indices(n, rng, self.g_train)  # noqa: E731
-            train_streamed(self.net, bank, video_requests(bank, rows, pick), forward, epochs=int(self.p["epochs"]), batch_size=int(self.p["batch_size"]),
-                           lr=float(self.p["lr"]), seed=ctx.seed, multilabel=ctx.dataset.multilabel,
-                           num_classes=ctx.dataset.num_classes, log=ctx.log, what=f"clustering/{self.p['mode']}")
+            train_streamed(
+                self.net,
+                bank,
+                video_requests(bank, rows, pick),
+                forward,
+                epochs=int(self.p["epochs"]),
+                batch_size=int(self.p["batch_size"]),
+                lr=float(self.p["lr"]),
+                seed=ctx.seed,
+                multilabel=ctx.dataset.multilabel,
+                num_classes=ctx.dataset.num_classes,
+                log=ctx.log,
+                what=f"clustering/{self.p['mode']}",
+            )
             torch.save({k: v.cpu() for k, v in self.net.state_dict().items()}, folder / "model.pt")
 
         folder = ctx.stage("temporal_clustering_model", deps, compute)
@@ -194,7 +222,7 @@ class TemporalClusteringMethod(Method):
     def predict_batch(self, videos: Sequence[Any]) -> list[Prediction]:
         bank, g, out = self.ctx.frames("test"), int(self.p["g"]), []
         for start in range(0, len(videos), 8):
-            chunk = videos[start: start + 8]
+            chunk = videos[start : start + 8]
             xs, picks = self._inputs(bank, [v.video_id for v in chunk], None, g)
             with torch.no_grad():
                 logits, starts = self._forward(xs, g)
@@ -236,8 +264,10 @@ class TemporalClusteringMethod(Method):
             _, c, _, h, w = shape["pre"]
             return (torch.zeros(1, c, int(frames), h, w, device=self.ctx.device),)
 
-        return {"pre": Component(split.pre, lambda frames: (self._zeros(frames),)),
-                "post": Component(split.post, post_inputs)}
+        return {
+            "pre": Component(split.pre, lambda frames: (self._zeros(frames),)),
+            "post": Component(split.post, post_inputs),
+        }
 
     def trace_video(self, video: Any) -> tuple[nn.Module, tuple]:
         xs, _ = self._inputs(self.ctx.frames("test"), [video.video_id], None, int(self.p["g"]))

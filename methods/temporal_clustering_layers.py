@@ -22,6 +22,7 @@ What the paper leaves open, decided here:
 * Videos of fewer than g frames: each frame is its own cluster and the last frame is repeated to
   fill g, which is the paper's padding rule ("pad it repeatedly with the last video frame").
 """
+
 from __future__ import annotations
 
 import torch
@@ -92,7 +93,7 @@ def starts_to_ids(starts: list[int], length: int) -> Tensor:
 
 def average_clusters(x: Tensor, starts: list[int]) -> Tensor:
     """[T, ...] activations -> [g, ...] cluster means (a repeated start repeats that frame)."""
-    g, length = len(starts), x.shape[0]
+    length = x.shape[0]
     ends = [max(e, s + 1) for s, e in zip(starts, starts[1:] + [length])]
     return torch.stack([x[s:e].mean(dim=0) for s, e in zip(starts, ends)])
 

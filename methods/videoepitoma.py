@@ -38,6 +38,7 @@ The learned aggregator alone (this classifier on uniform timesteps, no selector)
 Results: ``skimbench run experiments/videoepitoma_claims.yaml`` then ``skimbench report
 videoepitoma-claims`` (tables and the claims check in ``results/videoepitoma-claims/``).
 """
+
 from __future__ import annotations
 
 import math
@@ -55,8 +56,14 @@ from harness.registry import register_method
 from harness.toolkit.clips import video_clips
 from harness.toolkit.heavy_on_timesteps import features_only
 from harness.toolkit.selection import aggregate, class_probabilities, uniform_timesteps
-from harness.toolkit.stages import (LIGHT_PARAMS, heavy_classifier, light_network, shared_components,
-                                   timestep_stages, timestep_table)
+from harness.toolkit.stages import (
+    LIGHT_PARAMS,
+    heavy_classifier,
+    light_network,
+    shared_components,
+    timestep_stages,
+    timestep_table,
+)
 
 _NEG = -1e9  # finite "minus infinity": a fully masked attention row stays finite
 
@@ -152,14 +159,22 @@ class VideoClassifier(nn.Module):
 class VideoEpitomaNet(nn.Module):
     """Selector on LightNet features + classifier on the features of the chosen timesteps."""
 
-    def __init__(self, light_dim: int, classifier_dim: int, num_classes: int, concepts: int = 32,
-                 hidden: int = 128, context: bool = True):
+    def __init__(
+        self,
+        light_dim: int,
+        classifier_dim: int,
+        num_classes: int,
+        concepts: int = 32,
+        hidden: int = 128,
+        context: bool = True,
+    ):
         super().__init__()
         self.selector = TimestepSelector(light_dim, concepts, hidden, context)
         self.classifier = VideoClassifier(classifier_dim, num_classes, hidden)
 
-    def forward(self, light: torch.Tensor, features: torch.Tensor, mask: torch.Tensor,
-                top_t: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, light: torch.Tensor, features: torch.Tensor, mask: torch.Tensor, top_t: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns (class logits, gate values [B, L] (0 = discarded), alpha [B, L])."""
         alpha = self.selector(light, mask)
         if top_t:
@@ -191,9 +206,22 @@ def random_candidates(mask: torch.Tensor, t: int, generator: torch.Generator) ->
     return top_t_mask(draw, mask, t)
 
 
-def train_videoepitoma(net: VideoEpitomaNet, light: torch.Tensor, features: torch.Tensor, mask: torch.Tensor,
-                       targets: torch.Tensor, *, sparsity: float, multilabel: bool, epochs: int, batch_size: int,
-                       lr: float, seed: int, candidates: int | None = None, log=print) -> VideoEpitomaNet:
+def train_videoepitoma(
+    net: VideoEpitomaNet,
+    light: torch.Tensor,
+    features: torch.Tensor,
+    mask: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    sparsity: float,
+    multilabel: bool,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    candidates: int | None = None,
+    log=print,
+) -> VideoEpitomaNet:
     """Adam (lr, eps 1e-4, the paper's optimiser) on CE + sparsity * L0, minibatches of whole videos.
 
     ``candidates`` = T: every step the selector sees only T random timesteps of each video (the paper
@@ -206,7 +234,7 @@ def train_videoepitoma(net: VideoEpitomaNet, light: torch.Tensor, features: torc
         order = torch.randperm(len(mask), generator=generator).to(mask.device)
         totals = np.zeros(3)
         for start in range(0, len(order), batch_size):
-            idx = order[start: start + batch_size]
+            idx = order[start : start + batch_size]
             seen = random_candidates(mask[idx], candidates, generator) if candidates else mask[idx]
             logits, gates, alpha = net(light[idx], features[idx], seen)
             ce, l0 = classification_loss(logits, targets[idx], multilabel), l0_penalty(alpha, seen)
@@ -231,8 +259,14 @@ def train_videoepitoma(net: VideoEpitomaNet, light: torch.Tensor, features: torc
 class EpitomaTrace(nn.Module):
     """Everything VideoEpitoma runs on one test video, from its candidate clips: the brute-force FLOP proof."""
 
-    def __init__(self, light: nn.Module, selector: TimestepSelector, heavy: nn.Module,
-                 classifier: VideoClassifier | None, top_t: int | None):
+    def __init__(
+        self,
+        light: nn.Module,
+        selector: TimestepSelector,
+        heavy: nn.Module,
+        classifier: VideoClassifier | None,
+        top_t: int | None,
+    ):
         super().__init__()
         self.light, self.selector, self.heavy, self.classifier, self.top_t = light, selector, heavy, classifier, top_t
 
@@ -250,26 +284,49 @@ class EpitomaTrace(nn.Module):
 
 @register_method("videoepitoma")
 class VideoEpitoma(Method):
-    summary = "LightNet timestep selector (concept kernels, context attention, gated sigmoid, L0) + HeavyNet on the chosen timesteps"
+    summary = (
+        "LightNet timestep selector (concept kernels, context attention, gated sigmoid, L0) + HeavyNet on the chosen "
+        "timesteps"
+    )
     params = {
-        "mode": Param("end2end", "end2end: selector and attention+MLP classifier trained together on HeavyNet "
-                      "features; standalone: selector trained on LightNet features, feeding the shared heavy classifier",
-                      choices=("end2end", "standalone")),
-        "sparsity": Param(0.5, "weight of the L0 sparsity penalty (expected fraction of open gates): higher, fewer timesteps", low=0.0),
-        "top_t": Param(None, "test: take the T highest-gated timesteps instead of the open gates (Table 2 protocol)",
-                       type=int, low=1, nullable=True),
-        "context": Param(True, "self-attention context layer before the gate (false: the frame-only ablation, section 4.4)"),
+        "mode": Param(
+            "end2end",
+            "end2end: selector and attention+MLP classifier trained together on HeavyNet "
+            "features; standalone: selector trained on LightNet features, feeding the shared heavy classifier",
+            choices=("end2end", "standalone"),
+        ),
+        "sparsity": Param(
+            0.5, "weight of the L0 sparsity penalty (expected fraction of open gates): higher, fewer timesteps", low=0.0
+        ),
+        "top_t": Param(
+            None,
+            "test: take the T highest-gated timesteps instead of the open gates (Table 2 protocol)",
+            type=int,
+            low=1,
+            nullable=True,
+        ),
+        "context": Param(
+            True, "self-attention context layer before the gate (false: the frame-only ablation, section 4.4)"
+        ),
         "concepts": Param(32, "number of learned concept kernels N", low=1),
         "hidden": Param(128, "hidden width of the gate MLP, the attention layers and the classifier MLP", low=4),
         "epochs": Param(30, "training epochs over the training videos", low=1),
         "batch_size": Param(32, "videos per training batch", low=1),
         "lr": Param(1e-3, "Adam learning rate (epsilon 1e-4, as in the paper)", low=0.0),
-        "aggregate": Param("auto", "standalone: rule combining the chosen timesteps' heavy scores (auto: mean softmax / max sigmoid)",
-                           choices=("auto", "mean_softmax", "max_sigmoid", "mean_logits")),
+        "aggregate": Param(
+            "auto",
+            "standalone: rule combining the chosen timesteps' heavy scores (auto: mean softmax / max sigmoid)",
+            choices=("auto", "mean_softmax", "max_sigmoid", "mean_logits"),
+        ),
         **LIGHT_PARAMS,  # the LightNet's width and input size, shared with every method that uses it
-        "candidates": Param(None, "T candidate timesteps the LightNet sees and the selector chooses among (Table 1): "
-                            "uniformly spaced at test, random per video in training; null = every timestep",
-                            type=int, low=1, nullable=True),
+        "candidates": Param(
+            None,
+            "T candidate timesteps the LightNet sees and the selector chooses among (Table 1): "
+            "uniformly spaced at test, random per video in training; null = every timestep",
+            type=int,
+            low=1,
+            nullable=True,
+        ),
     }
     budget_param = "sparsity"
     dynamic = True
@@ -292,11 +349,29 @@ class VideoEpitoma(Method):
         mask = torch.as_tensor(table.mask[rows], device=device)
         targets = torch.as_tensor(table.labels[rows], dtype=torch.float32, device=device)
         torch.manual_seed(self.ctx.seed)
-        self.net = VideoEpitomaNet(light.shape[-1], features.shape[-1], targets.shape[1], self.p["concepts"],
-                                   self.p["hidden"], self.p["context"]).to(device)
-        train_videoepitoma(self.net, light, features, mask, targets, sparsity=self.p["sparsity"],
-                           multilabel=table.multilabel, epochs=self.p["epochs"], batch_size=self.p["batch_size"],
-                           lr=self.p["lr"], seed=self.ctx.seed, candidates=self.p["candidates"], log=self.ctx.log)
+        self.net = VideoEpitomaNet(
+            light.shape[-1],
+            features.shape[-1],
+            targets.shape[1],
+            self.p["concepts"],
+            self.p["hidden"],
+            self.p["context"],
+        ).to(device)
+        train_videoepitoma(
+            self.net,
+            light,
+            features,
+            mask,
+            targets,
+            sparsity=self.p["sparsity"],
+            multilabel=table.multilabel,
+            epochs=self.p["epochs"],
+            batch_size=self.p["batch_size"],
+            lr=self.p["lr"],
+            seed=self.ctx.seed,
+            candidates=self.p["candidates"],
+            log=self.ctx.log,
+        )
         self.table = timestep_table(self.ctx, "test", light=self.p)
 
     def components(self) -> dict[str, Component]:
@@ -307,18 +382,29 @@ class VideoEpitoma(Method):
         # the heavy head end-to-end (standalone uses the whole heavy classifier)
         parts = {
             "light": features_only(shared["light"]),
-            "selector": Component(self.net.selector, lambda steps: (torch.zeros(1, steps, light_dim),),
-                                  role="selection", config={**config, "part": "selector", "dim": light_dim}),
+            "selector": Component(
+                self.net.selector,
+                lambda steps: (torch.zeros(1, steps, light_dim),),
+                role="selection",
+                config={**config, "part": "selector", "dim": light_dim},
+            ),
         }
         if not self.end2end:
             parts["heavy"] = shared["heavy"]
             return parts
         heavy_dim = self.net.classifier.mlp[0].in_features
         parts["heavy"] = features_only(shared["heavy"])
-        parts["classifier"] = Component(self.net.classifier,
-                                        lambda steps: (torch.zeros(1, steps, heavy_dim), torch.ones(1, steps)),
-                                        role="recognition", config={**config, "part": "classifier", "dim": heavy_dim,
-                                                                             "classes": self.net.classifier.mlp[2].out_features})
+        parts["classifier"] = Component(
+            self.net.classifier,
+            lambda steps: (torch.zeros(1, steps, heavy_dim), torch.ones(1, steps)),
+            role="recognition",
+            config={
+                **config,
+                "part": "classifier",
+                "dim": heavy_dim,
+                "classes": self.net.classifier.mlp[2].out_features,
+            },
+        )
         return parts
 
     def eval_mode(self) -> None:
@@ -355,21 +441,35 @@ class VideoEpitoma(Method):
             scores = class_probabilities(logits, self.table.multilabel).cpu().numpy()
             usage.add("classifier", 1, steps=len(chosen))
         else:
-            scores = aggregate(np.asarray(self.table.heavy_logits[row, chosen]), self.p["aggregate"], self.table.multilabel)
+            scores = aggregate(
+                np.asarray(self.table.heavy_logits[row, chosen]), self.p["aggregate"], self.table.multilabel
+            )
         heavy_frames = self.table.heavy_frames(row, chosen)
         # the LightNet saw the middle frame of every candidate, the HeavyNet the chosen clips
         light_frames = clip_frames(self._candidates(row), self.table.clip_len, middle_only=True)
         decoded = sorted(set(light_frames) | set(heavy_frames))
-        return Prediction(scores=np.asarray(scores, dtype=np.float64), usage=usage, selected=heavy_frames,
-                          extras={"timesteps": [int(t) for t in chosen], "num_timesteps": length,
-                                  "candidates": [int(t) for t in self._candidates(row)],
-                                  "gate_logits": [round(float(a), 4) for a in alpha.detach().cpu()]},
-                          decoded=decoded)
+        return Prediction(
+            scores=np.asarray(scores, dtype=np.float64),
+            usage=usage,
+            selected=heavy_frames,
+            extras={
+                "timesteps": [int(t) for t in chosen],
+                "num_timesteps": length,
+                "candidates": [int(t) for t in self._candidates(row)],
+                "gate_logits": [round(float(a), 4) for a in alpha.detach().cpu()],
+            },
+            decoded=decoded,
+        )
 
     def trace_video(self, video: Any) -> tuple[nn.Module, tuple]:
         row = self.table.row(video.video_id)
         candidates = torch.as_tensor(self._candidates(row))
         clips = video_clips(self.ctx, "test", video.video_id)[candidates].to(self.ctx.device)
-        module = EpitomaTrace(light_network(self.ctx, self.p), self.net.selector, heavy_classifier(self.ctx),
-                              self.net.classifier if self.end2end else None, self.p["top_t"])
+        module = EpitomaTrace(
+            light_network(self.ctx, self.p),
+            self.net.selector,
+            heavy_classifier(self.ctx),
+            self.net.classifier if self.end2end else None,
+            self.p["top_t"],
+        )
         return module.eval(), (clips,)

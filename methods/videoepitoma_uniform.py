@@ -12,6 +12,7 @@ minus ``uniform`` the aggregator's.
 Usage per video: {"heavy": min(K, L) (features only: the heavy head never runs), "classifier": 1 at
 that many steps}.
 """
+
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -38,9 +39,21 @@ def uniform_mask(lengths: np.ndarray, longest: int, k: int) -> torch.Tensor:
     return mask
 
 
-def train_video_classifier(net: nn.Module, features: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor, *,
-                           multilabel: bool, epochs: int, batch_size: int, lr: float, seed: int, eps: float = 1e-4,
-                           what: str = "videoepitoma_uniform", log=print) -> nn.Module:
+def train_video_classifier(
+    net: nn.Module,
+    features: torch.Tensor,
+    mask: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    multilabel: bool,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    eps: float = 1e-4,
+    what: str = "videoepitoma_uniform",
+    log=print,
+) -> nn.Module:
     """Adam on CE (BCE multi-label) over minibatches of whole videos, for a classifier of per-timestep
     features called as ``net(features [B, L, D], mask [B, L] as 0/1 floats)``: VideoEpitoma's recipe
     without the selector (eps 1e-4, the paper's), also LiteEval's LSTM baselines (eps 1e-8)."""
@@ -51,7 +64,7 @@ def train_video_classifier(net: nn.Module, features: torch.Tensor, mask: torch.T
         order = torch.randperm(len(mask), generator=generator).to(mask.device)
         total = 0.0
         for start in range(0, len(order), batch_size):
-            idx = order[start: start + batch_size]
+            idx = order[start : start + batch_size]
             loss = classification_loss(net(features[idx], mask[idx].to(features.dtype)), targets[idx], multilabel)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -97,16 +110,32 @@ class VideoEpitomaUniform(Method):
         targets = torch.as_tensor(table.labels[rows], dtype=torch.float32, device=device)
         torch.manual_seed(self.ctx.seed)
         self.net = VideoClassifier(features.shape[-1], targets.shape[1], self.p["hidden"]).to(device)
-        train_video_classifier(self.net, features, mask, targets, multilabel=table.multilabel, epochs=self.p["epochs"],
-                               batch_size=self.p["batch_size"], lr=self.p["lr"], seed=self.ctx.seed, log=self.ctx.log)
+        train_video_classifier(
+            self.net,
+            features,
+            mask,
+            targets,
+            multilabel=table.multilabel,
+            epochs=self.p["epochs"],
+            batch_size=self.p["batch_size"],
+            lr=self.p["lr"],
+            seed=self.ctx.seed,
+            log=self.ctx.log,
+        )
         self.table = timestep_table(self.ctx, "test")
 
     def components(self) -> dict[str, Component]:
         dim, classes = self.net.mlp[0].in_features, self.net.mlp[2].out_features
         config = {"method": "videoepitoma_uniform", "hidden": self.p["hidden"], "dim": dim, "classes": classes}
-        return {"heavy": features_only(heavy_component(self.ctx)),
-                "classifier": Component(self.net, lambda steps: (torch.zeros(1, steps, dim), torch.ones(1, steps)),
-                                        role="recognition", config=config)}
+        return {
+            "heavy": features_only(heavy_component(self.ctx)),
+            "classifier": Component(
+                self.net,
+                lambda steps: (torch.zeros(1, steps, dim), torch.ones(1, steps)),
+                role="recognition",
+                config=config,
+            ),
+        }
 
     def eval_mode(self) -> None:
         self.net.eval()
@@ -122,9 +151,13 @@ class VideoEpitomaUniform(Method):
         logits = self.net(features, torch.ones_like(features[..., 0]))[0]
         scores = class_probabilities(logits, self.table.multilabel).cpu().numpy().astype(np.float64)
         frames = self.table.heavy_frames(row, chosen)
-        return Prediction(scores=scores, usage=Usage({"heavy": len(chosen)}).add("classifier", 1, steps=len(chosen)),
-                          selected=frames, decoded=frames,
-                          extras={"timesteps": [int(t) for t in chosen], "num_timesteps": int(self.table.lengths[row])})
+        return Prediction(
+            scores=scores,
+            usage=Usage({"heavy": len(chosen)}).add("classifier", 1, steps=len(chosen)),
+            selected=frames,
+            decoded=frames,
+            extras={"timesteps": [int(t) for t in chosen], "num_timesteps": int(self.table.lengths[row])},
+        )
 
     def trace_video(self, video: Any) -> tuple[nn.Module, tuple]:
         chosen = self._chosen(self.table.row(video.video_id))

@@ -1,4 +1,5 @@
 """Shared fixtures: the built-in benchmark at size tiny, generated once per test session."""
+
 from __future__ import annotations
 
 import os
@@ -28,10 +29,21 @@ def write_spec(folder: Path, name: str, body: str) -> Path:
     return path
 
 
-def quick_spec(folder: Path, tiny_root: Path, *, experiment: str = "e2e", method_params: str = "", grid: str = "k: [2, 4]",
-               seeds: str = "[0]", extra: str = "") -> Path:
+def quick_spec(
+    folder: Path,
+    tiny_root: Path,
+    *,
+    experiment: str = "e2e",
+    method_params: str = "",
+    grid: str = "k: [2, 4]",
+    seeds: str = "[0]",
+    extra: str = "",
+) -> Path:
     """A spec running the quick_centroid test plugin on the tiny benchmark, everything under ``folder``."""
-    return write_spec(folder, experiment, f"""\
+    return write_spec(
+        folder,
+        experiment,
+        f"""\
 experiment: {experiment}
 dataset:
   name: skim-digits
@@ -47,13 +59,22 @@ resources: {{cpus: 1, gpus: 0}}
 tracking: {{uri: "sqlite:///{folder}/mlflow.db"}}
 ray: {{num_cpus: 2}}
 output: "{folder}/results"
-{extra}""")
+{extra}""",
+    )
 
 
-def skimbench(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+def skimbench(
+    *args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
     """Run the real command line in a subprocess."""
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=cwd or ROOT, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args],
+        cwd=cwd or ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 @pytest.fixture
@@ -67,8 +88,17 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def tiny_trial(tiny_root: Path, method: str, params: dict, *, store: Path, workdir: Path, backbone: str = "resnet18",
-               backbone_params: dict | None = None, evaluation: dict | None = None):
+def tiny_trial(
+    tiny_root: Path,
+    method: str,
+    params: dict,
+    *,
+    store: Path,
+    workdir: Path,
+    backbone: str = "resnet18",
+    backbone_params: dict | None = None,
+    evaluation: dict | None = None,
+):
     """(ctx, method) built exactly as a trial builds them, on the tiny built-in benchmark."""
     from harness.params import resolve_params
     from harness.registry import BACKBONES, DATASETS, METHODS
@@ -76,10 +106,16 @@ def tiny_trial(tiny_root: Path, method: str, params: dict, *, store: Path, workd
     from harness.stages import StageStore
     from harness.trial import build_context
 
-    cfg = {"seed": 0,
-           "dataset": {"name": "skim-digits", "params": resolve_params(DATASETS.get("skim-digits").params,
-                                                                       {"variant": "longrange", "size": "tiny", "root": str(tiny_root)})},
-           "backbone": {"name": backbone, "params": resolve_params(BACKBONES.get(backbone).params, backbone_params or {})},
-           "method": {"name": method, "params": resolve_params(METHODS.get(method).params, params)},
-           "evaluation": resolve_params(EVALUATION_PARAMS, {"device": "cpu", **(evaluation or {})})}
+    cfg = {
+        "seed": 0,
+        "dataset": {
+            "name": "skim-digits",
+            "params": resolve_params(
+                DATASETS.get("skim-digits").params, {"variant": "longrange", "size": "tiny", "root": str(tiny_root)}
+            ),
+        },
+        "backbone": {"name": backbone, "params": resolve_params(BACKBONES.get(backbone).params, backbone_params or {})},
+        "method": {"name": method, "params": resolve_params(METHODS.get(method).params, params)},
+        "evaluation": resolve_params(EVALUATION_PARAMS, {"device": "cpu", **(evaluation or {})}),
+    }
     return build_context(cfg, StageStore(store), workdir, log=lambda _: None)

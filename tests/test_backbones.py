@@ -1,5 +1,6 @@
 """Backbones: every registered one builds small, runs forward/backward on its input kind, lets a
 layer change T between stages; defaults are the published architectures; checkpoints load."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -15,10 +16,16 @@ from harness.registry import BACKBONES, UnknownNameError
 # small widths for CPU; every built-in backbone must have an entry here
 SMALL = {
     "mobilenet_v2": {"width_mult": 0.25},
-    "resnet18": {"width": 8}, "resnet50": {"width": 8}, "resnet101": {"width": 8},
-    "tsm_resnet18": {"width": 8}, "tsm_resnet50": {"width": 8},
-    "r3d_18": {"width": 8}, "mc3_18": {"width": 8}, "r2plus1d_18": {"width": 8},
-    "slow_r50": {"width": 8}, "modified_r3d_18": {"width": 8, "stem_width": 2},
+    "resnet18": {"width": 8},
+    "resnet50": {"width": 8},
+    "resnet101": {"width": 8},
+    "tsm_resnet18": {"width": 8},
+    "tsm_resnet50": {"width": 8},
+    "r3d_18": {"width": 8},
+    "mc3_18": {"width": 8},
+    "r2plus1d_18": {"width": 8},
+    "slow_r50": {"width": 8},
+    "modified_r3d_18": {"width": 8, "stem_width": 2},
     "x3d_s": {"width_factor": 0.5, "depth_factor": 0.5},
     "shufflenet3d": {"width_mult": 0.25},
 }
@@ -106,9 +113,15 @@ def test_tsm_shift_mixes_frames_only_when_enabled():
 
 def test_published_architectures_have_the_published_parameter_counts():
     """Parameter counts of torchvision / PyTorchVideo models (reference classifier widths)."""
-    expected = {("resnet18", 1000): 11_689_512, ("resnet50", 1000): 25_557_032, ("mobilenet_v2", 1000): 3_504_872,
-                ("r3d_18", 400): 33_371_472, ("mc3_18", 400): 11_695_440, ("r2plus1d_18", 400): 31_505_325,
-                ("slow_r50", 400): 32_454_096}
+    expected = {
+        ("resnet18", 1000): 11_689_512,
+        ("resnet50", 1000): 25_557_032,
+        ("mobilenet_v2", 1000): 3_504_872,
+        ("r3d_18", 400): 33_371_472,
+        ("mc3_18", 400): 11_695_440,
+        ("r2plus1d_18", 400): 31_505_325,
+        ("slow_r50", 400): 32_454_096,
+    }
     for (name, classes), count in expected.items():
         model = build_backbone(name, {}, classes)
         assert sum(p.numel() for p in model.parameters()) == count, name

@@ -1,11 +1,18 @@
 """Baselines: uniform / random / dense / oracle choices, top-K, aggregation, and the oracle's label-only
 dependence (on hand-made tables; the real-benchmark checks are in tests/test_shared.py)."""
+
 from __future__ import annotations
 
 import numpy as np
 
-from harness.toolkit.selection import (aggregate, random_timesteps, top_k, true_class_scores, uniform_timesteps,
-                                      video_rng)
+from harness.toolkit.selection import (
+    aggregate,
+    random_timesteps,
+    top_k,
+    true_class_scores,
+    uniform_timesteps,
+    video_rng,
+)
 from harness.toolkit.stages import TimestepTable
 from methods.dense import Dense
 from methods.oracle import Oracle, oracle_timesteps
@@ -55,9 +62,16 @@ def test_aggregate_auto_rules():
 
 def _table(logits: np.ndarray, labels: np.ndarray, lengths: list[int], rng: np.random.Generator) -> TimestepTable:
     n, lmax, _ = logits.shape
-    return TimestepTable(video_ids=[f"v{i}" for i in range(n)], lengths=np.array(lengths), labels=labels,
-                         heavy_logits=logits, heavy_features=rng.normal(size=(n, lmax, 8)),
-                         light_features=rng.normal(size=(n, lmax, 4)), clip_len=4, multilabel=False)
+    return TimestepTable(
+        video_ids=[f"v{i}" for i in range(n)],
+        lengths=np.array(lengths),
+        labels=labels,
+        heavy_logits=logits,
+        heavy_features=rng.normal(size=(n, lmax, 8)),
+        light_features=rng.normal(size=(n, lmax, 4)),
+        clip_len=4,
+        multilabel=False,
+    )
 
 
 def test_oracle_uses_the_true_label_and_nothing_else():
@@ -99,8 +113,13 @@ def test_baseline_predictions_read_their_chosen_timesteps():
     logits = rng.normal(size=(2, 10, 3))
     labels = np.eye(3, dtype=np.float32)[[0, 1]]
     table = _table(logits, labels, [10, 3], rng)
-    for cls, params in ((Uniform, {"k": 4, "placement": "centres"}), (Uniform, {"k": 4, "placement": "endpoints"}),
-                        (RandomK, {"k": 4}), (Dense, {}), (Oracle, {"k": 4})):
+    for cls, params in (
+        (Uniform, {"k": 4, "placement": "centres"}),
+        (Uniform, {"k": 4, "placement": "endpoints"}),
+        (RandomK, {"k": 4}),
+        (Dense, {}),
+        (Oracle, {"k": 4}),
+    ):
         method = cls(type("Ctx", (), {"seed": 0})(), aggregate="auto", **params)
         method.table = table
         short = method.predict(type("Rec", (), {"video_id": "v1"})())

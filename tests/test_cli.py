@@ -1,6 +1,7 @@
 """The command line: overrides and subsets (--set, --only, --seeds), discovery (plugins, methods
 NAME, --version, a help text on every option), and the small errors of #16.8 (results and report of
 an unknown experiment, `data` without a subcommand). In process, through ``harness.cli.main``."""
+
 from __future__ import annotations
 
 import argparse
@@ -44,8 +45,19 @@ def spec(tmp_path) -> Path:
 def test_plan_with_only_seeds_and_set(spec, capsys):
     code, out, _ = main(capsys, "plan", str(spec), "--plugin", str(PLUGINS))
     assert code == 0 and "3 trials" in out
-    code, out, _ = main(capsys, "plan", str(spec), "--only", "specfix_uniform", "--seeds", "0,1,2",
-                        "--set", "evaluation.batch_size=16", "--set", "resources.cpus=2")
+    code, out, _ = main(
+        capsys,
+        "plan",
+        str(spec),
+        "--only",
+        "specfix_uniform",
+        "--seeds",
+        "0,1,2",
+        "--set",
+        "evaluation.batch_size=16",
+        "--set",
+        "resources.cpus=2",
+    )
     assert code == 0, out
     assert "experiment 'clitest', 6 trials (2 CPU, 0 GPU each)" in out
     rows = out.splitlines()[2:]
@@ -72,11 +84,14 @@ def test_methods_name_prints_only_that_method(capsys):
     assert "    k = 8  (a positive integer)  frames per video" in out
 
 
-@pytest.mark.parametrize("kind, name, line", [
-    ("datasets", "specfix_digits", "    size = 'tiny'  (one of 'tiny', 'small', 'full')  how many videos"),
-    ("backbones", "specfix_r3d", "    depth = 18  (one of 10, 18)  number of layers"),
-    ("methods", "specfix_sampler", "    gamma = 0.5  (a number in [0.0, 1.0])  mixing weight"),
-])
+@pytest.mark.parametrize(
+    "kind, name, line",
+    [
+        ("datasets", "specfix_digits", "    size = 'tiny'  (one of 'tiny', 'small', 'full')  how many videos"),
+        ("backbones", "specfix_r3d", "    depth = 18  (one of 10, 18)  number of layers"),
+        ("methods", "specfix_sampler", "    gamma = 0.5  (a number in [0.0, 1.0])  mixing weight"),
+    ],
+)
 def test_plugins_lists_each_registry_with_parameters(capsys, kind, name, line):
     code, out, _ = main(capsys, "plugins", kind)
     assert code == 0 and f"\n{name}: " in "\n" + out
@@ -105,8 +120,11 @@ def test_every_option_has_a_help_text():
             elif not isinstance(action, argparse._HelpAction):
                 yield where, action
 
-    missing = [f"{where} {'/'.join(action.option_strings) or action.dest}"
-               for where, action in walk(cli.build_parser(), "skimbench") if not action.help]
+    missing = [
+        f"{where} {'/'.join(action.option_strings) or action.dest}"
+        for where, action in walk(cli.build_parser(), "skimbench")
+        if not action.help
+    ]
     assert missing == []
 
 

@@ -1,5 +1,6 @@
 """Static counts (reference figures, cache, eval mode, recurrent layers), per-video accounting,
 and runtime measurement."""
+
 from __future__ import annotations
 
 import time
@@ -13,8 +14,14 @@ from torch import nn
 from harness.backbones import build_backbone
 from harness.compute import FLOP_CONVENTION, account, brute_force_gflops, clear_cache, count_flops
 from harness.method import Component, Usage
-from harness.runtime import (autocast, channels_last, measure_latency, pick_device, saved_activation_mb,
-                             track_peak_memory)
+from harness.runtime import (
+    autocast,
+    channels_last,
+    measure_latency,
+    pick_device,
+    saved_activation_mb,
+    track_peak_memory,
+)
 
 # published GFLOPs (multiply-adds, one view) from docs/shared notes: torchvision's model tables
 PUBLISHED = {
@@ -54,8 +61,15 @@ def test_convention_is_stated():
 
 
 def small_cnn() -> nn.Module:
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.Sigmoid(), nn.Dropout(0.5),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.Sigmoid(),
+        nn.Dropout(0.5),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 4),
+    )
 
 
 def expected_small_cnn_flops(h: int, w: int) -> int:
@@ -131,9 +145,11 @@ def components() -> dict[str, Component]:
 
 
 def test_account_per_video_with_realised_shapes():
-    usages = [Usage().add("light", 16).add("heavy", 2),
-              Usage().add("light", 16).add("heavy", 1, rows=5),
-              Usage().add("light", 8).add("shared", 1)]
+    usages = [
+        Usage().add("light", 16).add("heavy", 2),
+        Usage().add("light", 16).add("heavy", 1, rows=5),
+        Usage().add("light", 8).add("shared", 1),
+    ]
     result = account(components(), usages)
     np.testing.assert_allclose(result.per_video * 1e9, [1600 + 2000, 1600 + 5000, 800 + 200])
     np.testing.assert_allclose(result.per_video_selection * 1e9, [1600, 1600, 1000])
@@ -198,8 +214,13 @@ def test_peak_memory_of_a_block_on_cpu():
     import sys
     from pathlib import Path
 
-    out = subprocess.run([sys.executable, "-c", PEAK_SCRIPT], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parents[1])
+    out = subprocess.run(
+        [sys.executable, "-c", PEAK_SCRIPT],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     mem = json.loads(out.stdout.strip().splitlines()[-1])
     assert mem["source"] == "rss_hwm"  # the high-water mark was reset at the block's start
     assert 50 < mem["big"] < 120 and mem["small"] < 20

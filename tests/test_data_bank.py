@@ -1,4 +1,5 @@
 """Frame bank (bad-data policy on really corrupted files), manifest, cached features, data commands."""
+
 import json
 import shutil
 
@@ -35,10 +36,16 @@ def dataset_dir(tmp_path):
     data = (root / "v/faststart.mp4").read_bytes()
     (root / "v/cut.mp4").write_bytes(data[: len(data) // 2])  # opens (index first), fails while decoding
     (root / "v/text.mp4").write_text("definitely not a video\n" * 20)
-    entries = [{"path": "v/a.mp4", "labels": ["x"], "relevance": "00111100"}, {"path": "v/cut.mp4", "labels": ["x"]},
-               {"path": "v/trunc.mp4", "labels": ["y"]}, {"path": "v/b.mp4", "labels": ["y"]},
-               {"path": "v/zero.mp4", "labels": ["x"]}, {"path": "v/missing.mp4", "labels": ["x"]},
-               {"path": "v/text.mp4", "labels": ["y"]}, {"path": "v/c.mp4", "labels": ["x", "y"]}]
+    entries = [
+        {"path": "v/a.mp4", "labels": ["x"], "relevance": "00111100"},
+        {"path": "v/cut.mp4", "labels": ["x"]},
+        {"path": "v/trunc.mp4", "labels": ["y"]},
+        {"path": "v/b.mp4", "labels": ["y"]},
+        {"path": "v/zero.mp4", "labels": ["x"]},
+        {"path": "v/missing.mp4", "labels": ["x"]},
+        {"path": "v/text.mp4", "labels": ["y"]},
+        {"path": "v/c.mp4", "labels": ["x", "y"]},
+    ]
     (root / "train.json").write_text(json.dumps({"videos": entries}))
     (root / "test.json").write_text(json.dumps({"videos": entries[:1]}))
     return root
@@ -53,8 +60,13 @@ def test_bank_skips_bad_videos_and_pads_with_a_mask(dataset_dir, tmp_path):
     calls = []
     bank = load_frame_bank(_dataset(dataset_dir), "train", store, progress=lambda d, n: calls.append(d))
     assert bank.video_ids == ["v/a", "v/b", "v/c"]
-    assert dict(bank.skipped) == {"v/trunc": "truncated", "v/zero": "zero bytes", "v/missing": "missing", "v/text": "undecodable",
-                                  "v/cut": "truncated"}
+    assert dict(bank.skipped) == {
+        "v/trunc": "truncated",
+        "v/zero": "zero bytes",
+        "v/missing": "missing",
+        "v/text": "undecodable",
+        "v/cut": "truncated",
+    }
     assert bank.frames.shape == (3, 12, 32, 32, 3) and bank.lengths.tolist() == [8, 12, 5]
     assert bank.labels == [(0,), (1,), (0, 1)]
     mask = bank.mask()
@@ -75,7 +87,9 @@ def test_bank_skips_bad_videos_and_pads_with_a_mask(dataset_dir, tmp_path):
 
 
 def test_bank_size_and_max_frames(dataset_dir, tmp_path):
-    bank = load_frame_bank(_dataset(dataset_dir), "train", StageStore(tmp_path / "s"), size=16, max_frames=4, backend="pyav")
+    bank = load_frame_bank(
+        _dataset(dataset_dir), "train", StageStore(tmp_path / "s"), size=16, max_frames=4, backend="pyav"
+    )
     assert bank.frames.shape == (3, 4, 16, 16, 3) and bank.lengths.tolist() == [4, 4, 4]
     assert bank.relevance[0].tolist() == [0, 1, 1, 0]  # frames 1, 3, 5, 7 of "00111100"
     assert bank.fps[0] == pytest.approx(5.0)
@@ -125,29 +139,81 @@ def test_cached_array_stage(tmp_path):
 
 
 def test_data_check_and_make_commands(dataset_dir, tmp_path, capsys):
-    code = data_main(["data", "check", "generic", "--param", f"root={dataset_dir}", "--param", "multilabel=true",
-                      "--workers", "2", "--csv", str(tmp_path / "bad.csv")])
+    code = data_main(
+        [
+            "data",
+            "check",
+            "generic",
+            "--param",
+            f"root={dataset_dir}",
+            "--param",
+            "multilabel=true",
+            "--workers",
+            "2",
+            "--csv",
+            str(tmp_path / "bad.csv"),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 1
     assert "8 videos checked, 5 unreadable" in out
-    for name, reason in [("trunc.mp4", "truncated"), ("cut.mp4", "truncated"), ("zero.mp4", "zero bytes"), ("missing.mp4", "missing"), ("text.mp4", "undecodable")]:
+    for name, reason in [
+        ("trunc.mp4", "truncated"),
+        ("cut.mp4", "truncated"),
+        ("zero.mp4", "zero bytes"),
+        ("missing.mp4", "missing"),
+        ("text.mp4", "undecodable"),
+    ]:
         assert f"{name}: {reason}" in out
     assert len((tmp_path / "bad.csv").read_text().splitlines()) == 6
-    assert data_main(["data", "make", "skim-digits", "--size", "tiny", "--root", str(tmp_path / "sd"),
-                      "--param", "num_train=2", "--param", "num_test=1"]) == 0
+    assert (
+        data_main(
+            [
+                "data",
+                "make",
+                "skim-digits",
+                "--size",
+                "tiny",
+                "--root",
+                str(tmp_path / "sd"),
+                "--param",
+                "num_train=2",
+                "--param",
+                "num_test=1",
+            ]
+        )
+        == 0
+    )
     assert "generated in" in capsys.readouterr().out
     good = tmp_path / "good"
     good.mkdir()
     _video(good / "a.mp4", 4)
     (good / "train.csv").write_text("path,label\na.mp4,z\n")
     (good / "test.csv").write_text("path,label\na.mp4,z\n")
-    assert data_main(["data", "check", "generic", "--param", f"root={good}", "--param", "train=train.csv",
-                      "--param", "test=test.csv", "--full"]) == 0
+    assert (
+        data_main(
+            [
+                "data",
+                "check",
+                "generic",
+                "--param",
+                f"root={good}",
+                "--param",
+                "train=train.csv",
+                "--param",
+                "test=test.csv",
+                "--full",
+            ]
+        )
+        == 0
+    )
 
 
 def test_bank_of_only_unreadable_videos_is_empty_not_an_error(tmp_path):
     (tmp_path / "a.mp4").write_text("x")
-    (tmp_path / "train.json").write_text('{"videos": [{"path": "a.mp4", "labels": ["q"]}, {"path": "gone.mp4", "labels": ["q"]}]}')
+    (tmp_path / "train.json").write_text(
+        '{"videos": [{"path": "a.mp4", "labels": ["q"]}, {"path": "gone.mp4", "labels": ["q"]}]}'
+    )
     (tmp_path / "test.json").write_text('{"videos": []}')
     bank = load_frame_bank(DATASETS.get("generic")(root=str(tmp_path)), "train", StageStore(tmp_path / "s"))
     assert len(bank) == 0 and bank.mask().shape == (0, 0)
@@ -163,9 +229,12 @@ def test_bank_itself_skips_videos_shorter_than_min_frames(dataset_dir, tmp_path)
 
 
 def test_data_make_bad_knob_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys):
-    for knob, words in [("num_frames=30", "num_frames must be a multiple of 4"),
-                        ("nope=3", "no generator knob(s) ['nope']")]:
-        code = data_main(["data", "make", "skim-digits", "--size", "tiny", "--root", str(tmp_path / "sd"),
-                          "--param", knob])
+    for knob, words in [
+        ("num_frames=30", "num_frames must be a multiple of 4"),
+        ("nope=3", "no generator knob(s) ['nope']"),
+    ]:
+        code = data_main(
+            ["data", "make", "skim-digits", "--size", "tiny", "--root", str(tmp_path / "sd"), "--param", knob]
+        )
         err = capsys.readouterr().err
         assert code == 2 and words in err and "Traceback" not in err and not (tmp_path / "sd").exists(), err

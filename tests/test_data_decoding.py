@@ -13,7 +13,7 @@ def _frames(n=24, h=32, w=64):
     x = np.zeros((n, h, w, 3), np.uint8)
     x[..., 0] = np.linspace(0, 120, w, dtype=np.uint8)[None, None, :]
     for t in range(n):
-        x[t, 8:16, t:t + 8] = 255
+        x[t, 8:16, t : t + 8] = 255
     return x
 
 
@@ -47,12 +47,21 @@ def test_decord_and_pyav_agree_exactly(videos):
     root, _ = videos
     a = read_frames(root / "good.mp4", range(24), backend="decord")
     b = read_frames(root / "good.mp4", range(24), backend="pyav", num_threads=2)
-    assert np.abs(a.astype(int) - b.astype(int)).max() <= 2  # same FFmpeg decoder; colour conversion may round differently
+    assert (
+        np.abs(a.astype(int) - b.astype(int)).max() <= 2
+    )  # same FFmpeg decoder; colour conversion may round differently
 
 
-@pytest.mark.parametrize("name,reason", [("truncated.mp4", "truncated"), ("zero.mp4", "zero bytes"),
-                                         ("wrong_container.mp4", "undecodable"), ("text.mp4", "undecodable"),
-                                         ("absent.mp4", "missing")])
+@pytest.mark.parametrize(
+    "name,reason",
+    [
+        ("truncated.mp4", "truncated"),
+        ("zero.mp4", "zero bytes"),
+        ("wrong_container.mp4", "undecodable"),
+        ("text.mp4", "undecodable"),
+        ("absent.mp4", "missing"),
+    ],
+)
 @pytest.mark.parametrize("backend", ["decord", "pyav", "auto"])
 def test_bad_files_are_rejected_with_their_reason(videos, name, reason, backend):
     root, _ = videos
@@ -106,7 +115,11 @@ def test_other_containers_decode(tmp_path):
 
 
 def test_bundled_sample_videos_at_native_resolution():
-    expected = {"bikes.mp4": (250, 272, 640), "bigbuckbunny.mp4": (132, 720, 1280), "carphone_pristine.mp4": (120, 144, 176)}
+    expected = {
+        "bikes.mp4": (250, 272, 640),
+        "bigbuckbunny.mp4": (132, 720, 1280),
+        "carphone_pristine.mp4": (120, 144, 176),
+    }
     paths = {p.name: p for p in sample_video_paths()}
     assert set(expected) <= set(paths)
     for name, (n, h, w) in expected.items():

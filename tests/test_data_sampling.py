@@ -1,4 +1,5 @@
 """Samplers on hand-checked cases, including videos shorter than the request."""
+
 import numpy as np
 import pytest
 import torch
@@ -18,7 +19,9 @@ def test_tsn_segments():
     draws = np.stack([S.tsn_segments(10, 4, train=True, rng=rng(s)) for s in range(50)])
     assert ((draws >= starts) & (draws < ends)).all()
     assert len({tuple(d) for d in draws}) > 5  # random offsets in training
-    assert S.tsn_segments(10, 4, train=True, rng=rng(3)).tolist() == S.tsn_segments(10, 4, train=True, rng=rng(3)).tolist()
+    assert (
+        S.tsn_segments(10, 4, train=True, rng=rng(3)).tolist() == S.tsn_segments(10, 4, train=True, rng=rng(3)).tolist()
+    )
 
 
 def test_uniform_and_random():

@@ -1,4 +1,5 @@
 """The built-in benchmark: determinism, ground truth, variants, and the generic read-back path."""
+
 import json
 import os
 import subprocess
@@ -82,7 +83,10 @@ def test_dataset_reads_back_through_the_generic_loader(tmp_path):
     assert len(ds.manifest_hash()) == 16
     move4 = DATASETS.get("skim-digits")(variant="move4", size="tiny", root=str(tmp_path), num_frames=32)
     assert move4.num_classes == 4 and not move4.multilabel
-    assert DATASETS.get("skim-digits")(variant="longrange", num_segments=3, size="tiny", root=str(tmp_path)).num_classes == 24
+    assert (
+        DATASETS.get("skim-digits")(variant="longrange", num_segments=3, size="tiny", root=str(tmp_path)).num_classes
+        == 24
+    )
     with pytest.raises(ValueError):
         synthetic.resolve_config("longrange", "tiny", num_frames=30)
 
@@ -97,10 +101,30 @@ def test_small_size_budget():
 
 def _generate_in_a_process(root, threads, workers):
     """``skimbench data make`` in a fresh process with ``threads`` BLAS/OpenMP threads: {file: bytes}, manifest hash."""
-    env = {**os.environ, **{name: str(threads) for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
-    command = [sys.executable, "-m", "harness.data.commands", "data", "make", "skim-digits", "--size", "tiny",
-               "--variant", "move4", "--root", str(root), "--workers", str(workers), "--param", "num_train=8",
-               "--param", "num_test=4"]
+    env = {
+        **os.environ,
+        **{name: str(threads) for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "harness.data.commands",
+        "data",
+        "make",
+        "skim-digits",
+        "--size",
+        "tiny",
+        "--variant",
+        "move4",
+        "--root",
+        str(root),
+        "--workers",
+        str(workers),
+        "--param",
+        "num_train=8",
+        "--param",
+        "num_test=4",
+    ]
     subprocess.run(command, env=env, check=True, capture_output=True, cwd=Path(__file__).resolve().parents[1])
     (folder,) = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
     files = {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
@@ -135,7 +159,7 @@ def test_informative_clips_are_placed_uniformly(tmp_path):
 
 def test_coverage_of_fixed_rules_on_hand_made_ground_truth():
     # 4 clips of 4 frames; video 1: only the last clip informative, video 2: the two middle clips
-    rows = coverage.coverage_rows(["0000" "0000" "0000" "1111", "0000" "1111" "1111" "0000"], ks=[1, 2])
+    rows = coverage.coverage_rows(["0000000000001111", "0000111111110000"], ks=[1, 2])
     got = {(r["rule"], r["k"]): (r["videos_hit"], r["informative_share"], r["informative_seen"]) for r in rows}
     assert got[("uniform (centres)", 1)] == (0.5, 0.5, 0.25)  # clip 2: misses video 1, 1 of 2 in video 2
     assert got[("uniform (endpoints)", 2)] == (0.5, 0.25, 0.5)  # clips 0 and 3: the last clip is included

@@ -1,4 +1,5 @@
 """Decoding cost: each method's declared frames counted per video, the real files decoded and timed."""
+
 from __future__ import annotations
 
 import json
@@ -40,23 +41,34 @@ def _trial(tiny_root, tmp_path, method, params):
     from harness.trial import Trial, run_trial
 
     load_plugin_file(str(Path(__file__).parent / "plugins" / "quick_methods.py"))
-    cfg = {"seed": 0,
-           "dataset": {"name": "skim-digits",
-                       "params": resolve_params(DATASETS.get("skim-digits").params,
-                                                {"variant": "longrange", "size": "tiny", "root": str(tiny_root)})},
-           "backbone": {"name": "resnet18", "params": resolve_params(BACKBONES.get("resnet18").params, {})},
-           "method": {"name": method, "params": resolve_params(METHODS.get(method).params, params)},
-           "evaluation": resolve_params(EVALUATION_PARAMS, {"device": "cpu", "heavy_epochs": 1, "batch_size": 2,
-                                                            "latency_warmup": 0, "latency_repeats": 1})}
+    cfg = {
+        "seed": 0,
+        "dataset": {
+            "name": "skim-digits",
+            "params": resolve_params(
+                DATASETS.get("skim-digits").params, {"variant": "longrange", "size": "tiny", "root": str(tiny_root)}
+            ),
+        },
+        "backbone": {"name": "resnet18", "params": resolve_params(BACKBONES.get("resnet18").params, {})},
+        "method": {"name": method, "params": resolve_params(METHODS.get(method).params, params)},
+        "evaluation": resolve_params(
+            EVALUATION_PARAMS,
+            {"device": "cpu", "heavy_epochs": 1, "batch_size": 2, "latency_warmup": 0, "latency_repeats": 1},
+        ),
+    }
     # one store beside the session's benchmark: the selection test modules share its stages
-    return run_trial(Trial.from_dict(cfg), StageStore(Path(tiny_root).parent / "selection-stages"), tmp_path, log=lambda _: None)
+    return run_trial(
+        Trial.from_dict(cfg), StageStore(Path(tiny_root).parent / "selection-stages"), tmp_path, log=lambda _: None
+    )
 
 
 def test_a_trial_counts_each_methods_declared_frames_and_times_their_decoding(tiny_root, tmp_path):
     undeclared = _trial(tiny_root, tmp_path, "quick_centroid", {"k": 2})  # looks at 2 frames, declares nothing
     uniform = _trial(tiny_root, tmp_path, "uniform", {"k": 2})  # 2D heavy network: 2 middle frames
-    lengths = [len(open_video(str(next(Path(tiny_root).rglob(f"{video_id}.mp4")))))
-               for video_id in undeclared.predictions["video_id"]]
+    lengths = [
+        len(open_video(str(next(Path(tiny_root).rglob(f"{video_id}.mp4")))))
+        for video_id in undeclared.predictions["video_id"]
+    ]
     assert undeclared.predictions["decoded_frames"].tolist() == lengths  # never flattered
     assert undeclared.metrics["decoded_frames_per_video"] == pytest.approx(np.mean(lengths))
     assert undeclared.metrics["decoded_frames_fraction"] == pytest.approx(1.0)

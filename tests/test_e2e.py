@@ -1,13 +1,14 @@
 """End to end through the real command line: real Ray, real MLflow (sqlite), real decoded videos."""
+
 from __future__ import annotations
 
 import json
 
 import pandas as pd
 import pytest
+from conftest import PLUGIN, quick_spec, skimbench
 from mlflow.tracking import MlflowClient
 
-from conftest import PLUGIN, quick_spec, skimbench
 from harness.tracking import TAG, trial_runs
 
 
@@ -45,13 +46,39 @@ def test_ray_grid_logs_parent_and_child_runs(ray_grid):
         tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
         assert params["method.name"] == "quick_centroid" and params["method.params.k"] in {"2", "4"}
         assert params["dataset.params.size"] == "tiny" and params["seed"] == "0"
-        for key in ("top1", "top5", "map", "gflops_per_video_mean", "gflops_per_video_std", "gflops_per_video_min",
-                    "gflops_per_video_max", "params_m", "latency_ms_per_video", "throughput_videos_per_s",
-                    "peak_memory_mb", "train_time_s", "wall_time_s", "videos_evaluated"):
+        for key in (
+            "top1",
+            "top5",
+            "map",
+            "gflops_per_video_mean",
+            "gflops_per_video_std",
+            "gflops_per_video_min",
+            "gflops_per_video_max",
+            "params_m",
+            "latency_ms_per_video",
+            "throughput_videos_per_s",
+            "peak_memory_mb",
+            "train_time_s",
+            "wall_time_s",
+            "videos_evaluated",
+        ):
             assert key in metrics, key
         assert 0 <= metrics["top1"] <= 100 and metrics["gflops_per_video_mean"] > 0
-        for key in ("trial_hash", "git_commit", "dataset_manifest", "version.torch", "version.ray", "version.mlflow",
-                    "version.fvcore", "version.decord", "hardware.cpu", "hardware.cores", "spec_hash", "stages", "ray_node"):
+        for key in (
+            "trial_hash",
+            "git_commit",
+            "dataset_manifest",
+            "version.torch",
+            "version.ray",
+            "version.mlflow",
+            "version.fvcore",
+            "version.decord",
+            "hardware.cpu",
+            "hardware.cores",
+            "spec_hash",
+            "stages",
+            "ray_node",
+        ):
             assert tags.get(f"{TAG}{key}"), key
         files = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {"predictions.csv", "config.json", "skipped_videos.csv", "flops_components.json"} <= files
@@ -80,8 +107,10 @@ def test_local_path_gives_the_same_metrics_as_ray(ray_grid, tiny_root):
     assert proc.returncode == 0, proc.stderr[-3000:]
     _, ray_runs = _runs(folder, "e2e")
     _, local_runs = _runs(folder, "e2e_local")
-    pick = lambda runs: {r.data.tags[f"{TAG}trial_hash"]: {k: r.data.metrics[k] for k in ("top1", "map", "gflops_per_video_mean")}
-                         for r in runs}
+    pick = lambda runs: {
+        r.data.tags[f"{TAG}trial_hash"]: {k: r.data.metrics[k] for k in ("top1", "map", "gflops_per_video_mean")}
+        for r in runs
+    }
     assert pick(ray_runs) == pick(local_runs)
 
 
@@ -91,16 +120,25 @@ def test_rerun_skips_finished_trials_and_force_reruns(ray_grid):
     assert proc.returncode == 0 and "2 skipped" in proc.stderr, proc.stderr[-2000:]
     assert len(_runs(folder, "e2e")[1]) == 2
     uri = f"sqlite:///{folder}/mlflow.db"
-    launches = MlflowClient(uri).search_runs([MlflowClient(uri).get_experiment_by_name("e2e").experiment_id],
-                                             filter_string=f"tags.`{TAG}role` = 'launch'")
+    launches = MlflowClient(uri).search_runs(
+        [MlflowClient(uri).get_experiment_by_name("e2e").experiment_id], filter_string=f"tags.`{TAG}role` = 'launch'"
+    )
     assert len(launches) == 1  # no empty parent run when every trial was skipped
 
 
 def test_failing_trial_is_recorded_and_the_grid_goes_on(tiny_root, tmp_path):
-    spec = quick_spec(tmp_path, tiny_root, experiment="fails", grid="k: [2]", extra="""\
+    spec = quick_spec(
+        tmp_path,
+        tiny_root,
+        experiment="fails",
+        grid="k: [2]",
+        extra="""\
   # (appended to methods)
-""")
-    text = spec.read_text().replace("    grid: {k: [2]}\n", "    grid: {k: [2]}\n  - name: quick_centroid\n    params: {fail: true}\n")
+""",
+    )
+    text = spec.read_text().replace(
+        "    grid: {k: [2]}\n", "    grid: {k: [2]}\n  - name: quick_centroid\n    params: {fail: true}\n"
+    )
     spec.write_text(text)
     proc = skimbench("run", str(spec), "--plugin", str(PLUGIN), "--local", "--no-report", "--quiet")
     assert proc.returncode == 1, proc.stderr[-2000:]
@@ -116,7 +154,9 @@ def test_failing_trial_is_recorded_and_the_grid_goes_on(tiny_root, tmp_path):
 
 def test_malformed_spec_is_one_line_exit_2(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("experiment: x\ndataset: {name: skim-digits}\nseeds: [0]\nmethods:\n  - name: uniform\n    grid: {k: [1, ten]}\n")
+    bad.write_text(
+        "experiment: x\ndataset: {name: skim-digits}\nseeds: [0]\nmethods:\n  - name: uniform\n    grid: {k: [1, ten]}\n"  # noqa: E501
+    )
     proc = skimbench("run", str(bad))
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()

@@ -9,6 +9,7 @@ smaller than half the cheapest component the video used, so no component can go 
 The toy gated model first shows why one fvcore trace is not enough. ``PROOF_CASES`` holds hand-made
 cases (``(tmp_path) -> (method, records)``) that ``benchmarks/flops_reference.py`` reuses.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -44,8 +45,14 @@ class GatedParts(nn.Module):
         self.light = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.scorer = nn.Linear(8, 1)
         self.gate = nn.Linear(8, 1)
-        self.heavy = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1),
-                                   nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, CLASSES))
+        self.heavy = nn.Sequential(
+            nn.Conv2d(3, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(32, 32, 3, padding=1),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(32, CLASSES),
+        )
         self.light_head = nn.Linear(8, CLASSES)
         with torch.no_grad():  # decisions follow the video's brightness: both branches occur
             self.light[0].weight.fill_(1 / 27)
@@ -109,11 +116,13 @@ class GatedToyMethod(Method):
     def components(self) -> dict[str, Component]:
         frame = lambda n=1: (torch.zeros(n, 3, SIZE, SIZE),)
         vector = lambda: (torch.zeros(1, 8),)
-        return {"light": Component(self.parts.light, frame, role="selection"),
-                "scorer": Component(self.parts.scorer, vector, role="selection"),
-                "gate": Component(self.parts.gate, vector, role="selection"),
-                "heavy": Component(self.parts.heavy, frame),
-                "light_head": Component(self.parts.light_head, vector)}
+        return {
+            "light": Component(self.parts.light, frame, role="selection"),
+            "scorer": Component(self.parts.scorer, vector, role="selection"),
+            "gate": Component(self.parts.gate, vector, role="selection"),
+            "heavy": Component(self.parts.heavy, frame),
+            "light_head": Component(self.parts.light_head, vector),
+        }
 
     def predict(self, video: ToyVideo) -> Prediction:
         frames = video.frames
@@ -133,8 +142,9 @@ class GatedToyMethod(Method):
                 if name != self.forget:
                     kept.add(name, n, **shape)
             usage = kept
-        return Prediction(scores=torch.softmax(scores, 0).detach().numpy(), usage=usage, selected=selected,
-                          extras={"gate": open_gate})
+        return Prediction(
+            scores=torch.softmax(scores, 0).detach().numpy(), usage=usage, selected=selected, extras={"gate": open_gate}
+        )
 
     def trace_video(self, video: ToyVideo) -> tuple[nn.Module, tuple]:
         _, open_gate, selected = self.parts.decide(video.frames)
@@ -172,12 +182,16 @@ def build_small_method(name: str, root: Path, store: Any, workdir: Path) -> tupl
     backbone = cls.test_backbone
     dataset_params = {"size": "tiny", "variant": "longrange", "root": str(root)}
     dataset = resolve_params(DATASETS.get("skim-digits").params, dataset_params)
-    cfg = {"dataset": {"name": "skim-digits", "params": dataset},
-           "backbone": {"name": backbone["name"],
-                        "params": resolve_params(BACKBONES.get(backbone["name"]).params, backbone["params"])},
-           "method": {"name": name,
-                      "params": resolve_params(cls.params, {"epochs": 1} if "epochs" in cls.params else {})},
-           "seed": 0, "evaluation": resolve_params(EVALUATION_PARAMS, {"device": "cpu", "heavy_epochs": 1})}
+    cfg = {
+        "dataset": {"name": "skim-digits", "params": dataset},
+        "backbone": {
+            "name": backbone["name"],
+            "params": resolve_params(BACKBONES.get(backbone["name"]).params, backbone["params"]),
+        },
+        "method": {"name": name, "params": resolve_params(cls.params, {"epochs": 1} if "epochs" in cls.params else {})},
+        "seed": 0,
+        "evaluation": resolve_params(EVALUATION_PARAMS, {"device": "cpu", "heavy_epochs": 1}),
+    }
     ctx, method = build_context(cfg, store, workdir, log=lambda _: None)
     method.fit(ctx.dataset.split("train"))
     return ctx, method
@@ -203,8 +217,10 @@ def check_proof(method: Method, records: list, predictions: list[Prediction]) ->
         used = {name for name, _, calls in prediction.usage.items() if calls > 0}
         traced = {name for name, ids in leaves.items() if ids & ran}
         assert used == traced, f"{video}: usage names {sorted(used)}, the trace ran {sorted(traced)}"
-        costs = [float(account(components, [Usage().add(name, calls, **shape)]).per_video[0])
-                 for name, shape, calls in prediction.usage.items()]
+        costs = [
+            float(account(components, [Usage().add(name, calls, **shape)]).per_video[0])
+            for name, shape, calls in prediction.usage.items()
+        ]
         tolerance = min(0.01 * brute, 0.5 * min(c for c in costs if c > 0))
         accounted = float(account(components, [prediction.usage]).per_video[0])
         assert brute > 0 and abs(accounted - brute) <= tolerance, f"{video}: accounted {accounted}, brute force {brute}"
@@ -243,8 +259,10 @@ def test_a_forgotten_component_is_caught_however_cheap(forget):
     with pytest.raises(AssertionError, match="usage names"):
         check_proof(method, videos, [method.predict(v) for v in videos])
     honest = GatedToyMethod()
-    share = [float(account(honest.components(), [Usage().add(forget, 1)]).per_video[0]) / b
-             for _, b in verify_accounting(honest, videos)]
+    share = [
+        float(account(honest.components(), [Usage().add(forget, 1)]).per_video[0]) / b
+        for _, b in verify_accounting(honest, videos)
+    ]
     assert forget in ("light", "light_head") or max(share) < 0.01  # a 1% tolerance would miss it
 
 

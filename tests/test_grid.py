@@ -1,6 +1,7 @@
 """Grid expansion (cartesian products, zip groups, per-method backbones, several datasets) and the
 trial hash: stable, insensitive to key order and to defaults written out or left implicit,
 unchanged by resources/tracking/Ray/output, changed by anything that changes what a trial computes."""
+
 from __future__ import annotations
 
 import json
@@ -43,20 +44,44 @@ def hashes(tmp_path: Path, text: str, name: str = "spec.yaml", **overrides) -> l
 def test_trial_config_shape(tmp_path):
     (trial,) = expand(load(tmp_path, BASE))
     cfg = trial.to_dict()
-    assert set(cfg) == {"experiment", "label", "dataset", "backbone", "method", "seed", "evaluation", "resources",
-                        "max_failures", "timeout_s", "code", "hash", "spec_hash", "name"}
+    assert set(cfg) == {
+        "experiment",
+        "label",
+        "dataset",
+        "backbone",
+        "method",
+        "seed",
+        "evaluation",
+        "resources",
+        "max_failures",
+        "timeout_s",
+        "code",
+        "hash",
+        "spec_hash",
+        "name",
+    }
     assert set(cfg["code"]) == {"dataset", "backbone", "method"}
-    assert cfg["dataset"] == {"name": "specfix_digits", "params": {"num_frames": 64, "size": "tiny", "variant": "longrange"}}
+    assert cfg["dataset"] == {
+        "name": "specfix_digits",
+        "params": {"num_frames": 64, "size": "tiny", "variant": "longrange"},
+    }
     assert cfg["backbone"] == {"name": "specfix_r3d", "params": {"depth": 18, "width": 64}}
     assert cfg["method"] == {"name": "specfix_uniform", "params": {"aggregate": "mean", "k": 8}}
-    assert (cfg["experiment"], cfg["label"], cfg["seed"], cfg["resources"]) == ("grid", "specfix_uniform", 0, {"cpus": 1, "gpus": 0})
+    assert (cfg["experiment"], cfg["label"], cfg["seed"], cfg["resources"]) == (
+        "grid",
+        "specfix_uniform",
+        0,
+        {"cpus": 1, "gpus": 0},
+    )
     assert re.fullmatch(r"[0-9a-f]{16}", cfg["hash"]) and cfg["hash"] == trial_hash(trial)
     assert cfg["spec_hash"] == spec_hash(load(tmp_path, BASE)) != cfg["hash"]
     assert json.loads(json.dumps(cfg)) == cfg and Trial.from_dict(json.loads(json.dumps(cfg))) == trial
 
 
 def test_cartesian_product_counts_and_order(tmp_path):
-    text = replace_block(BASE, "methods", "methods:\n  - name: specfix_uniform\n    grid: {k: [1, 2, 4], aggregate: [mean, max]}\n")
+    text = replace_block(
+        BASE, "methods", "methods:\n  - name: specfix_uniform\n    grid: {k: [1, 2, 4], aggregate: [mean, max]}\n"
+    )
     text = replace_block(text, "seeds", "seeds: [0, 1]")
     text = replace_block(text, "backbones", "backbones: [specfix_r3d, specfix_mobilenet]")
     cfgs = expand(load(tmp_path, text))
@@ -64,21 +89,30 @@ def test_cartesian_product_counts_and_order(tmp_path):
     assert len({c.hash for c in cfgs}) == len(cfgs)
     # backbone outermost, then the grid in the order written (k before aggregate), seeds innermost
     order = [(c.backbone.name, c.method.params["k"], c.method.params["aggregate"], c.seed) for c in cfgs]
-    assert order[:5] == [("specfix_r3d", 1, "mean", 0), ("specfix_r3d", 1, "mean", 1), ("specfix_r3d", 1, "max", 0),
-                         ("specfix_r3d", 1, "max", 1), ("specfix_r3d", 2, "mean", 0)]
+    assert order[:5] == [
+        ("specfix_r3d", 1, "mean", 0),
+        ("specfix_r3d", 1, "mean", 1),
+        ("specfix_r3d", 1, "max", 0),
+        ("specfix_r3d", 1, "max", 1),
+        ("specfix_r3d", 2, "mean", 0),
+    ]
     assert order[12][0] == "specfix_mobilenet"
     assert expand(load(tmp_path, text)) == cfgs  # stable
 
 
 def test_zip_groups_move_together(tmp_path):
-    text = replace_block(BASE, "methods", textwrap.dedent("""\
+    text = replace_block(
+        BASE,
+        "methods",
+        textwrap.dedent("""\
         methods:
           - name: specfix_sampler
             grid: {k: [2, 4]}
             zip:
               - {gamma: [0.1, 0.3], lambda_: [1.0, 2.0]}
               - {objective: [ac, sal-cl, sal-rank], margin: [null, 0.5, 1.0]}
-        """))
+        """),
+    )
     cfgs = expand(load(tmp_path, text))
     assert len(cfgs) == 2 * 2 * 3
     pairs = Counter((c.method.params["gamma"], c.method.params["lambda_"]) for c in cfgs)
@@ -88,22 +122,34 @@ def test_zip_groups_move_together(tmp_path):
 
 
 def test_per_method_backbones_and_several_datasets(tmp_path):
-    text = replace_block(BASE, "dataset", "datasets: [specfix_digits, {name: specfix_digits, params: {variant: move4}}, specfix_csv]")
-    text = replace_block(text, "methods", textwrap.dedent("""\
+    text = replace_block(
+        BASE, "dataset", "datasets: [specfix_digits, {name: specfix_digits, params: {variant: move4}}, specfix_csv]"
+    )
+    text = replace_block(
+        text,
+        "methods",
+        textwrap.dedent("""\
         methods:
           - name: specfix_uniform
             grid: {k: [1, 2]}
           - name: specfix_sampler
             backbones: [specfix_mobilenet, {name: specfix_r3d, params: {depth: 10}}, specfix_r3d]
-        """))
+        """),
+    )
     cfgs = expand(load(tmp_path, text))
     assert len(cfgs) == 3 * (1 * 2 + 3 * 1)
     triples = Counter((c.method.name, c.backbone.name, c.backbone.params.get("depth")) for c in cfgs)
-    assert triples == {("specfix_uniform", "specfix_r3d", 18): 6, ("specfix_sampler", "specfix_mobilenet", None): 3,
-                       ("specfix_sampler", "specfix_r3d", 10): 3, ("specfix_sampler", "specfix_r3d", 18): 3}
+    assert triples == {
+        ("specfix_uniform", "specfix_r3d", 18): 6,
+        ("specfix_sampler", "specfix_mobilenet", None): 3,
+        ("specfix_sampler", "specfix_r3d", 10): 3,
+        ("specfix_sampler", "specfix_r3d", 18): 3,
+    }
     assert [c.dataset.params.get("variant") for c in cfgs[::5]] == ["longrange", "move4", None]
     # trials on the same backbone are adjacent whichever method entry asked for it
-    names = [(c.dataset.name, c.dataset.params.get("variant"), c.backbone.name, c.backbone.params.get("depth")) for c in cfgs]
+    names = [
+        (c.dataset.name, c.dataset.params.get("variant"), c.backbone.name, c.backbone.params.get("depth")) for c in cfgs
+    ]
     assert names[:3] == [("specfix_digits", "longrange", "specfix_r3d", 18)] * 3
 
 
@@ -189,10 +235,16 @@ def test_any_real_change_changes_the_hash(tmp_path):
 
 def test_hash_of_a_fixed_config_never_drifts():
     """Resume keys on this value: changing the hashing scheme must be a deliberate, visible change."""
-    cfg = {"dataset": {"name": "d", "params": {"a": 1}}, "backbone": {"name": "b", "params": {}},
-           "method": {"name": "m", "params": {"k": 2, "g": 0.5}}, "seed": 0, "evaluation": {"batch_size": 8},
-           "resources": {"cpus": 1}, "label": "x",
-           "code": {"dataset": "version:1", "backbone": "version:1", "method": "source:0123456789abcdef"}}
+    cfg = {
+        "dataset": {"name": "d", "params": {"a": 1}},
+        "backbone": {"name": "b", "params": {}},
+        "method": {"name": "m", "params": {"k": 2, "g": 0.5}},
+        "seed": 0,
+        "evaluation": {"batch_size": 8},
+        "resources": {"cpus": 1},
+        "label": "x",
+        "code": {"dataset": "version:1", "backbone": "version:1", "method": "source:0123456789abcdef"},
+    }
     trial = Trial.from_dict(cfg)
     assert trial_hash(trial) == "150152b7dcdf1ed9"  # sha256 of the canonical JSON, first 16 hex
     other = Trial.from_dict({**cfg, "resources": {"cpus": 8}, "label": "y", "hash": "whatever", "name": "z"})
@@ -203,7 +255,9 @@ def test_hash_of_a_fixed_config_never_drifts():
 
 def test_spec_hash_follows_content_not_formatting(tmp_path):
     reference = spec_hash(load(tmp_path, BASE, "a.yaml"))
-    reformatted = "# a comment\n" + BASE.replace("[specfix_r3d]", "\n  - specfix_r3d\n") + "evaluation: {batch_size: 8}\n"
+    reformatted = (
+        "# a comment\n" + BASE.replace("[specfix_r3d]", "\n  - specfix_r3d\n") + "evaluation: {batch_size: 8}\n"
+    )
     assert spec_hash(load(tmp_path, reformatted, "b.yaml")) == reference
     assert spec_hash(load(tmp_path, BASE + "resources: {cpus: 2}\n", "c.yaml")) != reference
     assert spec_hash(load(tmp_path, replace_block(BASE, "seeds", "seeds: [0, 1]"), "d.yaml")) != reference
@@ -214,9 +268,12 @@ def test_trial_names_show_what_varies_and_omit_none(tmp_path):
     text = replace_block(BASE, "methods", f"methods: [{sampler}, specfix_uniform]")
     text = replace_block(text, "seeds", "seeds: [0, 1]")
     names = [trial.name for trial in expand(load(tmp_path, text))]
-    assert names[:4] == ["specfix_sampler[k=4,objective=ac,seed=0]", "specfix_sampler[k=4,objective=ac,seed=1]",
-                         "specfix_sampler[k=4,margin=0.5,objective=sal-cl,seed=0]",
-                         "specfix_sampler[k=4,margin=0.5,objective=sal-cl,seed=1]"]
+    assert names[:4] == [
+        "specfix_sampler[k=4,objective=ac,seed=0]",
+        "specfix_sampler[k=4,objective=ac,seed=1]",
+        "specfix_sampler[k=4,margin=0.5,objective=sal-cl,seed=0]",
+        "specfix_sampler[k=4,margin=0.5,objective=sal-cl,seed=1]",
+    ]
     assert "specfix_sampler[k=16,objective=ac,seed=0]" in names
     assert names[-2:] == ["specfix_uniform[seed=0]", "specfix_uniform[seed=1]"]
     assert len(set(names)) == len(names)

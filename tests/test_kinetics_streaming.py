@@ -1,5 +1,6 @@
 """The documented real-data path (docs/data.md, "Real datasets at scale") on a small generated Kinetics-400 copy:
 official CSV layout, a local pretrained checkpoint with its sha256, streamed frames, sharded features."""
+
 import json
 from functools import partial
 
@@ -33,8 +34,9 @@ def _kinetics_copy(root):
         folder = root / "train" / label if split == "train" else root / "val"
         write_video(folder / f"{ytid}_{10 * i:06d}_{10 * i + 10:06d}.mp4", frames, fps=10)
     for split, lines in rows.items():
-        (root / f"annotations/{split}.csv").write_text("label,youtube_id,time_start,time_end,split,is_cc\n"
-                                                       + "\n".join(lines) + "\n")
+        (root / f"annotations/{split}.csv").write_text(
+            "label,youtube_id,time_start,time_end,split,is_cc\n" + "\n".join(lines) + "\n"
+        )
 
 
 def test_kinetics_copy_through_the_streaming_path(tmp_path, one_thread):
@@ -43,8 +45,11 @@ def test_kinetics_copy_through_the_streaming_path(tmp_path, one_thread):
     assert ds.class_names == CLASSES
     pretrained = build_backbone("resnet18", {"width": 4}, 400)  # stands for a downloaded Kinetics-400 checkpoint
     torch.save({"state_dict": {"module." + k: v for k, v in pretrained.state_dict().items()}}, tmp_path / "r18.pth")
-    backbone = {"name": "resnet18", "params": {"width": 4},
-                "weights": {"path": str(tmp_path / "r18.pth"), "sha256": sha256_file(tmp_path / "r18.pth")}}
+    backbone = {
+        "name": "resnet18",
+        "params": {"width": 4},
+        "weights": {"path": str(tmp_path / "r18.pth"), "sha256": sha256_file(tmp_path / "r18.pth")},
+    }
     store = StageStore(tmp_path / "stages")
     for split, expected, skipped in [("train", 6, []), ("test", 2, [("yt000000007_000070_000080", "missing")])]:
         frames = open_frames(ds, split, store, size=32, max_frames=16, budget_bytes=0)
@@ -60,20 +65,24 @@ def test_kinetics_copy_through_the_streaming_path(tmp_path, one_thread):
 
 
 def _spec(folder, root, weights):
-    return write_spec(folder, "k400", f"""\
+    return write_spec(
+        folder,
+        "k400",
+        f"""\
 experiment: k400_resnet18
 dataset: {{name: kinetics400, params: {{root: "{root}"}}}}
 backbones:
   - name: resnet18
     params: {{width: 8}}
-    weights: {{path: "{weights['path']}", sha256: "{weights['sha256']}"}}
+    weights: {{path: "{weights["path"]}", sha256: "{weights["sha256"]}"}}
 methods: [{{name: uniform, params: {{k: 2}}}}]
 evaluation: {{clip_len: 4, heavy_epochs: 1, frame_bank_gb: 0, views: {{clips: 2, crops: 3}}, batch_size: 2,
              latency_warmup: 0, latency_repeats: 1}}
 resources: {{cpus: 1, gpus: 0}}
 tracking: {{uri: "sqlite:///{folder}/mlflow.db"}}
 output: "{folder}/results"
-""")
+""",
+    )
 
 
 def test_a_kinetics_spec_with_a_local_checkpoint_runs_a_streamed_trial(tmp_path):
@@ -90,8 +99,10 @@ def test_a_kinetics_spec_with_a_local_checkpoint_runs_a_streamed_trial(tmp_path)
     assert json.loads(meta.read_text())["deps"]["backbone"]["weights"] == weights["sha256"]
     assert (stages / "heavy_timesteps_test").is_dir()
     mlflow = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    (trial,) = mlflow.search_runs([mlflow.get_experiment_by_name("k400_resnet18").experiment_id],
-                                  filter_string="tags.`skimbench.views` = '2 clips x 3 crops'")
+    (trial,) = mlflow.search_runs(
+        [mlflow.get_experiment_by_name("k400_resnet18").experiment_id],
+        filter_string="tags.`skimbench.views` = '2 clips x 3 crops'",
+    )
     assert trial.data.metrics["views"] == 6 and trial.data.tags["skimbench.view_rule"] == "mean_softmax"
     assert trial.data.metrics["gflops_per_view"] == pytest.approx(trial.data.metrics["gflops_per_video_mean"] / 6)
     bad = write_spec(tmp_path, "bad", _spec(tmp_path, tmp_path / "k400", {**weights, "sha256": "0" * 64}).read_text())

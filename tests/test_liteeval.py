@@ -1,4 +1,5 @@
 """LiteEval mechanisms on random tensors (fast), then the method on the built-in benchmark."""
+
 import pytest
 import torch
 
@@ -73,8 +74,8 @@ def test_padding_never_changes_scores_or_usage():
     assert torch.equal(ref["reads"], padded["reads"][:, :7]) and padded["reads"][:, 7:].sum() == 0
     # a shorter video inside the batch scores as it does alone, at its true length
     row, length = 1, int(mask[1].sum())
-    alone = net(coarse[row:row + 1, :length], fine[row:row + 1, :length], mask[row:row + 1, :length])
-    assert torch.allclose(alone["logits"], ref["logits"][row:row + 1], atol=1e-6)
+    alone = net(coarse[row : row + 1, :length], fine[row : row + 1, :length], mask[row : row + 1, :length])
+    assert torch.allclose(alone["logits"], ref["logits"][row : row + 1], atol=1e-6)
     assert torch.equal(alone["reads"][0], ref["reads"][row, :length])
 
 
@@ -111,17 +112,36 @@ def test_training_anneals_the_temperature_over_the_global_step_across_epochs():
     net = _RecordsTemperature(8, 12, 3, coarse_hidden=D_C, fine_hidden=D_F, coarse_embed=6, fine_embed=10)
     net.taus = []
     targets = torch.nn.functional.one_hot(torch.arange(8) % 3, 3).float()
-    train_liteeval(net, coarse, fine, mask, targets, gamma=0.5, lambda_=2.0, multilabel=False, epochs=3, batch_size=4,
-                   lr=1e-3, tau_start=5.0, tau_end=0.5, seed=0, log=lambda _: None)
+    train_liteeval(
+        net,
+        coarse,
+        fine,
+        mask,
+        targets,
+        gamma=0.5,
+        lambda_=2.0,
+        multilabel=False,
+        epochs=3,
+        batch_size=4,
+        lr=1e-3,
+        tau_start=5.0,
+        tau_end=0.5,
+        seed=0,
+        log=lambda _: None,
+    )
     assert len(net.taus) == 6  # 3 epochs of 2 batches
     assert all(a > b for a, b in zip(net.taus, net.taus[1:])), net.taus
     assert net.taus[0] == 5.0 and abs(net.taus[-1] - 0.5) < 1e-9
 
 
 def test_budget_divides_each_videos_reads_by_its_true_length():
-    reads = torch.tensor([[1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],   # 2 reads of 4 true steps, padded to 8
-                          [1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0]])  # 4 reads of 8
-    assert torch.isclose(budget_loss(reads, torch.tensor([4.0, 8.0]), 0.25), torch.tensor(0.25 ** 2))
+    reads = torch.tensor(
+        [
+            [1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],  # 2 reads of 4 true steps, padded to 8
+            [1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0],
+        ]
+    )  # 4 reads of 8
+    assert torch.isclose(budget_loss(reads, torch.tensor([4.0, 8.0]), 0.25), torch.tensor(0.25**2))
 
 
 def test_training_meets_the_budget_on_true_steps_of_padded_videos():
@@ -134,8 +154,23 @@ def test_training_meets_the_budget_on_true_steps_of_padded_videos():
     mask[0] = True  # one full-length video, so the padding is real padding of a batch
     targets = torch.nn.functional.one_hot(torch.arange(n) % 3, 3).float()
     net = _net(classes=3)
-    train_liteeval(net, coarse, fine, mask, targets, gamma=0.5, lambda_=5.0, multilabel=False, epochs=15,
-                   batch_size=12, lr=1e-2, tau_start=2.0, tau_end=0.5, seed=0, log=lambda _: None)
+    train_liteeval(
+        net,
+        coarse,
+        fine,
+        mask,
+        targets,
+        gamma=0.5,
+        lambda_=5.0,
+        multilabel=False,
+        epochs=15,
+        batch_size=12,
+        lr=1e-2,
+        tau_start=2.0,
+        tau_end=0.5,
+        seed=0,
+        log=lambda _: None,
+    )
     with torch.no_grad():
         reads = net(coarse, fine, mask)["reads"]
     fraction = float((reads[1:].sum(1) / true_length).mean())
@@ -146,8 +181,23 @@ def _reads_after_training(gamma, lambda_):
     coarse, fine, mask = _batch(n=24, length=8, seed=3)
     targets = torch.nn.functional.one_hot(torch.arange(24) % 3, 3).float()
     net = _net(classes=3)
-    train_liteeval(net, coarse, fine, mask, targets, gamma=gamma, lambda_=lambda_, multilabel=False, epochs=12,
-                   batch_size=12, lr=1e-2, tau_start=2.0, tau_end=0.5, seed=0, log=lambda _: None)
+    train_liteeval(
+        net,
+        coarse,
+        fine,
+        mask,
+        targets,
+        gamma=gamma,
+        lambda_=lambda_,
+        multilabel=False,
+        epochs=12,
+        batch_size=12,
+        lr=1e-2,
+        tau_start=2.0,
+        tau_end=0.5,
+        seed=0,
+        log=lambda _: None,
+    )
     with torch.no_grad():
         return float(net(coarse, fine, mask)["reads"].sum() / mask.sum())
 
@@ -178,8 +228,23 @@ def test_gate_learns_to_read_the_informative_timesteps():
     test_coarse, test_fine, test_mask, test_targets, informative = _toy(seed=1)
     torch.manual_seed(0)
     net = LiteEvalNet(8, 16, 3, coarse_hidden=8, fine_hidden=32, coarse_embed=8, fine_embed=32)
-    train_liteeval(net, coarse, fine, mask, targets, gamma=0.2, lambda_=2.0, multilabel=False, epochs=20, batch_size=16,
-                   lr=3e-3, tau_start=5.0, tau_end=0.5, seed=0, log=lambda _: None)
+    train_liteeval(
+        net,
+        coarse,
+        fine,
+        mask,
+        targets,
+        gamma=0.2,
+        lambda_=2.0,
+        multilabel=False,
+        epochs=20,
+        batch_size=16,
+        lr=3e-3,
+        tau_start=5.0,
+        tau_end=0.5,
+        seed=0,
+        log=lambda _: None,
+    )
     with torch.no_grad():
         out = net(test_coarse, test_fine, test_mask)
     read = out["reads"] > 0
@@ -195,8 +260,14 @@ def _tiny_method(tiny_root, name, **params):
     from conftest import tiny_trial
 
     # one store beside the session's benchmark: both selection test modules share its stages
-    ctx, method = tiny_trial(tiny_root, name, params, store=Path(tiny_root).parent / "selection-stages",
-                             workdir=Path(tiny_root).parent, evaluation={"heavy_epochs": 1})
+    ctx, method = tiny_trial(
+        tiny_root,
+        name,
+        params,
+        store=Path(tiny_root).parent / "selection-stages",
+        workdir=Path(tiny_root).parent,
+        evaluation={"heavy_epochs": 1},
+    )
     method.fit(ctx.dataset.split("train"))
     method.eval_mode()
     return ctx, method
@@ -206,8 +277,9 @@ def _tiny_method(tiny_root, name, **params):
 def test_accounting_matches_a_brute_force_count_per_video(tiny_root, params):
     from harness.compute import verify_accounting
 
-    ctx, method = _tiny_method(tiny_root, "liteeval", epochs=3, coarse_hidden=16, fine_hidden=32, coarse_embed=16,
-                               fine_embed=32, **params)
+    ctx, method = _tiny_method(
+        tiny_root, "liteeval", epochs=3, coarse_hidden=16, fine_hidden=32, coarse_embed=16, fine_embed=32, **params
+    )
     test = ctx.dataset.split("test")[:10]
     pairs = verify_accounting(method, test)
     assert len(pairs) == 10

@@ -1,5 +1,6 @@
 """LiteEval's baselines (Table 1, Fig. 2) and VideoEpitoma's classifier on uniform timesteps: mechanisms on
 random tensors and hand-made tables (fast), then each method on the built-in benchmark with its FLOP proof."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,9 +31,14 @@ def test_lstm_baseline_ignores_padding():
 
 def test_seq_k_reads_the_first_k_timesteps():
     rng = np.random.default_rng(0)
-    table = TimestepTable(video_ids=["v0", "v1"], lengths=np.array([10, 2]), labels=np.eye(3, dtype=np.float32)[[0, 1]],
-                          heavy_logits=rng.normal(size=(2, 10, 3)), heavy_features=rng.normal(size=(2, 10, 4)),
-                          clip_len=4)
+    table = TimestepTable(
+        video_ids=["v0", "v1"],
+        lengths=np.array([10, 2]),
+        labels=np.eye(3, dtype=np.float32)[[0, 1]],
+        heavy_logits=rng.normal(size=(2, 10, 3)),
+        heavy_features=rng.normal(size=(2, 10, 4)),
+        clip_len=4,
+    )
     method = SeqK(type("Ctx", (), {"seed": 0})(), k=3, aggregate="auto")
     method.table = table
     full = method.predict(type("Rec", (), {"video_id": "v0"})())
@@ -59,8 +65,21 @@ def test_with_candidates_the_selector_trains_on_t_random_timesteps_of_each_video
     net = _RecordsMask(6, 8, 3, concepts=4, hidden=8)
     net.seen = []
     targets = torch.nn.functional.one_hot(torch.arange(4) % 3, 3).float()
-    train_videoepitoma(net, torch.randn(4, 9, 6), torch.randn(4, 9, 8), mask, targets, sparsity=0.1, multilabel=False,
-                       epochs=3, batch_size=4, lr=1e-3, seed=0, candidates=5, log=lambda _: None)
+    train_videoepitoma(
+        net,
+        torch.randn(4, 9, 6),
+        torch.randn(4, 9, 8),
+        mask,
+        targets,
+        sparsity=0.1,
+        multilabel=False,
+        epochs=3,
+        batch_size=4,
+        lr=1e-3,
+        seed=0,
+        candidates=5,
+        log=lambda _: None,
+    )
     assert len(net.seen) == 3
     for seen in net.seen:  # rows are shuffled: compare counts, and never a padded step
         assert sorted(seen.sum(1).tolist()) == [4, 5, 5, 5] and seen.sum() < mask.sum()
@@ -72,8 +91,14 @@ def _tiny_method(tiny_root, name, **params):
     from conftest import tiny_trial
 
     # one store beside the session's benchmark: the selection test modules share its stages
-    ctx, method = tiny_trial(tiny_root, name, params, store=Path(tiny_root).parent / "selection-stages",
-                             workdir=Path(tiny_root).parent, evaluation={"heavy_epochs": 1})
+    ctx, method = tiny_trial(
+        tiny_root,
+        name,
+        params,
+        store=Path(tiny_root).parent / "selection-stages",
+        workdir=Path(tiny_root).parent,
+        evaluation={"heavy_epochs": 1},
+    )
     method.fit(ctx.dataset.split("train"))
     if hasattr(method, "eval_mode"):
         method.eval_mode()
@@ -83,15 +108,18 @@ def _tiny_method(tiny_root, name, **params):
 SMALL_LITEEVAL = {"epochs": 2, "coarse_hidden": 16, "fine_hidden": 32, "coarse_embed": 16, "fine_embed": 32}
 
 
-@pytest.mark.parametrize("name, params", [
-    ("liteeval_lstm", {"epochs": 2, "hidden": 16, "embed": 16}),
-    ("liteeval_lstm", {"epochs": 2, "hidden": 16, "embed": 16, "inputs": "coarse_fine"}),
-    ("uniform_cf", {"k": 3}),
-    ("uniform_k", {**SMALL_LITEEVAL, "online_k": 2}),
-    ("seq_k", {"k": 2}),
-    ("liteeval_online", {**SMALL_LITEEVAL, "online_k": 2}),
-    ("videoepitoma_uniform", {"k": 3, "epochs": 2}),
-])
+@pytest.mark.parametrize(
+    "name, params",
+    [
+        ("liteeval_lstm", {"epochs": 2, "hidden": 16, "embed": 16}),
+        ("liteeval_lstm", {"epochs": 2, "hidden": 16, "embed": 16, "inputs": "coarse_fine"}),
+        ("uniform_cf", {"k": 3}),
+        ("uniform_k", {**SMALL_LITEEVAL, "online_k": 2}),
+        ("seq_k", {"k": 2}),
+        ("liteeval_online", {**SMALL_LITEEVAL, "online_k": 2}),
+        ("videoepitoma_uniform", {"k": 3, "epochs": 2}),
+    ],
+)
 def test_accounting_matches_a_brute_force_count_per_video(tiny_root, name, params):
     from harness.compute import verify_accounting
 

@@ -1,4 +1,5 @@
 """Video-level metrics and aggregation rules, on hand-computed cases."""
+
 import numpy as np
 import pytest
 

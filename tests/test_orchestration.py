@@ -2,14 +2,15 @@
 trial computes or waits on a declared stage itself; stages already in the store are not scheduled
 again; a failing stage fails its dependents with its traceback, once, and the rest goes on.
 Real Ray, real MLflow (sqlite), the tiny built-in benchmark, the quick test plugin."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from conftest import PLUGIN, quick_spec, skimbench, write_spec
 from mlflow.tracking import MlflowClient
 
-from conftest import PLUGIN, quick_spec, skimbench, write_spec
 from harness import tracking
 from harness.grid import expand
 from harness.plan import build_plan, format_plan
@@ -23,7 +24,10 @@ load_plugin_file(PLUGIN)
 def test_the_plan_holds_each_shared_stage_once_before_its_dependents(tiny_root, tmp_path):
     """Selection methods and baselines share the heavy classifier and its tables; two LightNet methods
     share the LightNet: each stage is one node, after the stages it builds on."""
-    spec = write_spec(tmp_path, "shared", f"""\
+    spec = write_spec(
+        tmp_path,
+        "shared",
+        f"""\
 experiment: shared
 dataset: {{name: skim-digits, params: {{variant: longrange, size: tiny, root: "{tiny_root}"}}}}
 backbones: [{{name: r3d_18, params: {{width: 8, input_size: 32}}}}]
@@ -32,13 +36,23 @@ methods:
   - {{name: uniform, grid: {{k: [1, 2]}}}}
   - {{name: videoepitoma, params: {{light_width: 0.25, light_size: 16}}, grid: {{sparsity: [0.1, 0.3]}}}}
 output: "{tmp_path}/results"
-""")
+""",
+    )
     trials = expand(load_spec(spec))
     plan = build_plan(trials, tmp_path / "stages")
     names = [s.name for s in plan.stages.values()]
-    assert sorted(names) == sorted(["frames", "frames", "heavy_classifier", "heavy_timesteps_test",
-                                    "heavy_timesteps_train", "light_network", "light_timesteps_train",
-                                    "light_timesteps_test"])
+    assert sorted(names) == sorted(
+        [
+            "frames",
+            "frames",
+            "heavy_classifier",
+            "heavy_timesteps_test",
+            "heavy_timesteps_train",
+            "light_network",
+            "light_timesteps_train",
+            "light_timesteps_test",
+        ]
+    )
     by_name = {s.name: s for s in plan.stages.values()}
     assert len(by_name["heavy_classifier"].trials) == 4 and len(by_name["light_network"].trials) == 2
     order = plan.order()
@@ -57,8 +71,9 @@ output: "{tmp_path}/results"
 def test_a_shared_stage_is_computed_once_and_no_trial_waits_on_it(tiny_root, tmp_path, local):
     counter = tmp_path / "counter.txt"
     spec = quick_spec(tmp_path, tiny_root, method_params=f'stage_counter: "{counter}"', grid="k: [2, 4]")
-    done = skimbench("run", str(spec), "--plugin", str(PLUGIN), "--no-report", "--quiet",
-                     *(["--local"] if local else []))
+    done = skimbench(
+        "run", str(spec), "--plugin", str(PLUGIN), "--no-report", "--quiet", *(["--local"] if local else [])
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert counter.read_text().count("computed") == 1
     spec_ = load_spec(spec)
@@ -81,7 +96,10 @@ def test_a_shared_stage_is_computed_once_and_no_trial_waits_on_it(tiny_root, tmp
 @pytest.mark.parametrize("local", [False, True], ids=["ray", "local"])
 def test_a_failing_stage_fails_its_dependents_once_with_its_traceback(tiny_root, tmp_path, local):
     counter = tmp_path / "counter.txt"
-    spec = write_spec(tmp_path, "failing", f"""\
+    spec = write_spec(
+        tmp_path,
+        "failing",
+        f"""\
 experiment: failing
 dataset: {{name: skim-digits, params: {{variant: longrange, size: tiny, root: "{tiny_root}"}}}}
 backbones: [resnet18]
@@ -94,9 +112,11 @@ resources: {{cpus: 1, gpus: 0}}
 tracking: {{uri: "sqlite:///{tmp_path}/mlflow.db"}}
 ray: {{num_cpus: 2}}
 output: "{tmp_path}/results"
-""")
-    done = skimbench("run", str(spec), "--plugin", str(PLUGIN), "--no-report", "--quiet",
-                     *(["--local"] if local else []))
+""",
+    )
+    done = skimbench(
+        "run", str(spec), "--plugin", str(PLUGIN), "--no-report", "--quiet", *(["--local"] if local else [])
+    )
     assert done.returncode != 0
     assert counter.read_text().count("computed") == 1  # once, not once per dependent
     spec_ = load_spec(spec)

@@ -2,6 +2,7 @@
 without a timeout, the Trial's travel into config.json, the Method base's hooks, code versions in
 the trial identity, and what the MLflow run carries (run name, source files, flags as tags, dataset
 input). Real MLflow (sqlite), real decoded videos, the quick test plugin."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -10,9 +11,9 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import PLUGIN, quick_spec, skimbench
 from mlflow.tracking import MlflowClient
 
-from conftest import PLUGIN, quick_spec, skimbench
 from harness import tracking
 from harness.grid import expand
 from harness.hashing import code_version
@@ -20,8 +21,8 @@ from harness.launchers import LaunchContext, TrialTimeout, execute
 from harness.method import Method
 from harness.registry import load_plugin_file
 from harness.spec import load_spec
-from harness.tracking import TAG, trial_runs
 from harness.timing_lock import EXCLUSIVE
+from harness.tracking import TAG, trial_runs
 
 load_plugin_file(PLUGIN)
 
@@ -62,8 +63,9 @@ def test_a_timed_trial_runs_in_a_child_and_goes_through_the_same_entry_point(tin
     trial, context = _setup(tmp_path, tiny_root, experiment="child", extra="timeout_s: 120\n")
     metrics = execute(trial, context)  # finished in time: the child's result comes back
     assert metrics["videos_evaluated"] > 0
-    slow = dataclasses.replace(trial, timeout_s=3, method=dataclasses.replace(
-        trial.method, params={**trial.method.params, "sleep_s": 60}))
+    slow = dataclasses.replace(
+        trial, timeout_s=3, method=dataclasses.replace(trial.method, params={**trial.method.params, "sleep_s": 60})
+    )
     with pytest.raises(TrialTimeout):
         execute(slow, context)
     runs = {r.info.status: r for r in trial_runs(context.uri, "child")}
@@ -90,7 +92,7 @@ def test_declared_version_replaces_the_source_hash():
     assert code_version(Unversioned) == f"source:{digest}"  # the file of the module that defines it
 
 
-EDITABLE = '''\
+EDITABLE = """\
 import numpy as np
 from harness.method import Component, Method, Prediction, Usage
 from harness.registry import register_method
@@ -111,7 +113,7 @@ class Editable(Method):
 
 
 SCORE_INDEX = 0
-'''
+"""
 
 
 def test_editing_a_plugin_reruns_its_trials(tiny_root, tmp_path):
@@ -119,8 +121,11 @@ def test_editing_a_plugin_reruns_its_trials(tiny_root, tmp_path):
     plugin = tmp_path / "editable.py"
     plugin.write_text(EDITABLE)
     spec = quick_spec(tmp_path, tiny_root, experiment="edited", grid="k: [2]")
-    spec.write_text(spec.read_text().replace("  - name: quick_centroid\n    params: {}\n    grid: {k: [2]}\n",
-                                             "  - name: editable\n"))
+    spec.write_text(
+        spec.read_text().replace(
+            "  - name: quick_centroid\n    params: {}\n    grid: {k: [2]}\n", "  - name: editable\n"
+        )
+    )
     first = skimbench("run", str(spec), "--plugin", str(plugin), "--local", "--no-report", "--quiet")
     assert first.returncode == 0, first.stderr[-2000:]
     same = skimbench("run", str(spec), "--plugin", str(plugin), "--local", "--no-report", "--quiet")

@@ -1,5 +1,6 @@
 """The live view: trial names survive rich's markup, it fits an 80x24 terminal, it re-renders on a
 timer, and it shows the shared stage being computed (events from the real stage store)."""
+
 from __future__ import annotations
 
 import io
@@ -15,8 +16,20 @@ from harness.trial import Plugin, Trial
 
 
 def _trials(n: int) -> list[Trial]:
-    return [Trial("x", "uniform", Plugin("d"), Plugin("b"), Plugin("uniform", {"k": k}), 0, {},
-                  hash=f"{k:016x}", name=f"uniform[k={k}]") for k in range(1, n + 1)]
+    return [
+        Trial(
+            "x",
+            "uniform",
+            Plugin("d"),
+            Plugin("b"),
+            Plugin("uniform", {"k": k}),
+            0,
+            {},
+            hash=f"{k:016x}",
+            name=f"uniform[k={k}]",
+        )
+        for k in range(1, n + 1)
+    ]
 
 
 def _screen(progress: GridProgress, console: Console) -> str:

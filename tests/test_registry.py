@@ -1,5 +1,6 @@
 """The plugin registry: entry-point discovery from a really installed distribution, local plugin
 files, duplicate names as errors, and unknown names that list what exists and suggest the closest."""
+
 from __future__ import annotations
 
 import importlib
@@ -12,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness.method import Method
-from harness.registry import (METHODS, Registry, RegistryError, UnknownNameError, load_plugin_file,
-                              register_method)
+from harness.registry import METHODS, Registry, RegistryError, UnknownNameError, load_plugin_file, register_method
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,7 +42,8 @@ def installed_site(tmp_path_factory) -> Path:
     source, site = root / "src", root / "site"
     source.mkdir()
     (source / "epdemo_plugin.py").write_text(PLUGIN_MODULE)
-    (source / "pyproject.toml").write_text(textwrap.dedent("""\
+    (source / "pyproject.toml").write_text(
+        textwrap.dedent("""\
         [build-system]
         requires = ["setuptools>=68"]
         build-backend = "setuptools.build_meta"
@@ -57,18 +58,37 @@ def installed_site(tmp_path_factory) -> Path:
 
         [tool.setuptools]
         py-modules = ["epdemo_plugin"]
-        """))
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-                    "--target", str(site), str(source)], check=True, capture_output=True, timeout=300)
+        """)
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(site),
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     assert list(site.glob("epdemo_skimbench_plugin-0.1.dist-info/entry_points.txt"))
     return site
 
 
 def test_entry_point_plugin_found_by_methods(installed_site):
     """The real ``METHODS`` registry in a fresh interpreter that sees the installed distribution."""
-    code = ("from harness.registry import METHODS; import harness.params as p; "
-            "print(METHODS.origin('epdemo_skim')); print(METHODS.get('epdemo_skim').params['k'].default); "
-            "print(METHODS.origin('epdemo_by_class'))")
+    code = (
+        "from harness.registry import METHODS; import harness.params as p; "
+        "print(METHODS.origin('epdemo_skim')); print(METHODS.get('epdemo_skim').params['k'].default); "
+        "print(METHODS.origin('epdemo_by_class'))"
+    )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(installed_site), str(REPO)])}
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -95,11 +115,15 @@ def test_broken_entry_point_names_itself(tmp_path):
     site = tmp_path / "site"
     (site / "broken_ep-0.1.dist-info").mkdir(parents=True)
     (site / "broken_ep-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-ep\nVersion: 0.1\n")
-    (site / "broken_ep-0.1.dist-info" / "entry_points.txt").write_text("[skimbench.test_broken]\nbroken = no_such_module_xyz\n")
+    (site / "broken_ep-0.1.dist-info" / "entry_points.txt").write_text(
+        "[skimbench.test_broken]\nbroken = no_such_module_xyz\n"
+    )
     sys.path.insert(0, str(site))
     importlib.invalidate_caches()
     try:
-        with pytest.raises(RegistryError, match=r"method plugin entry point 'broken' \(no_such_module_xyz\) failed to load"):
+        with pytest.raises(
+            RegistryError, match=r"method plugin entry point 'broken' \(no_such_module_xyz\) failed to load"
+        ):
             Registry("method", "skimbench.test_broken").load()
     finally:
         sys.path.remove(str(site))
@@ -128,6 +152,7 @@ def test_duplicate_in_global_registry():
         pass
 
     with pytest.raises(RegistryError, match="duplicate method name 'regtest_dup_global'"):
+
         @register_method("regtest_dup_global")
         class Other(Method):
             pass
@@ -141,7 +166,10 @@ def test_unknown_name_lists_and_suggests():
         registry.register(name)(type(name, (), {}))
     with pytest.raises(UnknownNameError) as info:
         registry.get("resnet_18")
-    assert str(info.value) == "unknown backbone 'resnet_18' (registered: r3d_18, resnet18, resnet50); did you mean 'resnet18'?"
+    assert (
+        str(info.value)
+        == "unknown backbone 'resnet_18' (registered: r3d_18, resnet18, resnet50); did you mean 'resnet18'?"
+    )
     assert isinstance(info.value, KeyError)
     with pytest.raises(UnknownNameError, match=r"\(registered: r3d_18, resnet18, resnet50\)$"):
         registry.get("zzz")
@@ -157,7 +185,7 @@ def test_load_plugin_file(tmp_path):
     assert METHODS.get("regtest_local").params["k"].default == 3
 
 
-SAME_ORIGIN_PLUGIN = '''\
+SAME_ORIGIN_PLUGIN = """\
 from harness.method import Method
 from harness.registry import register_method
 
@@ -165,7 +193,7 @@ from harness.registry import register_method
 @register_method("regtest_same_origin")
 class SameOrigin(Method):
     params = {}
-'''
+"""
 
 
 def test_same_source_file_reached_twice_is_one_origin(tmp_path):

@@ -1,5 +1,6 @@
 """The guarantees of docs/reliability.md, each proved with real processes: loopback-only Ray,
 one run per trial under concurrent launches, and a record for a trial whose MLflow run cannot be made."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -12,8 +13,8 @@ from dataclasses import replace
 
 import psutil
 import pytest
-
 from conftest import PLUGIN, ROOT, quick_spec
+
 from harness import trial_claims as claims
 from harness.grid import expand
 from harness.registry import load_plugin_file
@@ -48,9 +49,13 @@ def _listening(root: psutil.Process) -> set[tuple[str, str, int]]:
 
 def test_local_ray_listens_on_loopback_only(tiny_root, tmp_path):
     spec = quick_spec(tmp_path, tiny_root, experiment="loopback", grid="k: [2]", method_params="sleep_s: 8")
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(spec), "--plugin", str(PLUGIN),
-                             "--no-report", "--quiet"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "run", str(spec), "--plugin", str(PLUGIN), "--no-report", "--quiet"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     root, sockets = psutil.Process(proc.pid), set()
     deadline = time.time() + 300
     while proc.poll() is None and time.time() < deadline:  # sample while the trial sleeps in its worker
@@ -64,9 +69,25 @@ def test_local_ray_listens_on_loopback_only(tiny_root, tmp_path):
 
 
 def _launch(spec, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(spec), "--plugin", str(PLUGIN), "--local",
-                             "--no-report", "--quiet", *extra], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "run",
+            str(spec),
+            "--plugin",
+            str(PLUGIN),
+            "--local",
+            "--no-report",
+            "--quiet",
+            *extra,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _runs_by_hash(uri: str, experiment: str) -> dict[str, list[str]]:
@@ -122,8 +143,9 @@ def test_claim_of_a_dead_launch_is_taken_over_and_a_live_one_is_respected(tmp_pa
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         for h, proc in (("deadbeef", dead), ("c0ffee00", live)):  # claims as another launch leaves them
-            (tmp_path / f"{h}.claim").write_text(json.dumps(
-                {"host": socket.gethostname(), "pid": proc.pid, "start": claims._start_time(proc.pid)}))
+            (tmp_path / f"{h}.claim").write_text(
+                json.dumps({"host": socket.gethostname(), "pid": proc.pid, "start": claims._start_time(proc.pid)})
+            )
         mine, others = claims.claim(tmp_path, ["deadbeef", "c0ffee00", "fresh000"])
         assert mine == ["deadbeef", "fresh000"] and list(others) == ["c0ffee00"]
         claims.release(tmp_path, mine)

@@ -1,14 +1,15 @@
 """End to end: trials logged to a real MLflow sqlite store the way harness.tracking logs them, then
 ``build_report`` writes every section; missing pieces are reported, not fatal; two experiments
 share axes."""
+
 import matplotlib.image
 import pandas as pd
 import pytest
+from test_report_helpers import frames, make_experiment, relevance
 
 from harness.report.build import build_report, report_dir
 from harness.report.claims import VERDICTS, registered_claims
 from harness.report.collect import ReportError, load_predictions, load_trials
-from test_report_helpers import frames, make_experiment, relevance
 
 
 @pytest.fixture(scope="module")
@@ -42,13 +43,26 @@ def test_load_predictions_decodes_json_cells(full):
 def test_report_files(full):
     _, out, _, _ = full
     assert out.name == "quick"
-    for stem in ("pareto_synthetic_top1", "latency_synthetic_top1", "cost_per_video_synthetic", "sgs_bins_synthetic",
-                 "selection_synthetic", "filmstrip"):
+    for stem in (
+        "pareto_synthetic_top1",
+        "latency_synthetic_top1",
+        "cost_per_video_synthetic",
+        "sgs_bins_synthetic",
+        "selection_synthetic",
+        "filmstrip",
+    ):
         png = out / "figures" / f"{stem}.png"
         assert matplotlib.image.imread(png).shape[0] > 200, stem
         assert (out / "figures" / f"{stem}.svg").read_text().lstrip().startswith("<?xml")
-    for stem in ("methods_top1", "matched_compute_top1", "reach_reference_top1", "front_share_top1",
-                 "selection_quality", "claims", "cost_regime"):
+    for stem in (
+        "methods_top1",
+        "matched_compute_top1",
+        "reach_reference_top1",
+        "front_share_top1",
+        "selection_quality",
+        "claims",
+        "cost_regime",
+    ):
         for suffix in (".csv", ".md", ".tex"):
             assert (out / "tables" / f"{stem}{suffix}").stat().st_size > 0, stem + suffix
     assert "\\toprule" in (out / "tables" / "methods_top1.tex").read_text()
@@ -57,8 +71,14 @@ def test_report_files(full):
 def test_report_md_content(full):
     _, out, text, _ = full
     assert "one fused multiply-add counts as one FLOP" in text
-    for section in ("## Accuracy against compute", "## Tables", "## Per-video cost of dynamic methods",
-                    "## Selection quality", "## Claims check", "## Missing or failed trials"):
+    for section in (
+        "## Accuracy against compute",
+        "## Tables",
+        "## Per-video cost of dynamic methods",
+        "## Selection quality",
+        "## Claims check",
+        "## Missing or failed trials",
+    ):
         assert section in text
     assert "![synthetic top1 vs GFLOPs per video](figures/pareto_synthetic_top1.png)" in text
     assert "**synthetic, top1: Pareto front**" in text and "sgs bins=16" in text
@@ -102,6 +122,7 @@ def test_claims_rows(full):
 
 # The tests below add experiments to the same sqlite store: creating a store costs seconds.
 
+
 def test_missing_pieces_are_reported_not_fatal(full, tmp_path):
     uri = make_experiment(full[3], "bare", methods=["uniform", "random"], seeds=(0,), with_predictions=False)
     report = build_report(uri, ["bare"], tmp_path / "out", get_frames=frames, relevance=relevance())
@@ -124,8 +145,12 @@ def test_compare_two_experiments_on_the_same_axes(full, tmp_path):
     assert out.name == "compare-cpu-vs-gpu"
     text = build_report(uri, ["cpu", "gpu"], out).read_text()
     methods = pd.read_csv(out / "tables" / "methods_top1.csv")
-    assert {"uniform[experiment=cpu]", "uniform[experiment=gpu]", "dense[experiment=cpu]",
-            "dense[experiment=gpu]"} == set(methods["method"])
+    assert {
+        "uniform[experiment=cpu]",
+        "uniform[experiment=gpu]",
+        "dense[experiment=cpu]",
+        "dense[experiment=gpu]",
+    } == set(methods["method"])
     assert len(methods) == 8  # 3 uniform budgets + dense, per experiment: none dropped as a duplicate
     assert "experiment(s) `cpu`, `gpu`" in text and "selection quality skipped" in text
     reach = pd.read_csv(out / "tables" / "reach_reference_top1.csv")
@@ -147,7 +172,6 @@ def test_per_video_facts_from_extras():
 
 def test_an_experiment_whose_trials_all_failed_still_gets_a_report(full, tmp_path):
     from mlflow.tracking import MlflowClient
-
     from test_report_helpers import log_trial
 
     client = MlflowClient(full[0])

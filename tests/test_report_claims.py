@@ -1,6 +1,7 @@
 """The claims check on hand-made result sets: per-video outcomes go through the real bootstrap
 (``harness.report.evidence``), verdicts are three-valued and decided on intervals, references are
 fixed the papers' way, and claims are declared beside their methods."""
+
 import json
 
 import numpy as np
@@ -8,8 +9,16 @@ import pandas as pd
 import pytest
 
 from harness.registry import RegistryError
-from harness.report.claims import (FAILS, HOLDS, INCONCLUSIVE, NOT_COMPARABLE, Claim, check_claims, register_claim,
-                                   registered_claims)
+from harness.report.claims import (
+    FAILS,
+    HOLDS,
+    INCONCLUSIVE,
+    NOT_COMPARABLE,
+    Claim,
+    check_claims,
+    register_claim,
+    registered_claims,
+)
 from harness.report.collect import label_series
 from harness.report.evidence import Evidence
 from harness.report.pareto import seed_summary
@@ -21,15 +30,33 @@ EASY = np.random.default_rng(0).permutation(N) / N  # one difficulty per video, 
 def trial(method, budget, gflops, accuracy, seed=0, budget_param="k", difficulty=EASY, usage=None, **params):
     """A finished trial whose videos with difficulty below ``accuracy`` are classified right."""
     hits = difficulty < accuracy
-    table = pd.DataFrame({"video_id": [f"v{i}" for i in range(len(hits))], "labels": [[0]] * len(hits),
-                          "scores": [[1.0, 0.0] if h else [0.0, 1.0] for h in hits],
-                          "usage": [usage or []] * len(hits), "extras": [{}] * len(hits)})
-    row = {"experiment": "e", "run_id": f"{method}{budget}{seed}{json.dumps(params)}", "status": "FINISHED",
-           "method": method, "dataset": "d", "backbone": "bb", "seed": seed, "budget_param": budget_param,
-           "budget": budget, "deployable": method != "oracle", "dynamic": False,
-           "params": dict(params, **({budget_param: budget} if budget is not None else {})),
-           "top1": 100 * hits.mean(), "gflops_per_video_mean": gflops, "gflops_per_video_std": 0.2 * gflops,
-           "gflops_selection_mean": 0.01 * gflops}
+    table = pd.DataFrame(
+        {
+            "video_id": [f"v{i}" for i in range(len(hits))],
+            "labels": [[0]] * len(hits),
+            "scores": [[1.0, 0.0] if h else [0.0, 1.0] for h in hits],
+            "usage": [usage or []] * len(hits),
+            "extras": [{}] * len(hits),
+        }
+    )
+    row = {
+        "experiment": "e",
+        "run_id": f"{method}{budget}{seed}{json.dumps(params)}",
+        "status": "FINISHED",
+        "method": method,
+        "dataset": "d",
+        "backbone": "bb",
+        "seed": seed,
+        "budget_param": budget_param,
+        "budget": budget,
+        "deployable": method != "oracle",
+        "dynamic": False,
+        "params": dict(params, **({budget_param: budget} if budget is not None else {})),
+        "top1": 100 * hits.mean(),
+        "gflops_per_video_mean": gflops,
+        "gflops_per_video_std": 0.2 * gflops,
+        "gflops_selection_mean": 0.01 * gflops,
+    }
     return row, table
 
 
@@ -47,8 +74,9 @@ UNIFORM = [trial("uniform", k, 2.0 * k, a) for k, a in ((2, 0.5), (4, 0.6), (8, 
 
 
 def liteeval(*points, difficulty=EASY):
-    return [trial("liteeval", g, c, a, budget_param="gamma", usage=LITE_USAGE, difficulty=difficulty)
-            for g, c, a in points]
+    return [
+        trial("liteeval", g, c, a, budget_param="gamma", usage=LITE_USAGE, difficulty=difficulty) for g, c, a in points
+    ]
 
 
 def test_every_registered_claim_gets_a_row_and_missing_methods_are_not_comparable():
@@ -117,7 +145,8 @@ def test_third_party_claims_load_through_the_entry_point_group(tmp_path, monkeyp
 
     (tmp_path / "thirdparty_claims.py").write_text(
         "from harness.report.claims import Claim, missing, register_claim\n"
-        "register_claim(Claim('X-1', 'Third party', 'Table 9', 's', 'n', 'nothing', lambda c: missing('nothing')))\n")
+        "register_claim(Claim('X-1', 'Third party', 'Table 9', 's', 'n', 'nothing', lambda c: missing('nothing')))\n"
+    )
     dist = tmp_path / "thirdparty-0.1.dist-info"  # an installed distribution, as pip leaves it
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: thirdparty\nVersion: 0.1\n")

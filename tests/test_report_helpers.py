@@ -1,6 +1,7 @@
 """Builds a small, realistic experiment in a real MLflow sqlite store, logged the way
 ``harness.tracking`` logs trials (tags, flattened params, metrics, ``predictions.csv``).
 Imported by the report tests; holds no tests itself."""
+
 from __future__ import annotations
 
 import json
@@ -22,7 +23,7 @@ def relevance() -> dict[str, np.ndarray]:
     out = {}
     for i in range(NUM_VIDEOS):
         rel = np.zeros(NUM_FRAMES, dtype=int)
-        rel[8 + i:16 + i] = 1
+        rel[8 + i : 16 + i] = 1
         out[f"vid{i}"] = rel
     return out
 
@@ -58,7 +59,7 @@ def _selection(method, budget, video, rng):
     if method == "random":
         return sorted(rng.choice(NUM_FRAMES, budget, replace=False).tolist())
     if method == "videoepitoma":  # mostly relevant frames
-        return sorted(set(relevant[:budget - 1].tolist()) | {0})
+        return sorted(set(relevant[: budget - 1].tolist()) | {0})
     if method == "liteeval":
         n = int(2 + 20 * budget + rng.integers(0, 3))
         return sorted(rng.choice(NUM_FRAMES, n, replace=False).tolist())
@@ -71,8 +72,17 @@ def _selection(method, budget, video, rng):
 
 
 def _accuracy(method, budget, params, seed):
-    base = {"uniform": 40, "random": 36, "dense": 55, "oracle": 80, "scsampler": 50, "videoepitoma": 48,
-            "liteeval": 50, "sgs": 52, "temporal_clustering": 45}[method]
+    base = {
+        "uniform": 40,
+        "random": 36,
+        "dense": 55,
+        "oracle": 80,
+        "scsampler": 50,
+        "videoepitoma": 48,
+        "liteeval": 50,
+        "sgs": 52,
+        "temporal_clustering": 45,
+    }[method]
     if method == "scsampler" and params.get("objective") == "sal_rank":
         base -= 3
     if method == "temporal_clustering" and params.get("rule") == "uniform":
@@ -86,17 +96,26 @@ def log_trial(client, exp_id, parent, method, budget, seed, params, status="FINI
     rng = np.random.default_rng([seed, len(method), int((budget or 0) * 100)])
     method_params = dict(params, **({budget_param: budget} if budget_param else {}))
     trial_hash = f"{abs(hash((method, json.dumps(method_params, sort_keys=True), seed))):016x}"[:16]
-    tags = {"skimbench.trial_hash": trial_hash, "skimbench.method": method, "skimbench.label": method,
-            "skimbench.dataset": "synthetic", "skimbench.backbone": "r3d_18", "skimbench.seed": str(seed),
-            "skimbench.budget_param": budget_param or "",
-            "skimbench.budget": "" if budget_param is None else json.dumps(budget),
-            "skimbench.deployable": str(deployable).lower(), "skimbench.dynamic": str(dynamic).lower(),
-            "skimbench.role": "trial", "mlflow.parentRunId": parent}
+    tags = {
+        "skimbench.trial_hash": trial_hash,
+        "skimbench.method": method,
+        "skimbench.label": method,
+        "skimbench.dataset": "synthetic",
+        "skimbench.backbone": "r3d_18",
+        "skimbench.seed": str(seed),
+        "skimbench.budget_param": budget_param or "",
+        "skimbench.budget": "" if budget_param is None else json.dumps(budget),
+        "skimbench.deployable": str(deployable).lower(),
+        "skimbench.dynamic": str(dynamic).lower(),
+        "skimbench.role": "trial",
+        "mlflow.parentRunId": parent,
+    }
     if unit:
         tags["skimbench.selection_unit"] = unit
     # random's seed-1 trials timed without the machine lock; the others with it
-    tags["skimbench.latency_timing"] = (EXCLUSIVE if (method, seed) != ("random", 1)
-                                        else "shared: timing lock unavailable (Read-only file system)")
+    tags["skimbench.latency_timing"] = (
+        EXCLUSIVE if (method, seed) != ("random", 1) else "shared: timing lock unavailable (Read-only file system)"
+    )
     run_id = client.create_run(exp_id, tags=tags).info.run_id
     flat = {f"method.params.{k}": json.dumps(v) if not isinstance(v, str) else v for k, v in method_params.items()}
     flat.update({"evaluation.clip_len": str(CLIP_LEN), "seed": str(seed), "method.name": method})
@@ -129,26 +148,55 @@ def log_trial(client, exp_id, parent, method, budget, seed, params, status="FINI
             per_unit = FRAME_GFLOPS * (CLIP_LEN if unit == "clip" else 1)
             gflops = per_unit * len(selected)
         selection = NUM_FRAMES * LIGHT_GFLOPS if method in ("scsampler", "videoepitoma", "liteeval") else 0.0
-        rows.append({"video_id": v, "labels": json.dumps([label]), "scores": json.dumps(scores),
-                     "gflops": gflops + selection, "gflops_selection": selection, "usage": "[]",
-                     "selected": json.dumps(selected), "extras": json.dumps(extras)})
+        rows.append(
+            {
+                "video_id": v,
+                "labels": json.dumps([label]),
+                "scores": json.dumps(scores),
+                "gflops": gflops + selection,
+                "gflops_selection": selection,
+                "usage": "[]",
+                "selected": json.dumps(selected),
+                "extras": json.dumps(extras),
+            }
+        )
     table = pd.DataFrame(rows)
     g = table["gflops"]
-    metrics = {"top1": top1, "top5": min(100.0, top1 + 20), "gflops_per_video_mean": g.mean(),
-               "gflops_per_video_std": g.std(ddof=0), "gflops_per_video_min": g.min(), "gflops_per_video_max": g.max(),
-               "gflops_selection_mean": table["gflops_selection"].mean(), "params_m": 33.2,
-               "latency_ms_per_video": 3.0 * g.mean() + 1.0, "throughput_videos_per_s": 1000 / (3.0 * g.mean() + 1.0),
-               "peak_memory_mb": 100.0 + 10 * g.mean(), "videos_evaluated": float(len(videos)), "videos_skipped": 0.0}
+    metrics = {
+        "top1": top1,
+        "top5": min(100.0, top1 + 20),
+        "gflops_per_video_mean": g.mean(),
+        "gflops_per_video_std": g.std(ddof=0),
+        "gflops_per_video_min": g.min(),
+        "gflops_per_video_max": g.max(),
+        "gflops_selection_mean": table["gflops_selection"].mean(),
+        "params_m": 33.2,
+        "latency_ms_per_video": 3.0 * g.mean() + 1.0,
+        "throughput_videos_per_s": 1000 / (3.0 * g.mean() + 1.0),
+        "peak_memory_mb": 100.0 + 10 * g.mean(),
+        "videos_evaluated": float(len(videos)),
+        "videos_skipped": 0.0,
+    }
     client.log_batch(run_id, metrics=[Metric(k, float(v), 0, 0) for k, v in metrics.items()])
     if with_predictions:
         folder = Path(client.tracking_uri.replace("sqlite:///", "")).parent / f"pred-{run_id}"
         folder.mkdir()
         table.to_csv(folder / "predictions.csv", index=False)
         client.log_artifact(run_id, str(folder / "predictions.csv"))
-        heavy = {"component": "heavy", "role": "recognition", "shape": {}, "gflops_per_call": FRAME_GFLOPS,
-                 "calls": 4 * NUM_VIDEOS}
-        light = {"component": "light", "role": "selection", "shape": {}, "gflops_per_call": LIGHT_GFLOPS,
-                 "calls": NUM_FRAMES * NUM_VIDEOS}
+        heavy = {
+            "component": "heavy",
+            "role": "recognition",
+            "shape": {},
+            "gflops_per_call": FRAME_GFLOPS,
+            "calls": 4 * NUM_VIDEOS,
+        }
+        light = {
+            "component": "light",
+            "role": "selection",
+            "shape": {},
+            "gflops_per_call": LIGHT_GFLOPS,
+            "calls": NUM_FRAMES * NUM_VIDEOS,
+        }
         parts = [heavy, light] if method in ("scsampler", "videoepitoma", "liteeval") else [heavy]
         (folder / "flops_components.json").write_text(json.dumps(parts))
         client.log_artifact(run_id, str(folder / "flops_components.json"))
@@ -156,14 +204,18 @@ def log_trial(client, exp_id, parent, method, budget, seed, params, status="FINI
     return run_id
 
 
-def make_experiment(tmp_path: Path, name: str = "quick", methods=None, seeds=(0, 1), with_predictions=True,
-                    failed: bool = True) -> str:
+def make_experiment(
+    tmp_path: Path, name: str = "quick", methods=None, seeds=(0, 1), with_predictions=True, failed: bool = True
+) -> str:
     """Log an experiment (parent run + trials); returns the tracking URI."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(name)
-    exp_id = (exp.experiment_id if exp
-              else client.create_experiment(name, artifact_location=str(tmp_path / f"artifacts-{name}")))
+    exp_id = (
+        exp.experiment_id
+        if exp
+        else client.create_experiment(name, artifact_location=str(tmp_path / f"artifacts-{name}"))
+    )
     parent = client.create_run(exp_id, tags={"skimbench.role": "parent"}).info.run_id
     for method in methods or METHODS:
         _, budgets, _, _, _, variants = METHODS[method]

@@ -4,15 +4,16 @@ console error, and every method and every claim is visible.
 
 The browser test needs Debian's ``chromium`` and ``chromium-driver`` (``make browser``) and the
 ``selenium`` package; it is skipped without them."""
+
 import json
 import re
 import shutil
 
 import pandas as pd
 import pytest
+from test_report_helpers import frames, make_experiment, relevance
 
 from harness.report.build import build_report, report_dir
-from test_report_helpers import frames, make_experiment, relevance
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
@@ -52,24 +53,41 @@ def test_page_in_headless_chromium(report, tmp_path):
     out, labels, claim_ids = report
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1400,1000", f"--user-data-dir={tmp_path / 'profile'}"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1000",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(DRIVER), options=options)
     try:
         driver.get((out / "report.html").as_uri())
-        WebDriverWait(driver, 60).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")) == 2
-                                        and d.find_elements(By.CSS_SELECTOR, ".legendtext"))
+        WebDriverWait(driver, 60).until(
+            lambda d: (
+                len(d.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")) == 2
+                and d.find_elements(By.CSS_SELECTOR, ".legendtext")
+            )
+        )
         legend = {e.text for e in driver.find_elements(By.CSS_SELECTOR, ".legendtext")}
         claims_table = driver.find_element(By.ID, "claims-check").find_element(By.XPATH, "following::table[1]")
         claims_text = claims_table.text  # selenium returns only text a user can see
         tables_text = driver.find_element(By.ID, "tables").find_element(By.XPATH, "following::table[1]").text
         errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
-        traces = json.loads(driver.execute_script(
-            "return JSON.stringify(document.querySelector('.js-plotly-plot').data.map("
-            "t => ({name: t.name, hover: t.hovertext || []})))"))
+        traces = json.loads(
+            driver.execute_script(
+                "return JSON.stringify(document.querySelector('.js-plotly-plot').data.map("
+                "t => ({name: t.name, hover: t.hovertext || []})))"
+            )
+        )
         driver.save_screenshot(str(out / "report_screenshot.png"))
     finally:
         driver.quit()

@@ -1,4 +1,5 @@
 """Pareto front, seed means and curve interpolation on hand-made point sets."""
+
 import math
 
 import numpy as np
@@ -6,8 +7,16 @@ import pandas as pd
 import pytest
 
 from harness.report.collect import label_series
-from harness.report.pareto import (accuracy_at_matched_compute, compute_to_reach, finished, front_share,
-                                   interpolate_metric, matched_cost_grid, pareto_front, seed_summary)
+from harness.report.pareto import (
+    accuracy_at_matched_compute,
+    compute_to_reach,
+    finished,
+    front_share,
+    interpolate_metric,
+    matched_cost_grid,
+    pareto_front,
+    seed_summary,
+)
 
 
 def points(pairs):
@@ -70,7 +79,7 @@ def test_interpolation_of_unsorted_curve_with_shared_cost_uses_best():
 
 def test_compute_to_reach():
     costs, accs = [1.0, 10.0, 100.0], [40.0, 60.0, 80.0]
-    assert compute_to_reach(costs, accs, 70.0) == pytest.approx(10 ** 1.5)
+    assert compute_to_reach(costs, accs, 70.0) == pytest.approx(10**1.5)
     assert compute_to_reach(costs, accs, 30.0) == pytest.approx(1.0)  # cheapest point already reaches it
     assert math.isnan(compute_to_reach(costs, accs, 90.0))  # never reached: no extrapolation
     # a non-monotone curve: the first crossing from the cheap end counts
@@ -96,18 +105,33 @@ def test_matched_cost_grid_spans_where_most_curves_overlap():
 
 
 def trial(method, budget, seed, top1, gflops, status="FINISHED", **params):
-    return {"experiment": "e", "run_id": f"{method}-{budget}-{seed}", "status": status, "method": method,
-            "dataset": "d", "backbone": "bb", "seed": seed, "budget_param": "k", "budget": budget,
-            "deployable": method != "oracle", "dynamic": False, "params": {"k": budget, **params},
-            "top1": top1, "gflops_per_video_mean": gflops}
+    return {
+        "experiment": "e",
+        "run_id": f"{method}-{budget}-{seed}",
+        "status": status,
+        "method": method,
+        "dataset": "d",
+        "backbone": "bb",
+        "seed": seed,
+        "budget_param": "k",
+        "budget": budget,
+        "deployable": method != "oracle",
+        "dynamic": False,
+        "params": {"k": budget, **params},
+        "top1": top1,
+        "gflops_per_video_mean": gflops,
+    }
 
 
 def test_seed_summary_means_std_and_failed_runs_excluded():
-    trials = pd.DataFrame([
-        trial("uniform", 4, 0, 50.0, 2.0), trial("uniform", 4, 1, 54.0, 2.0),
-        trial("uniform", 4, 2, 0.0, 2.0, status="FAILED"),
-        trial("uniform", 8, 0, 60.0, 4.0),
-    ])
+    trials = pd.DataFrame(
+        [
+            trial("uniform", 4, 0, 50.0, 2.0),
+            trial("uniform", 4, 1, 54.0, 2.0),
+            trial("uniform", 4, 2, 0.0, 2.0, status="FAILED"),
+            trial("uniform", 8, 0, 60.0, 4.0),
+        ]
+    )
     summary = seed_summary(label_series(trials)).set_index("budget")
     assert summary.loc[4, "top1_mean"] == pytest.approx(52.0)
     assert summary.loc[4, "top1_std"] == pytest.approx(np.std([50, 54], ddof=1))
@@ -117,8 +141,10 @@ def test_seed_summary_means_std_and_failed_runs_excluded():
 
 
 def test_a_trial_rerun_counts_once_but_the_same_hash_in_two_experiments_counts_twice():
-    rows = [dict(trial("uniform", 4, 0, 50.0, 2.0), trial_hash="h", start_time=1),
-            dict(trial("uniform", 4, 0, 60.0, 2.0), trial_hash="h", start_time=2, run_id="rerun")]
+    rows = [
+        dict(trial("uniform", 4, 0, 50.0, 2.0), trial_hash="h", start_time=1),
+        dict(trial("uniform", 4, 0, 60.0, 2.0), trial_hash="h", start_time=2, run_id="rerun"),
+    ]
     summary = seed_summary(label_series(pd.DataFrame(rows)))
     assert summary.loc[0, "n_seeds"] == 1 and summary.loc[0, "top1_mean"] == 60.0  # the latest run
     rows[1]["experiment"] = "other"
@@ -126,12 +152,18 @@ def test_a_trial_rerun_counts_once_but_the_same_hash_in_two_experiments_counts_t
 
 
 def test_labels_split_curves_by_non_budget_params_only():
-    trials = pd.DataFrame([trial("scsampler", 2, 0, 1, 1, objective="ac"),
-                           trial("scsampler", 4, 0, 1, 1, objective="ac"),
-                           trial("scsampler", 2, 0, 1, 1, objective="sal_rank"),
-                           trial("uniform", 2, 0, 1, 1)])
+    trials = pd.DataFrame(
+        [
+            trial("scsampler", 2, 0, 1, 1, objective="ac"),
+            trial("scsampler", 4, 0, 1, 1, objective="ac"),
+            trial("scsampler", 2, 0, 1, 1, objective="sal_rank"),
+            trial("uniform", 2, 0, 1, 1),
+        ]
+    )
     assert list(label_series(trials)["label"]) == ["scsampler[objective=ac]"] * 2 + [
-        "scsampler[objective=sal_rank]", "uniform"]
+        "scsampler[objective=sal_rank]",
+        "uniform",
+    ]
 
 
 def test_spec_labels_name_curves_and_still_split_differing_params():
@@ -139,7 +171,12 @@ def test_spec_labels_name_curves_and_still_split_differing_params():
     rows += [dict(trial("sgs", 16, 0, 1, 1, mode="base"), spec_label="base-3d-cnn")]
     rows += [dict(trial("scsampler", 2, 0, 1, 1, objective=o), spec_label="sampler") for o in ("ac", "sal_cl")]
     assert list(label_series(pd.DataFrame(rows))["label"]) == [
-        "atfr", "atfr", "base-3d-cnn", "sampler[objective=ac]", "sampler[objective=sal_cl]"]
+        "atfr",
+        "atfr",
+        "base-3d-cnn",
+        "sampler[objective=ac]",
+        "sampler[objective=sal_cl]",
+    ]
 
 
 def test_a_non_numeric_budget_separates_curves_instead_of_merging_them():

@@ -1,4 +1,5 @@
 """Selection precision/recall against per-frame ground truth, frames and clips."""
+
 import math
 
 import pandas as pd
@@ -44,11 +45,20 @@ def test_selection_quality_averages_videos_then_seeds_and_skips_failed_and_in_ne
         "r2": pd.DataFrame({"video_id": ["a", "b"], "selected": [[4], [4]]}),  # failed trial: ignored
         "r3": pd.DataFrame({"video_id": ["a", "b"], "selected": [None, None]}),  # in-network method: no row
     }
-    trials = pd.DataFrame({
-        "run_id": ["r0", "r1", "r2", "r3"], "status": ["FINISHED", "FINISHED", "FAILED", "FINISHED"],
-        "dataset": "d", "label": ["uniform", "uniform", "uniform", "sgs"], "method": ["uniform"] * 3 + ["sgs"],
-        "budget": 2.0, "seed": [0, 1, 2, 0], "selection_unit": ["frame"] * 3 + [None], "clip_len": 4,
-        "gflops_per_video_mean": 1.0})
+    trials = pd.DataFrame(
+        {
+            "run_id": ["r0", "r1", "r2", "r3"],
+            "status": ["FINISHED", "FINISHED", "FAILED", "FINISHED"],
+            "dataset": "d",
+            "label": ["uniform", "uniform", "uniform", "sgs"],
+            "method": ["uniform"] * 3 + ["sgs"],
+            "budget": 2.0,
+            "seed": [0, 1, 2, 0],
+            "selection_unit": ["frame"] * 3 + [None],
+            "clip_len": 4,
+            "gflops_per_video_mean": 1.0,
+        }
+    )
     quality = selection_quality(trials, preds, {"a": REL, "b": REL})
     assert list(quality["label"]) == ["uniform"]
     row = quality.iloc[0]

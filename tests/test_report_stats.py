@@ -1,10 +1,10 @@
 """The bootstrap intervals: coverage on simulated Bernoulli outcomes, pairing, mAP, seeds."""
+
 import numpy as np
 import pytest
 
 from harness.metrics import mean_average_precision
-from harness.report.stats import (Outcomes, Resampler, estimate, interval, more_data_factor,
-                                  replicates, weighted_map)
+from harness.report.stats import Outcomes, Resampler, estimate, interval, more_data_factor, replicates, weighted_map
 
 
 def outcomes(correct: np.ndarray) -> Outcomes:
@@ -68,7 +68,7 @@ def test_weighted_map_matches_the_metric_module_and_zero_weight_drops_a_video():
 def test_map_replicates_vary_around_the_estimate():
     rng = np.random.default_rng(2)
     scores = rng.random((2, 60, 4))
-    targets = (scores + rng.random((2, 60, 4)) > 1.0)
+    targets = scores + rng.random((2, 60, 4)) > 1.0
     out = Outcomes([0, 1], np.zeros((2, 60)), scores, targets)
     lo, hi = interval(replicates(Resampler(60, 2, n_boot=300), out, "map"))
     assert lo < estimate(out, "map") < hi

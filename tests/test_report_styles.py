@@ -1,6 +1,7 @@
 """How figures read: a method keeps its colour whatever else a report holds, variants of a method
 get their own markers, log axes are labelled with plain decades, points at or below chance level
 are marked, and a missing interval reads 'n/a', not 'nan'."""
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -17,11 +18,30 @@ from harness.report.styles import Styles, builtin_methods, method_colour
 
 def summary(entries):
     """entries: (method, extra params, top1 by budget) -> seed summary of one seed per point."""
-    rows = [{"experiment": "e", "run_id": f"{m}-{k}-{i}", "status": "FINISHED", "method": m, "dataset": "d",
-             "backbone": "bb", "seed": 0, "budget_param": "k", "budget": k, "deployable": True, "dynamic": False,
-             "params": dict(extra, k=k), "top1": top1, "gflops_per_video_mean": k, "gflops_per_video_std": 0.0,
-             "gflops_per_video_min": k, "gflops_per_video_max": k, "latency_ms_per_video": 2.0 * k}
-            for i, (m, extra, curve) in enumerate(entries) for k, top1 in curve.items()]
+    rows = [
+        {
+            "experiment": "e",
+            "run_id": f"{m}-{k}-{i}",
+            "status": "FINISHED",
+            "method": m,
+            "dataset": "d",
+            "backbone": "bb",
+            "seed": 0,
+            "budget_param": "k",
+            "budget": k,
+            "deployable": True,
+            "dynamic": False,
+            "params": dict(extra, k=k),
+            "top1": top1,
+            "gflops_per_video_mean": k,
+            "gflops_per_video_std": 0.0,
+            "gflops_per_video_min": k,
+            "gflops_per_video_max": k,
+            "latency_ms_per_video": 2.0 * k,
+        }
+        for i, (m, extra, curve) in enumerate(entries)
+        for k, top1 in curve.items()
+    ]
     return seed_summary(label_series(pd.DataFrame(rows)))
 
 
@@ -58,18 +78,25 @@ def test_log_axis_labels_plain_decades():
 
 
 def test_points_at_or_below_chance_are_marked():
-    table = pd.DataFrame({"video_id": ["a", "b", "c", "d"], "labels": [[0], [0], [1], [2]],
-                          "scores": [[0.1, 0.2, 0.7]] * 4})
+    table = pd.DataFrame(
+        {"video_id": ["a", "b", "c", "d"], "labels": [[0], [0], [1], [2]], "scores": [[0.1, 0.2, 0.7]] * 4}
+    )
     trials = pd.DataFrame({"dataset": ["d"], "run_id": ["r"]})
     assert chance_level(trials, {"r": table}, "top1") == {"d": 50.0}  # always answering class 0
     name = builtin_methods()[0]
     points = summary([(name, {}, {1: 40.0, 2: 50.0, 4: 60.0})])
     styles = Styles(points)
-    marked = [t for t in tradeoff_figure(points, "top1", "gflops_per_video_mean_mean", "t", styles, 50.0).data
-              if t.name == "at or below chance"]
+    marked = [
+        t
+        for t in tradeoff_figure(points, "top1", "gflops_per_video_mean_mean", "t", styles, 50.0).data
+        if t.name == "at or below chance"
+    ]
     assert len(marked) == 1 and list(marked[0].y) == [40.0, 50.0]
-    assert not [t for t in tradeoff_figure(points, "top1", "gflops_per_video_mean_mean", "t", styles, 30.0).data
-                if t.name == "at or below chance"]
+    assert not [
+        t
+        for t in tradeoff_figure(points, "top1", "gflops_per_video_mean_mean", "t", styles, 30.0).data
+        if t.name == "at or below chance"
+    ]
 
 
 def test_a_missing_interval_reads_na():

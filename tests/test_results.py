@@ -1,5 +1,6 @@
 """``skimbench results``: one row per trial under its trial name, budgets sorted as numbers, no None
 parameters, no floating-point dust, fitted to the terminal. Runs written to a real MLflow store."""
+
 from __future__ import annotations
 
 from mlflow.tracking import MlflowClient
@@ -9,9 +10,16 @@ from harness.tracking import TAG, ensure_experiment
 
 
 def _trial_run(client, experiment_id, name, label, budget, seed, top1, std):
-    tags = {f"{TAG}role": "trial", f"{TAG}name": name, f"{TAG}label": label, f"{TAG}method": label,
-            f"{TAG}budget": budget, f"{TAG}seed": str(seed), f"{TAG}trial_hash": f"{abs(hash(name)):016x}"[:16],
-            f"{TAG}backbone": "r3d_18"}
+    tags = {
+        f"{TAG}role": "trial",
+        f"{TAG}name": name,
+        f"{TAG}label": label,
+        f"{TAG}method": label,
+        f"{TAG}budget": budget,
+        f"{TAG}seed": str(seed),
+        f"{TAG}trial_hash": f"{abs(hash(name)):016x}"[:16],
+        f"{TAG}backbone": "r3d_18",
+    }
     run = client.create_run(experiment_id, tags=tags)
     client.log_metric(run.info.run_id, "top1", top1)
     client.log_metric(run.info.run_id, "gflops_per_video_std", std)
@@ -34,8 +42,15 @@ def test_results_rows_are_named_sorted_numerically_and_clean(tmp_path, monkeypat
     lines = text.splitlines()
     assert all(len(line) <= 100 for line in lines), text
     names = [line.split()[0] for line in lines[1:8]]  # the first block of columns
-    assert names[:3] == ["scsampler[k=1,objective=ac]", "scsampler[k=1,objective=sal_cl]",
-                         "scsampler[k=1,objective=sal_rank]"]
-    assert names[3:] == ["sgs[mode=base]", "sgs[bins_test=4,mode=atfr]", "sgs[bins_test=8,mode=atfr]",
-                         "sgs[bins_test=16,mode=atfr]"]  # 4 before 16: numbers, not text
+    assert names[:3] == [
+        "scsampler[k=1,objective=ac]",
+        "scsampler[k=1,objective=sal_cl]",
+        "scsampler[k=1,objective=sal_rank]",
+    ]
+    assert names[3:] == [
+        "sgs[mode=base]",
+        "sgs[bins_test=4,mode=atfr]",
+        "sgs[bins_test=8,mode=atfr]",
+        "sgs[bins_test=16,mode=atfr]",
+    ]  # 4 before 16: numbers, not text
     assert "e-18" not in text and "null" not in text and "None" not in text

@@ -1,5 +1,6 @@
 """``skimbench new-method``: the scaffolded plugin passes its own test (run by pytest in a fresh
 process, as a user would), plugs into a spec, and the scaffold refuses bad names and overwrites."""
+
 from __future__ import annotations
 
 import os
@@ -22,8 +23,14 @@ def test_scaffolded_method_passes_its_own_test(tmp_path):
     written = scaffold_method("scaffold_probe", tmp_path)
     assert written == [tmp_path / "scaffold_probe.py", tmp_path / "test_scaffold_probe.py"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_scaffold_probe.py"],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_scaffold_probe.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "3 passed" in result.stdout
 
@@ -34,8 +41,10 @@ def test_scaffolded_method_plugs_into_a_spec(tmp_path):
     cls = METHODS.get("scaffold_in_spec")
     assert cls.__name__ == "ScaffoldInSpec" and cls.budget_param == "k" and cls.summary
     spec_path = tmp_path / "spec.yaml"
-    spec_path.write_text("experiment: s\ndataset: specfix_digits\nbackbones: [specfix_r3d]\n"
-                         "methods:\n  - name: scaffold_in_spec\n    grid: {k: [2, 4]}\n")
+    spec_path.write_text(
+        "experiment: s\ndataset: specfix_digits\nbackbones: [specfix_r3d]\n"
+        "methods:\n  - name: scaffold_in_spec\n    grid: {k: [2, 4]}\n"
+    )
     cfgs = expand(load_spec(spec_path))
     assert [c.method.params for c in cfgs] == [{"dim": 16, "k": 2, "size": 32}, {"dim": 16, "k": 4, "size": 32}]
 
@@ -48,11 +57,19 @@ def test_refuses_to_overwrite(tmp_path):
     assert (tmp_path / "test_taken.py").read_text() == "# mine\n"
 
 
-@pytest.mark.parametrize("name, reason", [
-    ("1sampler", "identifier"), ("my-sampler", "identifier"), ("class", "identifier"), ("", "identifier"),
-    ("random", "shadow the importable module 'random'"), ("torch", "shadow"), ("test_thing", "must not start with 'test'"),
-    ("specfix_uniform", "already registered"),
-])
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("1sampler", "identifier"),
+        ("my-sampler", "identifier"),
+        ("class", "identifier"),
+        ("", "identifier"),
+        ("random", "shadow the importable module 'random'"),
+        ("torch", "shadow"),
+        ("test_thing", "must not start with 'test'"),
+        ("specfix_uniform", "already registered"),
+    ],
+)
 def test_rejects_bad_names(tmp_path, name, reason):
     with pytest.raises(ValueError, match=reason):
         scaffold_method(name, tmp_path)
@@ -74,24 +91,62 @@ def test_packaged_plugin_installs_and_passes_its_own_test(tmp_path):
     # no pip of its own (it would bring an old setuptools): this interpreter's pip installs into it
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
-    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     # the venv sees this interpreter's packages (torch, pytest, setuptools) and this checkout
     parents = [p for p in sys.path if p.endswith("site-packages")]
     Path(site, "skimbench_parent.pth").write_text("\n".join([str(REPO), *parents]) + "\n")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps",
-                    "--no-build-isolation", "--no-index", "-e", str(package)], check=True, capture_output=True,
-                   timeout=300, env=env)
-    listed = subprocess.run([str(python), "-m", "harness.cli", "plugins", "methods", "pkg_probe"], cwd=tmp_path,
-                            env=env, capture_output=True, text=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-e",
+            str(package),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+        env=env,
+    )
+    listed = subprocess.run(
+        [str(python), "-m", "harness.cli", "plugins", "methods", "pkg_probe"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert listed.returncode == 0, listed.stderr[-3000:]
     assert listed.stdout.startswith("pkg_probe: ") and "from pkg_probe.PkgProbe" in listed.stdout
-    tested = subprocess.run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", str(package)], cwd=package,
-                            env=env, capture_output=True, text=True, timeout=300)
+    tested = subprocess.run(
+        [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", str(package)],
+        cwd=package,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert tested.returncode == 0, tested.stdout[-3000:] + tested.stderr[-3000:]
     assert "3 passed" in tested.stdout
-    plugin = subprocess.run([str(python), "-m", "harness.cli", "methods", "pkg_probe", "--plugin",
-                             str(package / "pkg_probe.py")], cwd=tmp_path, env=env, capture_output=True, text=True,
-                            timeout=300)
+    plugin = subprocess.run(
+        [str(python), "-m", "harness.cli", "methods", "pkg_probe", "--plugin", str(package / "pkg_probe.py")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert plugin.returncode == 0, plugin.stderr[-3000:]

@@ -1,9 +1,9 @@
 """Scale-out and reliability with real processes: multi-node Ray on loopback, logical GPU packing,
 concurrent tracking into sqlite and into a real `mlflow server`, timeouts, retries, killed workers."""
+
 from __future__ import annotations
 
 import glob
-import json
 import os
 import pwd
 import shutil
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import psycopg2
 import pytest
+from conftest import PLUGIN, quick_spec, skimbench
 from mlflow.tracking import MlflowClient
 
-from conftest import PLUGIN, quick_spec, skimbench
 from harness.tracking import TAG, trial_runs
 
 
@@ -50,13 +50,17 @@ def _max_overlap(intervals) -> int:
 def test_multi_node_cluster_on_loopback(tiny_root, tmp_path):
     from ray.cluster_utils import Cluster
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": 80 * 2**20,
-                                                            "include_dashboard": False})
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 1, "object_store_memory": 80 * 2**20, "include_dashboard": False},
+    )
     try:
         cluster.add_node(num_cpus=1, object_store_memory=80 * 2**20)
         cluster.wait_for_nodes()
         spec = quick_spec(tmp_path, tiny_root, experiment="multinode", grid=_grid(4), method_params="sleep_s: 1.5")
-        proc = skimbench("run", str(spec), "--plugin", str(PLUGIN), "--address", cluster.address, "--no-report", "--quiet")
+        proc = skimbench(
+            "run", str(spec), "--plugin", str(PLUGIN), "--address", cluster.address, "--no-report", "--quiet"
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         runs = trial_runs(f"sqlite:///{tmp_path}/mlflow.db", "multinode")
         assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
@@ -67,8 +71,7 @@ def test_multi_node_cluster_on_loopback(tiny_root, tmp_path):
 
 @pytest.mark.parametrize("gpus,expect_overlap", [(0.5, 2), (1, 1)])
 def test_fractional_gpus_pack_trials_on_logical_gpus(tiny_root, tmp_path, gpus, expect_overlap):
-    spec = quick_spec(tmp_path, tiny_root, experiment="gpus", grid=_grid(2), method_params="sleep_s: 3.0",
-                      extra="")
+    spec = quick_spec(tmp_path, tiny_root, experiment="gpus", grid=_grid(2), method_params="sleep_s: 3.0", extra="")
     text = spec.read_text().replace("resources: {cpus: 1, gpus: 0}", f"resources: {{cpus: 0.5, gpus: {gpus}}}")
     spec.write_text(text.replace("ray: {num_cpus: 2}", "ray: {num_cpus: 2, num_gpus: 1}"))
     proc = skimbench("run", str(spec), "--plugin", str(PLUGIN), "--no-report", "--quiet")
@@ -116,10 +119,29 @@ def test_sixteen_concurrent_trials_into_sqlite(tiny_root, tmp_path):
 def _mlflow_server(port: int, backend: str, artifacts) -> subprocess.Popen:
     """A real `mlflow server` on 127.0.0.1:port, answering /health. A loaded 2-core machine needs tens of seconds
     to start a worker: uvicorn's default health-check timeout (5 s) would kill them one after another."""
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-                               "--backend-store-uri", backend, "--artifacts-destination", str(artifacts),
-                               "--workers", "2", "--uvicorn-opts", "--timeout-worker-healthcheck 120"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            backend,
+            "--artifacts-destination",
+            str(artifacts),
+            "--workers",
+            "2",
+            "--uvicorn-opts",
+            "--timeout-worker-healthcheck 120",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 240
     while True:
         try:
@@ -181,11 +203,27 @@ def postgres():
         os.chown(folder, user.pw_uid, user.pw_gid)
         as_user = ["runuser", "-u", "postgres", "--"]
     port = _free_port()
-    subprocess.run([*as_user, f"{bin_dir}/initdb", "-D", str(folder / "data"), "-U", "postgres", "--auth=trust",
-                    "-E", "UTF8"], check=True, capture_output=True)
-    subprocess.run([*as_user, f"{bin_dir}/pg_ctl", "-D", str(folder / "data"), "-l", str(folder / "log"), "-w",
-                    "-o", f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} -c max_connections=200", "start"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [*as_user, f"{bin_dir}/initdb", "-D", str(folder / "data"), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            *as_user,
+            f"{bin_dir}/pg_ctl",
+            "-D",
+            str(folder / "data"),
+            "-l",
+            str(folder / "log"),
+            "-w",
+            "-o",
+            f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} -c max_connections=200",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
     try:
         db = psycopg2.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres")
         db.autocommit = True  # CREATE DATABASE cannot run inside a transaction
@@ -193,8 +231,9 @@ def postgres():
         db.close()
         yield port
     finally:
-        subprocess.run([*as_user, f"{bin_dir}/pg_ctl", "-D", str(folder / "data"), "-m", "fast", "stop"],
-                       capture_output=True)
+        subprocess.run(
+            [*as_user, f"{bin_dir}/pg_ctl", "-D", str(folder / "data"), "-m", "fast", "stop"], capture_output=True
+        )
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -205,11 +244,18 @@ def test_thirty_two_trials_into_postgresql_survive_a_server_restart(tiny_root, t
     server = _mlflow_server(port, backend, artifacts)
     uri = f"http://127.0.0.1:{port}"
     spec = quick_spec(tmp_path, tiny_root, experiment="postgres", grid=_grid(32), method_params="sleep_s: 3")
-    spec.write_text(spec.read_text().replace("ray: {num_cpus: 2}", "ray: {num_cpus: 8}")  # see docs/reliability.md
-                    .replace(f'uri: "sqlite:///{tmp_path}/mlflow.db"', f'uri: "{uri}"'))
+    spec.write_text(
+        spec.read_text()
+        .replace("ray: {num_cpus: 2}", "ray: {num_cpus: 8}")  # see docs/reliability.md
+        .replace(f'uri: "sqlite:///{tmp_path}/mlflow.db"', f'uri: "{uri}"')
+    )
     started = time.time()
-    grid = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(spec), "--plugin", str(PLUGIN),
-                             "--no-report", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    grid = subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "run", str(spec), "--plugin", str(PLUGIN), "--no-report", "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         while len(trial_runs(uri, "postgres")) < 8:  # mid-grid: some trials have opened their runs
             assert grid.poll() is None, grid.communicate()[1][-3000:]
@@ -223,8 +269,11 @@ def test_thirty_two_trials_into_postgresql_survive_a_server_restart(tiny_root, t
         print(f"grid of 32 trials: {time.time() - started:.1f} s")
         assert grid.returncode == 0, err[-3000:]
         finished = [r for r in trial_runs(uri, "postgres") if r.info.status == "FINISHED"]
-        assert sorted(r.data.tags[f"{TAG}trial_hash"] for r in finished) == sorted(
-            {r.data.tags[f"{TAG}trial_hash"] for r in finished}) and len(finished) == 32  # one per trial
+        assert (
+            sorted(r.data.tags[f"{TAG}trial_hash"] for r in finished)
+            == sorted({r.data.tags[f"{TAG}trial_hash"] for r in finished})
+            and len(finished) == 32
+        )  # one per trial
         client = MlflowClient(uri)
         for run in finished:  # nothing lost: every param, metric and artifact of every trial
             assert len(run.data.params) >= 20 and "top1" in run.data.metrics
@@ -237,8 +286,9 @@ def test_thirty_two_trials_into_postgresql_survive_a_server_restart(tiny_root, t
 
 
 def test_timeout_really_stops_the_trial(tiny_root, tmp_path):
-    spec = quick_spec(tmp_path, tiny_root, experiment="timeout", grid="k: [2]", method_params="sleep_s: 60",
-                      extra="timeout_s: 5\n")
+    spec = quick_spec(
+        tmp_path, tiny_root, experiment="timeout", grid="k: [2]", method_params="sleep_s: 60", extra="timeout_s: 5\n"
+    )
     t0 = time.time()
     proc = skimbench("run", str(spec), "--plugin", str(PLUGIN), "--local", "--no-report", "--quiet")
     assert time.time() - t0 < 45, "the timeout did not stop the trial"
@@ -249,10 +299,19 @@ def test_timeout_really_stops_the_trial(tiny_root, tmp_path):
 
 def test_retry_after_exception_and_after_killed_worker(tiny_root, tmp_path):
     marker_a, marker_b = tmp_path / "a.flag", tmp_path / "b.flag"
-    spec = quick_spec(tmp_path, tiny_root, experiment="retry", grid="k: [2]", method_params=f'fail_once_file: "{marker_a}"',
-                      extra="max_failures: 2\n")
-    text = spec.read_text().replace("    grid: {k: [2]}\n", "    grid: {k: [2]}\n  - name: quick_centroid\n"
-                                    f'    params: {{fail_once_file: "{marker_b}", die: true, k: 3}}\n')
+    spec = quick_spec(
+        tmp_path,
+        tiny_root,
+        experiment="retry",
+        grid="k: [2]",
+        method_params=f'fail_once_file: "{marker_a}"',
+        extra="max_failures: 2\n",
+    )
+    text = spec.read_text().replace(
+        "    grid: {k: [2]}\n",
+        "    grid: {k: [2]}\n  - name: quick_centroid\n"
+        f'    params: {{fail_once_file: "{marker_b}", die: true, k: 3}}\n',
+    )
     spec.write_text(text)
     proc = skimbench("run", str(spec), "--plugin", str(PLUGIN), "--no-report", "--quiet")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -267,11 +326,12 @@ def test_retry_after_exception_and_after_killed_worker(tiny_root, tmp_path):
 
 def test_resume_rules():
     from harness.runner import select_trials
-
     from harness.trial import Plugin, Trial
 
-    trials = [Trial("x", "m", Plugin("d"), Plugin("b"), Plugin("m"), 0, {}, hash=h)
-              for h in ("fin", "fail", "timeout", "killed", "running", "new")]
+    trials = [
+        Trial("x", "m", Plugin("d"), Plugin("b"), Plugin("m"), 0, {}, hash=h)
+        for h in ("fin", "fail", "timeout", "killed", "running", "new")
+    ]
     previous = {"fin": "FINISHED", "fail": "FAILED", "timeout": "TIMEOUT", "killed": "KILLED", "running": "RUNNING"}
     run, skipped = select_trials(trials, previous, force=False, rerun_failed=False)
     assert [t.hash for t in run] == ["killed", "running", "new"] and skipped == ["fin", "fail", "timeout"]

@@ -1,15 +1,15 @@
 """SCSampler: the ranking loss, the SAL-CL pseudo labels, each objective learning saliency on a toy
 where it is obvious, the sampler's cost against the heavy classifier's, and the method end to end."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from methods.scsampler import (CheapClipInputs, SaliencySampler, sal_rank_loss, salcl_targets, score_all,
-                               train_sampler)
 from harness.decode_cost import clip_frames
 from harness.toolkit.selection import random_timesteps, top_k, video_rng
+from methods.scsampler import CheapClipInputs, SaliencySampler, sal_rank_loss, salcl_targets, score_all, train_sampler
 
 
 def test_sal_rank_loss_is_zero_iff_the_ordering_holds_with_margin():
@@ -54,11 +54,11 @@ def _toy(num_videos: int = 48, length: int = 8, salient: int = 2, clip_len: int 
             y = rng.integers(0, side - 5)
             for f in range(clip_len):
                 x = 2 + 2 * f
-                clips[n, t, :, f, y: y + 5, x: x + 5] = -1.5
-                clips[n, t, label, f, y: y + 5, x: x + 5] = 2.0
+                clips[n, t, :, f, y : y + 5, x : x + 5] = -1.5
+                clips[n, t, label, f, y : y + 5, x : x + 5] = 2.0
         for t in np.flatnonzero(relevance[n] == 0):  # distractor: a static grey square
             y, x = rng.integers(0, side - 5, size=2)
-            clips[n, t, :, :, y: y + 5, x: x + 5] = 1.0
+            clips[n, t, :, :, y : y + 5, x : x + 5] = 1.0
     true_scores = 0.2 + 0.7 * relevance + rng.uniform(0, 0.05, size=relevance.shape)
     return torch.from_numpy(clips), labels, relevance, true_scores
 
@@ -71,9 +71,21 @@ def test_each_objective_learns_saliency_better_than_random(objective):
     inputs = torch.stack([sampler.inputs(clips[i]) for i in range(n)])
     lengths = np.full(n, length)
     train, test = slice(0, 64), slice(64, n)
-    train_sampler(sampler, inputs[train], lengths[train], labels=labels[train], true_scores=true_scores[train],
-                  epochs=8, lr=1e-2, eta=1.0, salcl_fraction=2 / 6, seed=0, device=torch.device("cpu"),
-                  batch_videos=8, log=lambda _: None)
+    train_sampler(
+        sampler,
+        inputs[train],
+        lengths[train],
+        labels=labels[train],
+        true_scores=true_scores[train],
+        epochs=8,
+        lr=1e-2,
+        eta=1.0,
+        salcl_fraction=2 / 6,
+        seed=0,
+        device=torch.device("cpu"),
+        batch_videos=8,
+        log=lambda _: None,
+    )
     saliency = score_all(sampler, inputs[test], lengths[test], torch.device("cpu"))
     rel = relevance[test]
     k = 2
@@ -120,11 +132,24 @@ def store(tmp_path_factory) -> StageStore:
 
 
 def make_method(root: Path, store: StageStore, params: dict, backbone: dict = R3D):
-    cfg = {"dataset": {"name": "skim-digits", "params": resolve_params(DATASETS.get("skim-digits").params,
-                                                                      {"size": "tiny", "variant": "longrange", "root": str(root)})},
-           "backbone": {"name": backbone["name"], "params": resolve_params(BACKBONES.get(backbone["name"]).params, backbone["params"])},
-           "method": {"name": "scsampler", "params": resolve_params(METHODS.get("scsampler").params, {"epochs": 2, **params})},
-           "seed": 0, "evaluation": resolve_params(EVALUATION_PARAMS, {"device": "cpu", "heavy_epochs": 2})}
+    cfg = {
+        "dataset": {
+            "name": "skim-digits",
+            "params": resolve_params(
+                DATASETS.get("skim-digits").params, {"size": "tiny", "variant": "longrange", "root": str(root)}
+            ),
+        },
+        "backbone": {
+            "name": backbone["name"],
+            "params": resolve_params(BACKBONES.get(backbone["name"]).params, backbone["params"]),
+        },
+        "method": {
+            "name": "scsampler",
+            "params": resolve_params(METHODS.get("scsampler").params, {"epochs": 2, **params}),
+        },
+        "seed": 0,
+        "evaluation": resolve_params(EVALUATION_PARAMS, {"device": "cpu", "heavy_epochs": 2}),
+    }
     ctx, method = build_context(cfg, store, root.parent / "work", log=lambda _: None)
     method.fit(ctx.dataset.split("train"))
     return ctx, method
@@ -161,10 +186,15 @@ def test_sweeping_k_reuses_one_trained_sampler_and_cross_classifier_labels(tiny_
     ctx4, _ = make_method(tiny_root, store, {"objective": "sal_rank", "k": 4})
     assert ctx2.stages_used["scsampler_sampler"] == ctx4.stages_used["scsampler_sampler"]
     # Table 3: pseudo labels from another classifier (a 2-D ResNet) train another sampler
-    cross, method = make_method(tiny_root, store, {"objective": "sal_rank", "k": 2, "labels_from_backbone": "resnet18",
-                                                  "labels_from_params": {"width": 8}})
+    cross, method = make_method(
+        tiny_root,
+        store,
+        {"objective": "sal_rank", "k": 2, "labels_from_backbone": "resnet18", "labels_from_params": {"width": 8}},
+    )
     assert cross.stages_used["scsampler_sampler"] != ctx2.stages_used["scsampler_sampler"]
     assert cross.stages_used["heavy_classifier"] == ctx2.stages_used["heavy_classifier"]  # f is unchanged
     assert cross.stages_used["heavy_classifier[resnet18]"] != ctx2.stages_used["heavy_classifier"]
     assert np.array_equal(method.table.heavy_logits, method2.table.heavy_logits)
-    assert len([p for p in (store.root / "heavy_classifier").iterdir() if p.is_dir() and not p.name.startswith(".")]) == 2
+    assert (
+        len([p for p in (store.root / "heavy_classifier").iterdir() if p.is_dir() and not p.name.startswith(".")]) == 2
+    )

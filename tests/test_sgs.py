@@ -1,12 +1,12 @@
 """SGS / ATFR (seed 002): the layer's mechanism on random tensors, then the method end to end."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
 from harness.backbones.base import run_grouped
-from methods.sgs_layers import (ATFRNet, SimilarityGuidedSampling, kernel_weights, bin_positions,
-                                sample_bins)
+from methods.sgs_layers import ATFRNet, SimilarityGuidedSampling, bin_positions, kernel_weights, sample_bins
 
 
 def piecewise_video(segments: int, frames: int = 16, channels: int = 6, size: int = 3, seed: int = 0) -> torch.Tensor:
@@ -23,8 +23,9 @@ def test_gradcheck_linear_sampling_in_double():
     # bin coordinates p = 4 * delta: 0.52, 2.84, 1.68, 3.6, 1.08 -- away from centres and edges
     delta = torch.tensor([[0.13, 0.71, 0.42, 0.90, 0.27]], dtype=torch.double, requires_grad=True)
     delta_max = torch.ones(1, 1, dtype=torch.double)
-    assert torch.autograd.gradcheck(lambda f, d: sample_bins(f, d, 4, "linear", delta_max=delta_max)[0],
-                                    (features, delta), eps=1e-6, atol=1e-6)
+    assert torch.autograd.gradcheck(
+        lambda f, d: sample_bins(f, d, 4, "linear", delta_max=delta_max)[0], (features, delta), eps=1e-6, atol=1e-6
+    )
 
 
 def test_linear_kernel_gradient_is_eq8():
@@ -40,8 +41,9 @@ def test_linear_kernel_gradient_is_eq8():
         assert out[0, 0, 1, 0, 0].item() == pytest.approx(3.0 * (1 - abs(offset)))
         (grad,) = torch.autograd.grad(out[0, 0, 1].sum(), delta)
         assert grad.item() == pytest.approx(3.0 * slope / gamma)
-        (other,) = torch.autograd.grad(sample_bins(feature, delta, bins, delta_max=delta_max)[0][0, 0, 2].sum(), delta,
-                                       allow_unused=True)
+        (other,) = torch.autograd.grad(
+            sample_bins(feature, delta, bins, delta_max=delta_max)[0][0, 0, 2].sum(), delta, allow_unused=True
+        )
         assert other is None or other.item() == 0.0
 
 
@@ -126,7 +128,7 @@ def test_similarity_network_is_trained_through_the_bins():
     layer = SimilarityGuidedSampling(6)
     x = torch.randn(2, 6, 8, 3, 3)
     out = layer(x)
-    sum((m ** 2).sum() for m in out.maps).backward()
+    sum((m**2).sum() for m in out.maps).backward()
     first = layer.similarity[0].weight.grad
     assert first is not None and first.abs().sum() > 0
 
@@ -145,8 +147,11 @@ def test_run_grouped_keeps_order_and_never_pads():
     assert sorted(seen) == [(1, 2, 1, 1, 1), (1, 2, 2, 1, 1), (2, 2, 3, 1, 1)]
 
 
-HOSTS = {"r3d_18": {"width": 4}, "modified_r3d_18": {"width": 8, "stem_width": 2},
-         "x3d_s": {"width_factor": 0.5, "depth_factor": 0.5}}
+HOSTS = {
+    "r3d_18": {"width": 4},
+    "modified_r3d_18": {"width": 8, "stem_width": 2},
+    "x3d_s": {"width_factor": 0.5, "depth_factor": 0.5},
+}
 
 
 @pytest.mark.parametrize("host", sorted(HOSTS))
@@ -165,7 +170,7 @@ def test_no_padding_reaches_the_classifier(host):
     net.eval()
     with torch.no_grad():
         batched, result = net(x)
-        alone = torch.cat([net(x[i:i + 1])[0] for i in range(len(x))])
+        alone = torch.cat([net(x[i : i + 1])[0] for i in range(len(x))])
     assert len(set(result.bins_kept)) > 1, result.bins_kept
     assert torch.allclose(batched, alone, atol=1e-5)
 
@@ -198,8 +203,15 @@ def test_training_forward_is_one_call_whose_statistics_ignore_padding():
 def build_trial(tmp_path, tiny_root, method: str, params: dict, backbone: str = "r3d_18", width: int = 4):
     from conftest import tiny_trial
 
-    return tiny_trial(tiny_root, method, params, store=tmp_path / "stages", workdir=tmp_path, backbone=backbone,
-                      backbone_params={"width": width})
+    return tiny_trial(
+        tiny_root,
+        method,
+        params,
+        store=tmp_path / "stages",
+        workdir=tmp_path,
+        backbone=backbone,
+        backbone_params={"width": width},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -219,8 +231,11 @@ def test_sgs_predicts_with_per_video_bins(trained_sgs):
     bins = [p.extras["bins"] for p in predictions]
     assert all(1 <= b <= 8 for b in bins) and len(set(bins)) > 1
     for p in predictions:
-        assert p.usage.items() == [("post", {"bins": p.extras["bins"]}, 1), ("pre", {"frames": 8}, 1),
-                                   ("sgs", {"bins": 8, "frames": 8}, 1)]
+        assert p.usage.items() == [
+            ("post", {"bins": p.extras["bins"]}, 1),
+            ("pre", {"frames": 8}, 1),
+            ("sgs", {"bins": 8, "frames": 8}, 1),
+        ]
         assert len(p.extras["bin_of_frame"]) == 8 and max(p.extras["bin_of_frame"]) < p.extras["bins"]
         assert abs(p.scores.sum() - 1) < 1e-5
 

@@ -1,4 +1,5 @@
 """Sharded feature extraction: resumable shard by shard, memory-mapped reads, the Ray Data path on CPU."""
+
 import json
 import os
 import pickle
@@ -17,8 +18,8 @@ from harness.data.encoding import write_video
 from harness.data.streaming import open_frames
 from harness.features.shards import NetworkOnClips, ShardedArrays, extract, missing_shards, sharded_stage
 from harness.registry import DATASETS
-from harness.toolkit.clips import ClipNet
 from harness.stages import StageStore
+from harness.toolkit.clips import ClipNet
 
 NUM_VIDEOS = 7
 

@@ -1,5 +1,6 @@
 """The shared stages on the real tiny benchmark: trained once for several methods, tables that agree
 with a live forward, 2-D heavy backbones, and the brute-force FLOP proof of the baselines."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,10 +13,10 @@ from harness.compute import verify_accounting
 from harness.params import resolve_params
 from harness.registry import BACKBONES, METHODS
 from harness.settings import EVALUATION_PARAMS
+from harness.stages import StageStore
 from harness.toolkit.clips import frames_to_clips, num_timesteps, video_clips
 from harness.toolkit.stages import heavy_classifier, timestep_table
 from harness.toolkit.training import epoch_order
-from harness.stages import StageStore
 from harness.trial import build_context
 
 R3D = {"name": "r3d_18", "params": {"width": 8, "input_size": 32}}
@@ -29,17 +30,29 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-def make_method(root: Path, store: StageStore, name: str, params: dict | None = None, backbone: dict = R3D,
-                seed: int = 0, evaluation: dict | None = None):
+def make_method(
+    root: Path,
+    store: StageStore,
+    name: str,
+    params: dict | None = None,
+    backbone: dict = R3D,
+    seed: int = 0,
+    evaluation: dict | None = None,
+):
     """A method built the way a trial builds it, on skim-digits tiny (longrange), 2 heavy epochs."""
     from harness.registry import DATASETS
 
     data = {"size": "tiny", "variant": "longrange", "root": str(root)}
-    cfg = {"dataset": {"name": "skim-digits", "params": resolve_params(DATASETS.get("skim-digits").params, data)},
-           "backbone": {"name": backbone["name"],
-                        "params": resolve_params(BACKBONES.get(backbone["name"]).params, backbone["params"])},
-           "method": {"name": name, "params": resolve_params(METHODS.get(name).params, params or {})},
-           "seed": seed, "evaluation": resolve_params(EVALUATION_PARAMS, {"device": "cpu", "heavy_epochs": 2, **(evaluation or {})})}
+    cfg = {
+        "dataset": {"name": "skim-digits", "params": resolve_params(DATASETS.get("skim-digits").params, data)},
+        "backbone": {
+            "name": backbone["name"],
+            "params": resolve_params(BACKBONES.get(backbone["name"]).params, backbone["params"]),
+        },
+        "method": {"name": name, "params": resolve_params(METHODS.get(name).params, params or {})},
+        "seed": seed,
+        "evaluation": resolve_params(EVALUATION_PARAMS, {"device": "cpu", "heavy_epochs": 2, **(evaluation or {})}),
+    }
     ctx, method = build_context(cfg, store, root.parent / "work", log=lambda _: None)
     method.fit(ctx.dataset.split("train"))
     return ctx, method
@@ -104,8 +117,10 @@ def test_a_2d_heavy_backbone_sees_the_middle_frame(tiny_root, store):
     assert np.allclose(direct.numpy(), table.heavy_logits[table.row(record.video_id), : len(clips)], atol=1e-4)
 
 
-@pytest.mark.parametrize("name,params", [("uniform", {"k": 2}), ("random", {"k": 3}), ("dense", {}),
-                                         ("oracle", {"k": 2}), ("uniform", {"k": 50})])
+@pytest.mark.parametrize(
+    "name,params",
+    [("uniform", {"k": 2}), ("random", {"k": 3}), ("dense", {}), ("oracle", {"k": 2}), ("uniform", {"k": 50})],
+)
 def test_baseline_accounting_matches_brute_force(tiny_root, store, name, params):
     ctx, method = make_method(tiny_root, store, name, params)
     records = ctx.dataset.split("test")[:10]

@@ -1,6 +1,7 @@
 """The LightNet's width and input size come from the spec: one parameter table shared by the
 methods that use it, part of the LightNet's stage key, and the cost regime they set (per-timestep
 GFLOPs of the LightNet against the heavy network), counted with fvcore."""
+
 from __future__ import annotations
 
 from pathlib import Path

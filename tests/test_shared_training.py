@@ -1,6 +1,7 @@
 """The one training loop (``harness.toolkit.training.train_network``) behind the shared clip
 classifiers (items = clips grouped by video, a few per video per epoch) and the in-network methods
 (items = videos): each epoch's batches, the labels they are scored against, and determinism."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,8 +26,17 @@ def _problem(n: int = 48, seed: int = 0):
 def test_the_loop_learns_the_items_own_labels():
     x, labels = _problem()
     net = nn.Linear(2, 4)
-    train_network(net, lambda idx, _rng: net(x[torch.from_numpy(idx)]), labels, epochs=40, batch_size=8, lr=0.1,
-                  seed=0, multilabel=False, log=lambda _: None)
+    train_network(
+        net,
+        lambda idx, _rng: net(x[torch.from_numpy(idx)]),
+        labels,
+        epochs=40,
+        batch_size=8,
+        lr=0.1,
+        seed=0,
+        multilabel=False,
+        log=lambda _: None,
+    )
     assert not net.training
     with torch.no_grad():
         accuracy = float((net(x).argmax(1) == labels.argmax(1)).float().mean())
@@ -46,12 +56,23 @@ def test_each_epoch_takes_per_group_items_of_every_group_and_is_seeded():
             return net(x[torch.from_numpy(idx)])
 
         torch.manual_seed(123)  # the same initial weights; the loop reseeds before training
-        train_network(net, step, labels, epochs=3, batch_size=4, lr=0.05, seed=seed, multilabel=False,
-                      groups=groups, per_group=2, log=lambda _: None)
+        train_network(
+            net,
+            step,
+            labels,
+            epochs=3,
+            batch_size=4,
+            lr=0.05,
+            seed=seed,
+            multilabel=False,
+            groups=groups,
+            per_group=2,
+            log=lambda _: None,
+        )
         return [p.detach().clone() for p in net.parameters()]
 
     first = run(0)
-    epochs = [np.concatenate(seen[i: i + 3]) for i in range(0, 9, 3)]  # 12 items per epoch: 3 batches of 4
+    epochs = [np.concatenate(seen[i : i + 3]) for i in range(0, 9, 3)]  # 12 items per epoch: 3 batches of 4
     assert len(seen) == 9
     for items in epochs:
         assert np.bincount(groups[items], minlength=6).tolist() == [2] * 6 and len(set(items.tolist())) == 12
@@ -73,7 +94,18 @@ def test_streamed_training_runs_under_autocast_with_channels_last_on_cuda(tiny_r
         seen.append((torch.is_autocast_enabled(), x.is_contiguous(memory_format=torch.channels_last_3d)))
         return net(x)
 
-    train_streamed(net, frames, lambda rng: clip_requests(frames, 4, 1, rng), forward, epochs=1, batch_size=8, lr=1e-3,
-                   seed=0, multilabel=False, num_classes=ds.num_classes, log=lambda _: None)
+    train_streamed(
+        net,
+        frames,
+        lambda rng: clip_requests(frames, 4, 1, rng),
+        forward,
+        epochs=1,
+        batch_size=8,
+        lr=1e-3,
+        seed=0,
+        multilabel=False,
+        num_classes=ds.num_classes,
+        log=lambda _: None,
+    )
     assert seen and all(autocast and layout for autocast, layout in seen)
     assert net[0].weight.is_contiguous(memory_format=torch.channels_last_3d)

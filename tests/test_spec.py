@@ -1,5 +1,6 @@
 """Valid specs load into a ``Spec`` with every default filled in; short forms, YAML anchors and
 command-line overrides work; the documented example stays valid."""
+
 from __future__ import annotations
 
 import hashlib
@@ -58,18 +59,31 @@ def test_full_spec_round_trip(tmp_path):
     assert spec.path == path and spec.source_hash == hashlib.sha256(path.read_bytes()).hexdigest()
     assert (spec.experiment, spec.description) == ("round-trip.1", "every field written out")
     assert [(d.name, d.params) for d in spec.datasets] == [
-        ("specfix_digits", {"variant": "move4", "size": "small"}), ("specfix_csv", {"root": "/data/videos"})]
+        ("specfix_digits", {"variant": "move4", "size": "small"}),
+        ("specfix_csv", {"root": "/data/videos"}),
+    ]
     assert [(b.name, b.params) for b in spec.backbones] == [("specfix_r3d", {"width": 8}), ("specfix_mobilenet", {})]
     assert spec.seeds == [0, 1, 2]
     uniform, sampler = spec.methods
     assert (uniform.name, uniform.label, uniform.params, uniform.grid, uniform.zip, uniform.backbones) == (
-        "specfix_uniform", "uniform-max", {"aggregate": "max"}, {"k": [1, 2, 4]}, [], None)
+        "specfix_uniform",
+        "uniform-max",
+        {"aggregate": "max"},
+        {"k": [1, 2, 4]},
+        [],
+        None,
+    )
     assert sampler.label == "specfix_sampler"  # defaults to the method name
     assert sampler.zip == [{"gamma": [0.1, 0.3], "lambda_": [1.0, 2.5]}]  # ints widened to declared floats
     assert isinstance(sampler.zip[0]["lambda_"][0], float)
     assert [(b.name, b.params) for b in sampler.backbones] == [("specfix_r3d", {"depth": 10})]
-    assert spec.evaluation == {**{k: p.default for k, p in EVALUATION_PARAMS.items()},
-                               "batch_size": 4, "clip_len": 8, "device": "cuda:1", "heavy_epochs": 3}
+    assert spec.evaluation == {
+        **{k: p.default for k, p in EVALUATION_PARAMS.items()},
+        "batch_size": 4,
+        "clip_len": 8,
+        "device": "cuda:1",
+        "heavy_epochs": 3,
+    }
     assert spec.resources == {"cpus": 2, "gpus": 0.5}
     assert spec.tracking == {"uri": "http://127.0.0.1:5000", "experiment": "rt"}
     assert spec.ray == {"address": "auto", "num_cpus": 4, "num_gpus": 1, "max_concurrent": 3}
@@ -78,8 +92,12 @@ def test_full_spec_round_trip(tmp_path):
 
 
 def test_minimal_spec_gets_defaults_and_short_forms(tmp_path):
-    spec = load_spec(write(tmp_path, "experiment: mini\ndataset: specfix_digits\nbackbones: specfix_r3d\n"
-                                     "seeds: 7\nmethods: [specfix_uniform]\n"))
+    spec = load_spec(
+        write(
+            tmp_path,
+            "experiment: mini\ndataset: specfix_digits\nbackbones: specfix_r3d\nseeds: 7\nmethods: [specfix_uniform]\n",
+        )
+    )
     assert [(d.name, d.params) for d in spec.datasets] == [("specfix_digits", {})]
     assert [(b.name, b.params) for b in spec.backbones] == [("specfix_r3d", {})]
     assert spec.seeds == [7]
@@ -92,14 +110,22 @@ def test_minimal_spec_gets_defaults_and_short_forms(tmp_path):
 
 
 def test_seeds_default_to_zero_and_tracking_follows_output(tmp_path):
-    spec = load_spec(write(tmp_path, "experiment: e\ndataset: specfix_digits\nbackbones: [specfix_r3d]\n"
-                                     "methods: [specfix_uniform]\noutput: /scratch/runs\n"))
+    spec = load_spec(
+        write(
+            tmp_path,
+            "experiment: e\ndataset: specfix_digits\nbackbones: [specfix_r3d]\n"
+            "methods: [specfix_uniform]\noutput: /scratch/runs\n",
+        )
+    )
     assert spec.seeds == [0]
     assert spec.tracking["uri"] == "sqlite:////scratch/runs/mlflow.db"
 
 
 def test_anchors_and_merge_keys(tmp_path):
-    spec = load_spec(write(tmp_path, textwrap.dedent("""\
+    spec = load_spec(
+        write(
+            tmp_path,
+            textwrap.dedent("""\
         experiment: anchors
         dataset: specfix_digits
         backbones: [specfix_r3d]
@@ -113,7 +139,9 @@ def test_anchors_and_merge_keys(tmp_path):
           - name: specfix_sampler
             params: *merged
             grid: {k: [1, 2]}
-        """)))
+        """),
+        )
+    )
     assert spec.methods[0].params == {"objective": "sal-cl", "gamma": 0.2}
     assert spec.methods[1].params == {"objective": "sal-cl", "gamma": 0.7}  # explicit key beats the merged one
     assert spec.methods[2].params == {"objective": "sal-cl", "gamma": 0.7}  # a merged mapping reused by alias
@@ -121,13 +149,25 @@ def test_anchors_and_merge_keys(tmp_path):
 
 def test_overrides_replace_fields_before_validation(tmp_path):
     path = write(tmp_path, FULL)
-    spec = load_spec(path, overrides={"ray.address": "10.0.0.1:6379", "output": "/tmp/elsewhere", "seeds": [5],
-                                      "resources.cpus": 1, "tracking.uri": "sqlite:///x.db"})
+    spec = load_spec(
+        path,
+        overrides={
+            "ray.address": "10.0.0.1:6379",
+            "output": "/tmp/elsewhere",
+            "seeds": [5],
+            "resources.cpus": 1,
+            "tracking.uri": "sqlite:///x.db",
+        },
+    )
     assert spec.ray["address"] == "10.0.0.1:6379" and spec.ray["num_cpus"] == 4
     assert (spec.output, spec.seeds, spec.resources["cpus"]) == ("/tmp/elsewhere", [5], 1)
     assert spec.tracking["uri"] == "sqlite:///x.db"
     assert spec.source_hash == hashlib.sha256(path.read_bytes()).hexdigest()  # the file, not the overrides
-    mini = write(tmp_path, "experiment: e\ndataset: specfix_digits\nbackbones: [specfix_r3d]\nmethods: [specfix_uniform]\n", "mini.yaml")
+    mini = write(
+        tmp_path,
+        "experiment: e\ndataset: specfix_digits\nbackbones: [specfix_r3d]\nmethods: [specfix_uniform]\n",
+        "mini.yaml",
+    )
     assert load_spec(mini, overrides={"ray.num_cpus": 2}).ray["num_cpus"] == 2  # creates the missing 'ray' block
 
 
@@ -140,9 +180,14 @@ def test_spec_error_helper_points_at_fields(tmp_path):
 
 
 def test_yaml_booleans_and_nulls_are_plain_values(tmp_path):
-    spec = load_spec(write(tmp_path, "experiment: b\ndataset: specfix_digits\nbackbones: [specfix_r3d]\n"
-                                     "methods: [{name: specfix_sampler, params: {margin: null}}]\n"
-                                     "evaluation: {autocast: true, channels_last: no}\ntimeout_s: ~\n"))
+    spec = load_spec(
+        write(
+            tmp_path,
+            "experiment: b\ndataset: specfix_digits\nbackbones: [specfix_r3d]\n"
+            "methods: [{name: specfix_sampler, params: {margin: null}}]\n"
+            "evaluation: {autocast: true, channels_last: no}\ntimeout_s: ~\n",
+        )
+    )
     assert spec.methods[0].params == {"margin": None}
     assert (spec.evaluation["autocast"], spec.evaluation["channels_last"], spec.timeout_s) == (True, False, None)
 

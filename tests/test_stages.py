@@ -1,4 +1,5 @@
 """The stage store: one computation per key, atomic outputs, safe under concurrency."""
+
 import json
 import multiprocessing as mp
 import time

@@ -1,4 +1,5 @@
 """Streaming data path: same tensors as the frame bank, bad videos skipped and reported, one chooser."""
+
 import json
 
 import numpy as np
@@ -6,8 +7,16 @@ import pytest
 import torch
 
 from harness.data.encoding import write_video
-from harness.data.streaming import (BankFrames, FrameRequests, StreamedFrames, decoded_bytes, drain_skipped,
-                                    frame_loader, open_frames, video_index)
+from harness.data.streaming import (
+    BankFrames,
+    FrameRequests,
+    StreamedFrames,
+    decoded_bytes,
+    drain_skipped,
+    frame_loader,
+    open_frames,
+    video_index,
+)
 from harness.registry import DATASETS
 from harness.stages import StageStore
 
@@ -30,8 +39,10 @@ def dataset_dir(tmp_path):
     data = (root / "v/full.mp4").read_bytes()
     (root / "v/cut.mp4").write_bytes(data[: len(data) // 2])  # opens (index first), fails while decoding
     (root / "v/zero.mp4").write_bytes(b"")
-    entries = [{"path": f"v/{n}.mp4", "labels": [lab]} for n, lab in
-               [("a", "x"), ("cut", "y"), ("b", "y"), ("zero", "x"), ("missing", "x"), ("c", "y")]]
+    entries = [
+        {"path": f"v/{n}.mp4", "labels": [lab]}
+        for n, lab in [("a", "x"), ("cut", "y"), ("b", "y"), ("zero", "x"), ("missing", "x"), ("c", "y")]
+    ]
     (root / "train.json").write_text(json.dumps({"videos": entries}))
     (root / "test.json").write_text(json.dumps({"videos": entries[:1]}))
     return root
@@ -100,8 +111,9 @@ def test_clip_requests_cover_the_clips_the_bank_would_cut(dataset_dir, tmp_path)
     stream = open_frames(_dataset(dataset_dir), "train", store, size=16, budget_bytes=None)
     every = clip_requests(stream, 4, rng=np.random.default_rng(1))
     pairs = sorted((r, tuple(i)) for r, i in zip(every.rows, every.indices))
-    expected = sorted((row, tuple(range(4 * t, 4 * t + 4)))
-                      for row, n in enumerate(stream.lengths) for t in range(int(n) // 4))
+    expected = sorted(
+        (row, tuple(range(4 * t, 4 * t + 4))) for row, n in enumerate(stream.lengths) for t in range(int(n) // 4)
+    )
     assert pairs == expected and every.rows != sorted(every.rows)  # every clip once, shuffled
     two = clip_requests(stream, 4, per_video=2, rng=np.random.default_rng(1))
     assert sorted(np.bincount(two.rows).tolist()) == [1, 2, 2, 2]  # v/c has 6 frames: one clip

@@ -1,11 +1,18 @@
 """Full-video temporal clustering (seed 004): the clustering rules and the layer, then the method."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
-from methods.temporal_clustering_layers import (TemporalClustering, average_clusters, cluster_ids, cluster_starts,
-                                               hamming_neighbours, starts_to_ids)
+from methods.temporal_clustering_layers import (
+    TemporalClustering,
+    average_clusters,
+    cluster_ids,
+    cluster_starts,
+    hamming_neighbours,
+    starts_to_ids,
+)
 
 # Neighbour Hamming distances of 10 frames f1..f10 drawn so that, as in seed 004's Figure 3 (g = 3),
 # cumulative clustering gives (f1-f4)(f5-f7)(f8-f10) and slope clustering (f1-f6)(f7)(f8-f10).
@@ -118,8 +125,13 @@ def store_dir(tmp_path_factory):
 def test_clustering_method_logs_boundaries_and_accounts_exactly(store_dir, tiny_root, rule):
     from harness.compute import verify_accounting
 
-    ctx, method = build_trial(store_dir, tiny_root, "temporal_clustering",
-                              {"g": 4, "rule": rule, "epochs": 1, "frame_stride": 2}, backbone="tsm_resnet18")
+    ctx, method = build_trial(
+        store_dir,
+        tiny_root,
+        "temporal_clustering",
+        {"g": 4, "rule": rule, "epochs": 1, "frame_stride": 2},
+        backbone="tsm_resnet18",
+    )
     method.fit(ctx.dataset.split("train"))
     method.eval_mode()
     test = ctx.dataset.split("test")
@@ -144,8 +156,9 @@ def test_training_memory_grows_with_the_video_only_before_the_clusters(store_dir
     and the clusters are smaller than the video (less than all frames at the same length)."""
     memory = {}
     for mode in ("cluster", "all_frames"):
-        _, method = build_trial(store_dir, tiny_root, "temporal_clustering", {"g": 4, "mode": mode},
-                                backbone="tsm_resnet18")
+        _, method = build_trial(
+            store_dir, tiny_root, "temporal_clustering", {"g": 4, "mode": mode}, backbone="tsm_resnet18"
+        )
         method._hw, method.net = (32, 32), method._new_net().eval()
         memory[mode] = {t: method.train_memory_mb(t) for t in (8, 16, 32)}
     cluster, full = memory["cluster"], memory["all_frames"]

@@ -1,5 +1,6 @@
 """Latency measurements on one machine never overlap: two processes that reach the timing lock at
 the same moment (a barrier) run their measurements one after the other."""
+
 import multiprocessing
 import os
 import time
@@ -21,8 +22,9 @@ def test_two_concurrent_measurements_do_not_overlap(tmp_path):
     context = multiprocessing.get_context("fork")
     barrier = context.Barrier(3)
     log = tmp_path / "log"
-    workers = [context.Process(target=measure, args=(name, tmp_path / "timing.lock", log, barrier))
-               for name in ("a", "b", "c")]
+    workers = [
+        context.Process(target=measure, args=(name, tmp_path / "timing.lock", log, barrier)) for name in ("a", "b", "c")
+    ]
     for worker in workers:
         worker.start()
     for worker in workers:

@@ -1,4 +1,5 @@
 """benchmarks/verdict_stability.py: how two runs' claims and trials are compared."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -10,7 +11,8 @@ import pandas as pd
 from harness.report.claims import FAILS, HOLDS, INCONCLUSIVE
 
 SPEC = importlib.util.spec_from_file_location(
-    "verdict_stability", Path(__file__).resolve().parent.parent / "benchmarks" / "verdict_stability.py")
+    "verdict_stability", Path(__file__).resolve().parent.parent / "benchmarks" / "verdict_stability.py"
+)
 stability = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(stability)
 
@@ -31,9 +33,17 @@ def test_only_holds_against_does_not_hold_is_a_flip():
 def test_trials_matched_by_label_budget_and_seed_even_without_a_budget():
     # bug caught: matching on label and seed only pairs K=1 with K=2 of the same seed
     def trials(top1: list[float]) -> pd.DataFrame:
-        return pd.DataFrame({"label": ["dense", "uniform", "uniform"], "budget": [np.nan, 1.0, 2.0],
-                             "seed": [0, 0, 0], "run_id": ["r1", "r2", "r3"], "top1": top1,
-                             "top1_lo": [t - 2 for t in top1], "top1_hi": [t + 2 for t in top1]})
+        return pd.DataFrame(
+            {
+                "label": ["dense", "uniform", "uniform"],
+                "budget": [np.nan, 1.0, 2.0],
+                "seed": [0, 0, 0],
+                "run_id": ["r1", "r2", "r3"],
+                "top1": top1,
+                "top1_lo": [t - 2 for t in top1],
+                "top1_hi": [t + 2 for t in top1],
+            }
+        )
 
     both = stability.compare_trials(trials([80.0, 60.0, 70.0]), trials([84.0, 60.0, 69.0]))
     assert len(both) == 3  # dense (no budget) is compared too

@@ -1,13 +1,12 @@
 """VideoEpitoma mechanisms on random tensors (fast), then the method on the built-in benchmark."""
+
 import numpy as np
 import pytest
 import torch
 
 from harness.decode_cost import clip_frames
 from harness.toolkit.selection import uniform_timesteps
-from methods.videoepitoma import (VideoEpitomaNet, gate_values, keep_one_open, l0_penalty, top_t_mask,
-                                  train_videoepitoma)
-
+from methods.videoepitoma import VideoEpitomaNet, gate_values, keep_one_open, l0_penalty, top_t_mask, train_videoepitoma
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
@@ -107,8 +106,20 @@ def test_sparsity_weight_pulls_the_number_of_selected_timesteps_down():
     for sparsity in (0.0, 4.0):
         torch.manual_seed(0)
         net = VideoEpitomaNet(12, 16, 3, concepts=8, hidden=16)
-        train_videoepitoma(net, light, heavy, mask, targets, sparsity=sparsity, multilabel=False, epochs=15,
-                           batch_size=16, lr=1e-2, seed=0, log=lambda _: None)
+        train_videoepitoma(
+            net,
+            light,
+            heavy,
+            mask,
+            targets,
+            sparsity=sparsity,
+            multilabel=False,
+            epochs=15,
+            batch_size=16,
+            lr=1e-2,
+            seed=0,
+            log=lambda _: None,
+        )
         with torch.no_grad():
             _, gates, _ = net(light, heavy, mask)
         opened.append(float((gates > 0).sum()) / float(mask.sum()))
@@ -135,8 +146,20 @@ def test_selector_learns_to_pick_the_informative_timesteps():
     test_light, test_heavy, test_mask, test_targets, informative = _toy(seed=1)
     torch.manual_seed(0)
     net = VideoEpitomaNet(8, 16, 3, concepts=8, hidden=32)
-    train_videoepitoma(net, light, heavy, mask, targets, sparsity=0.3, multilabel=False, epochs=20, batch_size=16,
-                       lr=3e-3, seed=0, log=lambda _: None)
+    train_videoepitoma(
+        net,
+        light,
+        heavy,
+        mask,
+        targets,
+        sparsity=0.3,
+        multilabel=False,
+        epochs=20,
+        batch_size=16,
+        lr=3e-3,
+        seed=0,
+        log=lambda _: None,
+    )
     with torch.no_grad():
         logits, gates, _ = net(test_light, test_heavy, test_mask)
     chosen = gates > 0
@@ -152,16 +175,27 @@ def _tiny_method(tiny_root, name, **params):
     from conftest import tiny_trial
 
     # one store beside the session's benchmark: both selection test modules share its stages
-    ctx, method = tiny_trial(tiny_root, name, params, store=Path(tiny_root).parent / "selection-stages",
-                             workdir=Path(tiny_root).parent, evaluation={"heavy_epochs": 1})
+    ctx, method = tiny_trial(
+        tiny_root,
+        name,
+        params,
+        store=Path(tiny_root).parent / "selection-stages",
+        workdir=Path(tiny_root).parent,
+        evaluation={"heavy_epochs": 1},
+    )
     method.fit(ctx.dataset.split("train"))
     method.eval_mode()
     return ctx, method
 
 
-@pytest.mark.parametrize("params", [{"mode": "end2end", "sparsity": 0.2},
-                                    {"mode": "standalone", "top_t": 3, "context": False},
-                                    {"mode": "end2end", "sparsity": 0.2, "candidates": 5}])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"mode": "end2end", "sparsity": 0.2},
+        {"mode": "standalone", "top_t": 3, "context": False},
+        {"mode": "end2end", "sparsity": 0.2, "candidates": 5},
+    ],
+)
 def test_accounting_matches_a_brute_force_count_per_video(tiny_root, params):
     from harness.compute import verify_accounting
 

@@ -1,4 +1,5 @@
 """Multi-view testing helpers: view sampling (clips x crops), score combination, GFLOPs per view and per video."""
+
 import numpy as np
 import pytest
 
@@ -17,8 +18,12 @@ def _video(num_frames=40, h=32, w=48):
 def test_parse_views():
     assert parse_views({"clips": 10, "crops": 3}) == Views(10, 3) and Views(10, 3).count == 30
     assert parse_views(4) == Views(4, 1) and parse_views({"clips": 2}) == Views(2, 1)
-    for bad, field in [({"clips": 10, "crops": 2}, "crops"), ({"clips": 0}, "clips"), ({"clip": 3}, "views"),
-                       (True, "views")]:
+    for bad, field in [
+        ({"clips": 10, "crops": 2}, "crops"),
+        ({"clips": 0}, "clips"),
+        ({"clip": 3}, "views"),
+        (True, "views"),
+    ]:
         with pytest.raises(ValueError, match=rf"evaluation\.views.*{field}|{field}") as err:
             parse_views(bad)
         assert "\n" not in str(err.value)
@@ -49,8 +54,10 @@ def test_scores_and_gflops():
 def test_a_spec_takes_views_as_clips_and_crops(tmp_path):
     """``evaluation.views: {clips, crops}`` reaches the trial's evaluation; a bad one is a one-line SpecError
     naming the field (not a crash on ``int({...})``)."""
-    base = ("experiment: v\ndataset: skim-digits\nbackbones: [resnet18]\nmethods: [uniform]\n"
-            f"output: {tmp_path}/out\nevaluation: {{views: VIEWS}}\n")
+    base = (
+        "experiment: v\ndataset: skim-digits\nbackbones: [resnet18]\nmethods: [uniform]\n"
+        f"output: {tmp_path}/out\nevaluation: {{views: VIEWS}}\n"
+    )
     spec = tmp_path / "v.yaml"
     spec.write_text(base.replace("VIEWS", "{clips: 10, crops: 3}"))
     assert load_spec(spec).evaluation["views"] == {"clips": 10, "crops": 3}

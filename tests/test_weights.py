@@ -1,4 +1,5 @@
 """Pretrained weights: a local checkpoint saved here, hash-checked, key-mapped, loaded weights-only."""
+
 import re
 
 import pytest

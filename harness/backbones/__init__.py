@@ -5,6 +5,7 @@ checked against the registry, parameters against the declared ``Param``s, defaul
 Defaults are the published architectures (so the reference GFLOPs hold); small widths are what
 CPU tests and the built-in benchmark use.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -5,6 +5,7 @@ exposes its residual stages as an ``nn.ModuleList`` whose members take and retur
 ``[B, C, T, H, W]`` for any T >= 1; ``SplitVideoNet`` cuts a backbone into the part before such a
 layer and the part after it.
 """
+
 from __future__ import annotations
 
 from typing import ClassVar

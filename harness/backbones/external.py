@@ -1,6 +1,7 @@
 """Models of torchvision, timm or PyTorchVideo by name (``external:<lib>:<model>``), when those
 packages are installed (GPU clusters), wrapped to the built-in interface so that the harness counts
 and times them the same way. Nothing here is imported at run time unless such a name is used."""
+
 from __future__ import annotations
 
 import importlib
@@ -15,11 +16,19 @@ LIBRARIES = ("torchvision", "timm", "pytorchvideo")
 class ExternalBackbone(nn.Module):
     """``forward_features`` -> pooled penultimate features; ``head`` a fresh linear classifier."""
 
-    def __init__(self, lib: str, model: str, num_classes: int, input_shape: tuple[int, ...] | None = None, **kwargs: Any):
+    def __init__(
+        self, lib: str, model: str, num_classes: int, input_shape: tuple[int, ...] | None = None, **kwargs: Any
+    ):
         super().__init__()
         self.lib, self.model_name = lib, model
         self.body, self.feature_dim, self.input_kind = _build_body(lib, model, kwargs)
-        default = (1, 3, 224, 224) if self.input_kind == "2d" else (1, 3, 16, 112, 112) if lib == "torchvision" else (1, 3, 8, 224, 224)
+        default = (
+            (1, 3, 224, 224)
+            if self.input_kind == "2d"
+            else (1, 3, 16, 112, 112)
+            if lib == "torchvision"
+            else (1, 3, 8, 224, 224)
+        )
         self._reference_shape = tuple(input_shape) if input_shape else default
         self.head = nn.Linear(self.feature_dim, num_classes)
 
@@ -39,7 +48,9 @@ def _build_body(lib: str, model: str, kwargs: dict[str, Any]) -> tuple[nn.Module
     try:
         importlib.import_module(lib)
     except ImportError as exc:
-        raise ValueError(f"backbone 'external:{lib}:{model}' needs the package '{lib}', which is not installed") from exc
+        raise ValueError(
+            f"backbone 'external:{lib}:{model}' needs the package '{lib}', which is not installed"
+        ) from exc
     if lib == "timm":
         import timm
 

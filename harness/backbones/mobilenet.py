@@ -1,5 +1,6 @@
 """MobileNetV2 (Sandler et al. 2018): the cheap per-frame network (LiteEval's coarse CNN,
 VideoEpitoma's LightNet, SCSampler's sampler input). Layout and rounding as in torchvision."""
+
 from __future__ import annotations
 
 from torch import nn
@@ -9,8 +10,15 @@ from harness.params import Param
 from harness.registry import register_backbone
 
 # expansion t, output channels c, repeats n, first stride s (the paper's Table 2)
-INVERTED_RESIDUAL_SETTING = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
-                             (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
+INVERTED_RESIDUAL_SETTING = [
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+]
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:
@@ -19,8 +27,11 @@ def make_divisible(value: float, divisor: int = 8) -> int:
 
 
 def conv_bn_relu6(inp: int, out: int, kernel: int = 3, stride: int = 1, groups: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(inp, out, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
-                         nn.BatchNorm2d(out), nn.ReLU6(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(inp, out, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(out),
+        nn.ReLU6(inplace=True),
+    )
 
 
 class InvertedResidual(nn.Module):
@@ -29,8 +40,11 @@ class InvertedResidual(nn.Module):
         hidden = int(round(inp * expand_ratio))
         self.use_residual = stride == 1 and inp == out
         layers = [conv_bn_relu6(inp, hidden, 1)] if expand_ratio != 1 else []
-        layers += [conv_bn_relu6(hidden, hidden, 3, stride, groups=hidden),
-                   nn.Conv2d(hidden, out, 1, bias=False), nn.BatchNorm2d(out)]
+        layers += [
+            conv_bn_relu6(hidden, hidden, 3, stride, groups=hidden),
+            nn.Conv2d(hidden, out, 1, bias=False),
+            nn.BatchNorm2d(out),
+        ]
         self.conv = nn.Sequential(*layers)
 
     def forward(self, x):
@@ -42,8 +56,10 @@ class MobileNetV2(Backbone):
     """Input ``[B, C, H, W]``. Stages: the seven inverted-residual groups, then the 1x1 conv to 1280."""
 
     input_kind = "2d"
-    params = {"width_mult": Param(1.0, "channel multiplier (1.0 = published; 0.25 for CPU tests)", low=0.05),
-              **common_params(None, 224)}
+    params = {
+        "width_mult": Param(1.0, "channel multiplier (1.0 = published; 0.25 for CPU tests)", low=0.05),
+        **common_params(None, 224),
+    }
     published_gflops, published_source = 0.30, "torchvision model table, 224x224 (about 0.08 at 112)"
 
     def __init__(self, num_classes: int, width_mult: float = 1.0, in_channels: int = 3, input_size: int = 224):

@@ -2,6 +2,7 @@
 
 The blocks accept an optional temporal shift so that TSM (``harness.backbones.tsm``) reuses them.
 """
+
 from __future__ import annotations
 
 import torch
@@ -23,8 +24,8 @@ def temporal_shift(x: torch.Tensor, segments: int, shift_div: int) -> torch.Tens
     fold = c // shift_div
     pad = x.new_zeros(x.shape[0], 1, fold, h, w)
     from_next = torch.cat([x[:, 1:, :fold], pad], dim=1)  # frame t sees t+1
-    from_prev = torch.cat([pad, x[:, :-1, fold: 2 * fold]], dim=1)  # frame t sees t-1
-    return torch.cat([from_next, from_prev, x[:, :, 2 * fold:]], dim=2).view(bt, c, h, w)
+    from_prev = torch.cat([pad, x[:, :-1, fold : 2 * fold]], dim=1)  # frame t sees t-1
+    return torch.cat([from_next, from_prev, x[:, :, 2 * fold :]], dim=2).view(bt, c, h, w)
 
 
 class BasicBlock(nn.Module):
@@ -78,11 +79,13 @@ def _downsample(inplanes: int, outplanes: int, stride: int) -> nn.Module | None:
     return nn.Sequential(nn.Conv2d(inplanes, outplanes, 1, stride, bias=False), nn.BatchNorm2d(outplanes))
 
 
-def resnet_stages(block: type, layers: list[int], width: int, shift_div: int = 0, stage_cls: type = Stage) -> tuple[nn.ModuleList, int]:
+def resnet_stages(
+    block: type, layers: list[int], width: int, shift_div: int = 0, stage_cls: type = Stage
+) -> tuple[nn.ModuleList, int]:
     """The four residual stages (widths w, 2w, 4w, 8w) and the output channel count."""
     stages, inplanes = [], width
     for index, depth in enumerate(layers):
-        planes, stride = width * 2 ** index, 1 if index == 0 else 2
+        planes, stride = width * 2**index, 1 if index == 0 else 2
         blocks = []
         for b in range(depth):
             blocks.append(block(inplanes, planes, stride if b == 0 else 1, shift_div))
@@ -92,8 +95,12 @@ def resnet_stages(block: type, layers: list[int], width: int, shift_div: int = 0
 
 
 def resnet_stem(in_channels: int, width: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(in_channels, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width),
-                         nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1))
+    return nn.Sequential(
+        nn.Conv2d(in_channels, width, 7, 2, 3, bias=False),
+        nn.BatchNorm2d(width),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(3, 2, 1),
+    )
 
 
 class ResNet2D(Backbone):
@@ -102,7 +109,10 @@ class ResNet2D(Backbone):
     input_kind = "2d"
     block: type = BasicBlock
     layers: list[int] = [2, 2, 2, 2]
-    params = {"width": Param(64, "base channels (64 = published; 8-16 for CPU tests)", low=1), **common_params(None, 224)}
+    params = {
+        "width": Param(64, "base channels (64 = published; 8-16 for CPU tests)", low=1),
+        **common_params(None, 224),
+    }
 
     def __init__(self, num_classes: int, width: int = 64, in_channels: int = 3, input_size: int = 224):
         super().__init__()

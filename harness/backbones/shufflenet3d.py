@@ -1,6 +1,7 @@
 """3D ShuffleNet (v1) as in Kopuklu et al. 2019 "Resource efficient 3D CNNs", the SNet3D
 HeavyNet of VideoEpitoma: grouped 1x1x1 convs, channel shuffle, depthwise 3x3x3 convs, and
 stride-2 units that concatenate an average-pooled shortcut (downsampling time as well)."""
+
 from __future__ import annotations
 
 import torch
@@ -35,7 +36,9 @@ class ShuffleUnit3D(nn.Module):
         mid = out // 4
         branch_out = out - inp if stride == 2 else out
         first_groups = 1 if inp == STEM_CHANNELS else groups
-        self.conv1 = nn.Sequential(nn.Conv3d(inp, mid, 1, groups=first_groups, bias=False), nn.BatchNorm3d(mid), nn.ReLU(inplace=True))
+        self.conv1 = nn.Sequential(
+            nn.Conv3d(inp, mid, 1, groups=first_groups, bias=False), nn.BatchNorm3d(mid), nn.ReLU(inplace=True)
+        )
         self.conv2 = nn.Sequential(nn.Conv3d(mid, mid, 3, stride, 1, groups=mid, bias=False), nn.BatchNorm3d(mid))
         self.conv3 = nn.Sequential(nn.Conv3d(mid, branch_out, 1, groups=groups, bias=False), nn.BatchNorm3d(branch_out))
         self.shortcut = PaddedAvgPool3d() if stride == 2 else None
@@ -50,12 +53,21 @@ class ShuffleUnit3D(nn.Module):
 
 @register_backbone("shufflenet3d")
 class ShuffleNet3D(Backbone):
-    params = {"width_mult": Param(1.0, "stage width multiplier (1.0 = Kopuklu et al.'s 1.0x; 0.25 for CPU tests)", low=0.05),
-              "groups": Param(3, "groups of the 1x1x1 convolutions", choices=[1, 2, 3, 4, 8]),
-              **common_params(16, 112)}
+    params = {
+        "width_mult": Param(1.0, "stage width multiplier (1.0 = Kopuklu et al.'s 1.0x; 0.25 for CPU tests)", low=0.05),
+        "groups": Param(3, "groups of the 1x1x1 convolutions", choices=[1, 2, 3, 4, 8]),
+        **common_params(16, 112),
+    }
 
-    def __init__(self, num_classes: int, width_mult: float = 1.0, groups: int = 3, in_channels: int = 3,
-                 frames: int = 16, input_size: int = 112):
+    def __init__(
+        self,
+        num_classes: int,
+        width_mult: float = 1.0,
+        groups: int = 3,
+        in_channels: int = 3,
+        frames: int = 16,
+        input_size: int = 112,
+    ):
         super().__init__()
         self.in_channels, self.frames, self.input_size = in_channels, frames, input_size
         unit = 4 * groups  # widths must split into 4 and into the groups
@@ -63,8 +75,12 @@ class ShuffleNet3D(Backbone):
         widths[0] = max(widths[0], STEM_CHANNELS + unit)  # the first unit concatenates the stem's channels
         for i in (1, 2):  # each stride-2 unit must add channels
             widths[i] = max(widths[i], widths[i - 1] + unit)
-        self.stem = nn.Sequential(nn.Conv3d(in_channels, STEM_CHANNELS, 3, (1, 2, 2), 1, bias=False),
-                                  nn.BatchNorm3d(STEM_CHANNELS), nn.ReLU(inplace=True), nn.MaxPool3d(3, 2, 1))
+        self.stem = nn.Sequential(
+            nn.Conv3d(in_channels, STEM_CHANNELS, 3, (1, 2, 2), 1, bias=False),
+            nn.BatchNorm3d(STEM_CHANNELS),
+            nn.ReLU(inplace=True),
+            nn.MaxPool3d(3, 2, 1),
+        )
         stages, inp = [], STEM_CHANNELS
         for width, depth in zip(widths, [4, 8, 4]):
             blocks = []

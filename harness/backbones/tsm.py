@@ -5,6 +5,7 @@ Input is a clip ``[B, C, T, H, W]``; each stage folds time into the batch, readi
 tensor it receives, so a layer inserted between stages may change T (temporal clustering).
 Pooling averages over frames and space, which equals TSM's average consensus of frame logits.
 """
+
 from __future__ import annotations
 
 import torch
@@ -52,8 +53,15 @@ class TSMResNet(Backbone):
     block: type = BasicBlock
     layers: list[int] = [2, 2, 2, 2]
 
-    def __init__(self, num_classes: int, width: int = 64, shift_div: int = 8, in_channels: int = 3,
-                 frames: int | None = None, input_size: int = 224):
+    def __init__(
+        self,
+        num_classes: int,
+        width: int = 64,
+        shift_div: int = 8,
+        in_channels: int = 3,
+        frames: int | None = None,
+        input_size: int = 224,
+    ):
         super().__init__()
         self.in_channels, self.input_size = in_channels, input_size
         self.frames = self.params["frames"].default if frames is None else frames
@@ -65,9 +73,11 @@ class TSMResNet(Backbone):
 
 
 def _tsm_params(frames: int) -> dict[str, Param]:
-    return {"width": Param(64, "base channels (64 = published; 8-16 for CPU tests)", low=1),
-            "shift_div": Param(8, "1/shift_div of the channels shift each way (TSM: 8)", low=2),
-            **common_params(frames, 224)}
+    return {
+        "width": Param(64, "base channels (64 = published; 8-16 for CPU tests)", low=1),
+        "shift_div": Param(8, "1/shift_div of the channels shift each way (TSM: 8)", low=2),
+        **common_params(frames, 224),
+    }
 
 
 @register_backbone("tsm_resnet18")

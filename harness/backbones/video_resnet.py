@@ -3,6 +3,7 @@ ResNet-50 with slow-only inflation (Feichtenhofer et al. 2019, PySlowFast / PyTo
 
 All take ``[B, C, T, H, W]``; every stage takes and returns 5-D tensors and accepts any T >= 1.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -26,9 +27,12 @@ def conv3d_spatial(inp: int, out: int, mid: int, stride: int = 1) -> nn.Module:
 
 def conv2plus1d(inp: int, out: int, mid: int, stride: int = 1) -> nn.Module:
     """(2+1)D: a spatial 1x3x3 conv to ``mid`` channels, then a temporal 3x1x1 conv."""
-    return nn.Sequential(nn.Conv3d(inp, mid, (1, 3, 3), (1, stride, stride), (0, 1, 1), bias=False),
-                         nn.BatchNorm3d(mid), nn.ReLU(inplace=True),
-                         nn.Conv3d(mid, out, (3, 1, 1), (stride, 1, 1), (1, 0, 0), bias=False))
+    return nn.Sequential(
+        nn.Conv3d(inp, mid, (1, 3, 3), (1, stride, stride), (0, 1, 1), bias=False),
+        nn.BatchNorm3d(mid),
+        nn.ReLU(inplace=True),
+        nn.Conv3d(mid, out, (3, 1, 1), (stride, 1, 1), (1, 0, 0), bias=False),
+    )
 
 
 class BasicBlock3D(nn.Module):
@@ -42,8 +46,9 @@ class BasicBlock3D(nn.Module):
         self.downsample = None
         if stride != 1 or inp != planes:
             t_stride = 1 if conv is conv3d_spatial else stride
-            self.downsample = nn.Sequential(nn.Conv3d(inp, planes, 1, (t_stride, stride, stride), bias=False),
-                                            nn.BatchNorm3d(planes))
+            self.downsample = nn.Sequential(
+                nn.Conv3d(inp, planes, 1, (t_stride, stride, stride), bias=False), nn.BatchNorm3d(planes)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
@@ -56,14 +61,15 @@ class VideoResNet18(Backbone):
     convs: tuple = (conv3d_full,) * 4
     params = {"width": Param(64, "base channels (64 = published; 8-16 for CPU tests)", low=1), **common_params(16, 112)}
 
-    def __init__(self, num_classes: int, width: int = 64, in_channels: int = 3, frames: int = 16,
-                 input_size: int = 112):
+    def __init__(
+        self, num_classes: int, width: int = 64, in_channels: int = 3, frames: int = 16, input_size: int = 112
+    ):
         super().__init__()
         self.in_channels, self.frames, self.input_size = in_channels, frames, input_size
         self.stem = self.make_stem(in_channels, width)
         stages, inp = [], width
         for index, conv in enumerate(self.convs):
-            planes, stride = width * 2 ** index, 1 if index == 0 else 2
+            planes, stride = width * 2**index, 1 if index == 0 else 2
             stages.append(Stage([BasicBlock3D(inp, planes, conv, stride), BasicBlock3D(planes, planes, conv)]))
             inp = planes
         self.stages = nn.ModuleList(stages)
@@ -74,8 +80,11 @@ class VideoResNet18(Backbone):
 
     @staticmethod
     def make_stem(in_channels: int, width: int) -> nn.Module:
-        return nn.Sequential(nn.Conv3d(in_channels, width, (3, 7, 7), (1, 2, 2), (1, 3, 3), bias=False),
-                             nn.BatchNorm3d(width), nn.ReLU(inplace=True))
+        return nn.Sequential(
+            nn.Conv3d(in_channels, width, (3, 7, 7), (1, 2, 2), (1, 3, 3), bias=False),
+            nn.BatchNorm3d(width),
+            nn.ReLU(inplace=True),
+        )
 
 
 @register_backbone("r3d_18")
@@ -100,10 +109,14 @@ class R2Plus1D18(VideoResNet18):
     @staticmethod
     def make_stem(in_channels: int, width: int) -> nn.Module:
         mid = max(1, round(45 * width / 64))  # torchvision's 45 channels at width 64
-        return nn.Sequential(nn.Conv3d(in_channels, mid, (1, 7, 7), (1, 2, 2), (0, 3, 3), bias=False),
-                             nn.BatchNorm3d(mid), nn.ReLU(inplace=True),
-                             nn.Conv3d(mid, width, (3, 1, 1), 1, (1, 0, 0), bias=False),
-                             nn.BatchNorm3d(width), nn.ReLU(inplace=True))
+        return nn.Sequential(
+            nn.Conv3d(in_channels, mid, (1, 7, 7), (1, 2, 2), (0, 3, 3), bias=False),
+            nn.BatchNorm3d(mid),
+            nn.ReLU(inplace=True),
+            nn.Conv3d(mid, width, (3, 1, 1), 1, (1, 0, 0), bias=False),
+            nn.BatchNorm3d(width),
+            nn.ReLU(inplace=True),
+        )
 
 
 # -- 3D ResNet-50, slow-only ---------------------------------------------------------------------
@@ -122,8 +135,9 @@ class Bottleneck3D(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.downsample = None
         if stride != 1 or inp != out:
-            self.downsample = nn.Sequential(nn.Conv3d(inp, out, 1, (1, stride, stride), bias=False),
-                                            nn.BatchNorm3d(out))
+            self.downsample = nn.Sequential(
+                nn.Conv3d(inp, out, 1, (1, stride, stride), bias=False), nn.BatchNorm3d(out)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
@@ -138,24 +152,36 @@ class SlowR50(Backbone):
     downsampling, temporal kernel 3 in the first conv of every res4/res5 block (I3D-style inflation
     of a 2D ResNet's 1x1 convs; ``inflate`` chooses the stages)."""
 
-    params = {"width": Param(64, "base channels (64 = published; 8 for CPU tests)", low=1),
-              "inflate": Param([False, False, True, True], "per stage: temporal kernel 3 in conv_a", type=list),
-              **common_params(8, 256)}
+    params = {
+        "width": Param(64, "base channels (64 = published; 8 for CPU tests)", low=1),
+        "inflate": Param([False, False, True, True], "per stage: temporal kernel 3 in conv_a", type=list),
+        **common_params(8, 256),
+    }
     published_gflops, published_source = 54.52, "PyTorchVideo model zoo, SLOW 8x8 R50, one 8x256x256 view (41.9 at 224)"
 
-    def __init__(self, num_classes: int, width: int = 64, inflate: list | None = None, in_channels: int = 3,
-                 frames: int = 8, input_size: int = 256):
+    def __init__(
+        self,
+        num_classes: int,
+        width: int = 64,
+        inflate: list | None = None,
+        in_channels: int = 3,
+        frames: int = 8,
+        input_size: int = 256,
+    ):
         super().__init__()
         inflate = [False, False, True, True] if inflate is None else list(inflate)
         if len(inflate) != 4:
             raise ValueError(f"slow_r50: inflate needs 4 booleans (one per stage), got {inflate!r}")
         self.in_channels, self.frames, self.input_size = in_channels, frames, input_size
-        self.stem = nn.Sequential(nn.Conv3d(in_channels, width, (1, 7, 7), (1, 2, 2), (0, 3, 3), bias=False),
-                                  nn.BatchNorm3d(width), nn.ReLU(inplace=True),
-                                  nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)))
+        self.stem = nn.Sequential(
+            nn.Conv3d(in_channels, width, (1, 7, 7), (1, 2, 2), (0, 3, 3), bias=False),
+            nn.BatchNorm3d(width),
+            nn.ReLU(inplace=True),
+            nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)),
+        )
         stages, inp = [], width
         for index, depth in enumerate([3, 4, 6, 3]):
-            planes, kt = width * 2 ** index, 3 if inflate[index] else 1
+            planes, kt = width * 2**index, 3 if inflate[index] else 1
             blocks = []
             for b in range(depth):
                 blocks.append(Bottleneck3D(inp, planes, 2 if (b == 0 and index > 0) else 1, kt))
@@ -177,17 +203,29 @@ class ModifiedR3D18(Backbone):
     on most of the network. The paper gives no figure for the network alone; with its layer after
     res2 it averages 14.0 GFLOPs per 32x224x224 clip (its Tables 4 and A.3)."""
 
-    params = {"width": Param(64, "res3's bottleneck channels (64 = Table A.1; res4, res5 double it)", low=1),
-              "stem_width": Param(8, "channels of the stem and res2's bottleneck (8 = Table A.1)", low=1),
-              **common_params(32, 224)}
+    params = {
+        "width": Param(64, "res3's bottleneck channels (64 = Table A.1; res4, res5 double it)", low=1),
+        "stem_width": Param(8, "channels of the stem and res2's bottleneck (8 = Table A.1)", low=1),
+        **common_params(32, 224),
+    }
 
-    def __init__(self, num_classes: int, width: int = 64, stem_width: int = 8, in_channels: int = 3, frames: int = 32,
-                 input_size: int = 224):
+    def __init__(
+        self,
+        num_classes: int,
+        width: int = 64,
+        stem_width: int = 8,
+        in_channels: int = 3,
+        frames: int = 32,
+        input_size: int = 224,
+    ):
         super().__init__()
         self.in_channels, self.frames, self.input_size = in_channels, frames, input_size
-        self.stem = nn.Sequential(nn.Conv3d(in_channels, stem_width, (5, 7, 7), (1, 2, 2), (2, 3, 3), bias=False),
-                                  nn.BatchNorm3d(stem_width), nn.ReLU(inplace=True),
-                                  nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)))
+        self.stem = nn.Sequential(
+            nn.Conv3d(in_channels, stem_width, (5, 7, 7), (1, 2, 2), (2, 3, 3), bias=False),
+            nn.BatchNorm3d(stem_width),
+            nn.ReLU(inplace=True),
+            nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)),
+        )
         stages, inp = [], stem_width
         plan = [(stem_width, 1, 3), (width, 2, 1), (2 * width, 2, 1), (4 * width, 2, 3)]  # planes, stride, kt
         for planes, stride, kt in plan:

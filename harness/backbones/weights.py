@@ -23,6 +23,7 @@ Key mapping (``map_state_dict``), in this order, for each checkpoint key:
 
 Errors are ``WeightsError``: one line naming the file and the first offending key.
 """
+
 from __future__ import annotations
 
 import functools
@@ -40,8 +41,11 @@ from harness.backbones import build_backbone
 CONTAINERS = ("state_dict", "model_state", "model", "module")
 PREFIXES = ("module.", "model.", "backbone.", "encoder.")
 HEAD_NAMES = ("fc.", "head.fc.", "classifier.", "last_linear.", "blocks.5.proj.", "head.")
-RESNET_RENAMES = ((re.compile(r"^conv1\."), "stem.0."), (re.compile(r"^bn1\."), "stem.1."),
-                  (re.compile(r"^layer(\d+)\."), lambda m: f"stages.{int(m[1]) - 1}.blocks."))
+RESNET_RENAMES = (
+    (re.compile(r"^conv1\."), "stem.0."),
+    (re.compile(r"^bn1\."), "stem.1."),
+    (re.compile(r"^layer(\d+)\."), lambda m: f"stages.{int(m[1]) - 1}.blocks."),
+)
 
 
 class WeightsError(ValueError):
@@ -110,7 +114,7 @@ def _strip(key: str) -> str:
         changed = False
         for prefix in PREFIXES:
             if key.startswith(prefix):
-                key, changed = key[len(prefix):], True
+                key, changed = key[len(prefix) :], True
     return key
 
 
@@ -118,7 +122,7 @@ def _head_target(key: str, head_keys: list[str]) -> str | None:
     """The model's head parameter a classifier key of the checkpoint stands for (by its last name)."""
     for name in HEAD_NAMES:
         if key.startswith(name):
-            suffix = key[len(name):]
+            suffix = key[len(name) :]
             matches = [k for k in head_keys if k.rsplit(".", 1)[-1] == suffix]
             return matches[-1] if matches else None
     return None
@@ -137,8 +141,9 @@ def _target(key: str, target: Mapping[str, torch.Tensor], head_keys: list[str]) 
     return _head_target(key, head_keys)
 
 
-def map_state_dict(state: Any, model: nn.Module,
-                   path: str = "checkpoint") -> tuple[dict[str, torch.Tensor], LoadReport]:
+def map_state_dict(
+    state: Any, model: nn.Module, path: str = "checkpoint"
+) -> tuple[dict[str, torch.Tensor], LoadReport]:
     """The checkpoint's tensors under the model's names (see the module docstring), and what was done."""
     try:
         state = _unwrap(state)
@@ -157,8 +162,10 @@ def map_state_dict(state: Any, model: nn.Module,
             if head_mismatch:
                 report.dropped_head.append(key)  # another class count: keep the model's fresh head
                 continue
-            raise WeightsError(f"{path}: shape mismatch at '{key}' -> '{name}': checkpoint {tuple(value.shape)}, "
-                               f"model {tuple(target[name].shape)}")
+            raise WeightsError(
+                f"{path}: shape mismatch at '{key}' -> '{name}': checkpoint {tuple(value.shape)}, "
+                f"model {tuple(target[name].shape)}"
+            )
         if name != key:
             report.renamed[key] = name
         mapped[name] = value

@@ -22,6 +22,7 @@ What computes a video's outputs is a *factory*: a picklable callable ``factory(d
 ``video_fn(frames uint8 [T, H, W, 3]) -> {name: array [L, ...]}`` (``NetworkOnClips`` is the one the
 shared stages use). ``sharded_stage`` puts an extraction in the stage store.
 """
+
 from __future__ import annotations
 
 import json
@@ -59,8 +60,16 @@ def _device(gpus: float) -> torch.device:
     return torch.device("cuda") if gpus and torch.cuda.is_available() else torch.device("cpu")
 
 
-def write_shard(folder: Path, shard: int, source: Any, rows: Sequence[int], video_fn: Callable, *,
-                workers: int = 0, batch_size: int = 4) -> None:
+def write_shard(
+    folder: Path,
+    shard: int,
+    source: Any,
+    rows: Sequence[int],
+    video_fn: Callable,
+    *,
+    workers: int = 0,
+    batch_size: int = 4,
+) -> None:
     """Compute and write one shard (atomically: a temporary folder renamed into place)."""
     folder = Path(folder)
     outputs: dict[str, list[np.ndarray]] = {}
@@ -84,8 +93,12 @@ def write_shard(folder: Path, shard: int, source: Any, rows: Sequence[int], vide
         for name, values in outputs.items():
             np.save(tmp / f"{name}.npy", np.concatenate(values))
         np.save(tmp / "lengths.npy", lengths)
-        meta = {"shard": shard, "rows": [rows[0], rows[-1] + 1] if len(rows) else [0, 0], "names": sorted(outputs),
-                "skipped": [list(x) for x in skipped]}
+        meta = {
+            "shard": shard,
+            "rows": [rows[0], rows[-1] + 1] if len(rows) else [0, 0],
+            "names": sorted(outputs),
+            "skipped": [list(x) for x in skipped],
+        }
         (tmp / "meta.json").write_text(json.dumps(meta))
         final = folder / shard_name(shard)
         if final.exists():  # leftover of an interrupted rename
@@ -111,26 +124,54 @@ class _ShardActor:
         return {"shard": np.asarray(shards, dtype=np.int64), "pid": np.full(len(shards), os.getpid())}
 
 
-def _extract_with_ray(folder: Path, source: Any, factory: Callable, shard_size: int, todo: list[int], actors: int,
-                      gpus_per_actor: float, workers: int, on_shard: Callable[[int], None] | None) -> None:
+def _extract_with_ray(
+    folder: Path,
+    source: Any,
+    factory: Callable,
+    shard_size: int,
+    todo: list[int],
+    actors: int,
+    gpus_per_actor: float,
+    workers: int,
+    on_shard: Callable[[int], None] | None,
+) -> None:
     import ray  # imported here: the in-process path must not start or need Ray
 
     if not ray.is_initialized():
         ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
     items = ray.data.from_items([{"shard": s} for s in todo])
     written = items.map_batches(
-        _ShardActor, batch_size=1, compute=ray.data.ActorPoolStrategy(size=max(1, min(actors, len(todo)))),
-        fn_constructor_kwargs={"folder": str(folder), "source": source, "factory": factory, "shard_size": shard_size,
-                               "gpus": gpus_per_actor, "workers": workers},
-        num_cpus=1, num_gpus=gpus_per_actor or None)
+        _ShardActor,
+        batch_size=1,
+        compute=ray.data.ActorPoolStrategy(size=max(1, min(actors, len(todo)))),
+        fn_constructor_kwargs={
+            "folder": str(folder),
+            "source": source,
+            "factory": factory,
+            "shard_size": shard_size,
+            "gpus": gpus_per_actor,
+            "workers": workers,
+        },
+        num_cpus=1,
+        num_gpus=gpus_per_actor or None,
+    )
     for row in written.iter_rows():
         if on_shard:
             on_shard(int(row["shard"]))
 
 
-def extract(folder: str | Path, source: Any, factory: Callable, *, shard_size: int = 256, workers: int = 0,
-            device: torch.device | str = "cpu", ray_actors: int = 0, gpus_per_actor: float = 0,
-            on_shard: Callable[[int], None] | None = None) -> "ShardedArrays":
+def extract(
+    folder: str | Path,
+    source: Any,
+    factory: Callable,
+    *,
+    shard_size: int = 256,
+    workers: int = 0,
+    device: torch.device | str = "cpu",
+    ray_actors: int = 0,
+    gpus_per_actor: float = 0,
+    on_shard: Callable[[int], None] | None = None,
+) -> "ShardedArrays":
     """Extract every missing shard of ``source`` into ``folder`` and write the index; return the arrays.
 
     ``workers``: DataLoader decoding processes per extractor. ``ray_actors`` > 0: a Ray Data job with
@@ -151,24 +192,29 @@ def extract(folder: str | Path, source: Any, factory: Callable, *, shard_size: i
                 if on_shard:
                     on_shard(shard)
         metas = [json.loads((folder / shard_name(s) / "meta.json").read_text()) for s in range(len(shards))]
-        index = {"video_ids": list(source.video_ids), "shard_size": shard_size, "num_shards": len(shards),
-                 "names": sorted({n for m in metas for n in m["names"]}),
-                 "skipped": [list(x) for x in getattr(source, "skipped", [])]
-                 + [x for m in metas for x in m["skipped"]]}
+        index = {
+            "video_ids": list(source.video_ids),
+            "shard_size": shard_size,
+            "num_shards": len(shards),
+            "names": sorted({n for m in metas for n in m["names"]}),
+            "skipped": [list(x) for x in getattr(source, "skipped", [])] + [x for m in metas for x in m["skipped"]],
+        }
         (folder / INDEX).write_text(json.dumps(index))
     return ShardedArrays(folder)
 
 
-def sharded_stage(store: Any, name: str, deps: Mapping[str, Any], source: Any, factory: Callable,
-                  **options: Any) -> "ShardedArrays":
+def sharded_stage(
+    store: Any, name: str, deps: Mapping[str, Any], source: Any, factory: Callable, **options: Any
+) -> "ShardedArrays":
     """``extract`` as a stage of ``store``: one folder per key, resumable, one extractor at a time (file lock)."""
     folder = store.path(name, deps)
     folder.mkdir(parents=True, exist_ok=True)
     with FileLock(str(folder) + ".lock"):
         arrays = extract(folder, source, factory, **options)
         if not (folder / "meta.json").exists():  # the store's "complete" marker
-            (folder / "meta.json").write_text(json.dumps({"stage": name, "key": folder.name, "deps": deps},
-                                                         sort_keys=True, default=str))
+            (folder / "meta.json").write_text(
+                json.dumps({"stage": name, "key": folder.name, "deps": deps}, sort_keys=True, default=str)
+            )
     return arrays
 
 
@@ -223,15 +269,25 @@ class ShardedArrays:
         the ``[N, Lmax, ...]`` layout of the per-timestep tables, on disk instead of in memory."""
         path = self.folder / f"padded_{name}.npy"
         if not path.exists():
-            first = next((self._array(name, s) for s in range(self.num_shards)
-                          if (self.folder / shard_name(s) / f"{name}.npy").exists()), None)
+            first = next(
+                (
+                    self._array(name, s)
+                    for s in range(self.num_shards)
+                    if (self.folder / shard_name(s) / f"{name}.npy").exists()
+                ),
+                None,
+            )
             if first is None:
                 raise KeyError(f"no array '{name}' in {self.folder}")
             fd, tmp = tempfile.mkstemp(prefix=f".padded_{name}.", suffix=".npy", dir=self.folder)
             os.close(fd)
             try:
-                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=first.dtype,
-                                                shape=(len(self), int(self.lengths.max(initial=0)), *first.shape[1:]))
+                out = np.lib.format.open_memmap(
+                    tmp,
+                    mode="w+",
+                    dtype=first.dtype,
+                    shape=(len(self), int(self.lengths.max(initial=0)), *first.shape[1:]),
+                )
                 for row in range(len(self)):  # one video at a time: memory stays at one video's outputs
                     values = self.row(name, row)
                     if len(values):
@@ -275,7 +331,7 @@ class NetworkOnClips:
             clips = frames_to_clips(frames, self.clip_len)
             feats, logits = [], []
             for start in range(0, len(clips), self.batch):
-                f = net.features(clips[start: start + self.batch].to(device, non_blocking=True))
+                f = net.features(clips[start : start + self.batch].to(device, non_blocking=True))
                 feats.append(f.float().cpu().numpy())
                 if self.with_logits:
                     logits.append(net.head(f).float().cpu().numpy())

@@ -6,6 +6,7 @@ runs it (in this process, or with a ``timeout_s`` in a child process killed when
 the plan in order in this process; ``harness.launchers.ray``: the plan as Ray tasks, on one machine or a
 cluster) takes the trials to run and reports each one's fate, as hydra's launcher plugins do.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -71,8 +72,9 @@ class Launcher(Protocol):
         ...
 
 
-def execute(trial: Trial, context: LaunchContext, extra_tags: dict[str, str] | None = None,
-            ready_at: float | None = None) -> dict[str, float]:
+def execute(
+    trial: Trial, context: LaunchContext, extra_tags: dict[str, str] | None = None, ready_at: float | None = None
+) -> dict[str, float]:
     """Run one trial inside its own MLflow run; return its metrics, or raise ``TrialFailed`` (recorded).
 
     The schedule metrics: ``sched_start``/``sched_end`` (epoch seconds), ``sched_run_s`` (this call),
@@ -82,8 +84,14 @@ def execute(trial: Trial, context: LaunchContext, extra_tags: dict[str, str] | N
     context.load_plugins()
     name = f"{trial.name or trial.label} {trial.hash[:8]}"
     try:
-        run_id = tracking.start(trial, uri=context.uri, experiment_id=context.experiment_id,
-                                parent_run_id=context.parent_run_id, extra_tags=extra_tags, sources=sources(trial))
+        run_id = tracking.start(
+            trial,
+            uri=context.uri,
+            experiment_id=context.experiment_id,
+            parent_run_id=context.parent_run_id,
+            extra_tags=extra_tags,
+            sources=sources(trial),
+        )
     except Exception as exc:  # the store refused the run: keep a record in the output folder instead
         raise _unrecorded(trial, context, name, "cannot create its MLflow run", exc) from exc
     try:
@@ -100,8 +108,9 @@ def execute(trial: Trial, context: LaunchContext, extra_tags: dict[str, str] | N
             raise TrialFailed(f"{name}: {error}") from exc
         raise
     ended = time.time()
-    result.metrics.update({"sched_start": begun, "sched_end": ended, "sched_run_s": ended - begun,
-                           "sched_pid": float(os.getpid())})
+    result.metrics.update(
+        {"sched_start": begun, "sched_end": ended, "sched_run_s": ended - begun, "sched_pid": float(os.getpid())}
+    )
     if ready_at is not None:
         result.metrics["sched_queue_wait_s"] = max(0.0, begun - ready_at)
     try:
@@ -131,8 +140,13 @@ def record_blocked(trial: Trial, context: LaunchContext, error: str, details: st
     """Record a trial that cannot run because a stage it needs failed: its run holds the stage's
     traceback. Returns the trial's one-line error."""
     context.load_plugins()
-    run_id = tracking.start(trial, uri=context.uri, experiment_id=context.experiment_id,
-                            parent_run_id=context.parent_run_id, sources=sources(trial))
+    run_id = tracking.start(
+        trial,
+        uri=context.uri,
+        experiment_id=context.experiment_id,
+        parent_run_id=context.parent_run_id,
+        sources=sources(trial),
+    )
     tracking.record(context.uri, run_id, "ERROR", error=error, details=details)
     return f"{trial.name or trial.label} {trial.hash[:8]}: {error}"
 
@@ -177,9 +191,11 @@ def _run(trial: Trial, context: LaunchContext) -> TrialResult:
             if time.monotonic() >= deadline:  # a timeout that really stops the trial, whatever it is doing
                 child.kill()
                 child.join()
-                raise _Stopped("TIMEOUT", f"TIMEOUT after {trial.timeout_s:g} s",
-                               f"TIMEOUT: the trial exceeded timeout_s = {trial.timeout_s:g} s and its process "
-                               "was killed\n") from None
+                raise _Stopped(
+                    "TIMEOUT",
+                    f"TIMEOUT after {trial.timeout_s:g} s",
+                    f"TIMEOUT: the trial exceeded timeout_s = {trial.timeout_s:g} s and its process was killed\n",
+                ) from None
             if not child.is_alive() and results.empty():
                 child.join()
                 raise _Stopped("CRASHED", f"trial process died (exit code {child.exitcode})") from None

@@ -1,13 +1,13 @@
 """The local launcher: the plan in this process, in order (``skimbench run --local``): each stage once,
 by priority, then the trials; a trial whose stage failed is recorded with that stage's traceback."""
+
 from __future__ import annotations
 
 import time
 import traceback
 from typing import Any
 
-from harness.launchers import (LaunchContext, Launched, TrialFailed, TrialTimeout, execute, record_blocked,
-                               stage_error)
+from harness.launchers import LaunchContext, Launched, TrialFailed, TrialTimeout, execute, record_blocked, stage_error
 from harness.plan import Plan, run_stage
 
 
@@ -55,4 +55,3 @@ class LocalLauncher:
                 launched.failed[trial.hash] = error
                 progress.failed(trial.hash, error)
         return launched
-

@@ -12,6 +12,7 @@ A stage that fails is not retried: the trials that need it are recorded as faile
 (``record_blocked``), and the rest of the grid goes on. A trial is retried up to ``max_failures``
 times; a timed-out one is not. The cluster is checked first for the GPUs and CPUs a trial asks for.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,16 @@ import ray
 import ray._private.services as ray_services
 
 from harness import tracking
-from harness.launchers import (LaunchContext, Launched, LaunchError, TrialFailed, TrialTimeout, execute,
-                               record_blocked, stage_error)
+from harness.launchers import (
+    LaunchContext,
+    Launched,
+    LaunchError,
+    TrialFailed,
+    TrialTimeout,
+    execute,
+    record_blocked,
+    stage_error,
+)
 from harness.plan import Plan, run_stage
 from harness.trial import Trial
 
@@ -45,12 +54,15 @@ class RayLauncher:
         cpus, gpus = float(spec.resources.get("cpus", 1)), float(spec.resources.get("gpus", 0))
         available = ray.cluster_resources()
         if gpus > 0 and available.get("GPU", 0) < gpus:
-            raise LaunchError(f"the spec asks for {gpus:g} GPU per trial but the Ray cluster has "
-                              f"{available.get('GPU', 0):g} GPUs; set resources.gpus: 0 or connect to a cluster "
-                              "with GPUs (--address)")
+            raise LaunchError(
+                f"the spec asks for {gpus:g} GPU per trial but the Ray cluster has "
+                f"{available.get('GPU', 0):g} GPUs; set resources.gpus: 0 or connect to a cluster "
+                "with GPUs (--address)"
+            )
         if available.get("CPU", 0) < cpus:
-            raise LaunchError(f"the spec asks for {cpus:g} CPUs per trial but the Ray cluster has "
-                              f"{available.get('CPU', 0):g}")
+            raise LaunchError(
+                f"the spec asks for {cpus:g} CPUs per trial but the Ray cluster has {available.get('CPU', 0):g}"
+            )
         slots = int(available.get("CPU", 0) // max(cpus, 1e-9))
         if gpus > 0:
             slots = min(slots, int(available.get("GPU", 0) // gpus))
@@ -67,8 +79,15 @@ class RayLauncher:
 class Schedule:
     """The driver's loop: submit ready tasks into free slots, collect them as they end."""
 
-    def __init__(self, plan: Plan, context: LaunchContext, progress: Any, launched: Launched, slots: int,
-                 resources: dict[str, float]):
+    def __init__(
+        self,
+        plan: Plan,
+        context: LaunchContext,
+        progress: Any,
+        launched: Launched,
+        slots: int,
+        resources: dict[str, float],
+    ):
         self.plan, self.context, self.progress, self.launched = plan, context, progress, launched
         self.slots, self.resources = slots, resources
         self.stages = plan.order()  # not yet submitted, in priority order
@@ -105,8 +124,9 @@ class Schedule:
             if key is not None:
                 self.stages.remove(key)
                 trial = self.plan.representative(key)
-                ref = _stage_task.options(**self.resources).remote(trial.to_dict(), self.plan.stages[key].name, key,
-                                                                        self.context)
+                ref = _stage_task.options(**self.resources).remote(
+                    trial.to_dict(), self.plan.stages[key].name, key, self.context
+                )
                 self.running[ref] = ("stage", key)
                 submitted = True
                 continue
@@ -186,9 +206,11 @@ def _stage_task(trial: dict, name: str, key: str, context: LaunchContext) -> dic
 @ray.remote(max_retries=0)
 def _trial_task(trial: dict, context: LaunchContext, ready_at: float) -> dict:
     runtime = ray.get_runtime_context()
-    facts = {f"{tracking.TAG}ray_node": runtime.get_node_id(),
-             f"{tracking.TAG}ray_gpu_ids": ",".join(str(g) for g in ray.get_gpu_ids()),
-             f"{tracking.TAG}cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
+    facts = {
+        f"{tracking.TAG}ray_node": runtime.get_node_id(),
+        f"{tracking.TAG}ray_gpu_ids": ",".join(str(g) for g in ray.get_gpu_ids()),
+        f"{tracking.TAG}cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+    }
     try:
         return {"metrics": execute(Trial.from_dict(trial), context, extra_tags=facts, ready_at=ready_at)}
     except TrialTimeout as exc:  # recorded; not retried (it would only time out again)
@@ -217,8 +239,12 @@ def connect_ray(spec: Any, address: str | None) -> None:
             return
         # a local instance listens on loopback only (safe by default; tests/test_reliability.py)
         with _node_ip_stays_loopback():
-            ray.init(num_cpus=spec.ray.get("num_cpus"), num_gpus=spec.ray.get("num_gpus"),
-                     _node_ip_address="127.0.0.1", **common)
+            ray.init(
+                num_cpus=spec.ray.get("num_cpus"),
+                num_gpus=spec.ray.get("num_gpus"),
+                _node_ip_address="127.0.0.1",
+                **common,
+            )
     except Exception as exc:  # noqa: BLE001
         raise LaunchError(f"cannot start or reach Ray{f' at {address}' if address else ''}: {exc}") from exc
 

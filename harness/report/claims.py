@@ -18,6 +18,7 @@ reference chosen the paper's way (``point_where``), never "the costliest point i
 Comparisons at matched compute interpolate each curve linearly in log-GFLOPs between measured
 budgets, replicate by replicate, and never extrapolate.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,6 +42,7 @@ Row = tuple[str, str, str]  # (measured here, verdict, why)
 
 
 # -- declarations and their registry --------------------------------------------------------------
+
 
 @dataclass
 class Claim:
@@ -116,6 +118,7 @@ def baseline_modes(method: str) -> dict[str, str]:
 
 # -- what a check reads -----------------------------------------------------------------------------
 
+
 def key(label: str, budget: Any) -> tuple[str, float | None]:
     """A point's key; a missing budget (no budget knob) is None, so that keys compare equal."""
     return label, (None if budget is None or pd.isna(budget) else float(budget))
@@ -179,14 +182,18 @@ class Context:
         if math.isnan(factor):
             return "; no interval could be computed: run a second seed and more test videos"
         if not math.isfinite(factor) or factor > 1000:
-            return ("; the estimate sits (almost) exactly on the threshold: more test videos and seeds narrow the "
-                    "interval (4x the data halves it) but settle it only if the estimate moves")
+            return (
+                "; the estimate sits (almost) exactly on the threshold: more test videos and seeds narrow the "
+                "interval (4x the data halves it) but settle it only if the estimate moves"
+            )
         seeds = int(self.points["n_seeds"].max()) if len(self.points) else 1
         n = self.n_videos
         videos = f" (~{math.ceil(factor * n)} test videos instead of {n}," if n else " ("
-        return (f"; would be settled at about {factor:.1f}x the data{videos} "
-                f"~{math.ceil(factor * seeds)} seeds instead of {seeds}, if both sources shrink alike: the interval's "
-                "half-width goes as 1/sqrt(n))")
+        return (
+            f"; would be settled at about {factor:.1f}x the data{videos} "
+            f"~{math.ceil(factor * seeds)} seeds instead of {seeds}, if both sources shrink alike: the interval's "
+            "half-width goes as 1/sqrt(n))"
+        )
 
     def seeds_note(self, *rows: pd.Series) -> str:
         if any(int(r["n_seeds"]) < 2 for r in rows):
@@ -196,14 +203,18 @@ class Context:
 
 # -- helpers for declaring claims -------------------------------------------------------------------
 
+
 def missing(*what: str) -> list[Row]:
     return [("—", NOT_COMPARABLE, "no finished trials of " + " and ".join(what))]
 
 
 def no_predictions(*rows: pd.Series) -> Row:
     names = ", ".join(budget_name(r) for r in rows)
-    return ("—", NOT_COMPARABLE, f"no per-video predictions for {names}: no interval, and no verdict rests on a "
-            "point estimate")
+    return (
+        "—",
+        NOT_COMPARABLE,
+        f"no per-video predictions for {names}: no interval, and no verdict rests on a point estimate",
+    )
 
 
 def budget_name(row: pd.Series) -> str:
@@ -285,8 +296,14 @@ def difference(ctx: Context, a: tuple[float, np.ndarray], b: tuple[float, np.nda
 
 # -- generic checks ---------------------------------------------------------------------------------
 
-def reaches_reference(ctx: Context, method: str, reference: Callable[[Context, pd.DataFrame], Any],
-                      fraction: float = HALF_COMPUTE, margin: float = SAME_ACCURACY_PTS) -> list[Row]:
+
+def reaches_reference(
+    ctx: Context,
+    method: str,
+    reference: Callable[[Context, pd.DataFrame], Any],
+    fraction: float = HALF_COMPUTE,
+    margin: float = SAME_ACCURACY_PTS,
+) -> list[Row]:
     """Does ``method`` come within ``margin`` pt of a fixed reference point with at most ``fraction``
     of its GFLOPs? ``reference(ctx, curve)`` returns the reference row, or a string saying what to
     run. The method is judged at its best point (estimate) costing at most ``fraction`` of the
@@ -309,20 +326,31 @@ def reaches_reference(ctx: Context, method: str, reference: Callable[[Context, p
         cheapest = curve[COST].min()
         if not candidates:
             if cheapest > cap:
-                out.append((f"reference {pt(ref, ctx)}; {label}'s cheapest budget costs {cheapest:.3g} GFLOPs "
-                            f"({cheapest / ref[COST]:.0%})", FAILS,
-                            f"criterion: within {margin:g} pt at <= {fraction:.0%} of the reference's GFLOPs; "
-                            "every budget costs more"))
+                out.append(
+                    (
+                        f"reference {pt(ref, ctx)}; {label}'s cheapest budget costs {cheapest:.3g} GFLOPs "
+                        f"({cheapest / ref[COST]:.0%})",
+                        FAILS,
+                        f"criterion: within {margin:g} pt at <= {fraction:.0%} of the reference's GFLOPs; "
+                        "every budget costs more",
+                    )
+                )
             else:
                 out.append(no_predictions(*[r for _, r in curve.iterrows()]))
             continue
         name, best = max(candidates, key=lambda c: c[1][0])
         verdict, text, factor = difference(ctx, best, ctx.value(ref), -margin)
-        out.append((f"reference {pt(ref, ctx)}; best at <= {fraction:.0%} of its GFLOPs: {name} {best[0]:.1f}%; "
-                    f"difference {text}", verdict,
-                    f"criterion: the difference's 95% interval above -{margin:g} pt at <= {fraction:.0%} of the "
-                    f"reference's GFLOPs" + (ctx.settle(factor) if verdict == INCONCLUSIVE else "")
-                    + ctx.seeds_note(ref, *[r for _, r in curve.iterrows()])))
+        out.append(
+            (
+                f"reference {pt(ref, ctx)}; best at <= {fraction:.0%} of its GFLOPs: {name} {best[0]:.1f}%; "
+                f"difference {text}",
+                verdict,
+                f"criterion: the difference's 95% interval above -{margin:g} pt at <= {fraction:.0%} of the "
+                f"reference's GFLOPs"
+                + (ctx.settle(factor) if verdict == INCONCLUSIVE else "")
+                + ctx.seeds_note(ref, *[r for _, r in curve.iterrows()]),
+            )
+        )
     return out
 
 
@@ -347,20 +375,34 @@ def beats_at_matched_compute(ctx: Context, method: str, baselines: list[str]) ->
                 factors.append(factor)
                 parts.append(f"{row[COST]:.3g} GFLOPs vs {b}: {text}")
         if not verdicts:
-            out.append(("no comparable cost", NOT_COMPARABLE, f"{label}'s costs lie outside the measured range of "
-                        f"{', '.join(present)}, or predictions are missing"))
+            out.append(
+                (
+                    "no comparable cost",
+                    NOT_COMPARABLE,
+                    f"{label}'s costs lie outside the measured range of "
+                    f"{', '.join(present)}, or predictions are missing",
+                )
+            )
             continue
         verdict, advice = overall(ctx, verdicts, factors)
         absent = [b for b in baselines if b not in present]
-        out.append((f"{label}, difference in {ctx.metric}: " + "; ".join(parts), verdict,
-                    f"criterion: 95% interval of the paired difference above 0 at every overlapping cost "
-                    f"({len(verdicts)} comparisons)" + (f"; {', '.join(absent)} not run" if absent else "") + advice
-                    + ctx.seeds_note(*[r for _, r in curve.iterrows()])))
+        out.append(
+            (
+                f"{label}, difference in {ctx.metric}: " + "; ".join(parts),
+                verdict,
+                f"criterion: 95% interval of the paired difference above 0 at every overlapping cost "
+                f"({len(verdicts)} comparisons)"
+                + (f"; {', '.join(absent)} not run" if absent else "")
+                + advice
+                + ctx.seeds_note(*[r for _, r in curve.iterrows()]),
+            )
+        )
     return out
 
 
-def beats_at_equal_budget(ctx: Context, method: str, baseline: str, mode: str | None = None,
-                          keep: Callable[[str], bool] = lambda label: True) -> list[Row]:
+def beats_at_equal_budget(
+    ctx: Context, method: str, baseline: str, mode: str | None = None, keep: Callable[[str], bool] = lambda label: True
+) -> list[Row]:
     """``method`` vs a baseline at equal values of their budget knobs (same unit: K clips vs K
     clips, g clusters vs g frames); ``mode`` names one of ``baseline``'s own baseline modes."""
     base = ctx.curves(baseline, mode)
@@ -386,18 +428,25 @@ def beats_at_equal_budget(ctx: Context, method: str, baseline: str, mode: str | 
             used += [row, other]
             parts.append(f"{row['budget']:g}: {mine[0]:.1f} vs {theirs[0]:.1f}, difference {text}")
         if not verdicts:
-            out.append(("no shared budget values", NOT_COMPARABLE,
-                        f"{label} and {b_label} were run at different budgets"))
+            out.append(
+                ("no shared budget values", NOT_COMPARABLE, f"{label} and {b_label} were run at different budgets")
+            )
             continue
         verdict, advice = overall(ctx, verdicts, factors)
-        out.append((f"{label} vs {b_label} at equal budget: " + "; ".join(parts), verdict,
-                    f"reference: {what}; criterion: 95% interval of the paired difference above 0 at every shared "
-                    "budget value" + advice + ctx.seeds_note(*used)))
+        out.append(
+            (
+                f"{label} vs {b_label} at equal budget: " + "; ".join(parts),
+                verdict,
+                f"reference: {what}; criterion: 95% interval of the paired difference above 0 at every shared "
+                "budget value" + advice + ctx.seeds_note(*used),
+            )
+        )
     return out
 
 
-def cheaper_and_as_accurate(ctx: Context, method: str, reference: Callable[[Context], Any], need_better: bool,
-                            margin: float = SAME_ACCURACY_PTS) -> list[Row]:
+def cheaper_and_as_accurate(
+    ctx: Context, method: str, reference: Callable[[Context], Any], need_better: bool, margin: float = SAME_ACCURACY_PTS
+) -> list[Row]:
     """A point of ``method`` cheaper than a fixed reference that is as accurate (within ``margin``)
     or, with ``need_better``, more accurate: judged at the cheaper point with the best estimate."""
     ref = reference(ctx)
@@ -410,8 +459,13 @@ def cheaper_and_as_accurate(ctx: Context, method: str, reference: Callable[[Cont
     for label, curve in ctx.curves(method).items():
         cheaper = curve[curve[COST] < ref[COST]]
         if cheaper.empty:
-            out.append((f"reference {pt(ref, ctx)}; no {label} point is cheaper", FAILS, "every budget costs at "
-                        "least the reference (counted GFLOPs)"))
+            out.append(
+                (
+                    f"reference {pt(ref, ctx)}; no {label} point is cheaper",
+                    FAILS,
+                    "every budget costs at least the reference (counted GFLOPs)",
+                )
+            )
             continue
         valued = [(r, ctx.value(r)) for _, r in cheaper.iterrows()]
         valued = [(r, v) for r, v in valued if v is not None]
@@ -420,17 +474,23 @@ def cheaper_and_as_accurate(ctx: Context, method: str, reference: Callable[[Cont
             continue
         row, best = max(valued, key=lambda rv: rv[1][0])
         verdict, text, factor = difference(ctx, best, ctx.value(ref), threshold)
-        out.append((f"reference {pt(ref, ctx)}; best cheaper point {pt(row, ctx)} ({row[COST] / ref[COST]:.0%} of "
-                    f"the reference's GFLOPs); difference {text}", verdict,
-                    "criterion: 95% interval of the paired difference above "
-                    + ("0" if need_better else f"-{margin:g} pt")
-                    + (ctx.settle(factor) if verdict == INCONCLUSIVE else "")
-                    + ctx.seeds_note(ref, row)))
+        out.append(
+            (
+                f"reference {pt(ref, ctx)}; best cheaper point {pt(row, ctx)} ({row[COST] / ref[COST]:.0%} of "
+                f"the reference's GFLOPs); difference {text}",
+                verdict,
+                "criterion: 95% interval of the paired difference above "
+                + ("0" if need_better else f"-{margin:g} pt")
+                + (ctx.settle(factor) if verdict == INCONCLUSIVE else "")
+                + ctx.seeds_note(ref, row),
+            )
+        )
     return out
 
 
-def cheaper_than(ctx: Context, method: str, reference: Callable[[Context], Any], memory_key: str | None = None
-                 ) -> list[Row]:
+def cheaper_than(
+    ctx: Context, method: str, reference: Callable[[Context], Any], memory_key: str | None = None
+) -> list[Row]:
     """Fewer counted GFLOPs than a fixed reference at every budget (and less of a per-video
     extras quantity, e.g. training memory, where both log it). Counts, not samples: no interval."""
     ref = reference(ctx)
@@ -443,13 +503,15 @@ def cheaper_than(ctx: Context, method: str, reference: Callable[[Context], Any],
     for label, curve in ctx.curves(method).items():
         ratios = curve[COST] / ref[COST]
         ok = bool(ratios.max() < 1)
-        measured = (f"reference {pt(ref, ctx)}; {label} GFLOPs as a share of it by budget: "
-                    + "; ".join(f"{b:g}: {r:.0%}" for b, r in zip(curve["budget"], ratios)))
+        measured = f"reference {pt(ref, ctx)}; {label} GFLOPs as a share of it by budget: " + "; ".join(
+            f"{b:g}: {r:.0%}" for b, r in zip(curve["budget"], ratios)
+        )
         criterion = "criterion: fewer counted GFLOPs at every budget"
         mine = [ctx.extras.get(key(label, b), {}).get(memory_key) for b in curve["budget"]] if memory_key else []
         if ref_extra and mine and all(mine):
-            measured += f"; {memory_key}: " + "; ".join(f"{b:g}: {m:.4g} vs {ref_extra:.4g}"
-                                                        for b, m in zip(curve["budget"], mine))
+            measured += f"; {memory_key}: " + "; ".join(
+                f"{b:g}: {m:.4g} vs {ref_extra:.4g}" for b, m in zip(curve["budget"], mine)
+            )
             ok = ok and max(mine) < ref_extra
             criterion += f" and less {memory_key}"
         out.append((measured, HOLDS if ok else FAILS, criterion))
@@ -477,8 +539,13 @@ def increases_with_budget(ctx: Context, method: str) -> list[Row]:
             factors.append(factor)
             parts.append(f"{low['budget']:g} -> {high['budget']:g}: {text}")
         verdict, advice = overall(ctx, verdicts, factors)
-        out.append((f"{label} {ctx.metric} gain by {curve['budget_param'].iloc[0]}: " + "; ".join(parts), verdict,
-                    "criterion: 95% interval of each paired gain above 0" + advice + ctx.seeds_note(*rows)))
+        out.append(
+            (
+                f"{label} {ctx.metric} gain by {curve['budget_param'].iloc[0]}: " + "; ".join(parts),
+                verdict,
+                "criterion: 95% interval of each paired gain above 0" + advice + ctx.seeds_note(*rows),
+            )
+        )
     return out
 
 
@@ -490,8 +557,13 @@ def ordered(ctx: Context, method: str, param: str, order: list[str]) -> list[Row
     value = pts["params"].map(lambda p: str(p.get(param)) if isinstance(p, dict) else None)
     present = [r for r in order if (value == r).any()]
     if len(present) < 2:
-        return [(f"{param} values run: {', '.join(sorted(set(value.dropna()))) or 'none'}", NOT_COMPARABLE,
-                 f"needs at least two of {', '.join(order)}")]
+        return [
+            (
+                f"{param} values run: {', '.join(sorted(set(value.dropna()))) or 'none'}",
+                NOT_COMPARABLE,
+                f"needs at least two of {', '.join(order)}",
+            )
+        ]
     pts = pts.assign(variant=value)
     verdicts, factors, parts, used = [], [], [], []
     for budget, group in pts.groupby("budget"):
@@ -509,9 +581,17 @@ def ordered(ctx: Context, method: str, param: str, order: list[str]) -> list[Row
         return [("no budget shared by the variants", NOT_COMPARABLE, "variants were run at different budgets")]
     verdict, advice = overall(ctx, verdicts, factors)
     skipped = [r for r in order if r not in present]
-    return [("; ".join(parts), verdict, f"criterion: {' > '.join(present)} (95% interval of each paired difference "
-             "above 0) at every shared budget" + (f"; {', '.join(skipped)} not run" if skipped else "") + advice
-             + ctx.seeds_note(*used))]
+    return [
+        (
+            "; ".join(parts),
+            verdict,
+            f"criterion: {' > '.join(present)} (95% interval of each paired difference "
+            "above 0) at every shared budget"
+            + (f"; {', '.join(skipped)} not run" if skipped else "")
+            + advice
+            + ctx.seeds_note(*used),
+        )
+    ]
 
 
 def cost_increases_with_budget(ctx: Context, method: str) -> list[Row]:
@@ -526,9 +606,13 @@ def cost_increases_with_budget(ctx: Context, method: str) -> list[Row]:
             continue
         values = curve[COST].to_numpy(float)
         steps = ", ".join(f"{b:g}: {v:.3g}" for b, v in zip(curve["budget"], values))
-        out.append((f"{label} GFLOPs by {curve['budget_param'].iloc[0]}: {steps}",
-                    HOLDS if bool(np.all(np.diff(values) > 0)) else FAILS,
-                    "criterion: counted GFLOPs per video strictly increasing with the budget knob"))
+        out.append(
+            (
+                f"{label} GFLOPs by {curve['budget_param'].iloc[0]}: {steps}",
+                HOLDS if bool(np.all(np.diff(values) > 0)) else FAILS,
+                "criterion: counted GFLOPs per video strictly increasing with the budget knob",
+            )
+        )
     return out
 
 
@@ -542,8 +626,13 @@ def selection_share_at_most(ctx: Context, method: str, limit: float) -> list[Row
             out.append(("no gflops_selection_mean logged", NOT_COMPARABLE, "selection cost not reported"))
             continue
         parts = "; ".join(f"{b:g}: {s:.1%}" for b, s in zip(curve["budget"], share))
-        out.append((f"{label} selection share of GFLOPs by budget: {parts}", HOLDS if share.max() <= limit else FAILS,
-                    f"criterion: at most {limit:.0%} of the counted total at every budget"))
+        out.append(
+            (
+                f"{label} selection share of GFLOPs by budget: {parts}",
+                HOLDS if share.max() <= limit else FAILS,
+                f"criterion: at most {limit:.0%} of the counted total at every budget",
+            )
+        )
     return out
 
 
@@ -553,10 +642,17 @@ def cost_varies_per_video(ctx: Context, method: str, min_cv: float) -> list[Row]
     out = []
     for label, curve in ctx.curves(method).items():
         cv = curve["gflops_per_video_std_mean"] / curve[COST]
-        parts = "; ".join(f"{b:g}: {m:.3g} ± {s:.3g}" for b, m, s in
-                          zip(curve["budget"], curve[COST], curve["gflops_per_video_std_mean"]))
-        out.append((f"{label} GFLOPs per video (mean ± std over videos) by budget: {parts}",
-                    HOLDS if cv.min() >= min_cv else FAILS, f"criterion: std/mean >= {min_cv:.0%} at every budget"))
+        parts = "; ".join(
+            f"{b:g}: {m:.3g} ± {s:.3g}"
+            for b, m, s in zip(curve["budget"], curve[COST], curve["gflops_per_video_std_mean"])
+        )
+        out.append(
+            (
+                f"{label} GFLOPs per video (mean ± std over videos) by budget: {parts}",
+                HOLDS if cv.min() >= min_cv else FAILS,
+                f"criterion: std/mean >= {min_cv:.0%} at every budget",
+            )
+        )
     return out
 
 
@@ -571,15 +667,22 @@ def fact_varies(ctx: Context, method: str, fact: str, what: str) -> list[Row]:
     for (label, budget), values in sorted(found.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
         distinct = len(np.unique(values))
         ok &= distinct >= 2
-        parts.append(f"{label}{'' if budget is None else f' {budget:g}'}: {what} {values.min():g}–{values.max():g} "
-                     f"({distinct} distinct values, mean {values.mean():.1f})")
+        parts.append(
+            f"{label}{'' if budget is None else f' {budget:g}'}: {what} {values.min():g}–{values.max():g} "
+            f"({distinct} distinct values, mean {values.mean():.1f})"
+        )
     return [("; ".join(parts), HOLDS if ok else FAILS, f"criterion: at least two distinct {what} at every budget")]
 
 
 # -- the check over a result set ------------------------------------------------------------------
 
-def check_claims(points: pd.DataFrame, metric: str, contexts: Callable[[pd.DataFrame], Context] | None = None,
-                 claims: list[Claim] | None = None) -> pd.DataFrame:
+
+def check_claims(
+    points: pd.DataFrame,
+    metric: str,
+    contexts: Callable[[pd.DataFrame], Context] | None = None,
+    claims: list[Claim] | None = None,
+) -> pd.DataFrame:
     """One row per claim (per curve where a method has several), per dataset, backbone and experiment:
     methods are only compared with baselines run on the same data, backbone and launch.
     ``contexts(group)`` builds each group's Context (bootstrap replicates, facts); without it the
@@ -593,14 +696,40 @@ def check_claims(points: pd.DataFrame, metric: str, contexts: Callable[[pd.DataF
         here = set(group["method"])
         for claim in claims:
             # a claim is checked on the backbones its method ran on; one "not comparable" row if none
-            if claim.method not in here and (claim.method in ran_on[(dataset, experiment)]
-                                             or (dataset, experiment, claim.id) in reported):
+            if claim.method not in here and (
+                claim.method in ran_on[(dataset, experiment)] or (dataset, experiment, claim.id) in reported
+            ):
                 continue
             reported.add((dataset, experiment, claim.id))
             for measured, verdict, reason in claim.check(ctx):
-                rows.append({"dataset": dataset, "backbone": backbone, "experiment": experiment, "id": claim.id,
-                             "paper": claim.paper, "table": claim.table, "claim": claim.statement,
-                             "paper's numbers": claim.paper_numbers, "measured here": measured, "verdict": verdict,
-                             "why": reason})
-    return pd.DataFrame(rows, columns=["dataset", "backbone", "experiment", "id", "paper", "table", "claim",
-                                       "paper's numbers", "measured here", "verdict", "why"])
+                rows.append(
+                    {
+                        "dataset": dataset,
+                        "backbone": backbone,
+                        "experiment": experiment,
+                        "id": claim.id,
+                        "paper": claim.paper,
+                        "table": claim.table,
+                        "claim": claim.statement,
+                        "paper's numbers": claim.paper_numbers,
+                        "measured here": measured,
+                        "verdict": verdict,
+                        "why": reason,
+                    }
+                )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "dataset",
+            "backbone",
+            "experiment",
+            "id",
+            "paper",
+            "table",
+            "claim",
+            "paper's numbers",
+            "measured here",
+            "verdict",
+            "why",
+        ],
+    )

@@ -5,6 +5,7 @@ skipped). Tags become typed columns, metrics keep their logged names (``top1``,
 ``gflops_per_video_mean``, ...), and ``method.params.*`` become a ``params`` dict. Reading through
 an ``MlflowClient`` bound to the given URI keeps the global MLflow state untouched.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,12 +25,27 @@ TAG = "skimbench."
 
 # Metrics a report reads; absent ones become NaN columns so that later code needs no guards.
 METRICS = [
-    "top1", "top5", "map",
-    "gflops_per_video_mean", "gflops_per_video_std", "gflops_per_video_min", "gflops_per_video_max",
-    "gflops_selection_mean", "gflops_recognition_mean", "gflops_per_view",
-    "params_m", "latency_ms_per_video", "throughput_videos_per_s", "peak_memory_mb",
-    "decoded_frames_per_video", "decoded_frames_fraction", "decode_ms_per_video",
-    "train_time_s", "wall_time_s", "videos_evaluated", "videos_skipped",
+    "top1",
+    "top5",
+    "map",
+    "gflops_per_video_mean",
+    "gflops_per_video_std",
+    "gflops_per_video_min",
+    "gflops_per_video_max",
+    "gflops_selection_mean",
+    "gflops_recognition_mean",
+    "gflops_per_view",
+    "params_m",
+    "latency_ms_per_video",
+    "throughput_videos_per_s",
+    "peak_memory_mb",
+    "decoded_frames_per_video",
+    "decoded_frames_fraction",
+    "decode_ms_per_video",
+    "train_time_s",
+    "wall_time_s",
+    "videos_evaluated",
+    "videos_skipped",
 ]
 
 
@@ -96,8 +112,11 @@ def trial_row(run: Any, experiment: str) -> dict[str, Any] | None:
         "selection_unit": tags.get(TAG + "selection_unit"),
         "latency_timing": tags.get(TAG + "latency_timing", "not recorded"),
         "clip_len": _as_int(run.data.params.get("evaluation.clip_len")),
-        "params": {k[len("method.params."):]: _parse_param(v)
-                   for k, v in sorted(run.data.params.items()) if k.startswith("method.params.")},
+        "params": {
+            k[len("method.params.") :]: _parse_param(v)
+            for k, v in sorted(run.data.params.items())
+            if k.startswith("method.params.")
+        },
     }
     for name in METRICS:
         row[name] = run.data.metrics.get(name, np.nan)
@@ -127,8 +146,9 @@ def load_trials(tracking_uri: str, experiments: list[str]) -> pd.DataFrame:
             raise ReportError(f"no MLflow experiment '{name}' at {tracking_uri} (experiments: {known})")
         rows += [r for r in (trial_row(run, name) for run in _search_all(client, exp.experiment_id)) if r]
     if not rows:
-        raise ReportError(f"no trials (runs with a skimbench.trial_hash tag) in {', '.join(experiments)} "
-                          f"at {tracking_uri}")
+        raise ReportError(
+            f"no trials (runs with a skimbench.trial_hash tag) in {', '.join(experiments)} at {tracking_uri}"
+        )
     order = ["experiment", "method", "budget", "seed"]
     return pd.DataFrame(rows).sort_values(order, na_position="first").reset_index(drop=True)
 

@@ -2,6 +2,7 @@
 shared set of bootstrap draws per (dataset, backbone, experiment) so that comparisons are paired,
 the 95% interval of every point, and the claims' ``Context``. Procedure: ``harness.report.stats``.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Mapping
@@ -19,8 +20,9 @@ GROUP = ["dataset", "backbone", "experiment"]
 class Evidence:
     """Bootstrap replicates of every point (with predictions) of a seed summary, per group."""
 
-    def __init__(self, points: pd.DataFrame, trials: pd.DataFrame, predictions: Mapping[str, pd.DataFrame],
-                 metric: str):
+    def __init__(
+        self, points: pd.DataFrame, trials: pd.DataFrame, predictions: Mapping[str, pd.DataFrame], metric: str
+    ):
         self.metric = metric
         self.estimates: dict[tuple, dict] = {}
         self.replicates: dict[tuple, dict] = {}
@@ -65,17 +67,24 @@ class Evidence:
         value = ctx.at_cost(curve, cost)
         return interval(value[1]) if value is not None else (np.nan, np.nan)
 
-    def context(self, facts: Mapping[tuple, Mapping], extras: Mapping[tuple, Mapping]
-                ) -> Callable[[pd.DataFrame], Context]:
+    def context(
+        self, facts: Mapping[tuple, Mapping], extras: Mapping[tuple, Mapping]
+    ) -> Callable[[pd.DataFrame], Context]:
         """A factory for ``claims.check_claims``: the Context of one (dataset, backbone, experiment)."""
 
         def make(group: pd.DataFrame) -> Context:
             g = tuple(group.iloc[0][c] for c in GROUP)
             dataset = g[0]
-            return Context(group, self.metric, self.estimates.get(g, {}), self.replicates.get(g, {}),
-                           {k[1:]: v for k, v in facts.items() if k[0] == dataset},
-                           {k[1:]: v for k, v in extras.items() if k[0] == dataset},
-                           self.usage.get(g, {}), self.n_videos.get(g, 0))
+            return Context(
+                group,
+                self.metric,
+                self.estimates.get(g, {}),
+                self.replicates.get(g, {}),
+                {k[1:]: v for k, v in facts.items() if k[0] == dataset},
+                {k[1:]: v for k, v in extras.items() if k[0] == dataset},
+                self.usage.get(g, {}),
+                self.n_videos.get(g, 0),
+            )
 
         return make
 
@@ -95,8 +104,9 @@ def json_key(value: Any) -> Any:
     return value if isinstance(value, (int, float, str)) else str(value)
 
 
-def per_video_facts(trials: pd.DataFrame, predictions: Mapping[str, pd.DataFrame],
-                    declared: Mapping[str, Mapping[str, str]]) -> dict[tuple, dict[str, np.ndarray]]:
+def per_video_facts(
+    trials: pd.DataFrame, predictions: Mapping[str, pd.DataFrame], declared: Mapping[str, Mapping[str, str]]
+) -> dict[tuple, dict[str, np.ndarray]]:
     """(dataset, label, budget) -> declared fact -> values over all seeds' test videos.
     ``declared``: method -> its ``video_facts``."""
     pooled: dict[tuple, dict[str, list[float]]] = {}
@@ -114,8 +124,9 @@ def per_video_facts(trials: pd.DataFrame, predictions: Mapping[str, pd.DataFrame
     return {k: {f: np.asarray(v) for f, v in d.items()} for k, d in pooled.items() if d}
 
 
-def numeric_extras_means(trials: pd.DataFrame, predictions: Mapping[str, pd.DataFrame]
-                         ) -> dict[tuple[str, str, float | None], dict[str, float]]:
+def numeric_extras_means(
+    trials: pd.DataFrame, predictions: Mapping[str, pd.DataFrame]
+) -> dict[tuple[str, str, float | None], dict[str, float]]:
     """(dataset, label, budget) -> mean over all seeds' test videos of every numeric scalar in
     ``extras`` (e.g. a training memory per video)."""
     pooled: dict[tuple, dict[str, list[float]]] = {}
@@ -155,8 +166,14 @@ def chance_level(trials: pd.DataFrame, predictions: Mapping[str, pd.DataFrame], 
     share of positive videos). From the test labels of the first trial with predictions."""
     out: dict[str, float] = {}
     for dataset, group in trials.groupby("dataset", sort=True):
-        table = next((predictions[r] for r in group["run_id"] if r in predictions
-                      and {"labels", "scores"} <= set(predictions[r])), None)
+        table = next(
+            (
+                predictions[r]
+                for r in group["run_id"]
+                if r in predictions and {"labels", "scores"} <= set(predictions[r])
+            ),
+            None,
+        )
         if table is None or not len(table):
             continue
         classes = max((len(s) for s in table["scores"] if s is not None), default=1)

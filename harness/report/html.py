@@ -6,6 +6,7 @@ PNG. plotly.js and the images are inlined, so the page opens from disk with no n
 The page is rendered from the Markdown the report writes (the subset ``build.py`` produces:
 headings, paragraphs, pipe tables, images, bold, italics, code and links), so a section added to
 report.md appears in report.html with no further code."""
+
 from __future__ import annotations
 
 import base64
@@ -45,13 +46,15 @@ def hover_text(row: pd.Series, metric: str, cost: str) -> str:
     budget = "" if pd.isna(row["budget"]) else f"{row['budget_param']} = {row['budget']:g}<br>"
     std = "" if pd.isna(row[f"{metric}_std"]) else f", std over seeds {row[f'{metric}_std']:.2f}"
     ci = mean_ci(row[f"{metric}_mean"], row.get(f"{metric}_lo", np.nan), row.get(f"{metric}_hi", np.nan), 2)
-    return (f"<b>{html.escape(row['label'])}</b><br>{budget}"
-            f"{metric}: {ci} %{std}, {row['n_seeds']} seed(s) {row['seeds']}<br>"
-            f"GFLOPs/video: {row['gflops_per_video_mean_mean']:.4g} "
-            f"(per-video std {row['gflops_per_video_std_mean']:.3g}, "
-            f"min {row['gflops_per_video_min_mean']:.4g}, max {row['gflops_per_video_max_mean']:.4g})<br>"
-            f"latency: {row['latency_ms_per_video_mean']:.3g} ms/video<br>"
-            f"params: {html.escape(params, quote=False)}<br>runs: {', '.join(row['run_ids'])}")
+    return (
+        f"<b>{html.escape(row['label'])}</b><br>{budget}"
+        f"{metric}: {ci} %{std}, {row['n_seeds']} seed(s) {row['seeds']}<br>"
+        f"GFLOPs/video: {row['gflops_per_video_mean_mean']:.4g} "
+        f"(per-video std {row['gflops_per_video_std_mean']:.3g}, "
+        f"min {row['gflops_per_video_min_mean']:.4g}, max {row['gflops_per_video_max_mean']:.4g})<br>"
+        f"latency: {row['latency_ms_per_video_mean']:.3g} ms/video<br>"
+        f"params: {html.escape(params, quote=False)}<br>runs: {', '.join(row['run_ids'])}"
+    )
 
 
 def log_axis(values: pd.Series, title: str) -> dict:
@@ -59,12 +62,19 @@ def log_axis(values: pd.Series, title: str) -> dict:
     span less than two decades)."""
     positive = values[values > 0]
     span = np.log10(positive.max() / positive.min()) if len(positive) else 0
-    return {"type": "log", "title": title, "exponentformat": "none", "dtick": 1 if span >= 2 else "D2",
-            "showgrid": True, "minor": {"showgrid": True, "gridcolor": "#f3f3f3"}}
+    return {
+        "type": "log",
+        "title": title,
+        "exponentformat": "none",
+        "dtick": 1 if span >= 2 else "D2",
+        "showgrid": True,
+        "minor": {"showgrid": True, "gridcolor": "#f3f3f3"},
+    }
 
 
-def tradeoff_figure(points: pd.DataFrame, metric: str, cost: str, title: str, styles: Styles,
-                    chance: float | None = None) -> go.Figure:
+def tradeoff_figure(
+    points: pd.DataFrame, metric: str, cost: str, title: str, styles: Styles, chance: float | None = None
+) -> go.Figure:
     """Seed means with their 95% intervals along each curve, the deployable front, chance level and
     the points at or below it; ``cost`` is a seed-mean column (GFLOPs or latency)."""
     pts = points.dropna(subset=[f"{metric}_mean", cost])
@@ -73,29 +83,61 @@ def tradeoff_figure(points: pd.DataFrame, metric: str, cost: str, title: str, st
     for label, curve in pts.groupby("label", sort=True):
         curve = curve.sort_values(["budget", cost])
         bars = metric_error(curve, metric)  # the 95% interval where known
-        fig.add_trace(go.Scatter(
-            x=curve[cost], y=curve[f"{metric}_mean"], mode="lines+markers", name=styles.legend(label),
-            error_y={"type": "data", "symmetric": False, "array": bars[1], "arrayminus": bars[0], "visible": True},
-            hovertext=[hover_text(r, metric, cost) for _, r in curve.iterrows()], hoverinfo="text",
-            **styles.plotly(curve["method"].iloc[0], label)))
+        fig.add_trace(
+            go.Scatter(
+                x=curve[cost],
+                y=curve[f"{metric}_mean"],
+                mode="lines+markers",
+                name=styles.legend(label),
+                error_y={"type": "data", "symmetric": False, "array": bars[1], "arrayminus": bars[0], "visible": True},
+                hovertext=[hover_text(r, metric, cost) for _, r in curve.iterrows()],
+                hoverinfo="text",
+                **styles.plotly(curve["method"].iloc[0], label),
+            )
+        )
     front = pts[front_mask(pts, metric, cost).loc[pts.index]].sort_values(cost)
     if not front.empty:
-        fig.add_trace(go.Scatter(x=front[cost], y=front[f"{metric}_mean"], mode="lines",
-                                 name="Pareto front (deployable)",
-                                 line={"color": "black", "dash": "dash", "shape": "hv", "width": 1}, hoverinfo="skip"))
+        fig.add_trace(
+            go.Scatter(
+                x=front[cost],
+                y=front[f"{metric}_mean"],
+                mode="lines",
+                name="Pareto front (deployable)",
+                line={"color": "black", "dash": "dash", "shape": "hv", "width": 1},
+                hoverinfo="skip",
+            )
+        )
     if chance is not None and not pd.isna(chance) and not pts.empty:
-        fig.add_trace(go.Scatter(x=[pts[cost].min(), pts[cost].max()], y=[chance, chance], mode="lines",
-                                 name=f"chance level ({chance:.1f}%)", hoverinfo="skip",
-                                 line={"color": "grey", "dash": "dot", "width": 1}))
+        fig.add_trace(
+            go.Scatter(
+                x=[pts[cost].min(), pts[cost].max()],
+                y=[chance, chance],
+                mode="lines",
+                name=f"chance level ({chance:.1f}%)",
+                hoverinfo="skip",
+                line={"color": "grey", "dash": "dot", "width": 1},
+            )
+        )
         below = pts[pts[f"{metric}_mean"] <= chance]
         if not below.empty:
-            fig.add_trace(go.Scatter(x=below[cost], y=below[f"{metric}_mean"], mode="markers",
-                                     name="at or below chance", hoverinfo="skip",
-                                     marker={"symbol": "x-thin-open", "size": 14, "color": "red",
-                                             "line": {"width": 2, "color": "red"}}))
-    fig.update_layout(title=title, template="plotly_white", height=560, hoverlabel={"align": "left"},
-                      xaxis=log_axis(pts[cost], GFLOPS_LABEL if cost.startswith("gflops") else LATENCY_LABEL),
-                      yaxis={"title": METRIC_LABELS.get(metric, metric)})
+            fig.add_trace(
+                go.Scatter(
+                    x=below[cost],
+                    y=below[f"{metric}_mean"],
+                    mode="markers",
+                    name="at or below chance",
+                    hoverinfo="skip",
+                    marker={"symbol": "x-thin-open", "size": 14, "color": "red", "line": {"width": 2, "color": "red"}},
+                )
+            )
+    fig.update_layout(
+        title=title,
+        template="plotly_white",
+        height=560,
+        hoverlabel={"align": "left"},
+        xaxis=log_axis(pts[cost], GFLOPS_LABEL if cost.startswith("gflops") else LATENCY_LABEL),
+        yaxis={"title": METRIC_LABELS.get(metric, metric)},
+    )
     return fig
 
 
@@ -111,10 +153,15 @@ def inline(text: str) -> str:
 def table_html(lines: list[str]) -> str:
     def cells(line: str) -> list[str]:
         return [c.strip() for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))]
+
     header, body = cells(lines[0]), [cells(line) for line in lines[2:]]
-    return ("<div class='table'><table><thead><tr>" + "".join(f"<th>{inline(c)}</th>" for c in header)
-            + "</tr></thead><tbody>" + "".join("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in row) + "</tr>"
-                                             for row in body) + "</tbody></table></div>")
+    return (
+        "<div class='table'><table><thead><tr>"
+        + "".join(f"<th>{inline(c)}</th>" for c in header)
+        + "</tr></thead><tbody>"
+        + "".join("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in row) + "</tr>" for row in body)
+        + "</tbody></table></div>"
+    )
 
 
 def image_html(src: str, alt: str, base: Path) -> str:
@@ -163,8 +210,11 @@ def markdown_to_html(markdown: str, base: Path, charts: Mapping[str, go.Figure])
             flush()
             name = Path(image.group(2)).name
             if name in charts:
-                blocks.append(pio.to_html(charts[name], include_plotlyjs=plotly_js, full_html=False,
-                                          config={"displaylogo": False}))
+                blocks.append(
+                    pio.to_html(
+                        charts[name], include_plotlyjs=plotly_js, full_html=False, config={"displaylogo": False}
+                    )
+                )
                 plotly_js = False
             else:
                 blocks.append(image_html(image.group(2), image.group(1), base))
@@ -183,8 +233,10 @@ def write_html(markdown: str, path: Path, title: str, charts: Mapping[str, go.Fi
     sections = [m.group(1) for m in re.finditer(r"^## (.*)$", markdown, flags=re.M)]
     nav = " ".join(f"<a href='#{anchor(s)}'>{html.escape(s)}</a>" for s in sections)
     body = markdown_to_html(markdown, path.parent, charts)
-    page = (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{STYLE}</style></head><body>\n<nav>{nav}</nav>\n{body}\n</body></html>\n")
+    page = (
+        f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{STYLE}</style></head><body>\n<nav>{nav}</nav>\n{body}\n</body></html>\n"
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
     return path

@@ -12,17 +12,29 @@ Rules (also stated in docs/reports.md and every report):
   cost; never extrapolated beyond its cheapest or dearest point (NaN there). Where several points
   of one curve share a cost, the best metric among them stands for that cost.
 """
+
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
 SUMMARY_METRICS = [
-    "top1", "top5", "map",
-    "gflops_per_video_mean", "gflops_per_video_std", "gflops_per_video_min", "gflops_per_video_max",
-    "gflops_selection_mean", "gflops_recognition_mean",
-    "params_m", "latency_ms_per_video", "throughput_videos_per_s", "peak_memory_mb", "train_time_s",
-    "decoded_frames_per_video", "decode_ms_per_video",
+    "top1",
+    "top5",
+    "map",
+    "gflops_per_video_mean",
+    "gflops_per_video_std",
+    "gflops_per_video_min",
+    "gflops_per_video_max",
+    "gflops_selection_mean",
+    "gflops_recognition_mean",
+    "params_m",
+    "latency_ms_per_video",
+    "throughput_videos_per_s",
+    "peak_memory_mb",
+    "train_time_s",
+    "decoded_frames_per_video",
+    "decode_ms_per_video",
 ]
 POINT_KEYS = ["dataset", "label", "budget"]
 CARRIED = ["experiment", "method", "backbone", "budget_param", "deployable", "dynamic"]
@@ -86,8 +98,9 @@ def pareto_front(points: pd.DataFrame, cost: str, metric: str) -> pd.Series:
 def front_share(points: pd.DataFrame, on_front: pd.Series, by: str = "label") -> pd.DataFrame:
     """Per curve: its points, how many are on the front, and its share of all front members."""
     total = int(on_front.sum())
-    table = (points.assign(on_front=on_front).groupby(by)["on_front"]
-             .agg(n_points="size", n_on_front="sum").reset_index())
+    table = (
+        points.assign(on_front=on_front).groupby(by)["on_front"].agg(n_points="size", n_on_front="sum").reset_index()
+    )
     table["n_on_front"] = table["n_on_front"].astype(int)
     table["share_of_front"] = table["n_on_front"] / total if total else np.nan
     return table.sort_values(["share_of_front", by], ascending=[False, True]).reset_index(drop=True)
@@ -123,8 +136,9 @@ def compute_to_reach(costs, metrics, target: float) -> float:
     return float("nan")
 
 
-def accuracy_at_matched_compute(points: pd.DataFrame, at_costs: list[float], cost: str, metric: str,
-                                by: str = "label") -> pd.DataFrame:
+def accuracy_at_matched_compute(
+    points: pd.DataFrame, at_costs: list[float], cost: str, metric: str, by: str = "label"
+) -> pd.DataFrame:
     """Each curve's metric interpolated at each of ``at_costs``: rows = curves, columns = costs."""
     rows = {}
     for label, curve in points.groupby(by, sort=True):

@@ -10,6 +10,7 @@ Efficiency figures of the latest launch (the span from its first start to its la
 worker time that trials spent computing or waiting on a stage themselves (a file lock);
 ``queue_wait_mean_s`` = mean time a trial waited for a free worker once its stages were done.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,9 @@ def stage_spans(tracking_uri: str, experiments: list[str]) -> list[dict]:
         exp = client.get_experiment_by_name(name)
         if exp is None:
             continue
-        for run in client.search_runs([exp.experiment_id], filter_string=f"tags.`{TAG}role` = 'launch'",
-                                      max_results=1000):
+        for run in client.search_runs(
+            [exp.experiment_id], filter_string=f"tags.`{TAG}role` = 'launch'", max_results=1000
+        ):
             try:
                 path = client.download_artifacts(run.info.run_id, "schedule_stages.json")
             except Exception:  # noqa: BLE001 - a launch from before schedules were logged
@@ -81,13 +83,22 @@ def efficiency(table: pd.DataFrame, trials: pd.DataFrame) -> dict[str, float]:
     span = float(table["end"].max() - table["start"].min())
     workers = table["lane"].nunique()
     busy = float((table["end"] - table["start"]).sum())
-    ran = trials[trials["sched_start"].between(table["start"].min(), table["end"].max())] \
-        if "sched_start" in trials else trials.iloc[0:0]
+    ran = (
+        trials[trials["sched_start"].between(table["start"].min(), table["end"].max())]
+        if "sched_start" in trials
+        else trials.iloc[0:0]
+    )
     waited = float(ran["sched_stage_wait_s"].fillna(0).sum()) if "sched_stage_wait_s" in ran else float("nan")
     queue = float(ran["sched_queue_wait_s"].mean()) if "sched_queue_wait_s" in ran else float("nan")
-    return {"workers": float(workers), "span_s": span, "busy": busy / (workers * span) if span > 0 else float("nan"),
-            "stage_wait": waited / busy if busy > 0 else float("nan"), "queue_wait_mean_s": queue,
-            "trials": float(len(ran)), "stages": float((table["kind"] == "stage").sum())}
+    return {
+        "workers": float(workers),
+        "span_s": span,
+        "busy": busy / (workers * span) if span > 0 else float("nan"),
+        "stage_wait": waited / busy if busy > 0 else float("nan"),
+        "queue_wait_mean_s": queue,
+        "trials": float(len(ran)),
+        "stages": float((table["kind"] == "stage").sum()),
+    }
 
 
 def plot_gantt(table: pd.DataFrame, path: Path, title: str) -> Path:
@@ -99,8 +110,16 @@ def plot_gantt(table: pd.DataFrame, path: Path, title: str) -> Path:
         part = table[table["kind"] == kind]
         for row in part.itertuples():
             y = lanes.index(row.lane)
-            ax.barh(y, row.end - row.start, left=row.start - t0, height=0.6, color=color, edgecolor="white",
-                    linewidth=0.5, label=kind if row.Index == part.index[0] else None)
+            ax.barh(
+                y,
+                row.end - row.start,
+                left=row.start - t0,
+                height=0.6,
+                color=color,
+                edgecolor="white",
+                linewidth=0.5,
+                label=kind if row.Index == part.index[0] else None,
+            )
             if row.end - row.start > 0.04 * (table["end"].max() - t0):
                 ax.text(row.start - t0 + 0.3, y, row.label[:18], va="center", fontsize=6, color="white")
     ax.set_yticks(range(len(lanes)), lanes)
@@ -121,10 +140,14 @@ def schedule_section(tracking_uri: str, experiments: list[str], trials: pd.DataF
         return md + ["_No trial recorded its schedule (runs from before schedules were logged)._", ""]
     figures_ = efficiency(table, trials)
     path = plot_gantt(table, figures / "schedule_gantt.png", f"{', '.join(experiments)}: workers' timeline")
-    md += [f"![workers' timeline](figures/{path.name})", "",
-           f"Latest launch: {figures_['trials']:.0f} trials and {figures_['stages']:.0f} stage computations on "
-           f"{figures_['workers']:.0f} workers over {figures_['span_s']:.0f} s. Workers busy "
-           f"{100 * figures_['busy']:.0f}% of the span; trials waited on stages themselves "
-           f"{100 * figures_['stage_wait']:.1f}% of worker time; mean queue wait once a trial's stages were done "
-           f"{figures_['queue_wait_mean_s']:.1f} s.", ""]
+    md += [
+        f"![workers' timeline](figures/{path.name})",
+        "",
+        f"Latest launch: {figures_['trials']:.0f} trials and {figures_['stages']:.0f} stage computations on "
+        f"{figures_['workers']:.0f} workers over {figures_['span_s']:.0f} s. Workers busy "
+        f"{100 * figures_['busy']:.0f}% of the span; trials waited on stages themselves "
+        f"{100 * figures_['stage_wait']:.1f}% of worker time; mean queue wait once a trial's stages were done "
+        f"{figures_['queue_wait_mean_s']:.1f} s.",
+        "",
+    ]
     return md

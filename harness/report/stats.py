@@ -13,6 +13,7 @@ same resampled seeds. A difference (or any linear combination, e.g. log-GFLOPs i
 between two budgets) is computed replicate by replicate, and its interval taken from those. The
 draws come from a fixed RNG seed, so a report is reproducible.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -49,13 +50,14 @@ class Outcomes:
         scores = np.full((len(seeds), len(videos), num_classes), np.nan)
         targets = np.zeros((len(seeds), len(videos), num_classes), dtype=bool)
         for s, seed in enumerate(seeds):
-            for vid, labels, score in zip(per_seed[seed]["video_id"], per_seed[seed]["labels"],
-                                          per_seed[seed]["scores"]):
+            for vid, labels, score in zip(
+                per_seed[seed]["video_id"], per_seed[seed]["labels"], per_seed[seed]["scores"]
+            ):
                 if score is None or labels is None:
                     continue
                 n = index[str(vid)]
                 score = np.asarray(score, float)
-                scores[s, n, :len(score)] = score
+                scores[s, n, : len(score)] = score
                 targets[s, n, list(labels)] = True
                 correct[s, n] = float(int(np.argmax(score)) == int(labels[0])) if labels else np.nan
         return cls(seeds, correct, scores, targets)
@@ -76,8 +78,9 @@ class Resampler:
         slots = max(1, max_seeds)
         draws = rng.integers(0, n_videos, (slots * n_boot, n_videos))
         flat = (draws + n_videos * np.arange(slots * n_boot)[:, None]).ravel()
-        self.counts = np.bincount(flat, minlength=slots * n_boot * n_videos).astype(np.float32).reshape(
-            slots, n_boot, n_videos)  # [slots, B, N]: how many times replicate b of slot j drew each video
+        self.counts = (
+            np.bincount(flat, minlength=slots * n_boot * n_videos).astype(np.float32).reshape(slots, n_boot, n_videos)
+        )  # [slots, B, N]: how many times replicate b of slot j drew each video
 
     def _seed_index(self, n_seeds: int) -> np.ndarray:
         return np.minimum((self.u[:, :n_seeds] * n_seeds).astype(int), n_seeds - 1)  # [B, S]

@@ -5,6 +5,7 @@ mean ± std over the test videos (as LiteEval reports them), averaged over seeds
 ``mean [lo, hi]``, the 95% interval of ``harness.report.stats`` (seeds and test videos
 resampled), with the std over seeds beside it.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,8 +14,13 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import pandas as pd
 
-from harness.report.pareto import (accuracy_at_matched_compute, compute_to_reach, front_share,
-                                   matched_cost_grid, pareto_front)
+from harness.report.pareto import (
+    accuracy_at_matched_compute,
+    compute_to_reach,
+    front_share,
+    matched_cost_grid,
+    pareto_front,
+)
 from harness.report.stats import mean_ci
 
 COST = "gflops_per_video_mean_mean"
@@ -47,45 +53,69 @@ def method_table(points: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, pd.Da
     """Per curve and budget: metric, GFLOPs per video, params, latency, throughput, memory, front.
     Returns (numeric table for CSV, formatted table for Markdown/LaTeX)."""
     on_front = front_mask(points, metric)
-    numeric = pd.DataFrame({
-        "dataset": points["dataset"], "method": points["label"], "budget_param": points["budget_param"],
-        "budget": points["budget"], "seeds": points["n_seeds"],
-        f"{metric}_mean": points[f"{metric}_mean"], f"{metric}_std_over_seeds": points[f"{metric}_std"],
-        f"{metric}_ci95_lo": points.get(f"{metric}_lo", np.nan),
-        f"{metric}_ci95_hi": points.get(f"{metric}_hi", np.nan),
-        "gflops_per_video_mean": points[COST], "gflops_per_video_std_over_videos": points["gflops_per_video_std_mean"],
-        "gflops_selection_mean": points["gflops_selection_mean_mean"],
-        "decoded_frames_per_video": points["decoded_frames_per_video_mean"],
-        "decode_ms_per_video": points["decode_ms_per_video_mean"], "params_m": points["params_m_mean"],
-        "latency_ms_per_video": points["latency_ms_per_video_mean"],
-        "throughput_videos_per_s": points["throughput_videos_per_s_mean"],
-        "peak_memory_mb": points["peak_memory_mb_mean"], "deployable": points["deployable"].astype(bool),
-        "on_front": on_front,
-    })
-    text = pd.DataFrame({
-        "dataset": numeric["dataset"], "method": numeric["method"],
-        "budget": [budget_cell(r) for _, r in points.iterrows()], "seeds": numeric["seeds"],
-        f"{metric} (%) [95% CI]": [mean_ci(m, lo, hi) for m, lo, hi in zip(
-            numeric[f"{metric}_mean"], numeric[f"{metric}_ci95_lo"], numeric[f"{metric}_ci95_hi"])],
-        "std over seeds": [num(s, 2) for s in numeric[f"{metric}_std_over_seeds"]],
-        "GFLOPs/video": [pm(m, s, 3) for m, s in zip(numeric["gflops_per_video_mean"],
-                                                     numeric["gflops_per_video_std_over_videos"])],
-        "of which selection": [num(v) for v in numeric["gflops_selection_mean"]],
-        "decoded frames/video": [num(v) for v in numeric["decoded_frames_per_video"]],
-        "decode (ms/video)": [num(v) for v in numeric["decode_ms_per_video"]],
-        "params (M)": [num(v) for v in numeric["params_m"]],
-        "latency (ms/video)": [num(v) for v in numeric["latency_ms_per_video"]],
-        "throughput (videos/s)": [num(v) for v in numeric["throughput_videos_per_s"]],
-        "peak memory (MB)": [num(v, 4) for v in numeric["peak_memory_mb"]],
-        "front": ["yes" if f else ("n/a (non-deployable)" if not d else "")
-                  for f, d in zip(numeric["on_front"], numeric["deployable"])],
-    })
+    numeric = pd.DataFrame(
+        {
+            "dataset": points["dataset"],
+            "method": points["label"],
+            "budget_param": points["budget_param"],
+            "budget": points["budget"],
+            "seeds": points["n_seeds"],
+            f"{metric}_mean": points[f"{metric}_mean"],
+            f"{metric}_std_over_seeds": points[f"{metric}_std"],
+            f"{metric}_ci95_lo": points.get(f"{metric}_lo", np.nan),
+            f"{metric}_ci95_hi": points.get(f"{metric}_hi", np.nan),
+            "gflops_per_video_mean": points[COST],
+            "gflops_per_video_std_over_videos": points["gflops_per_video_std_mean"],
+            "gflops_selection_mean": points["gflops_selection_mean_mean"],
+            "decoded_frames_per_video": points["decoded_frames_per_video_mean"],
+            "decode_ms_per_video": points["decode_ms_per_video_mean"],
+            "params_m": points["params_m_mean"],
+            "latency_ms_per_video": points["latency_ms_per_video_mean"],
+            "throughput_videos_per_s": points["throughput_videos_per_s_mean"],
+            "peak_memory_mb": points["peak_memory_mb_mean"],
+            "deployable": points["deployable"].astype(bool),
+            "on_front": on_front,
+        }
+    )
+    text = pd.DataFrame(
+        {
+            "dataset": numeric["dataset"],
+            "method": numeric["method"],
+            "budget": [budget_cell(r) for _, r in points.iterrows()],
+            "seeds": numeric["seeds"],
+            f"{metric} (%) [95% CI]": [
+                mean_ci(m, lo, hi)
+                for m, lo, hi in zip(
+                    numeric[f"{metric}_mean"], numeric[f"{metric}_ci95_lo"], numeric[f"{metric}_ci95_hi"]
+                )
+            ],
+            "std over seeds": [num(s, 2) for s in numeric[f"{metric}_std_over_seeds"]],
+            "GFLOPs/video": [
+                pm(m, s, 3)
+                for m, s in zip(numeric["gflops_per_video_mean"], numeric["gflops_per_video_std_over_videos"])
+            ],
+            "of which selection": [num(v) for v in numeric["gflops_selection_mean"]],
+            "decoded frames/video": [num(v) for v in numeric["decoded_frames_per_video"]],
+            "decode (ms/video)": [num(v) for v in numeric["decode_ms_per_video"]],
+            "params (M)": [num(v) for v in numeric["params_m"]],
+            "latency (ms/video)": [num(v) for v in numeric["latency_ms_per_video"]],
+            "throughput (videos/s)": [num(v) for v in numeric["throughput_videos_per_s"]],
+            "peak memory (MB)": [num(v, 4) for v in numeric["peak_memory_mb"]],
+            "front": [
+                "yes" if f else ("n/a (non-deployable)" if not d else "")
+                for f, d in zip(numeric["on_front"], numeric["deployable"])
+            ],
+        }
+    )
     return numeric.reset_index(drop=True), text.reset_index(drop=True)
 
 
-def matched_compute_table(points: pd.DataFrame, metric: str, n: int = 4,
-                          interval_at: Callable[[pd.DataFrame, float], tuple[float, float]] | None = None
-                          ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def matched_compute_table(
+    points: pd.DataFrame,
+    metric: str,
+    n: int = 4,
+    interval_at: Callable[[pd.DataFrame, float], tuple[float, float]] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Each curve's metric interpolated at a few shared GFLOPs values (per dataset), with its 95%
     interval where ``interval_at(curve, cost)`` gives one (CSV columns ``... lo`` / ``... hi``)."""
     frames = []
@@ -95,8 +125,12 @@ def matched_compute_table(points: pd.DataFrame, metric: str, n: int = 4,
         columns = [f"{metric} @ {c:.3g} GFLOPs" for c in grid]
         table.columns = columns
         for column, cost in zip(columns, grid):
-            bounds = [interval_at(group[group["label"] == label], cost) if interval_at and not pd.isna(v)
-                      else (np.nan, np.nan) for label, v in table[column].items()]
+            bounds = [
+                interval_at(group[group["label"] == label], cost)
+                if interval_at and not pd.isna(v)
+                else (np.nan, np.nan)
+                for label, v in table[column].items()
+            ]
             table[f"{column} lo"], table[f"{column} hi"] = [b[0] for b in bounds], [b[1] for b in bounds]
         frames.append(table.rename_axis("method").reset_index().assign(dataset=dataset))
     if not frames:
@@ -106,8 +140,9 @@ def matched_compute_table(points: pd.DataFrame, metric: str, n: int = 4,
     values = [c for c in numeric.columns[2:] if not c.endswith((" lo", " hi"))]
     text = numeric[["dataset", "method"]].copy()
     for column in values:
-        text[column] = [mean_ci(v, lo, hi) for v, lo, hi in
-                        zip(numeric[column], numeric[f"{column} lo"], numeric[f"{column} hi"])]
+        text[column] = [
+            mean_ci(v, lo, hi) for v, lo, hi in zip(numeric[column], numeric[f"{column} lo"], numeric[f"{column} hi"])
+        ]
     return numeric, text
 
 
@@ -123,23 +158,35 @@ def reach_reference_table(points: pd.DataFrame, metric: str) -> tuple[pd.DataFra
         reference = full.sort_values(COST).iloc[-1]
         for label, curve in group.groupby("label", sort=True):
             need = compute_to_reach(curve[COST], curve[f"{metric}_mean"], reference[f"{metric}_mean"])
-            rows.append({"dataset": dataset, "method": label, "reference": reference["label"],
-                         "reference_metric": reference[f"{metric}_mean"], "reference_gflops": reference[COST],
-                         "gflops_to_reach_reference": need,
-                         "fraction_of_reference_gflops": need / reference[COST] if reference[COST] else np.nan,
-                         "best_metric": curve[f"{metric}_mean"].max()})
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "method": label,
+                    "reference": reference["label"],
+                    "reference_metric": reference[f"{metric}_mean"],
+                    "reference_gflops": reference[COST],
+                    "gflops_to_reach_reference": need,
+                    "fraction_of_reference_gflops": need / reference[COST] if reference[COST] else np.nan,
+                    "best_metric": curve[f"{metric}_mean"].max(),
+                }
+            )
     numeric = pd.DataFrame(rows)
     if numeric.empty:
         return numeric, numeric
-    text = pd.DataFrame({
-        "dataset": numeric["dataset"], "method": numeric["method"], "reference": numeric["reference"],
-        f"reference {metric} (%)": [pm(v, None) for v in numeric["reference_metric"]],
-        "reference GFLOPs": [num(v) for v in numeric["reference_gflops"]],
-        "GFLOPs to reach it": [num(v) if not pd.isna(v) else "not reached"
-                               for v in numeric["gflops_to_reach_reference"]],
-        "× reference GFLOPs": [num(v, 2) for v in numeric["fraction_of_reference_gflops"]],
-        f"best {metric} (%)": [pm(v, None) for v in numeric["best_metric"]],
-    })
+    text = pd.DataFrame(
+        {
+            "dataset": numeric["dataset"],
+            "method": numeric["method"],
+            "reference": numeric["reference"],
+            f"reference {metric} (%)": [pm(v, None) for v in numeric["reference_metric"]],
+            "reference GFLOPs": [num(v) for v in numeric["reference_gflops"]],
+            "GFLOPs to reach it": [
+                num(v) if not pd.isna(v) else "not reached" for v in numeric["gflops_to_reach_reference"]
+            ],
+            "× reference GFLOPs": [num(v, 2) for v in numeric["fraction_of_reference_gflops"]],
+            f"best {metric} (%)": [pm(v, None) for v in numeric["best_metric"]],
+        }
+    )
     return numeric, text
 
 
@@ -156,6 +203,7 @@ def front_share_table(points: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, 
 
 # -- writers ---------------------------------------------------------------------------------
 
+
 def to_markdown(table: pd.DataFrame) -> str:
     if table.empty:
         return "_(no rows)_\n"
@@ -166,9 +214,23 @@ def to_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                 "±": r"$\pm$", "×": r"$\times$", "—": "--", "<": r"\textless{}", ">": r"\textgreater{}"}
+LATEX_ESCAPES = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "±": r"$\pm$",
+    "×": r"$\times$",
+    "—": "--",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+}
 
 
 def latex_escape(text: str) -> str:
@@ -178,9 +240,16 @@ def latex_escape(text: str) -> str:
 def to_latex(table: pd.DataFrame, caption: str) -> str:
     """A booktabs table (needs ``\\usepackage{booktabs}``)."""
     columns = "l" * len(table.columns)
-    lines = [r"\begin{table}[t]", r"\centering", r"\small", f"\\caption{{{latex_escape(caption)}}}",
-             f"\\begin{{tabular}}{{{columns}}}", r"\toprule",
-             " & ".join(latex_escape(c) for c in table.columns) + r" \\", r"\midrule"]
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        r"\small",
+        f"\\caption{{{latex_escape(caption)}}}",
+        f"\\begin{{tabular}}{{{columns}}}",
+        r"\toprule",
+        " & ".join(latex_escape(c) for c in table.columns) + r" \\",
+        r"\midrule",
+    ]
     lines += [" & ".join(latex_escape(c) for c in row) + r" \\" for row in table.astype(str).itertuples(index=False)]
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(lines) + "\n"
@@ -201,8 +270,9 @@ def ratio_text(r: float) -> str:
     return "—" if pd.isna(r) or r <= 0 else f"{r:.3g}:1" if r >= 1 else f"1:{1 / r:.3g}"
 
 
-def cost_regime_table(components: Mapping[tuple[str, str, str], list[dict]], paper: Mapping[str, Any]
-                      ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def cost_regime_table(
+    components: Mapping[tuple[str, str, str], list[dict]], paper: Mapping[str, Any]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per curve and component: GFLOPs per call (the calls-weighted mean over its realised shapes,
     from ``flops_components.json``), and its ratio to the curve's costliest recognition component,
     with the paper's cheap-to-heavy ratio beside it where the method's claims declare one.
@@ -217,22 +287,50 @@ def cost_regime_table(components: Mapping[tuple[str, str, str], list[dict]], pap
         if not per:
             continue
         gflops = {c: (e["flops"] / e["calls"] if e["calls"] else np.nan) for c, e in per.items()}
-        heavy = max((g for c, g in gflops.items() if per[c]["role"] == "recognition" and not pd.isna(g)),
-                    default=np.nan)
+        heavy = max(
+            (g for c, g in gflops.items() if per[c]["role"] == "recognition" and not pd.isna(g)), default=np.nan
+        )
         cost = paper.get(method)
         for component, g in gflops.items():
-            rows.append({"dataset": dataset, "method": label, "component": component, "role": per[component]["role"],
-                         "gflops_per_call": g, "calls_all_videos": per[component]["calls"],
-                         "ratio_to_heaviest_recognition": g / heavy if heavy else np.nan,
-                         "paper_ratio": cost.ratio if cost else "", "paper_source": cost.source if cost else ""})
-    numeric = pd.DataFrame(rows, columns=["dataset", "method", "component", "role", "gflops_per_call",
-                                          "calls_all_videos", "ratio_to_heaviest_recognition", "paper_ratio",
-                                          "paper_source"])
-    text = pd.DataFrame({
-        "dataset": numeric["dataset"], "method": numeric["method"], "component": numeric["component"],
-        "role": numeric["role"], "GFLOPs per call": [num(v) for v in numeric["gflops_per_call"]],
-        "vs heaviest recognition": [ratio_text(r) for r in numeric["ratio_to_heaviest_recognition"]],
-        "paper (cheap:heavy)": [f"{p} ({s})" if p and role == "selection" else "" for p, s, role
-                                in zip(numeric["paper_ratio"], numeric["paper_source"], numeric["role"])],
-    })
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "method": label,
+                    "component": component,
+                    "role": per[component]["role"],
+                    "gflops_per_call": g,
+                    "calls_all_videos": per[component]["calls"],
+                    "ratio_to_heaviest_recognition": g / heavy if heavy else np.nan,
+                    "paper_ratio": cost.ratio if cost else "",
+                    "paper_source": cost.source if cost else "",
+                }
+            )
+    numeric = pd.DataFrame(
+        rows,
+        columns=[
+            "dataset",
+            "method",
+            "component",
+            "role",
+            "gflops_per_call",
+            "calls_all_videos",
+            "ratio_to_heaviest_recognition",
+            "paper_ratio",
+            "paper_source",
+        ],
+    )
+    text = pd.DataFrame(
+        {
+            "dataset": numeric["dataset"],
+            "method": numeric["method"],
+            "component": numeric["component"],
+            "role": numeric["role"],
+            "GFLOPs per call": [num(v) for v in numeric["gflops_per_call"]],
+            "vs heaviest recognition": [ratio_text(r) for r in numeric["ratio_to_heaviest_recognition"]],
+            "paper (cheap:heavy)": [
+                f"{p} ({s})" if p and role == "selection" else ""
+                for p, s, role in zip(numeric["paper_ratio"], numeric["paper_source"], numeric["role"])
+            ],
+        }
+    )
     return numeric, text

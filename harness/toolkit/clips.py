@@ -4,6 +4,7 @@ A video's frames come from its frame bank (``ctx.frames(split).get(video_id)``: 
 of the video's true length); ``to_input`` is the one normalisation of every network trained here
 (no pretrained weights exist, so no ImageNet statistics).
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,5 +1,6 @@
 """The base of methods that run the heavy classifier on chosen timesteps (the baselines, SCSampler),
 and the feature-only view of a shared network (what LiteEval and VideoEpitoma consume)."""
+
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -63,10 +64,13 @@ class HeavyOnTimesteps(Method):
         length = int(self.table.lengths[row])
         chosen = np.asarray(self.choose(row, length), dtype=np.int64)
         logits = np.asarray(self.table.heavy_logits[row, chosen])
-        return Prediction(scores=aggregate(logits, self.p["aggregate"], self.table.multilabel),
-                          usage=self.usage(length, chosen), selected=self.table.heavy_frames(row, chosen),
-                          extras={"timesteps": [int(t) for t in sorted(chosen)], "num_timesteps": length},
-                          decoded=self.table.heavy_frames(row, self.heavy_runs(length, chosen)))
+        return Prediction(
+            scores=aggregate(logits, self.p["aggregate"], self.table.multilabel),
+            usage=self.usage(length, chosen),
+            selected=self.table.heavy_frames(row, chosen),
+            extras={"timesteps": [int(t) for t in sorted(chosen)], "num_timesteps": length},
+            decoded=self.table.heavy_frames(row, self.heavy_runs(length, chosen)),
+        )
 
     def trace_video(self, video: Any) -> tuple[nn.Module, tuple]:
         row = self.table.row(video.video_id)
@@ -90,5 +94,9 @@ class FeaturesOf(nn.Module):
 
 def features_only(component: Component) -> Component:
     """The same component counted up to its pooled features."""
-    return Component(FeaturesOf(component.module), component.make_inputs, role=component.role,
-                     config={**component.config, "part": "features"})
+    return Component(
+        FeaturesOf(component.module),
+        component.make_inputs,
+        role=component.role,
+        config={**component.config, "part": "features"},
+    )

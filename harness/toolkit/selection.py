@@ -4,6 +4,7 @@
 ``harness.data.sampling`` (one implementation of "uniform" and of "random"): a timestep is never
 repeated, so a video with fewer timesteps than asked gets all of them.
 """
+
 from __future__ import annotations
 
 import zlib
@@ -16,11 +17,19 @@ from harness.data.sampling import PLACEMENTS, random_frames, uniform_frames
 from harness.metrics import AGGREGATION_RULES, aggregate_scores, default_rule
 from harness.params import Param
 
-AGGREGATE_PARAM = Param("auto", "rule combining the chosen timesteps' heavy scores: auto = mean_softmax "
-                        "(single-label) or max_sigmoid (multi-label)", choices=("auto",) + tuple(AGGREGATION_RULES))
-PLACEMENT_PARAM = Param("centres", "where K uniform timesteps fall: centres = the centres of K equal segments "
-                        "(TSN); endpoints = evenly spaced with the first and the last timestep included "
-                        "(SCSampler section 4.1.2)", choices=PLACEMENTS)
+AGGREGATE_PARAM = Param(
+    "auto",
+    "rule combining the chosen timesteps' heavy scores: auto = mean_softmax "
+    "(single-label) or max_sigmoid (multi-label)",
+    choices=("auto",) + tuple(AGGREGATION_RULES),
+)
+PLACEMENT_PARAM = Param(
+    "centres",
+    "where K uniform timesteps fall: centres = the centres of K equal segments "
+    "(TSN); endpoints = evenly spaced with the first and the last timestep included "
+    "(SCSampler section 4.1.2)",
+    choices=PLACEMENTS,
+)
 
 
 def top_k(scores: Sequence[float] | np.ndarray, k: int) -> np.ndarray:

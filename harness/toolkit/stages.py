@@ -32,6 +32,7 @@ Usage convention of the components: "heavy" counts one run of the heavy classifi
 timestep (batch 1, [1, 3, F, H, W]); "light" one run of the LightNet on one timestep (its middle
 frame resized inside the module, so the resize is counted).
 """
+
 from __future__ import annotations
 
 from functools import partial
@@ -100,14 +101,23 @@ def dataset_deps(ctx: TrialContext) -> dict[str, Any]:
     """The data a shared stage was trained on: dataset name, params (not where the copy lies: the
     frame bank's key already holds the manifest hash) and the decoded training frames."""
     params = {k: v for k, v in sorted(dict(ctx.dataset.p).items()) if k != "root"}
-    return {"name": getattr(ctx.dataset, "name", type(ctx.dataset).__name__), "params": params,
-            "train_frames": stage_key("frames", ctx.frames_deps("train"))}  # = ctx.frames("train").key
+    return {
+        "name": getattr(ctx.dataset, "name", type(ctx.dataset).__name__),
+        "params": params,
+        "train_frames": stage_key("frames", ctx.frames_deps("train")),
+    }  # = ctx.frames("train").key
 
 
 def _recipe_deps(ctx: TrialContext) -> dict[str, Any]:
     ev = ctx.evaluation
-    return {"recipe": RECIPE, "clips_per_video": CLIPS_PER_VIDEO_PER_EPOCH, "dataset": dataset_deps(ctx),
-            "clip_len": int(ev["clip_len"]), "epochs": int(ev["heavy_epochs"]), "seed": int(ctx.seed)}
+    return {
+        "recipe": RECIPE,
+        "clips_per_video": CLIPS_PER_VIDEO_PER_EPOCH,
+        "dataset": dataset_deps(ctx),
+        "clip_len": int(ev["clip_len"]),
+        "epochs": int(ev["heavy_epochs"]),
+        "seed": int(ctx.seed),
+    }
 
 
 def heavy_deps(ctx: TrialContext, cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -131,8 +141,16 @@ def new_light(cfg: Mapping[str, Any], clip_len: int, num_classes: int) -> ClipNe
     return ClipNet(build_with_weights(cfg, num_classes), clip_len, size=cfg["size"], input_kind="2d")
 
 
-def timestep_gflops(heavy: Mapping[str, Any], light: Mapping[str, Any], *, light_backbone: str = "mobilenet_v2",
-                    clip_len: int, height: int, width: int, num_classes: int) -> dict[str, float]:
+def timestep_gflops(
+    heavy: Mapping[str, Any],
+    light: Mapping[str, Any],
+    *,
+    light_backbone: str = "mobilenet_v2",
+    clip_len: int,
+    height: int,
+    width: int,
+    num_classes: int,
+) -> dict[str, float]:
     """fvcore GFLOPs of one timestep ([1, 3, F, H, W]) through the heavy network (backbone config
     ``heavy``) and through the LightNet (a method's ``light_width``/``light_size``), and their ratio
     ``light_to_heavy`` (1/50 means the LightNet is 50 times cheaper)."""
@@ -149,17 +167,28 @@ def _trial_cache(ctx: TrialContext) -> dict[str, ClipNet]:
     return ctx.__dict__.setdefault("_loaded_networks", {})
 
 
-def _trained(ctx: TrialContext, name: str, deps: dict[str, Any], new_net: Callable[[], ClipNet],
-             record_as: str | None = None) -> tuple[ClipNet, Path]:
+def _trained(
+    ctx: TrialContext, name: str, deps: dict[str, Any], new_net: Callable[[], ClipNet], record_as: str | None = None
+) -> tuple[ClipNet, Path]:
     """The network of stage ``name`` (trained now if no stage has it) and its folder (``model.pt``)."""
+
     def compute(folder: Path) -> None:
         frames, clip_len = ctx.frames("train"), int(ctx.evaluation["clip_len"])
         net = new_net().to(ctx.device)
-        train_streamed(net, frames, lambda rng: clip_requests(frames, clip_len, CLIPS_PER_VIDEO_PER_EPOCH, rng),
-                       lambda x, _mask: net(x),
-                       epochs=int(ctx.evaluation["heavy_epochs"]), batch_size=TRAIN_BATCH, lr=TRAIN_LR,
-                       seed=ctx.seed, multilabel=ctx.dataset.multilabel, num_classes=ctx.dataset.num_classes,
-                       log=ctx.log, what=name)
+        train_streamed(
+            net,
+            frames,
+            lambda rng: clip_requests(frames, clip_len, CLIPS_PER_VIDEO_PER_EPOCH, rng),
+            lambda x, _mask: net(x),
+            epochs=int(ctx.evaluation["heavy_epochs"]),
+            batch_size=TRAIN_BATCH,
+            lr=TRAIN_LR,
+            seed=ctx.seed,
+            multilabel=ctx.dataset.multilabel,
+            num_classes=ctx.dataset.num_classes,
+            log=ctx.log,
+            what=name,
+        )
         torch.save({k: v.cpu() for k, v in net.state_dict().items()}, folder / "model.pt")
 
     if record_as is None:
@@ -179,24 +208,40 @@ def heavy_classifier(ctx: TrialContext, backbone: Mapping[str, Any] | str | None
     """The heavy clip classifier f (the trial's backbone unless ``backbone`` names another), trained once."""
     cfg = backbone_config(ctx, backbone)
     other = cfg != backbone_config(ctx, None)
-    return _trained(ctx, "heavy_classifier", heavy_deps(ctx, cfg),
-                    lambda: new_heavy(cfg, int(ctx.evaluation["clip_len"]), ctx.dataset.num_classes),
-                    record_as=f"heavy_classifier[{cfg['name']}]" if other else None)[0]
+    return _trained(
+        ctx,
+        "heavy_classifier",
+        heavy_deps(ctx, cfg),
+        lambda: new_heavy(cfg, int(ctx.evaluation["clip_len"]), ctx.dataset.num_classes),
+        record_as=f"heavy_classifier[{cfg['name']}]" if other else None,
+    )[0]
 
 
 def light_network(ctx: TrialContext, light: Mapping[str, Any]) -> ClipNet:
     """The LightNet at the method's ``light_width`` and ``light_size``, trained once as a frame
     classifier with the video label (no pretrained weights exist here)."""
     cfg = light_config(str(ctx.evaluation["light_backbone"]), light)
-    return _trained(ctx, "light_network", light_deps(ctx, light),
-                    lambda: new_light(cfg, int(ctx.evaluation["clip_len"]), ctx.dataset.num_classes))[0]
+    return _trained(
+        ctx,
+        "light_network",
+        light_deps(ctx, light),
+        lambda: new_light(cfg, int(ctx.evaluation["clip_len"]), ctx.dataset.num_classes),
+    )[0]
 
 
 # ----------------------------------------------------------------------------------------------
 # Per-timestep tables
 # ----------------------------------------------------------------------------------------------
-def _timesteps(ctx: TrialContext, split: str, name: str, deps: dict[str, Any], model_pt: Path, cfg: Mapping[str, Any],
-               record_as: str | None = None, **net: Any) -> ShardedArrays:
+def _timesteps(
+    ctx: TrialContext,
+    split: str,
+    name: str,
+    deps: dict[str, Any],
+    model_pt: Path,
+    cfg: Mapping[str, Any],
+    record_as: str | None = None,
+    **net: Any,
+) -> ShardedArrays:
     """Per-timestep outputs of the network ``cfg`` (trained weights ``model_pt``) on every video of ``split``:
     a sharded, resumable extraction streamed from the split's frames (``harness.features.shards``)."""
     frames = ctx.frames(split)
@@ -220,9 +265,18 @@ class TimestepTable:
     methods that never read it -- the baselines, SCSampler -- never pay for the LightNet.
     """
 
-    def __init__(self, video_ids: list[str], lengths: np.ndarray, labels: np.ndarray, heavy_logits: np.ndarray,
-                 heavy_features: np.ndarray, light_features: np.ndarray | Callable[[], np.ndarray] | None = None,
-                 clip_len: int = 4, multilabel: bool = False, heavy_kind: str = "3d"):
+    def __init__(
+        self,
+        video_ids: list[str],
+        lengths: np.ndarray,
+        labels: np.ndarray,
+        heavy_logits: np.ndarray,
+        heavy_features: np.ndarray,
+        light_features: np.ndarray | Callable[[], np.ndarray] | None = None,
+        clip_len: int = 4,
+        multilabel: bool = False,
+        heavy_kind: str = "3d",
+    ):
         self.video_ids, self.lengths, self.labels = list(video_ids), np.asarray(lengths), np.asarray(labels)
         self.heavy_logits, self.heavy_features = heavy_logits, heavy_features
         self._light = light_features
@@ -268,41 +322,73 @@ class TimestepTable:
         return frames
 
 
-def timestep_table(ctx: TrialContext, split: str, backbone: Mapping[str, Any] | str | None = None,
-                   light: Mapping[str, Any] | None = None) -> TimestepTable:
+def timestep_table(
+    ctx: TrialContext,
+    split: str,
+    backbone: Mapping[str, Any] | str | None = None,
+    light: Mapping[str, Any] | None = None,
+) -> TimestepTable:
     """Heavy logits/features of every timestep of ``split`` and, with ``light`` (a method's params
     holding ``LIGHT_PARAMS``), the LightNet's features on demand: two stages, memory-mapped."""
     cfg = backbone_config(ctx, backbone)
     other = cfg != backbone_config(ctx, None)
     clip_len, classes = int(ctx.evaluation["clip_len"]), ctx.dataset.num_classes
-    heavy, heavy_dir = _trained(ctx, "heavy_classifier", heavy_deps(ctx, cfg),
-                                lambda: new_heavy(cfg, clip_len, classes), record_as=f"heavy_classifier[{cfg['name']}]" if other else None)
+    heavy, heavy_dir = _trained(
+        ctx,
+        "heavy_classifier",
+        heavy_deps(ctx, cfg),
+        lambda: new_heavy(cfg, clip_len, classes),
+        record_as=f"heavy_classifier[{cfg['name']}]" if other else None,
+    )
     split_frames = ctx.frames(split).key
     heavy_name = f"heavy_timesteps_{split}"
     heavy_deps_ = {"classifier": heavy_deps(ctx, cfg), "split": split, "frames": split_frames}
     # another classifier's table (SCSampler's cross-classifier labels) is recorded under its own name
-    outputs = _timesteps(ctx, split, heavy_name, heavy_deps_, heavy_dir / "model.pt", cfg,
-                         record_as=f"{heavy_name}[{cfg['name']}]" if other else None)
+    outputs = _timesteps(
+        ctx,
+        split,
+        heavy_name,
+        heavy_deps_,
+        heavy_dir / "model.pt",
+        cfg,
+        record_as=f"{heavy_name}[{cfg['name']}]" if other else None,
+    )
     ids = outputs.video_ids
 
     def light_features() -> np.ndarray:
         cfg_light = light_config(str(ctx.evaluation["light_backbone"]), light)
-        _, light_dir = _trained(ctx, "light_network", light_deps(ctx, light),
-                                lambda: new_light(cfg_light, clip_len, classes))
+        _, light_dir = _trained(
+            ctx, "light_network", light_deps(ctx, light), lambda: new_light(cfg_light, clip_len, classes)
+        )
         deps = {"network": light_deps(ctx, light), "split": split, "frames": split_frames}
-        light_out = _timesteps(ctx, split, f"light_timesteps_{split}", deps, light_dir / "model.pt",
-                               {"name": cfg_light["name"], "params": cfg_light["params"]}, size=cfg_light["size"],
-                               input_kind="2d", with_logits=False)
+        light_out = _timesteps(
+            ctx,
+            split,
+            f"light_timesteps_{split}",
+            deps,
+            light_dir / "model.pt",
+            {"name": cfg_light["name"], "params": cfg_light["params"]},
+            size=cfg_light["size"],
+            input_kind="2d",
+            with_logits=False,
+        )
         if ids != light_out.video_ids:
             raise RuntimeError(f"heavy and light timestep tables of split '{split}' list different videos")
         return light_out.padded_map("features")
 
     labels_of = {r.video_id: r.labels for r in ctx.dataset.split(split)}
     labels = np.stack([multi_hot(labels_of[v], classes) for v in ids]) if ids else np.zeros((0, 0))
-    return TimestepTable(video_ids=ids, lengths=outputs.lengths, labels=labels,
-                         heavy_logits=outputs.padded_map("logits"), heavy_features=outputs.padded_map("features"),
-                         light_features=None if light is None else light_features,
-                         clip_len=clip_len, multilabel=bool(ctx.dataset.multilabel), heavy_kind=heavy.input_kind)
+    return TimestepTable(
+        video_ids=ids,
+        lengths=outputs.lengths,
+        labels=labels,
+        heavy_logits=outputs.padded_map("logits"),
+        heavy_features=outputs.padded_map("features"),
+        light_features=None if light is None else light_features,
+        clip_len=clip_len,
+        multilabel=bool(ctx.dataset.multilabel),
+        heavy_kind=heavy.input_kind,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -316,18 +402,30 @@ def frames_stage(ctx: TrialContext, split: str) -> StageRequest:
 def heavy_stage(ctx: TrialContext, backbone: Mapping[str, Any] | str | None = None) -> StageRequest:
     """The heavy classifier (``heavy_classifier``) of the trial's backbone, or another one."""
     cfg = backbone_config(ctx, backbone)
-    return StageRequest("heavy_classifier", heavy_deps(ctx, cfg), lambda: heavy_classifier(ctx, cfg),
-                        after=(frames_stage(ctx, "train").key,))
+    return StageRequest(
+        "heavy_classifier",
+        heavy_deps(ctx, cfg),
+        lambda: heavy_classifier(ctx, cfg),
+        after=(frames_stage(ctx, "train").key,),
+    )
 
 
 def light_stage(ctx: TrialContext, light: Mapping[str, Any]) -> StageRequest:
     """The LightNet at a method's ``light_width``/``light_size`` (``light_network``)."""
-    return StageRequest("light_network", light_deps(ctx, light), lambda: light_network(ctx, light),
-                        after=(frames_stage(ctx, "train").key,))
+    return StageRequest(
+        "light_network",
+        light_deps(ctx, light),
+        lambda: light_network(ctx, light),
+        after=(frames_stage(ctx, "train").key,),
+    )
 
 
-def timestep_stages(ctx: TrialContext, splits: Sequence[str], backbone: Mapping[str, Any] | str | None = None,
-                    light: Mapping[str, Any] | None = None) -> list[StageRequest]:
+def timestep_stages(
+    ctx: TrialContext,
+    splits: Sequence[str],
+    backbone: Mapping[str, Any] | str | None = None,
+    light: Mapping[str, Any] | None = None,
+) -> list[StageRequest]:
     """The stages behind ``timestep_table(ctx, split, backbone, light)`` for each split (the light
     tables only with ``light``): the networks, then their per-timestep tables. The deps are those
     ``timestep_table`` passes to the store, so a declared stage is the very folder the trial reads."""
@@ -339,13 +437,24 @@ def timestep_stages(ctx: TrialContext, splits: Sequence[str], backbone: Mapping[
     for split in splits:
         frames = frames_stage(ctx, split)
         deps = {"classifier": heavy.deps, "split": split, "frames": frames.key}
-        out.append(StageRequest(f"heavy_timesteps_{split}", deps, lambda split=split: timestep_table(ctx, split, cfg),
-                                after=(heavy.key, frames.key)))
+        out.append(
+            StageRequest(
+                f"heavy_timesteps_{split}",
+                deps,
+                lambda split=split: timestep_table(ctx, split, cfg),
+                after=(heavy.key, frames.key),
+            )
+        )
         if light is not None:
             deps = {"network": light_deps(ctx, light), "split": split, "frames": frames.key}
-            out.append(StageRequest(f"light_timesteps_{split}", deps,
-                                    lambda split=split: timestep_table(ctx, split, cfg, light).light_features,
-                                    after=(out[-1].key, stage_key("light_network", light_deps(ctx, light)))))
+            out.append(
+                StageRequest(
+                    f"light_timesteps_{split}",
+                    deps,
+                    lambda split=split: timestep_table(ctx, split, cfg, light).light_features,
+                    after=(out[-1].key, stage_key("light_network", light_deps(ctx, light))),
+                )
+            )
     return out
 
 
@@ -356,8 +465,12 @@ def heavy_component(ctx: TrialContext, backbone: Mapping[str, Any] | str | None 
     """The heavy classifier as an accounting component: one timestep ([1, 3, F, H, W]) at batch 1."""
     cfg = backbone_config(ctx, backbone)
     clip_len, (h, w) = int(ctx.evaluation["clip_len"]), frame_shape(ctx)
-    return Component(heavy_classifier(ctx, cfg), clip_input_maker(clip_len, h, w), role="recognition",
-                     config={"net": "heavy_classifier", "backbone": cfg, "clip_len": clip_len, "hw": [h, w]})
+    return Component(
+        heavy_classifier(ctx, cfg),
+        clip_input_maker(clip_len, h, w),
+        role="recognition",
+        config={"net": "heavy_classifier", "backbone": cfg, "clip_len": clip_len, "hw": [h, w]},
+    )
 
 
 def light_component(ctx: TrialContext, light: Mapping[str, Any]) -> Component:
@@ -365,12 +478,22 @@ def light_component(ctx: TrialContext, light: Mapping[str, Any]) -> Component:
     resized to ``light_size`` inside the module) at batch 1."""
     clip_len, (h, w) = int(ctx.evaluation["clip_len"]), frame_shape(ctx)
     cfg = light_config(str(ctx.evaluation["light_backbone"]), light)
-    return Component(light_network(ctx, light), clip_input_maker(clip_len, h, w), role="selection",
-                     config={"net": "light_network", "backbone": {"name": cfg["name"], "params": cfg["params"]},
-                             "size": cfg["size"], "clip_len": clip_len, "hw": [h, w]})
+    return Component(
+        light_network(ctx, light),
+        clip_input_maker(clip_len, h, w),
+        role="selection",
+        config={
+            "net": "light_network",
+            "backbone": {"name": cfg["name"], "params": cfg["params"]},
+            "size": cfg["size"],
+            "clip_len": clip_len,
+            "hw": [h, w],
+        },
+    )
 
 
-def shared_components(ctx: TrialContext, light: Mapping[str, Any],
-                      backbone: Mapping[str, Any] | str | None = None) -> dict[str, Component]:
+def shared_components(
+    ctx: TrialContext, light: Mapping[str, Any], backbone: Mapping[str, Any] | str | None = None
+) -> dict[str, Component]:
     """{"heavy": heavy_component, "light": light_component} (building "light" trains the LightNet)."""
     return {"heavy": heavy_component(ctx, backbone), "light": light_component(ctx, light)}

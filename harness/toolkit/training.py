@@ -8,6 +8,7 @@ the frames each batch needs), so no split is ever held in memory. The recipe: Ad
 1e-4), one-cycle learning rate (20% warm-up), cross-entropy on single-label data or BCE on
 multi-label data, numpy permutations from ``seed``; on CUDA, bfloat16 autocast and channels-last.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -52,8 +53,18 @@ def channels_last(net: nn.Module) -> nn.Module:
     return net
 
 
-def train_loop(net: nn.Module, epoch_batches: EpochBatches, *, steps_per_epoch: int, epochs: int, lr: float,
-               seed: int, multilabel: bool, log: Callable[[str], None] = print, what: str = "network") -> nn.Module:
+def train_loop(
+    net: nn.Module,
+    epoch_batches: EpochBatches,
+    *,
+    steps_per_epoch: int,
+    epochs: int,
+    lr: float,
+    seed: int,
+    multilabel: bool,
+    log: Callable[[str], None] = print,
+    what: str = "network",
+) -> nn.Module:
     """The loop itself: ``epoch_batches(rng)`` yields (forward, multi-hot labels [B, C]) for one epoch.
 
     On CUDA the forward runs under ``torch.autocast`` (bfloat16: no loss scaling needed) with the
@@ -87,15 +98,28 @@ def train_loop(net: nn.Module, epoch_batches: EpochBatches, *, steps_per_epoch: 
                 done += 1
             total, seen = total + float(loss.detach()) * len(y), seen + len(y)
         seen = max(seen, 1)
-        log(f"[{what}] epoch {epoch + 1}/{epochs} loss {total / seen:.3f}"
-            + ("" if multilabel else f" train acc {100 * correct / seen:.1f}%"))
+        log(
+            f"[{what}] epoch {epoch + 1}/{epochs} loss {total / seen:.3f}"
+            + ("" if multilabel else f" train acc {100 * correct / seen:.1f}%")
+        )
     return net.eval()
 
 
-def train_network(net: nn.Module, step_logits: Callable[[np.ndarray, np.random.Generator], torch.Tensor],
-                  labels: torch.Tensor, *, epochs: int, batch_size: int, lr: float, seed: int, multilabel: bool,
-                  groups: Sequence[int] | None = None, per_group: int | None = None,
-                  log: Callable[[str], None] = print, what: str = "network") -> nn.Module:
+def train_network(
+    net: nn.Module,
+    step_logits: Callable[[np.ndarray, np.random.Generator], torch.Tensor],
+    labels: torch.Tensor,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    multilabel: bool,
+    groups: Sequence[int] | None = None,
+    per_group: int | None = None,
+    log: Callable[[str], None] = print,
+    what: str = "network",
+) -> nn.Module:
     """Train ``net`` on N items with multi-hot ``labels`` [N, C]; returns it in eval mode.
 
     ``step_logits(item indices, rng)`` builds the batch itself (from clips, or by decoding and
@@ -109,11 +133,20 @@ def train_network(net: nn.Module, step_logits: Callable[[np.ndarray, np.random.G
     def epoch_batches(rng: np.random.Generator) -> Iterator[tuple[Forward, torch.Tensor]]:
         order = epoch_order(groups_, per_group, rng)
         for start in range(0, len(order), batch_size):
-            idx = order[start: start + batch_size]
+            idx = order[start : start + batch_size]
             yield (lambda idx=idx: step_logits(idx, rng)), labels[torch.from_numpy(idx)]
 
-    return train_loop(net, epoch_batches, steps_per_epoch=(per_epoch + batch_size - 1) // batch_size, epochs=epochs,
-                      lr=lr, seed=seed, multilabel=multilabel, log=log, what=what)
+    return train_loop(
+        net,
+        epoch_batches,
+        steps_per_epoch=(per_epoch + batch_size - 1) // batch_size,
+        epochs=epochs,
+        lr=lr,
+        seed=seed,
+        multilabel=multilabel,
+        log=log,
+        what=what,
+    )
 
 
 def loader_workers(frames: Any) -> int:
@@ -123,10 +156,12 @@ def loader_workers(frames: Any) -> int:
     return 0 if getattr(frames, "path", None) is not None else max(1, min(8, torch.get_num_threads()))
 
 
-def video_requests(frames: Any, rows: Sequence[int], pick: Callable[[int, np.random.Generator], np.ndarray]
-                   ) -> Callable[[np.random.Generator], FrameRequests]:
+def video_requests(
+    frames: Any, rows: Sequence[int], pick: Callable[[int, np.random.Generator], np.ndarray]
+) -> Callable[[np.random.Generator], FrameRequests]:
     """Per-epoch requests for methods trained on whole videos: ``rows`` shuffled, and for each the frame
     indices ``pick(video length, rng)`` (e.g. TSN segments), decoded by the loader's workers."""
+
     def requests(rng: np.random.Generator) -> FrameRequests:
         order = [int(rows[i]) for i in rng.permutation(len(rows))]
         return FrameRequests(frames, order, [pick(int(frames.lengths[row]), rng) for row in order])
@@ -134,10 +169,22 @@ def video_requests(frames: Any, rows: Sequence[int], pick: Callable[[int, np.ran
     return requests
 
 
-def train_streamed(net: nn.Module, frames: Any, requests: Callable[[np.random.Generator], FrameRequests],
-                   forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], *, epochs: int, batch_size: int,
-                   lr: float, seed: int, multilabel: bool, num_classes: int, log: Callable[[str], None] = print,
-                   what: str = "network", skipped: list[tuple[str, str]] | None = None) -> nn.Module:
+def train_streamed(
+    net: nn.Module,
+    frames: Any,
+    requests: Callable[[np.random.Generator], FrameRequests],
+    forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    multilabel: bool,
+    num_classes: int,
+    log: Callable[[str], None] = print,
+    what: str = "network",
+    skipped: list[tuple[str, str]] | None = None,
+) -> nn.Module:
     """``train_loop`` fed by the streaming loader: each epoch, ``requests(rng)`` lists the frames to decode
     (``harness.data.streaming.clip_requests`` or per-video samples), DataLoader workers decode them
     (``frame_loader``: bounded prefetch, pinned memory on CUDA) and ``forward(x, mask)`` gets the
@@ -156,8 +203,17 @@ def train_streamed(net: nn.Module, frames: Any, requests: Callable[[np.random.Ge
             x, mask = cuda_layout(to_input(batch["frames"], device)), batch["mask"].to(device)
             yield (lambda x=x, mask=mask: forward(x, mask)), labels[batch["rows"]]
 
-    return train_loop(net, epoch_batches, steps_per_epoch=(per_epoch + batch_size - 1) // batch_size, epochs=epochs,
-                      lr=lr, seed=seed, multilabel=multilabel, log=log, what=what)
+    return train_loop(
+        net,
+        epoch_batches,
+        steps_per_epoch=(per_epoch + batch_size - 1) // batch_size,
+        epochs=epochs,
+        lr=lr,
+        seed=seed,
+        multilabel=multilabel,
+        log=log,
+        what=what,
+    )
 
 
 def training_memory_mb(module: nn.Module, run: Callable[[], Any]) -> float:

@@ -4,6 +4,7 @@
 ``k`` uniformly spaced frames: real decoded frames, real fit/predict, real usage and FLOPs, in
 milliseconds. Switches make it fail, sleep, burn CPU or count a shared stage, for harness tests.
 """
+
 from __future__ import annotations
 
 import os
@@ -59,6 +60,7 @@ class QuickCentroid(Method):
             if self.p["stage_fail"]:
                 raise RuntimeError("quick_shared was asked to fail")
             (out / "value.txt").write_text("shared")
+
         return self.ctx.stage("quick_shared", self._shared_deps(), compute)
 
     def stages(self):
@@ -86,8 +88,12 @@ class QuickCentroid(Method):
         self.bank = self.ctx.frames("train")
         feats = np.stack([self._features(self.bank, r.video_id) for r in train])
         labels = np.array([r.labels[0] for r in train])
-        self.centroids = np.stack([feats[labels == c].mean(0) if (labels == c).any() else np.full(feats.shape[1], np.inf)
-                                   for c in range(self.ctx.dataset.num_classes)])
+        self.centroids = np.stack(
+            [
+                feats[labels == c].mean(0) if (labels == c).any() else np.full(feats.shape[1], np.inf)
+                for c in range(self.ctx.dataset.num_classes)
+            ]
+        )
         self.test_bank = self.ctx.frames("test")
 
     def _frames(self, bank, video_id):

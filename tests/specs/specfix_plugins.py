@@ -1,5 +1,6 @@
 """Test-only plugins for the spec, grid and registry tests (unique names, so the tests never
 depend on the built-in methods, datasets and backbones). Loaded with ``load_plugin_file``."""
+
 from __future__ import annotations
 
 import torch
