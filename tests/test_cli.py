@@ -60,8 +60,8 @@ def test_plan_with_only_seeds_and_set(spec, capsys):
     )
     assert code == 0, out
     assert "experiment 'clitest', 6 trials (2 CPU, 0 GPU each)" in out
-    rows = out.splitlines()[2:]
-    assert len(rows) == 6 and all("specfix_uniform" in row for row in rows)
+    rows = [row for row in out.splitlines()[2:] if row and not row[0].isspace() and "[" in row.split()[0]]
+    assert len(rows) == 6 and all(row.startswith("specfix_uniform[") for row in rows)  # the trial table
     code, out, _ = main(capsys, "plan", str(spec), "--only", "sampler-a")  # a label selects too
     assert code == 0 and "1 trials" in out
 

@@ -40,6 +40,9 @@ def test_light_width_and_size_are_part_of_the_light_stage_key():
         def frames(self, split):
             return type("Bank", (), {"key": "frames-key"})()
 
+        def frames_deps(self, split):
+            return {"split": split}
+
     base = light_deps(Ctx(), {"light_width": 1.0, "light_size": 16})
     assert light_deps(Ctx(), {"light_width": 0.25, "light_size": 16}) != base
     assert light_deps(Ctx(), {"light_width": 1.0, "light_size": 24}) != base
