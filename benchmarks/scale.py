@@ -55,8 +55,11 @@ from harness.stages import StageStore  # noqa: E402
 CLIP_LEN = 4
 
 
-def dataset(args: argparse.Namespace, videos: int):
-    """skim-digits with ``videos`` training videos, generated once (outside every measurement), read as generic."""
+def generated(args: argparse.Namespace, videos: int) -> Path:
+    """The folder of skim-digits with ``videos`` training videos, generated once (outside every measurement).
+    With ``--copies`` a set larger than N is the N set's videos, each linked ``videos / N`` times."""
+    if args.copies and videos > args.videos:
+        return linked_copies(generated(args, args.videos), videos // args.videos)
     folder, _ = make(
         size="tiny",
         root=args.root,
@@ -66,7 +69,35 @@ def dataset(args: argparse.Namespace, videos: int):
         num_test=2,
         workers=args.workers,
     )
-    return DATASETS.get("generic")(root=str(folder))
+    return folder
+
+
+def linked_copies(folder: Path, times: int) -> Path:
+    """``folder`` with its training videos listed ``times`` times (ids ``<id>_c<i>``, hard links to the same
+    files): decoding it reads ``times`` x the frames; made in seconds instead of generated in an hour."""
+    out = folder.with_name(f"{folder.name}-x{times}")
+    if (out / "train.json").exists():
+        return out
+    for split in ("train", "test"):
+        (out / "videos" / split).mkdir(parents=True, exist_ok=True)
+        annotations = json.loads((folder / f"{split}.json").read_text())
+        videos = []
+        for copy in range(times if split == "train" else 1):
+            for v in annotations["videos"]:
+                suffix = f"_c{copy}" if split == "train" else ""
+                path = Path(v["path"]).with_name(f"{v['id']}{suffix}{Path(v['path']).suffix}")
+                if not (out / path).exists():
+                    os.link(folder / v["path"], out / path)
+                videos.append({**v, "id": f"{v['id']}{suffix}", "path": str(path)})
+        (out / f"{split}.tmp").write_text(json.dumps({**annotations, "videos": videos}))
+    for split in ("test", "train"):  # train.json last: the copy is complete
+        os.replace(out / f"{split}.tmp", out / f"{split}.json")
+    return out
+
+
+def dataset(args: argparse.Namespace, videos: int):
+    """The benchmark set with ``videos`` training videos, read as generic."""
+    return DATASETS.get("generic")(root=str(generated(args, videos)))
 
 
 def streamed(args: argparse.Namespace, videos: int):
@@ -101,15 +132,7 @@ def child_grid(args: argparse.Namespace) -> None:
     (``--local``: trials one after another); print peak RSS (MB) of this process and of its loader workers."""
     from harness.cli import main as skimbench  # lazy: only the measured child needs the CLI
 
-    folder, _ = make(
-        size="tiny",
-        root=args.root,
-        resolution=args.resolution,
-        num_frames=args.frames,
-        num_train=args.child_videos,
-        num_test=2,
-        workers=args.workers,
-    )
+    folder = generated(args, args.child_videos)
     index = video_index(DATASETS.get("generic")(root=str(folder)), "train", StageStore(Path(args.root) / "stages"))
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -264,6 +287,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--parts", default="abc", help="which of (a), (b), (c) to run")
     parser.add_argument("--root", default="data/scale-bench", help="where the generated copies go")
+    parser.add_argument("--copies", action="store_true", help="(a): the 10 x N set links each of the N videos 10 times")
     parser.add_argument("--child-videos", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--child-folder", help=argparse.SUPPRESS)
     args = parser.parse_args()

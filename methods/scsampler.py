@@ -39,7 +39,7 @@ Results: ``skimbench run experiments/scsampler_claims.yaml`` then ``skimbench re
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -49,18 +49,23 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.decode_cost import clip_frames
+from harness.features.shards import ShardedArrays
 from harness.method import Component, Usage
 from harness.params import Param, resolve_params
 from harness.registry import BACKBONES, register_method
+from harness.stages import StageRequest
 from harness.toolkit.clips import ClipNet, clip_input_maker, frame_shape, frames_to_clips, video_clips
 from harness.toolkit.heavy_on_timesteps import HeavyOnTimesteps
 from harness.toolkit.selection import AGGREGATE_PARAM, multi_hot, top_k, true_class_scores
 from harness.toolkit.stages import (
     RECIPE,
     backbone_config,
+    frames_stage,
     heavy_classifier,
     heavy_component,
     heavy_deps,
+    split_outputs,
+    timestep_stages,
     timestep_table,
 )
 
@@ -92,6 +97,25 @@ class CheapClipInputs(nn.Module):
         gray = clips.mean(dim=1)  # [B, F, H, W]
         diffs = F.interpolate(gray[:, 1:] - gray[:, :-1], size=s, mode="area")
         return torch.cat([middle, diffs], dim=1)
+
+
+@dataclass(frozen=True)
+class CheapInputsOnClips:
+    """Factory of the sampler-inputs stage (``harness.features.shards``): a video's frames -> ``inputs``
+    ``[L, Cin, s, s]`` (float16), ``CheapClipInputs`` on each of its L non-overlapping clips."""
+
+    clip_len: int
+    size: int
+
+    def __call__(self, device: torch.device):
+        del device  # parameter-free and cheap: computed on the CPU, where the decoded frames are
+        make = CheapClipInputs(self.size)
+
+        @torch.no_grad()
+        def video_fn(frames: np.ndarray) -> dict[str, np.ndarray]:
+            return {"inputs": make(frames_to_clips(frames, self.clip_len)).half().numpy()}
+
+        return video_fn
 
 
 class SamplerCNN(nn.Module):
@@ -179,7 +203,7 @@ def salcl_targets(true_scores: np.ndarray, lengths: np.ndarray, fraction: float)
 
 def train_sampler(
     sampler: SaliencySampler,
-    inputs: torch.Tensor,
+    inputs: Sequence,
     lengths: np.ndarray,
     *,
     labels: np.ndarray,
@@ -193,8 +217,10 @@ def train_sampler(
     batch_videos: int = 16,
     log=print,
 ) -> SaliencySampler:
-    """Train ``sampler.cnn`` on precomputed cheap inputs [N, Lmax, Cin, s, s] with its objective.
+    """Train ``sampler.cnn`` on precomputed cheap inputs with its objective.
 
+    ``inputs[n]``: video n's inputs ``[>= lengths[n], Cin, s, s]`` (its first ``lengths[n]`` rows are read:
+    a row of a padded tensor, or of a memory-mapped stage, loaded one batch of videos at a time).
     ``labels`` [N, C] multi-hot video labels (AC); ``true_scores`` [N, Lmax] f's true-class score of each
     clip (SAL-CL, SAL-RANK). Batches are whole videos, so SAL-RANK sees every pair of a video.
     """
@@ -202,7 +228,7 @@ def train_sampler(
     torch.manual_seed(int(seed))
     generator = torch.Generator().manual_seed(int(seed))
     lengths_t = torch.as_tensor(np.asarray(lengths), dtype=torch.long)
-    lmax = inputs.shape[1]
+    lmax = int(np.max(lengths, initial=0))
     mask_all = torch.arange(lmax)[None, :] < lengths_t[:, None]
     labels_t = torch.as_tensor(np.asarray(labels), dtype=torch.float32)
     if objective == "sal_cl":
@@ -216,7 +242,7 @@ def train_sampler(
         for start in range(0, len(order), batch_videos):
             idx = order[start : start + batch_videos]
             mask = mask_all[idx]
-            x = inputs[idx][mask].to(device).float()  # valid clips only: [M, Cin, s, s]
+            x = _valid_rows(inputs, idx.tolist(), lengths).to(device).float()  # valid clips only: [M, Cin, s, s]
             out = net(x)
             if objective == "ac":
                 y = labels_t[idx][:, None, :].expand(-1, lmax, -1)[mask].to(device)
@@ -236,13 +262,21 @@ def train_sampler(
     return sampler
 
 
+def _valid_rows(inputs: Sequence, videos: Sequence[int], lengths: np.ndarray) -> torch.Tensor:
+    """The valid clips of these videos, one after another: ``[sum of lengths, Cin, s, s]``."""
+    return torch.cat([torch.from_numpy(np.array(inputs[n][: int(lengths[n])])) for n in videos if lengths[n] > 0])
+
+
 @torch.no_grad()
-def score_all(sampler: SaliencySampler, inputs: torch.Tensor, lengths: np.ndarray, device: torch.device) -> np.ndarray:
-    """Saliency [N, Lmax] of every clip (-inf on padding)."""
+def score_all(sampler: SaliencySampler, inputs: Sequence, lengths: np.ndarray, device: torch.device) -> np.ndarray:
+    """Saliency [N, Lmax] of every clip (-inf on padding); ``inputs[n]`` as in ``train_sampler``."""
     sampler.eval().to(device)
-    out = np.full(inputs.shape[:2], -np.inf, dtype=np.float64)
+    out = np.full((len(lengths), int(np.max(lengths, initial=0))), -np.inf, dtype=np.float64)
     for n, length in enumerate(lengths):
-        out[n, :length] = sampler.score_inputs(inputs[n, :length].to(device).float()).double().cpu().numpy()
+        if length > 0:
+            out[n, :length] = (
+                sampler.score_inputs(_valid_rows(inputs, [n], lengths).to(device).float()).double().cpu().numpy()
+            )
     return out
 
 
@@ -278,30 +312,29 @@ class SCSampler(HeavyOnTimesteps):
     dynamic = True
 
     # -- stages ------------------------------------------------------------------------------
-    def _inputs_stage(self, split: str) -> tuple[torch.Tensor, np.ndarray, list[str]]:
-        """Cheap sampler inputs of every clip of ``split`` [N, Lmax, Cin, s, s] (float16), computed once."""
+    def _inputs_request(self, split: str) -> StageRequest:
+        """The cheap sampler inputs of every clip of ``split`` (``CheapInputsOnClips``), a sharded stage."""
         ctx, clip_len, size = self.ctx, int(self.ctx.evaluation["clip_len"]), self.p["input_size"]
-        bank = ctx.frames(split)
-        make = CheapClipInputs(size)
-
-        def compute(folder: Path) -> None:
-            ids = list(bank.video_ids)
-            per_video = [make(frames_to_clips(bank.get(v), clip_len)).half() for v in ids]
-            lengths = np.array([len(x) for x in per_video], dtype=np.int64)
-            padded = torch.zeros((len(ids), int(lengths.max()), *per_video[0].shape[1:]), dtype=torch.float16)
-            for n, x in enumerate(per_video):
-                padded[n, : len(x)] = x
-            np.save(folder / "inputs.npy", padded.numpy())
-            np.save(folder / "lengths.npy", lengths)
-            (folder / "video_ids.json").write_text(json.dumps(ids))
-
-        folder = ctx.stage(
-            f"scsampler_inputs_{split}",
-            {"recipe": RECIPE, "frames": bank.key, "clip_len": clip_len, "input_size": size},
-            compute,
+        frames = frames_stage(ctx, split)
+        name = f"scsampler_inputs_{split}"
+        deps = {"recipe": RECIPE, "frames": frames.key, "clip_len": clip_len, "input_size": size, "layout": "shards"}
+        return StageRequest(
+            name,
+            deps,
+            lambda: split_outputs(ctx, split, name, dict(deps), CheapInputsOnClips(clip_len, size)),
+            after=(frames.key,),
         )
-        inputs = torch.from_numpy(np.load(folder / "inputs.npy"))
-        return inputs, np.load(folder / "lengths.npy"), json.loads((folder / "video_ids.json").read_text())
+
+    def _inputs(self, split: str) -> ShardedArrays:
+        """``inputs`` ``[L, Cin, s, s]`` (float16) per video of ``split``, memory-mapped, computed once."""
+        return self._inputs_request(split).build()
+
+    def stages(self) -> list[StageRequest]:
+        """The test split's heavy table, the sampler inputs of both splits, the pseudo labels' table, the sampler."""
+        out = super().stages() + [self._inputs_request("train"), self._inputs_request("test")]
+        if self.p["objective"] != "ac":
+            out += timestep_stages(self.ctx, ["train"], backbone_config(self.ctx, self._labels_backbone()))
+        return out + [self._sampler_request()]
 
     def _labels_backbone(self) -> dict[str, Any] | None:
         name = self.p["labels_from_backbone"]
@@ -320,7 +353,8 @@ class SCSampler(HeavyOnTimesteps):
             self.p["depth"],
         )
 
-    def _trained_sampler(self) -> SaliencySampler:
+    def _sampler_request(self) -> StageRequest:
+        """The trained sampler (``sampler.pt``): one per objective and architecture, shared by every K."""
         ctx, p = self.ctx, self.p
         arch = {k: p[k] for k in ("objective", "input_size", "width", "depth", "epochs", "lr")}
         if p["objective"] == "sal_rank":
@@ -333,25 +367,29 @@ class SCSampler(HeavyOnTimesteps):
             "sampler": arch,
             "seed": int(ctx.seed),
             "clip_len": int(ctx.evaluation["clip_len"]),
-            "train_frames": ctx.frames("train").key,
+            "train_frames": frames_stage(ctx, "train").key,
             # AC needs no pseudo labels: the same AC sampler serves every classifier (paper 4.1.4)
             "pseudo_labels_from": None if p["objective"] == "ac" else heavy_deps(ctx, labels_cfg),
         }
 
         def compute(folder: Path) -> None:
-            inputs, lengths, ids = self._inputs_stage("train")
+            arrays = self._inputs("train")
+            rows = [n for n in range(len(arrays)) if arrays.lengths[n] > 0]  # skipped videos have no clips
+            ids, lengths = [arrays.video_ids[n] for n in rows], arrays.lengths[rows]
+            inputs = [arrays.row("inputs", n) for n in rows]  # memory-mapped views, read batch by batch
             labels_of = {r.video_id: r.labels for r in ctx.dataset.split("train")}
             labels = np.stack([multi_hot(labels_of[v], ctx.dataset.num_classes) for v in ids])
             true_scores = None
             if p["objective"] != "ac":  # pseudo ground truth from f's true-class scores (AC needs none)
                 table = timestep_table(ctx, "train", labels_cfg)
-                if ids != table.video_ids:
+                if arrays.video_ids != table.video_ids:
                     raise RuntimeError("sampler inputs and timestep table list different training videos")
-                true_scores = np.zeros(inputs.shape[:2], dtype=np.float64)
-                for n, length in enumerate(lengths):
-                    true_scores[n, :length] = true_class_scores(
+                true_scores = np.zeros((len(rows), int(lengths.max(initial=0))), dtype=np.float64)
+                for i, (n, length) in enumerate(zip(rows, lengths)):
+                    true_scores[i, :length] = true_class_scores(
                         np.asarray(table.heavy_logits[n, :length]), table.labels[n], table.multilabel
                     )
+            torch.manual_seed(int(ctx.seed))  # the initial weights depend on the seed only, not on what ran before
             sampler = train_sampler(
                 self._new_sampler(),
                 inputs,
@@ -368,19 +406,28 @@ class SCSampler(HeavyOnTimesteps):
             )
             torch.save({k: v.cpu() for k, v in sampler.state_dict().items()}, folder / "sampler.pt")
 
-        folder = ctx.stage("scsampler_sampler", deps, compute)
+        after = [self._inputs_request("train").key]
+        if p["objective"] != "ac":  # the pseudo labels' table
+            after += [r.key for r in timestep_stages(ctx, ["train"], labels_cfg) if r.name == "heavy_timesteps_train"]
+        return StageRequest(
+            "scsampler_sampler", deps, lambda: ctx.stage("scsampler_sampler", deps, compute), tuple(after)
+        )
+
+    def _trained_sampler(self) -> SaliencySampler:
+        folder = self._sampler_request().build()
         sampler = self._new_sampler()
         sampler.load_state_dict(torch.load(folder / "sampler.pt", map_location="cpu", weights_only=True))
-        return sampler.to(ctx.device).eval()
+        return sampler.to(self.ctx.device).eval()
 
     # -- method contract ---------------------------------------------------------------------
     def fit(self, train: Sequence[Any]) -> None:
         self.table = timestep_table(self.ctx, "test")
         self.sampler = self._trained_sampler()
-        inputs, lengths, ids = self._inputs_stage("test")
-        if ids != self.table.video_ids:
+        arrays = self._inputs("test")
+        if arrays.video_ids != self.table.video_ids:
             raise RuntimeError("sampler inputs and timestep table list different test videos")
-        self.saliency = score_all(self.sampler, inputs, lengths, self.ctx.device)
+        inputs = [arrays.row("inputs", n) for n in range(len(arrays))]
+        self.saliency = score_all(self.sampler, inputs, arrays.lengths, self.ctx.device)
 
     def components(self) -> dict[str, Component]:
         clip_len = int(self.ctx.evaluation["clip_len"])

@@ -106,6 +106,7 @@ def test_cheap_inputs_are_low_resolution_frame_and_differences():
 # ---------------------------------------------------------------------------------------------
 # On the real tiny benchmark, through the trial's own construction path
 # ---------------------------------------------------------------------------------------------
+import shutil  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from harness.compute import count_flops, verify_accounting  # noqa: E402
@@ -198,3 +199,14 @@ def test_sweeping_k_reuses_one_trained_sampler_and_cross_classifier_labels(tiny_
     assert (
         len([p for p in (store.root / "heavy_classifier").iterdir() if p.is_dir() and not p.name.startswith(".")]) == 2
     )
+
+
+def test_trained_sampler_depends_on_its_stage_key_only(tiny_root, store):
+    """The sampler stage's content is a function of its key: not of how much of the global random stream
+    ran before it in the process (the sampler-inputs extraction, a DataLoader, another trial)."""
+    ctx, method = make_method(tiny_root, store, {"objective": "ac", "k": 2})
+    first = {k: v.clone() for k, v in method.sampler.state_dict().items()}
+    shutil.rmtree(store.root / "scsampler_sampler" / ctx.stages_used["scsampler_sampler"])
+    torch.rand(1000)  # whatever ran before in this process
+    _, again = make_method(tiny_root, store, {"objective": "ac", "k": 2})
+    assert all(torch.equal(first[k], v) for k, v in again.sampler.state_dict().items())

@@ -244,9 +244,19 @@ def _timesteps(
 ) -> ShardedArrays:
     """Per-timestep outputs of the network ``cfg`` (trained weights ``model_pt``) on every video of ``split``:
     a sharded, resumable extraction streamed from the split's frames (``harness.features.shards``)."""
-    frames = ctx.frames(split)
     build = partial(build_with_weights, {k: v for k, v in cfg.items() if k != "weights"}, ctx.dataset.num_classes)
     factory = NetworkOnClips(build, int(ctx.evaluation["clip_len"]), state_path=str(model_pt), **net)
+    return split_outputs(ctx, split, name, deps, factory, record_as)
+
+
+def split_outputs(
+    ctx: TrialContext, split: str, name: str, deps: dict[str, Any], factory: Callable, record_as: str | None = None
+) -> ShardedArrays:
+    """The per-timestep outputs of ``factory`` (``harness.features.shards``: ``factory(device) -> video_fn``)
+    on every video of ``split``: stage ``name`` of the store, a sharded, resumable extraction streamed from
+    the split's frames and read memory-mapped, so its memory grows with one shard, not with the split.
+    The shared tables and a method's own per-timestep inputs (e.g. a sampler's) go through it."""
+    frames = ctx.frames(split)
     arrays = sharded_stage(ctx.store, name, deps, frames, factory, workers=loader_workers(frames), device=ctx.device)
     ctx.stages_used[record_as or name] = arrays.key
     return arrays
