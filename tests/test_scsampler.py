@@ -170,7 +170,8 @@ def test_scsampler_end_to_end_and_accounting_matches_brute_force(tiny_root, stor
     records = ctx.dataset.split("test")
     prediction = method.predict(records[0])
     length = prediction.extras["num_timesteps"]
-    saliency = np.array(prediction.extras["saliency"])
+    saliency = method.saliency[method.table.row(records[0].video_id), :length]  # extras hold it rounded: ties
+    assert np.allclose(prediction.extras["saliency"], saliency, atol=1e-4)
     assert prediction.usage.total("sampler") == length and prediction.usage.total("heavy") == 2
     assert sorted(prediction.extras["timesteps"]) == sorted(top_k(saliency, 2).tolist())
     # the sampler reads every frame of every clip it scores: a full decode, however few clips f sees
@@ -210,3 +211,19 @@ def test_trained_sampler_depends_on_its_stage_key_only(tiny_root, store):
     torch.rand(1000)  # whatever ran before in this process
     _, again = make_method(tiny_root, store, {"objective": "ac", "k": 2})
     assert all(torch.equal(first[k], v) for k, v in again.sampler.state_dict().items())
+
+
+def test_sampler_inputs_are_declared_sharded_stages(tiny_root, store):
+    """The plan computes the sampler inputs once, before the trials: declared in ``stages()`` under the very
+    keys ``fit`` reads, extracted shard by shard (an index, shard folders) and read memory-mapped."""
+    ctx, method = make_method(tiny_root, store, {"objective": "sal_cl", "k": 2})
+    declared = {r.name: r for r in method.stages()}
+    for name in ("scsampler_inputs_train", "scsampler_inputs_test", "heavy_timesteps_train", "scsampler_sampler"):
+        assert declared[name].key == ctx.stages_used[name], name
+    assert set(declared["scsampler_sampler"].after) == {
+        declared["scsampler_inputs_train"].key,
+        declared["heavy_timesteps_train"].key,
+    }
+    folder = store.root / "scsampler_inputs_test" / ctx.stages_used["scsampler_inputs_test"]
+    assert (folder / "index.json").exists() and (folder / "shard_00000" / "inputs.npy").exists()
+    assert isinstance(method._inputs("test").row("inputs", 0), np.memmap)
