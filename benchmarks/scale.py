@@ -11,7 +11,10 @@ per video, once with ``--videos`` (N) and once with 10 x N training videos (unde
     through the streaming loader, the per-timestep tables are sharded extractions), each in a fresh
     process: peak RSS of the process and of its DataLoader workers, and the ratio 10N / N.
     Target <= 1.2. The full-size check (more than 8 GB of decoded frames, more than a third of a 24 GB
-    machine): ``--videos 200 --frames 352 --parts a`` (2000 x 352 x 64 x 64 x 3 = 8.6 GB; hours on 2 CPUs).
+    machine): ``--videos 100 --frames 704 --parts a --copies`` (1000 x 704 x 64 x 64 x 3 = 8.65 GB). With
+    ``--copies`` the 10 x N set lists each of the N generated videos 10 times (hard links: every copy is
+    decoded again, the same bytes), because generating 1000 distinct 704-frame videos takes about an hour on
+    2 shared cores; without it the 10 x N videos are generated.
 (b) Loader throughput. Frames per second of ``frame_loader`` (``StreamedFrames``) versus a plain
     DataLoader whose dataset calls raw ``decord.VideoReader(path, num_threads=1).get_batch(indices)``,
     on the same videos (the N set), the same 16 uniform indices per video, the same worker count and
@@ -160,20 +163,22 @@ def bounded_memory(args: argparse.Namespace) -> None:
         f"\n(a) bounded memory: the grid uniform + SCSampler + SGS (--local, shared stages streamed and "
         f"sharded), {args.resolution} px, {args.frames} frames/video, one loader worker per trial CPU"
     )
+    print(
+        f"{'videos':>7} {'decoded GB':>10} {'exit':>4} {'seconds':>8} {'peak RSS main MB':>16} {'worker MB':>9}"
+        f" {'total MB':>8}",
+        flush=True,
+    )
     rows = []
     for videos in (args.videos, 10 * args.videos):
         dataset(args, videos)  # generated outside the measured process
         cmd = [sys.executable, __file__, "--child-videos", str(videos), *sys.argv[1:]]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
-        rows.append(json.loads(out))
-    print(
-        f"{'videos':>7} {'decoded GB':>10} {'exit':>4} {'seconds':>8} {'peak RSS main MB':>16} {'worker MB':>9}"
-        f" {'total MB':>8}"
-    )
-    for r in rows:
-        print(
+        r = json.loads(out)
+        rows.append(r)
+        print(  # each row as soon as it is measured: the 10 x N run takes long
             f"{r['videos']:>7} {r['decoded_gb']:>10.2f} {r['exit']:>4} {r['seconds']:>8.1f}"
-            f" {r['rss_main_mb']:>16.0f} {r['rss_worker_mb']:>9.0f} {r['rss_main_mb'] + r['rss_worker_mb']:>8.0f}"
+            f" {r['rss_main_mb']:>16.0f} {r['rss_worker_mb']:>9.0f} {r['rss_main_mb'] + r['rss_worker_mb']:>8.0f}",
+            flush=True,
         )
     total = [r["rss_main_mb"] + r["rss_worker_mb"] for r in rows]
     print(

@@ -26,8 +26,12 @@ Faithful to sections 3.1-3.3 of the paper:
 - not implemented: the audio sampler and audio-visual combinations (the benchmark has no audio),
   and the H.264 motion-vector input.
 
-Usage per video: {"sampler": L, "heavy": min(K, L)}. The sampler's inputs for every split and the
-trained sampler are stages, so a sweep over K trains each objective's sampler once.
+Usage per video: {"sampler": L, "heavy": min(K, L)}. The sampler's inputs of every clip of a split
+(``scsampler_inputs_<split>``: ``CheapInputsOnClips`` through ``harness.toolkit.stages.split_outputs``, a
+sharded extraction streamed from the split and read memory-mapped, so memory grows with the number of
+videos, not their decoded size) and the trained sampler (``scsampler_sampler``) are stages declared in
+``stages()``: the plan computes them once before the trials, and a sweep over K trains each objective's
+sampler once.
 
 Decoding: the sampler reads every frame of every clip it scores (the frame differences need them),
 so each prediction declares a full decode (``Prediction.decoded``); the paper's compressed-domain

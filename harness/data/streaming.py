@@ -22,6 +22,7 @@ Bad-video policy (unchanged from the frame bank): a video that cannot be opened,
 worker decodes it, is skipped too: the batch carries it in ``skipped`` (video_id, reason) and
 ``drain_skipped`` collects them, so that the trial can count and report it. Nothing raises.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,7 +34,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from harness.data.bank import FrameBank, _probe, bank_deps, collate_videos, load_frame_bank, subsample_indices
 from harness.data.decoding import VideoDecodeError, open_video
@@ -57,15 +58,30 @@ def _build_index(records: list, folder: Path, size: int | None, backend: str, mi
                 skipped.append([record.video_id, reason])
                 continue
             shape = shape or (info.height, info.width)
-            usable.append({"video_id": record.video_id, "path": record.path, "labels": list(record.labels),
-                           "num_frames": info.num_frames, "fps": info.fps,
-                           "relevance": list(record.relevance) if record.relevance is not None else None})
+            usable.append(
+                {
+                    "video_id": record.video_id,
+                    "path": record.path,
+                    "labels": list(record.labels),
+                    "num_frames": info.num_frames,
+                    "fps": info.fps,
+                    "relevance": list(record.relevance) if record.relevance is not None else None,
+                }
+            )
     h, w = shape or (0, 0)
     (folder / "index.json").write_text(json.dumps({"videos": usable, "skipped": skipped, "height": h, "width": w}))
 
 
-def video_index(dataset: Any, split: str, store: Any, *, size: int | None = None, backend: str = "auto",
-                min_frames: int = 1, workers: int | None = None) -> dict[str, Any]:
+def video_index(
+    dataset: Any,
+    split: str,
+    store: Any,
+    *,
+    size: int | None = None,
+    backend: str = "auto",
+    min_frames: int = 1,
+    workers: int | None = None,
+) -> dict[str, Any]:
     """Lengths, fps, labels and bad videos of ``split``, probed once per dataset manifest (a stage of ``store``).
 
     ``height``/``width``: ``size`` x ``size``, or the native size of the first readable video (the bank's rule).
@@ -118,19 +134,29 @@ class StreamedFrames:
     path = None  # no folder of decoded frames: ``open_frames`` callers can tell the two paths apart
 
     @classmethod
-    def from_index(cls, index: dict[str, Any], max_frames: int | None, backend: str = "auto",
-                   key: str | None = None) -> "StreamedFrames":
+    def from_index(
+        cls, index: dict[str, Any], max_frames: int | None, backend: str = "auto", key: str | None = None
+    ) -> "StreamedFrames":
         """``key``: what stage keys record for these frames (``open_frames`` gives the frame bank's key)."""
         videos = index["videos"]
         num_frames = np.array([v["num_frames"] for v in videos], dtype=np.int64)
         lengths = np.array([len(subsample_indices(int(n), max_frames)) for n in num_frames], dtype=np.int64)
         fps = np.array([v["fps"] * length / n for v, length, n in zip(videos, lengths, num_frames)], dtype=np.float64)
-        return cls(key=key or f"{index['key']}-stream{max_frames or ''}", video_ids=[v["video_id"] for v in videos],
-                   paths=[v["path"] for v in videos], num_frames=num_frames, lengths=lengths,
-                   labels=[tuple(v["labels"]) for v in videos], skipped=[tuple(x) for x in index["skipped"]],
-                   fps=fps, height=int(index["height"]), width=int(index["width"]), max_frames=max_frames,
-                   backend=backend, relevance_lists=[tuple(v["relevance"]) if v["relevance"] is not None else None
-                                                     for v in videos])
+        return cls(
+            key=key or f"{index['key']}-stream{max_frames or ''}",
+            video_ids=[v["video_id"] for v in videos],
+            paths=[v["path"] for v in videos],
+            num_frames=num_frames,
+            lengths=lengths,
+            labels=[tuple(v["labels"]) for v in videos],
+            skipped=[tuple(x) for x in index["skipped"]],
+            fps=fps,
+            height=int(index["height"]),
+            width=int(index["width"]),
+            max_frames=max_frames,
+            backend=backend,
+            relevance_lists=[tuple(v["relevance"]) if v["relevance"] is not None else None for v in videos],
+        )
 
     def __len__(self) -> int:
         return len(self.video_ids)
@@ -202,9 +228,18 @@ class BankFrames:
         self.bank = read_frame_bank(Path(state["folder"]))
 
 
-def open_frames(dataset: Any, split: str, store: Any, *, size: int | None = None, max_frames: int | None = None,
-                backend: str = "auto", min_frames: int = 1, budget_bytes: int | None = DEFAULT_BANK_BUDGET,
-                log: Callable[[str], None] | None = None) -> BankFrames | StreamedFrames:
+def open_frames(
+    dataset: Any,
+    split: str,
+    store: Any,
+    *,
+    size: int | None = None,
+    max_frames: int | None = None,
+    backend: str = "auto",
+    min_frames: int = 1,
+    budget_bytes: int | None = DEFAULT_BANK_BUDGET,
+    log: Callable[[str], None] | None = None,
+) -> BankFrames | StreamedFrames:
     """The frames of ``split``: the frame bank when its decoded size fits under ``budget_bytes``, else streamed.
 
     ``budget_bytes=None`` always streams. Both give the same ``frames(row, indices)`` for the same
@@ -217,8 +252,9 @@ def open_frames(dataset: Any, split: str, store: Any, *, size: int | None = None
     if budget_bytes is not None and need <= budget_bytes:
         if log:
             log(f"[data] {split}: {need / 1e9:.2f} GB decoded <= budget {budget_bytes / 1e9:.2f} GB: frame bank")
-        bank = load_frame_bank(dataset, split, store, size=size, max_frames=max_frames, backend=backend,
-                               min_frames=min_frames)
+        bank = load_frame_bank(
+            dataset, split, store, size=size, max_frames=max_frames, backend=backend, min_frames=min_frames
+        )
         return BankFrames(bank)
     if log:
         log(f"[data] {split}: {need / 1e9:.2f} GB decoded > budget: streaming from the video files")
@@ -236,8 +272,12 @@ class FrameRequests(Dataset):
     that fails to decode, ``{"row", "video_id", "error": reason}`` (kept out of the batch by ``collate``).
     """
 
-    def __init__(self, source: BankFrames | StreamedFrames, rows: Sequence[int] | None = None,
-                 indices: Sequence[Sequence[int] | None] | None = None):
+    def __init__(
+        self,
+        source: BankFrames | StreamedFrames,
+        rows: Sequence[int] | None = None,
+        indices: Sequence[Sequence[int] | None] | None = None,
+    ):
         self.source = source
         self.rows = list(range(len(source))) if rows is None else [int(r) for r in rows]
         self.indices = [None] * len(self.rows) if indices is None else list(indices)
@@ -258,8 +298,12 @@ class FrameRequests(Dataset):
         return {"row": row, "video_id": video_id, "frames": torch.from_numpy(frames), "indices": indices}
 
 
-def clip_requests(source: BankFrames | StreamedFrames, clip_len: int, per_video: int | None = None,
-                  rng: np.random.Generator | None = None) -> FrameRequests:
+def clip_requests(
+    source: BankFrames | StreamedFrames,
+    clip_len: int,
+    per_video: int | None = None,
+    rng: np.random.Generator | None = None,
+) -> FrameRequests:
     """One request per training clip, shuffled: the non-overlapping clips of ``clip_len`` frames of every
     video (``per_video`` random ones of each, None: all), what the shared networks train on.
 
@@ -270,8 +314,11 @@ def clip_requests(source: BankFrames | StreamedFrames, clip_len: int, per_video:
     rows, indices = [], []
     for row, length in enumerate(np.asarray(source.lengths, dtype=np.int64)):
         count = max(1, int(length) // clip_len)
-        chosen = np.arange(count) if per_video is None or per_video >= count else np.sort(
-            rng.choice(count, per_video, replace=False))
+        chosen = (
+            np.arange(count)
+            if per_video is None or per_video >= count
+            else np.sort(rng.choice(count, per_video, replace=False))
+        )
         for t in chosen:
             rows.append(row)
             indices.append(np.minimum(t * clip_len + np.arange(clip_len), int(length) - 1))
@@ -282,11 +329,14 @@ def clip_requests(source: BankFrames | StreamedFrames, clip_len: int, per_video:
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack the good items (zero-padded to the longest, with a mask) and list the failed ones in ``skipped``."""
     good = [it for it in items if "error" not in it]
-    batch: dict[str, Any] = {"skipped": [(it["video_id"], it["error"]) for it in items if "error" in it],
-                             "rows": torch.as_tensor([it["row"] for it in good], dtype=torch.long),
-                             "video_ids": [it["video_id"] for it in good]}
+    batch: dict[str, Any] = {
+        "skipped": [(it["video_id"], it["error"]) for it in items if "error" in it],
+        "rows": torch.as_tensor([it["row"] for it in good], dtype=torch.long),
+        "video_ids": [it["video_id"] for it in good],
+    }
     if good and len({len(it["frames"]) for it in good}) == 1:  # clips of one length: a plain stack
-        batch["frames"] = torch.stack([it["frames"] for it in good])
+        # in a worker, default_collate stacks straight into shared memory: no second copy to send the batch
+        batch["frames"] = default_collate([it["frames"] for it in good])
         batch["mask"] = torch.ones(batch["frames"].shape[:2], dtype=torch.bool)
     elif good:
         batch["frames"], batch["mask"] = collate_videos([it["frames"] for it in good])
@@ -294,14 +344,27 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     return batch
 
 
-def frame_loader(requests: FrameRequests, *, batch_size: int = 8, workers: int = 2, prefetch: int = 2,
-                 device: torch.device | str = "cpu") -> DataLoader:
+def frame_loader(
+    requests: FrameRequests,
+    *,
+    batch_size: int = 8,
+    workers: int = 2,
+    prefetch: int = 2,
+    device: torch.device | str = "cpu",
+) -> DataLoader:
     """A DataLoader over ``requests``: ``workers`` processes decode, at most ``prefetch`` batches each ahead
     (bounded memory), pinned host memory when ``device`` is CUDA (``non_blocking`` copies)."""
     pin = torch.device(device).type == "cuda"
-    return DataLoader(requests, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate,
-                      pin_memory=pin, prefetch_factor=prefetch if workers > 0 else None,
-                      persistent_workers=False)
+    return DataLoader(
+        requests,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=pin,
+        prefetch_factor=prefetch if workers > 0 else None,
+        persistent_workers=False,
+    )
 
 
 def drain_skipped(batches: Iterator[dict[str, Any]], skipped: list[tuple[str, str]]) -> Iterator[dict[str, Any]]:
