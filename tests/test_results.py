@@ -21,9 +21,9 @@ def _trial_run(client, experiment_id, name, label, budget, seed, top1, std):
         f"{TAG}backbone": "r3d_18",
     }
     run = client.create_run(experiment_id, tags=tags)
-    client.log_metric(run.info.run_id, "top1", top1)
+    client.log_metric(run.info.run_id, "top1_pct", top1)
     client.log_metric(run.info.run_id, "gflops_per_video_std", std)
-    for metric in ("map", "gflops_per_video_mean", "latency_ms_per_video", "params_m", "videos_skipped"):
+    for metric in ("map_pct", "gflops_per_video_mean", "latency_ms_per_video", "params_m", "videos_skipped"):
         client.log_metric(run.info.run_id, metric, 12.345678)
     client.set_terminated(run.info.run_id)
 
