@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.decode_cost import clip_frames
-from harness.features.shards import ShardedArrays
+from harness.features.shards import RowsRead, ShardedArrays
 from harness.method import Component, Usage
 from harness.params import Param, resolve_params
 from harness.registry import BACKBONES, register_method
@@ -380,7 +380,7 @@ class SCSampler(HeavyOnTimesteps):
             arrays = self._inputs("train")
             rows = [n for n in range(len(arrays)) if arrays.lengths[n] > 0]  # skipped videos have no clips
             ids, lengths = [arrays.video_ids[n] for n in rows], arrays.lengths[rows]
-            inputs = [arrays.row("inputs", n) for n in rows]  # memory-mapped views, read batch by batch
+            inputs = RowsRead(arrays, "inputs", rows)  # read batch by batch, never mapped whole
             labels_of = {r.video_id: r.labels for r in ctx.dataset.split("train")}
             labels = np.stack([multi_hot(labels_of[v], ctx.dataset.num_classes) for v in ids])
             true_scores = None
@@ -430,7 +430,7 @@ class SCSampler(HeavyOnTimesteps):
         arrays = self._inputs("test")
         if arrays.video_ids != self.table.video_ids:
             raise RuntimeError("sampler inputs and timestep table list different test videos")
-        inputs = [arrays.row("inputs", n) for n in range(len(arrays))]
+        inputs = RowsRead(arrays, "inputs", range(len(arrays)))
         self.saliency = score_all(self.sampler, inputs, arrays.lengths, self.ctx.device)
 
     def components(self) -> dict[str, Component]:

@@ -260,6 +260,29 @@ class ShardedArrays:
     def get(self, name: str, video_id: str) -> np.ndarray:
         return self.row(name, self._rows[video_id])
 
+    def read(self, name: str, row: int) -> np.ndarray:
+        """``row(name, row)`` read from its file into a new array, without a memory map: for passes over a
+        whole split (e.g. training epochs), whose pages would otherwise all stay mapped into the process
+        (its resident set grows with the split); read, they stay in the OS's page cache only."""
+        if name not in self.names:
+            raise KeyError(f"no array '{name}' (have: {', '.join(self.names)})")
+        shard, i = divmod(int(row), self.shard_size)
+        start, stop = int(self._offsets[shard][i]), int(self._offsets[shard][i + 1])
+        if start == stop:
+            return np.zeros((0,), np.float32)
+        path = self.folder / shard_name(shard) / f"{name}.npy"
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version not in ((1, 0), (2, 0)):  # np.save writes 1.0 (2.0 for huge headers)
+                return np.array(self.row(name, row))
+            header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = header(f)
+            row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+            f.seek(f.tell() + start * row_bytes)
+            data = bytearray((stop - start) * row_bytes)
+            f.readinto(data)
+        return np.frombuffer(data, dtype=dtype).reshape(stop - start, *shape[1:])
+
     def padded(self, name: str) -> np.ndarray:
         """``[N, Lmax, ...]`` zero padded, in memory (``padded_map`` is the same on disk, memory-mapped)."""
         return np.array(self.padded_map(name))
@@ -299,6 +322,21 @@ class ShardedArrays:
                 if os.path.exists(tmp):
                     os.remove(tmp)
         return np.load(path, mmap_mode="r")
+
+
+@dataclass(frozen=True)
+class RowsRead:
+    """``rows_read[i]`` = ``arrays.read(name, rows[i])``: a sequence of videos' outputs read on access."""
+
+    arrays: ShardedArrays
+    name: str
+    rows: Sequence[int]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.arrays.read(self.name, self.rows[i])
 
 
 @dataclass(frozen=True)
