@@ -110,6 +110,20 @@ def test_sharded_stage_in_the_store(source, factory, tmp_path, one_thread):
     assert again == []
 
 
+def test_read_gives_the_rows_without_mapping_the_files(source, factory, tmp_path, one_thread):
+    """A pass over a whole split reads rows from the files: the same arrays as the memory-mapped ``row``, and
+    no shard file stays mapped into the process (a map would grow its resident set with the split)."""
+    extract(tmp_path / "x", source, factory(), shard_size=3)
+    arrays = ShardedArrays(tmp_path / "x")  # fresh: nothing mapped yet
+    read = {name: [arrays.read(name, r) for r in range(len(arrays))] for name in ("features", "logits")}
+    with open("/proc/self/maps") as f:
+        assert str(tmp_path / "x") not in f.read()
+    for name, rows in read.items():
+        for r, values in enumerate(rows):
+            assert np.array_equal(values, arrays.row(name, r)) and values.flags.writeable
+            assert len(values) == arrays.lengths[r]
+
+
 def test_ray_data_actor_pool_writes_the_same_shards(source, factory, tmp_path, one_thread):
     ray = pytest.importorskip("ray")
     local = extract(tmp_path / "local", source, factory(), shard_size=2)
