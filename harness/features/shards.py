@@ -70,33 +70,37 @@ def write_shard(
     workers: int = 0,
     batch_size: int = 4,
 ) -> None:
-    """Compute and write one shard (atomically: a temporary folder renamed into place)."""
+    """Compute and write one shard (atomically: a temporary folder renamed into place). Each video's
+    outputs are appended to the files as they come (the loader keeps row order), so memory holds one
+    video's outputs, not the shard's."""
     folder = Path(folder)
-    outputs: dict[str, list[np.ndarray]] = {}
     lengths = np.zeros(len(rows), dtype=np.int64)
     skipped: list[tuple[str, str]] = []
     position = {row: i for i, row in enumerate(rows)}
     loader = frame_loader(FrameRequests(source, rows), batch_size=batch_size, workers=workers)
-    results: dict[int, dict[str, np.ndarray]] = {}
-    for batch in drain_skipped(iter(loader), skipped):
-        for row, frames, mask in zip(batch["rows"].tolist(), batch["frames"], batch["mask"]):
-            out = video_fn(frames[: int(mask.sum())].numpy())
-            results[row] = {name: np.asarray(value) for name, value in out.items()}
-    for row in rows:  # keep row order; a skipped video has length 0
-        if row in results:
-            out = results[row]
-            lengths[position[row]] = len(next(iter(out.values())))
-            for name, value in out.items():
-                outputs.setdefault(name, []).append(value)
     tmp = Path(tempfile.mkdtemp(prefix=f".{shard_name(shard)}.", dir=folder))
+    raw: dict[str, tuple[Any, np.dtype, tuple[int, ...]]] = {}  # name -> (open file, dtype, row shape)
     try:
-        for name, values in outputs.items():
-            np.save(tmp / f"{name}.npy", np.concatenate(values))
+        for batch in drain_skipped(iter(loader), skipped):
+            for row, frames, mask in zip(batch["rows"].tolist(), batch["frames"], batch["mask"]):
+                out = {name: np.ascontiguousarray(v) for name, v in video_fn(frames[: int(mask.sum())].numpy()).items()}
+                lengths[position[row]] = len(next(iter(out.values())))  # a skipped video keeps length 0
+                for name, value in out.items():
+                    if name not in raw:
+                        raw[name] = (open(tmp / f"{name}.raw", "wb"), value.dtype, value.shape[1:])
+                    raw[name][0].write(value.tobytes())
+        for name, (f, dtype, shape) in raw.items():  # the .npy header, then the rows as written
+            f.close()
+            header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False}
+            with open(tmp / f"{name}.npy", "wb") as npy, open(tmp / f"{name}.raw", "rb") as src:
+                np.lib.format.write_array_header_1_0(npy, {**header, "shape": (int(lengths.sum()), *shape)})
+                shutil.copyfileobj(src, npy, 1 << 20)
+            os.remove(tmp / f"{name}.raw")
         np.save(tmp / "lengths.npy", lengths)
         meta = {
             "shard": shard,
             "rows": [rows[0], rows[-1] + 1] if len(rows) else [0, 0],
-            "names": sorted(outputs),
+            "names": sorted(raw),
             "skipped": [list(x) for x in skipped],
         }
         (tmp / "meta.json").write_text(json.dumps(meta))
@@ -105,6 +109,8 @@ def write_shard(
             shutil.rmtree(final)
         os.replace(tmp, final)
     finally:
+        for f, _, _ in raw.values():
+            f.close()
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
 
