@@ -204,37 +204,25 @@ def postgres():
         os.chown(folder, user.pw_uid, user.pw_gid)
         as_user = ["runuser", "-u", "postgres", "--"]
     port = _free_port()
-    subprocess.run(
-        [*as_user, f"{bin_dir}/initdb", "-D", str(folder / "data"), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
-        check=True,
-        capture_output=True,
-    )
-    subprocess.run(
-        [
-            *as_user,
-            f"{bin_dir}/pg_ctl",
-            "-D",
-            str(folder / "data"),
-            "-l",
-            str(folder / "log"),
-            "-w",
-            "-o",
-            f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} -c max_connections=200",
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    try:
+    pg_ctl = [*as_user, f"{bin_dir}/pg_ctl", "-D", str(folder / "data")]
+    try:  # stopped below even when initdb, the start or the test fail (a start that timed out may still be running)
+        subprocess.run(
+            [*as_user, f"{bin_dir}/initdb", "-D", str(folder / "data"), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
+            check=True,
+            capture_output=True,
+        )
+        options = f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} -c max_connections=200"
+        subprocess.run(
+            [*pg_ctl, "-l", str(folder / "log"), "-w", "-o", options, "start"], check=True, capture_output=True
+        )
         db = psycopg2.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres")
         db.autocommit = True  # CREATE DATABASE cannot run inside a transaction
         db.cursor().execute("CREATE DATABASE mlflow")
         db.close()
         yield port
     finally:
-        subprocess.run(
-            [*as_user, f"{bin_dir}/pg_ctl", "-D", str(folder / "data"), "-m", "fast", "stop"], capture_output=True
-        )
+        if subprocess.run([*pg_ctl, "-m", "fast", "stop"], capture_output=True).returncode != 0:
+            subprocess.run([*pg_ctl, "-m", "immediate", "stop"], capture_output=True)  # not running, or stuck
         shutil.rmtree(folder, ignore_errors=True)
 
 
