@@ -299,23 +299,14 @@ def test_thirty_two_trials_into_postgresql_survive_a_server_restart(tiny_root, t
         .replace(f'uri: "sqlite:///{tmp_path}/mlflow.db"', f'uri: "{uri}"')
     )
     errors = tmp_path / "grid.err"
+    command = [sys.executable, "-m", "harness.cli", "run", str(spec), "--plugin", str(PLUGIN), "--no-report", "--quiet"]
     server = _mlflow_server(port, backend, artifacts)
     grid = None
     try:
         started = time.time()
         with open(errors, "w") as err:
             grid = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "harness.cli",
-                    "run",
-                    str(spec),
-                    "--plugin",
-                    str(PLUGIN),
-                    "--no-report",
-                    "--quiet",
-                ],
+                command,
                 stdout=subprocess.DEVNULL,
                 stderr=err,
                 env={**os.environ, **OUTAGE_ENV},
