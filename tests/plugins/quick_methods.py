@@ -32,6 +32,16 @@ class _Probe(nn.Module):
         return self.proj(frame.mean(dim=(2, 3)))
 
 
+def _wait_at_barrier(folder: Path, limit_s: float = 900.0) -> None:
+    """Say "here" in ``folder``, then wait for the test to create ``folder/release`` (at most ``limit_s``)."""
+    (folder / f"here-{os.getpid()}").touch()
+    deadline = time.monotonic() + limit_s
+    while not (folder / "release").exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"nobody created {folder / 'release'} within {limit_s:g} s")
+        time.sleep(0.2)
+
+
 @register_method("quick_centroid")
 class QuickCentroid(Method):
     summary = "test plugin: nearest class centroid of mean frame colour over k frames"
@@ -47,6 +57,9 @@ class QuickCentroid(Method):
         "declare_stage": Param(True, "declare the shared stage (Method.stages), so the plan computes it first"),
         "stage_fail": Param(False, "the shared stage raises (after counting itself)"),
         "die": Param(False, "SIGKILL the worker process in fit unless fail_once_file exists"),
+        "barrier_dir": Param(
+            "", "in fit, create a file named after this process here, then wait until the file `release` is here"
+        ),
     }
 
     def _shared_deps(self) -> dict:
@@ -77,6 +90,8 @@ class QuickCentroid(Method):
             if p["die"]:
                 os.kill(os.getpid(), 9)
             raise RuntimeError("quick_centroid fails on its first attempt")
+        if p["barrier_dir"]:  # concurrency tests: every trial that got here is running at once
+            _wait_at_barrier(Path(p["barrier_dir"]))
         time.sleep(p["sleep_s"])
         end = time.process_time() + p["burn_s"]
         while time.process_time() < end:
