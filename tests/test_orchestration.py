@@ -67,6 +67,33 @@ output: "{tmp_path}/results"
     assert "heavy_classifier" in text and "unblocks 4" in text
 
 
+def test_in_network_methods_declare_their_trained_network_once_per_training_config(tiny_root, tmp_path):
+    """SGS's network serves every ``bins_test`` and clustering's every ``g`` with ``g_train``: one declared
+    stage each, unblocking all their trials, so no trial trains it under the lock."""
+    spec = write_spec(
+        tmp_path,
+        "innet",
+        f"""\
+experiment: innet
+dataset: {{name: skim-digits, params: {{variant: longrange, size: tiny, root: "{tiny_root}"}}}}
+backbones: [{{name: r3d_18, params: {{width: 4, input_size: 32}}}}]
+seeds: [0]
+methods:
+  - {{name: sgs, params: {{frames: 8, epochs: 1}}, grid: {{bins_test: [2, 4, 8]}}}}
+  - name: temporal_clustering
+    backbones: [{{name: tsm_resnet18, params: {{width: 8, input_size: 32}}}}]
+    params: {{g_train: 4, epochs: 1}}
+    grid: {{g: [2, 4]}}
+output: "{tmp_path}/results"
+""",
+    )
+    plan = build_plan(expand(load_spec(spec)), tmp_path / "stages")
+    assert not plan.undeclared, plan.undeclared
+    models = {s.name: s for s in plan.stages.values() if s.name.endswith("_model")}
+    assert sorted(models) == ["sgs_model", "temporal_clustering_model"]
+    assert len(models["sgs_model"].trials) == 3 and len(models["temporal_clustering_model"].trials) == 2
+
+
 @pytest.mark.parametrize("local", [False, True], ids=["ray", "local"])
 def test_a_shared_stage_is_computed_once_and_no_trial_waits_on_it(tiny_root, tmp_path, local):
     counter = tmp_path / "counter.txt"
@@ -131,3 +158,38 @@ output: "{tmp_path}/results"
         assert "stage quick_shared" in run.data.tags[f"{TAG}error"]
         trace = Path(client.download_artifacts(run.info.run_id, "traceback.txt", str(tmp_path))).read_text()
         assert "quick_shared was asked to fail" in trace and "Traceback" in trace
+
+
+def test_costly_work_starts_first(tiny_root, tmp_path):
+    """Declared costs order the launch (one worker slot, so the order is the start order): the
+    costliest trial starts first whatever its place in the grid, and a stage whose chain of work is
+    longer than any ready trial starts before it."""
+    counter = tmp_path / "counter.txt"
+    spec = write_spec(
+        tmp_path,
+        "costs",
+        f"""\
+experiment: costs
+dataset: {{name: skim-digits, params: {{variant: longrange, size: tiny, root: "{tiny_root}"}}}}
+backbones: [resnet18]
+seeds: [0]
+methods:
+  - {{name: quick_centroid, params: {{expected_cost: 1}}, grid: {{k: [1, 2]}}}}
+  - {{name: quick_centroid, params: {{expected_cost: 30}}, grid: {{k: [3]}}}}
+  - {{name: quick_centroid, params: {{expected_cost: 5, stage_counter: "{counter}"}}, grid: {{k: [4]}}}}
+evaluation: {{batch_size: 2, latency_warmup: 0, latency_repeats: 1}}
+resources: {{cpus: 1, gpus: 0}}
+tracking: {{uri: "sqlite:///{tmp_path}/mlflow.db"}}
+ray: {{num_cpus: 2, max_concurrent: 1}}
+output: "{tmp_path}/results"
+""",
+    )
+    spec_ = load_spec(spec)
+    plan = build_plan(expand(spec_), tmp_path / "plan-stages")
+    (shared,) = [s for s in plan.stages.values() if s.name == "quick_shared"]
+    assert shared.rank == pytest.approx(shared.cost + 5)  # its cost, then the trial it unblocks
+    done = skimbench("run", str(spec), "--plugin", str(PLUGIN), "--no-report", "--quiet")
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = trial_runs(tracking.resolve_uri(spec_.tracking["uri"]), spec_.experiment)
+    started = sorted(runs, key=lambda r: r.data.metrics["sched_start"])
+    assert [int(r.data.params["method.params.k"]) for r in started] == [3, 4, 1, 2]

@@ -3,10 +3,11 @@
 Ray Core, not Ray Tune: Tune runs a flat list of trials, while a plan is a graph (a trial may start
 only when its stages are done) with its own priorities; Tune's resume is not used (a grid resumes
 from MLflow, and stages from the store) and its retry is one loop here. The driver keeps at most one
-task per worker slot in flight and fills a free slot with, in order: a stage whose stages are done
-(the plan's priority: the most trials unblocked, then the longest chain below), else a trial whose
-stages are done. So no slot waits on a file lock for a declared stage, and every task records when
-it started, ended and waited (``harness.launchers.execute``).
+task per worker slot in flight and fills a free slot with the ready task (a stage whose stages are
+done, or a trial whose stages are done) of the largest rank: the longest expected chain of work
+first, the costliest trials before the cheap ones (``harness.plan``). So no slot waits on a file
+lock for a declared stage, the grid ends on short trials, and every task records when it started,
+ended and waited (``harness.launchers.execute``).
 
 A stage that fails is not retried: the trials that need it are recorded as failed with its traceback
 (``record_blocked``), and the rest of the grid goes on. A trial is retried up to ``max_failures``
@@ -118,10 +119,19 @@ class Schedule:
             self.settle()
 
     def fill(self) -> bool:
+        """Fill the free slots with the ready task of the largest rank (``harness.plan``: a stage's expected
+        chain of work, a trial's expected cost); among equals, stages before trials, then plan and grid order."""
         submitted = False
         while len(self.running) < self.slots:
-            key = next((k for k in self.stages if self.plan.stages[k].after <= self.done), None)
-            if key is not None:
+            ready = [self.plan.stages[k] for k in self.stages if self.plan.stages[k].after <= self.done]
+            stage = min(ready, key=lambda s: s.priority, default=None)
+            trial = max(
+                (t for t in self.waiting if t.hash in self.ready_at),
+                key=lambda t: self.plan.cost.get(t.hash, 0.0),
+                default=None,
+            )
+            if stage is not None and (trial is None or stage.rank >= self.plan.cost.get(trial.hash, 0.0)):
+                key = stage.key
                 self.stages.remove(key)
                 trial = self.plan.representative(key)
                 ref = _stage_task.options(**self.resources).remote(
@@ -130,7 +140,6 @@ class Schedule:
                 self.running[ref] = ("stage", key)
                 submitted = True
                 continue
-            trial = next((t for t in self.waiting if t.hash in self.ready_at), None)
             if trial is None:
                 break
             self.waiting.remove(trial)

@@ -52,6 +52,7 @@ from harness.registry import BACKBONES
 from harness.stages import StageRequest, stage_key
 from harness.toolkit.clips import ClipNet, clip_input_maker, frame_shape
 from harness.toolkit.selection import multi_hot
+from harness.toolkit.trained import trained_network
 from harness.toolkit.training import loader_workers, train_streamed
 
 RECIPE = 4  # bump when the training recipe changes: it is part of every stage key
@@ -161,20 +162,13 @@ def timestep_gflops(
     return {"heavy": g_heavy, "light": g_light, "light_to_heavy": g_light / g_heavy}
 
 
-def _trial_cache(ctx: TrialContext) -> dict[str, ClipNet]:
-    """Networks loaded in this trial. Per trial, not per process: a worker process runs many trials
-    (Ray reuses it), and no trial may see a network object another trial has used or changed."""
-    return ctx.__dict__.setdefault("_loaded_networks", {})
-
-
 def _trained(
     ctx: TrialContext, name: str, deps: dict[str, Any], new_net: Callable[[], ClipNet], record_as: str | None = None
 ) -> tuple[ClipNet, Path]:
     """The network of stage ``name`` (trained now if no stage has it) and its folder (``model.pt``)."""
 
-    def compute(folder: Path) -> None:
+    def train(net: ClipNet) -> None:
         frames, clip_len = ctx.frames("train"), int(ctx.evaluation["clip_len"])
-        net = new_net().to(ctx.device)
         train_streamed(
             net,
             frames,
@@ -189,19 +183,8 @@ def _trained(
             log=ctx.log,
             what=name,
         )
-        torch.save({k: v.cpu() for k, v in net.state_dict().items()}, folder / "model.pt")
 
-    if record_as is None:
-        folder = ctx.stage(name, deps, compute)
-    else:  # same store folder, recorded under its own name so that it does not hide the trial's own
-        folder = ctx.store.get_or_compute(name, deps, compute)
-        ctx.stages_used[record_as] = folder.name
-    loaded = _trial_cache(ctx)
-    if str(folder) not in loaded:
-        net = new_net()
-        net.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=True))
-        loaded[str(folder)] = net.to(ctx.device).eval()
-    return loaded[str(folder)], folder
+    return trained_network(ctx, name, deps, new_net, train, record_as)  # type: ignore[return-value]
 
 
 def heavy_classifier(ctx: TrialContext, backbone: Mapping[str, Any] | str | None = None) -> ClipNet:
@@ -407,6 +390,7 @@ def heavy_stage(ctx: TrialContext, backbone: Mapping[str, Any] | str | None = No
         heavy_deps(ctx, cfg),
         lambda: heavy_classifier(ctx, cfg),
         after=(frames_stage(ctx, "train").key,),
+        cost=60.0,  # rough seconds on the small built-in benchmark, one core (StageRequest.cost)
     )
 
 
@@ -417,6 +401,7 @@ def light_stage(ctx: TrialContext, light: Mapping[str, Any]) -> StageRequest:
         light_deps(ctx, light),
         lambda: light_network(ctx, light),
         after=(frames_stage(ctx, "train").key,),
+        cost=20.0,
     )
 
 

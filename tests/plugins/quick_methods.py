@@ -47,7 +47,12 @@ class QuickCentroid(Method):
         "declare_stage": Param(True, "declare the shared stage (Method.stages), so the plan computes it first"),
         "stage_fail": Param(False, "the shared stage raises (after counting itself)"),
         "die": Param(False, "SIGKILL the worker process in fit unless fail_once_file exists"),
+        "expected_cost": Param(2.0, "the trial's declared cost (Method.cost), for scheduling tests", low=0),
     }
+
+    @property
+    def cost(self) -> float:  # type: ignore[override]
+        return float(self.p["expected_cost"])
 
     def _shared_deps(self) -> dict:
         return {"dataset": self.ctx.dataset.manifest_hash(), **({"fail": True} if self.p["stage_fail"] else {})}
