@@ -43,8 +43,7 @@ from harness.registry import register_method
 from harness.toolkit.clips import frame_shape, to_input
 from harness.toolkit.selection import class_probabilities
 from harness.toolkit.stages import backbone_deps, dataset_deps
-from harness.toolkit.trained import network_stage, readable_train, trained_network
-from harness.toolkit.training import train_streamed, video_requests
+from harness.toolkit.trained import network_stage, train_on_videos, trained_network
 from methods.sgs_layers import BIN_ORDERS, DELTA_GRADS, ATFRNet, ATFRTrace, SGSAllBins, bin_positions
 
 RECIPE = 3  # bump when training changes: part of the stage key
@@ -173,22 +172,15 @@ class SGS(Method):
         }
 
     def _train(self, net: nn.Module) -> None:
-        ctx, bank, t = self.ctx, self.ctx.frames("train"), int(self.p["frames"])
-        rows = [bank.index(r.video_id) for r in readable_train(ctx)]
+        t = int(self.p["frames"])
         self.net = net  # self._forward runs self.net
-        train_streamed(
+        train_on_videos(
+            self.ctx,
             net,
-            bank,
-            video_requests(bank, rows, lambda n, rng: tsn_segments(n, t, True, rng)),
+            lambda n, rng: tsn_segments(n, t, True, rng),
             lambda x, _mask: self._forward(x, self.p["bins_train"])[0],
-            epochs=int(self.p["epochs"]),
-            batch_size=int(self.p["batch_size"]),
-            lr=float(self.p["lr"]),
-            seed=ctx.seed,
-            multilabel=ctx.dataset.multilabel,
-            num_classes=ctx.dataset.num_classes,
-            log=ctx.log,
-            what=f"sgs/{self.p['mode']}",
+            self.p,
+            f"sgs/{self.p['mode']}",
         )
 
     def stages(self) -> list:

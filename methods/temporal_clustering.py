@@ -49,8 +49,8 @@ from harness.registry import register_method
 from harness.toolkit.clips import frame_shape, to_input
 from harness.toolkit.selection import class_probabilities
 from harness.toolkit.stages import backbone_deps, dataset_deps
-from harness.toolkit.trained import network_stage, readable_train, trained_network
-from harness.toolkit.training import train_streamed, training_memory_mb, video_requests
+from harness.toolkit.trained import network_stage, train_on_videos, trained_network
+from harness.toolkit.training import training_memory_mb
 from methods.temporal_clustering_layers import RULES, TemporalClustering
 
 RECIPE = 2  # bump when training changes: part of the stage key
@@ -183,28 +183,13 @@ class TemporalClusteringMethod(Method):
         }
 
     def _train(self, net: nn.Module) -> None:
-        ctx, bank = self.ctx, self.ctx.frames("train")
-        rows = [bank.index(r.video_id) for r in readable_train(ctx)]
         self.net = net  # self._forward runs self.net
 
         def forward(x: Tensor, mask: Tensor) -> Tensor:  # padded batch -> each video at its own length
             return self._forward([x[i, :, : int(mask[i].sum())] for i in range(len(x))], self.g_train)[0]
 
         pick = lambda n, rng: self._frame_indices(n, rng, self.g_train)  # noqa: E731
-        train_streamed(
-            net,
-            bank,
-            video_requests(bank, rows, pick),
-            forward,
-            epochs=int(self.p["epochs"]),
-            batch_size=int(self.p["batch_size"]),
-            lr=float(self.p["lr"]),
-            seed=ctx.seed,
-            multilabel=ctx.dataset.multilabel,
-            num_classes=ctx.dataset.num_classes,
-            log=ctx.log,
-            what=f"clustering/{self.p['mode']}",
-        )
+        train_on_videos(self.ctx, net, pick, forward, self.p, f"clustering/{self.p['mode']}")
 
     def stages(self) -> list:
         return [

@@ -16,11 +16,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+import numpy as np
 import torch
 from torch import nn
 
 from harness.method import TrialContext
 from harness.stages import StageRequest, stage_key
+from harness.toolkit.training import train_streamed, video_requests
 
 MODEL = "model.pt"
 
@@ -74,7 +76,30 @@ def network_stage(
     )
 
 
-def readable_train(ctx: TrialContext) -> list:
-    """The training records whose video the training frames could decode (what ``fit`` is given)."""
-    skipped = {video_id for video_id, _ in ctx.frames("train").skipped}
-    return [r for r in ctx.dataset.split("train") if r.video_id not in skipped]
+def train_on_videos(
+    ctx: TrialContext,
+    net: nn.Module,
+    pick: Callable[[int, np.random.Generator], np.ndarray],
+    forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    p: Mapping[str, Any],
+    what: str,
+) -> None:
+    """Train ``net`` on the readable training videos, each epoch on the frames ``pick(length, rng)``
+    chooses per video (``train_streamed``), with the method's ``epochs``, ``batch_size`` and ``lr``."""
+    bank = ctx.frames("train")
+    skipped = {video_id for video_id, _ in bank.skipped}
+    rows = [bank.index(r.video_id) for r in ctx.dataset.split("train") if r.video_id not in skipped]
+    train_streamed(
+        net,
+        bank,
+        video_requests(bank, rows, pick),
+        forward,
+        epochs=int(p["epochs"]),
+        batch_size=int(p["batch_size"]),
+        lr=float(p["lr"]),
+        seed=ctx.seed,
+        multilabel=ctx.dataset.multilabel,
+        num_classes=ctx.dataset.num_classes,
+        log=ctx.log,
+        what=what,
+    )
