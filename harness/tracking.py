@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -177,21 +178,24 @@ def log_dict(
     metrics: dict[str, float] | None = None,
     tags: dict[str, str] | None = None,
 ) -> None:
+    """One ``log_batch`` per MLflow batch limit (100 params, 100 tags, 1000 entries): usually one call."""
     c = client(uri)
     now = int(time.time() * 1000)
-    for chunk in _batched([Param(k, v) for k, v in (params or {}).items()], 100):
-        with_retry(lambda: c.log_batch(run_id, params=chunk))
-    for chunk in _batched([RunTag(k, v) for k, v in (tags or {}).items()], 100):
-        with_retry(lambda: c.log_batch(run_id, tags=chunk))
-    for chunk in _batched([Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()], 1000):
-        with_retry(lambda: c.log_batch(run_id, metrics=chunk))
+    param_chunks = list(_batched([Param(k, v) for k, v in (params or {}).items()], 100))
+    tag_chunks = list(_batched([RunTag(k, v) for k, v in (tags or {}).items()], 100))
+    metric_chunks = list(_batched([Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()], 800))
+    for i in range(max(len(param_chunks), len(tag_chunks), len(metric_chunks))):
+        batch = {
+            "params": param_chunks[i] if i < len(param_chunks) else [],
+            "tags": tag_chunks[i] if i < len(tag_chunks) else [],
+            "metrics": metric_chunks[i] if i < len(metric_chunks) else [],
+        }
+        with_retry(lambda: c.log_batch(run_id, **batch))
 
 
 def log_files(uri: str, run_id: str, folder: Path, artifact_path: str | None = None) -> None:
-    c = client(uri)
-    for path in sorted(folder.iterdir()):
-        if path.is_file():
-            with_retry(lambda: c.log_artifact(run_id, str(path), artifact_path))
+    """The files and folders in ``folder``, in one call."""
+    with_retry(lambda: client(uri).log_artifacts(run_id, str(folder), artifact_path))
 
 
 def start(
@@ -217,9 +221,10 @@ def start(
     log_dict(uri, run_id, params=params)
     with tempfile.TemporaryDirectory(prefix="skimbench-run-") as tmp:
         (Path(tmp) / "config.json").write_text(json.dumps(config, indent=1, sort_keys=True))
+        for path in sorted(set(sources)):
+            (Path(tmp) / "source").mkdir(exist_ok=True)
+            shutil.copy2(path, Path(tmp) / "source" / Path(path).name)
         log_files(uri, run_id, Path(tmp))
-    for path in sorted(set(sources)):
-        with_retry(lambda: client(uri).log_artifact(run_id, str(path), "source"))
     return run_id
 
 
