@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
 
+from mlflow import __version__ as mlflow_version
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
@@ -76,8 +77,34 @@ def client(uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=uri)
 
 
+def seed_sqlite_store(uri: str) -> None:
+    """Start a new SQLite store as a copy of an empty one MLflow created and migrated once per MLflow
+    version (``~/.cache/skimbench/mlflow-<version>.db``): MLflow's schema migration (alembic, every
+    revision since 1.0) costs seconds at each new output folder. Anything failing here leaves MLflow
+    to create the store itself. Call it under ``trial_claims.store_lock``."""
+    if not uri.startswith("sqlite:///"):
+        return
+    path = Path(uri[len("sqlite:///") :])
+    if path.exists():
+        return
+    cache = (
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "skimbench" / f"mlflow-{mlflow_version}.db"
+    )
+    try:
+        if not cache.exists():
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
+            MlflowClient(tracking_uri=f"sqlite:///{tmp}").search_experiments()  # MLflow creates and migrates it
+            os.replace(tmp, cache)
+        shutil.copyfile(cache, path)
+    except Exception:  # noqa: BLE001 - MLflow creates the store as usual
+        path.unlink(missing_ok=True)
+
+
 def ensure_experiment(uri: str, name: str, artifact_root: Path | None = None) -> str:
-    """Experiment id for ``name``, created if missing (local stores keep artifacts under ``artifact_root``)."""
+    """Experiment id for ``name``, created if missing (local stores keep artifacts under ``artifact_root``).
+    A new SQLite store starts from MLflow's migrated empty store (``seed_sqlite_store``)."""
+    seed_sqlite_store(uri)
     location = None
     if artifact_root is not None and not uri.startswith(("http://", "https://", "databricks")):
         location = safe_join(artifact_root, name).resolve().as_uri()  # before anything is written

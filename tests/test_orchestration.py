@@ -193,3 +193,16 @@ output: "{tmp_path}/results"
     runs = trial_runs(tracking.resolve_uri(spec_.tracking["uri"]), spec_.experiment)
     started = sorted(runs, key=lambda r: r.data.metrics["sched_start"])
     assert [int(r.data.params["method.params.k"]) for r in started] == [3, 4, 1, 2]
+
+
+def test_a_new_sqlite_store_starts_from_the_migrated_template_and_stands_alone(tmp_path, monkeypatch):
+    """Two new stores seeded from one cached template: MLflow accepts each (its schema check passes)
+    and what one records is not in the other (a copy, never a link to the template)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    uris = [f"sqlite:///{tmp_path}/store{i}.db" for i in range(2)]
+    ids = [tracking.ensure_experiment(uri, "seeded") for uri in uris]
+    assert list((tmp_path / "cache" / "skimbench").glob("mlflow-*.db"))
+    run = MlflowClient(uris[0]).create_run(ids[0])
+    assert MlflowClient(uris[0]).get_run(run.info.run_id).info.run_id == run.info.run_id
+    assert MlflowClient(uris[1]).search_runs([ids[1]]) == []
+    assert tracking.ensure_experiment(uris[1], "other") != ids[1]
