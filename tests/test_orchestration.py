@@ -206,3 +206,25 @@ def test_a_new_sqlite_store_starts_from_the_migrated_template_and_stands_alone(t
     assert MlflowClient(uris[0]).get_run(run.info.run_id).info.run_id == run.info.run_id
     assert MlflowClient(uris[1]).search_runs([ids[1]]) == []
     assert tracking.ensure_experiment(uris[1], "other") != ids[1]
+
+
+def test_the_plugin_listing_cache_follows_every_source_edit(tmp_path):
+    """``skimbench methods`` prints from a cache keyed by the sources' fingerprint: the cached listing
+    is the listing, and editing (here: touching) a built-in method's file changes the key."""
+    import os
+
+    import methods.uniform
+    from harness.registry import sources_fingerprint
+
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    first, second = skimbench("methods", env=env), skimbench("methods", env=env)
+    assert first.returncode == second.returncode == 0 and first.stdout == second.stdout
+    assert "uniform:" in first.stdout and list((tmp_path / "cache" / "skimbench" / "plugins").glob("*.txt"))
+    source = Path(methods.uniform.__file__)
+    before, stat = sources_fingerprint(), source.stat()
+    try:
+        os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+        assert sources_fingerprint() != before
+    finally:
+        os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert sources_fingerprint() == before
