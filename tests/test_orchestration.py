@@ -228,3 +228,22 @@ def test_the_plugin_listing_cache_follows_every_source_edit(tmp_path):
     finally:
         os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert sources_fingerprint() == before
+
+
+def test_a_stage_measured_before_is_planned_at_its_measured_cost(tiny_root, tmp_path):
+    """An earlier build of a stage of the same name (another key) in the store replaces the declared
+    cost with the seconds it took, and the stage's rank follows."""
+    import json
+
+    counter = tmp_path / "counter.txt"
+    spec = quick_spec(tmp_path, tiny_root, method_params=f'stage_counter: "{counter}", expected_cost: 3', grid="k: [2]")
+    store = tmp_path / "stages"
+    declared = build_plan(expand(load_spec(spec)), store)
+    (shared,) = [s for s in declared.stages.values() if s.name == "quick_shared"]
+    assert shared.cost == 5.0 and shared.rank == pytest.approx(8.0)  # StageRequest's default, then the trial
+    for key, seconds in (("a" * 16, 100.0), ("b" * 16, 140.0), ("c" * 16, 120.0)):
+        (store / "quick_shared" / key).mkdir(parents=True)
+        (store / "quick_shared" / key / "meta.json").write_text(json.dumps({"seconds": seconds}))
+    measured = build_plan(expand(load_spec(spec)), store)
+    (shared,) = [s for s in measured.stages.values() if s.name == "quick_shared"]
+    assert shared.cost == 120.0 and shared.rank == pytest.approx(123.0)  # the median of the earlier builds
