@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import json
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -178,13 +179,18 @@ def _height(key: str, stages: dict[str, PlannedStage], memo: dict[str, int]) -> 
 
 def run_stage(trial: Trial, key: str, store_root: str | Path) -> float:
     """Compute the stage ``key`` as ``trial`` declared it (read it when another process already has it);
-    return the seconds it took."""
+    return the seconds it took. A stage built without ``StageStore.get_or_compute`` (a sharded
+    extraction) gets its start and end events here, so the schedule shows every stage computed."""
     store = StageStore(store_root)
     with tempfile.TemporaryDirectory(prefix="skimbench-stage-") as work:
         request = next((r for r in _requests(trial, store, Path(work))[0] if r.key == key), None)
         if request is None:
             raise RuntimeError(f"trial {trial.name or trial.hash} does not declare stage {key}")
+        missing, started = not store.exists(request.name, request.deps), time.time()
         request.build()
+        if missing and key not in store.emitted:
+            store.emit("start", request.name, key, at=started)
+            store.emit("end", request.name, key)
     return store.waited_s
 
 

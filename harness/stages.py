@@ -65,6 +65,7 @@ class StageStore:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.waited_s = 0.0  # seconds spent computing or waiting for stages that were not there yet
+        self.emitted: set[str] = set()  # keys whose computation this store object recorded
 
     def key(self, name: str, deps: Mapping[str, Any]) -> str:
         return stage_key(name, deps)
@@ -104,15 +105,17 @@ class StageStore:
         finally:
             self.waited_s += time.perf_counter() - started
 
-    def emit(self, event: str, name: str, key: str) -> None:
-        """Append one event line (a single small ``O_APPEND`` write: lines from processes never mix)."""
+    def emit(self, event: str, name: str, key: str, at: float | None = None) -> None:
+        """Append one event line (a single small ``O_APPEND`` write: lines from processes never mix),
+        dated now or ``at``."""
+        self.emitted.add(key)
         line = (
             json.dumps(
                 {
                     "event": event,
                     "stage": name,
                     "key": key,
-                    "time": time.time(),
+                    "time": time.time() if at is None else at,
                     "host": os.uname().nodename,
                     "pid": os.getpid(),
                 }

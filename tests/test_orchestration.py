@@ -247,3 +247,23 @@ def test_a_stage_measured_before_is_planned_at_its_measured_cost(tiny_root, tmp_
     measured = build_plan(expand(load_spec(spec)), store)
     (shared,) = [s for s in measured.stages.values() if s.name == "quick_shared"]
     assert shared.cost == 120.0 and shared.rank == pytest.approx(123.0)  # the median of the earlier builds
+
+
+def test_a_stage_built_outside_the_store_lock_still_shows_in_the_schedule(tiny_root, tmp_path):
+    """A declared stage whose build writes its folder itself (as sharded extractions do) emits no
+    events of its own: ``run_stage`` records its span, once, so the Gantt chart shows it."""
+    from harness.plan import run_stage
+    from harness.stages import stage_spans
+
+    counter = tmp_path / "counter.txt"
+    spec = quick_spec(
+        tmp_path, tiny_root, method_params=f'stage_counter: "{counter}", stage_direct: true', grid="k: [2]"
+    )
+    store = tmp_path / "stages"
+    plan = build_plan(expand(load_spec(spec)), store)
+    (key,) = [s.key for s in plan.stages.values() if s.name == "quick_shared"]
+    run_stage(plan.representative(key), key, store)
+    run_stage(plan.representative(key), key, store)  # already there: nothing computed, nothing recorded
+    spans = [s for s in stage_spans(store) if s["stage"] == "quick_shared"]
+    assert len(spans) == 1 and spans[0]["end"] - spans[0]["start"] >= 1.0  # the build sleeps 1 s
+    assert counter.read_text().count("computed") == 1
