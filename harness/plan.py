@@ -32,6 +32,8 @@ from typing import Any, Sequence
 from harness.stages import StageRequest, StageStore, typical_seconds
 from harness.trial import Trial, build_context
 
+FRAMES_SECONDS_PER_VIDEO = 0.03  # rough decoding seconds per video (StageRequest.cost of the frames stages)
+
 
 @dataclass
 class PlannedStage:
@@ -97,7 +99,12 @@ def _requests(
             datasets[shared] = ctx.dataset
         ctx.dataset = datasets[shared]
     frames = [
-        StageRequest("frames", ctx.frames_deps(split), lambda split=split: ctx.frames(split), cost=10.0)
+        StageRequest(
+            "frames",
+            ctx.frames_deps(split),
+            lambda split=split: ctx.frames(split),
+            cost=FRAMES_SECONDS_PER_VIDEO * len(ctx.dataset.split(split)),
+        )
         for split in ("train", "test")
     ]
     return frames + list(method.stages()), float(method.cost)

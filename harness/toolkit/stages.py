@@ -377,6 +377,11 @@ def timestep_table(
 # ----------------------------------------------------------------------------------------------
 # Declared stages (``Method.stages``): keys and builds known before ``fit``, without decoding or training
 # ----------------------------------------------------------------------------------------------
+# Rough seconds per video of a split for its per-timestep table (StageRequest.cost: the scheduler's guess;
+# the small built-in benchmark on one core, a loaded machine: ~86 s for 1000 test videos through the heavy network)
+TABLE_SECONDS_PER_VIDEO = {"heavy": 0.06, "light": 0.02}
+
+
 def frames_stage(ctx: TrialContext, split: str) -> StageRequest:
     """The decoded frames of ``split`` (``ctx.frames``)."""
     return StageRequest("frames", ctx.frames_deps(split), lambda: ctx.frames(split))
@@ -428,6 +433,7 @@ def timestep_stages(
                 deps,
                 lambda split=split: timestep_table(ctx, split, cfg),
                 after=(heavy.key, frames.key),
+                cost=TABLE_SECONDS_PER_VIDEO["heavy"] * len(ctx.dataset.split(split)),
             )
         )
         if light is not None:
@@ -438,6 +444,7 @@ def timestep_stages(
                     deps,
                     lambda split=split: timestep_table(ctx, split, cfg, light).light_features,
                     after=(out[-1].key, stage_key("light_network", light_deps(ctx, light))),
+                    cost=TABLE_SECONDS_PER_VIDEO["light"] * len(ctx.dataset.split(split)),
                 )
             )
     return out
