@@ -103,13 +103,13 @@ def judged(uri: str, experiment: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.Da
     done = finished(trials)
     points = seed_summary(trials)
     predictions = {r: p for r in done["run_id"] if (p := load_predictions(uri, r)) is not None}
-    evidence = Evidence(points, done, predictions, "top1")
+    evidence = Evidence(points, done, predictions, "top1_pct")
     points = evidence.with_intervals(points)
     declared = {m: dict(METHODS.get(m).video_facts) for m in done["method"].unique() if m in METHODS}
     contexts = evidence.context(per_video_facts(done, predictions, declared), numeric_extras_means(done, predictions))
-    claims = check_claims(points, "top1", contexts)
-    per_trial = done[["label", "budget", "seed", "run_id", "top1"]].merge(
-        trial_intervals(uri, list(done["run_id"]), ("top1",)), on="run_id"
+    claims = check_claims(points, "top1_pct", contexts)
+    per_trial = done[["label", "budget", "seed", "run_id", "top1_pct"]].merge(
+        trial_intervals(uri, list(done["run_id"]), ("top1_pct",)), on="run_id"
     )
     return points, claims, per_trial
 
@@ -140,8 +140,8 @@ def compare_trials(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     """Per trial in both runs: |top-1 difference| in points and in units of the interval's half-width."""
     keys = ["label", "budget", "seed"]
     both = a.fillna({"budget": -1}).merge(b.fillna({"budget": -1}), on=keys, suffixes=("_a", "_b"))
-    half = ((both["top1_hi_a"] - both["top1_lo_a"]) + (both["top1_hi_b"] - both["top1_lo_b"])) / 4
-    diff = (both["top1_a"] - both["top1_b"]).abs()
+    half = ((both["top1_pct_hi_a"] - both["top1_pct_lo_a"]) + (both["top1_pct_hi_b"] - both["top1_pct_lo_b"])) / 4
+    diff = (both["top1_pct_a"] - both["top1_pct_b"]).abs()
     return both.assign(diff=diff, half=half, units=diff / half.where(half > 0))
 
 
@@ -149,8 +149,8 @@ def std_table(points: list[pd.DataFrame]) -> pd.DataFrame:
     """Seed-to-seed std of top-1 per (label, budget), one column per run."""
     cols = []
     for i, p in enumerate(points):
-        cols.append(p.set_index(["label", "budget"])["top1_std"].rename(f"std run {i + 1}"))
-        cols.append(p.set_index(["label", "budget"])["top1_mean"].rename(f"mean run {i + 1}"))
+        cols.append(p.set_index(["label", "budget"])["top1_pct_std"].rename(f"std run {i + 1}"))
+        cols.append(p.set_index(["label", "budget"])["top1_pct_mean"].rename(f"mean run {i + 1}"))
     return pd.concat(cols, axis=1)
 
 
@@ -198,7 +198,7 @@ def main() -> None:
             f"trials: {len(trials)} in both runs; largest top-1 difference {trials['diff'].max():.2f} points; "
             f"in units of its interval's half-width: {trials['units'].max():.2f} "
             f"({worst['label']} budget {worst['budget']:g} seed {int(worst['seed'])}: "
-            f"{worst['top1_a']:.1f} vs {worst['top1_b']:.1f}, +-{worst['half']:.1f})"
+            f"{worst['top1_pct_a']:.1f} vs {worst['top1_pct_b']:.1f}, +-{worst['half']:.1f})"
         )
     stds = std_table([pa, pb])
     print(f"\nseed-to-seed std of top-1 (points; target <= {STD_TARGET:g}):")

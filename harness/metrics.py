@@ -2,7 +2,8 @@
 
 Single-label datasets report top-1 / top-5 accuracy (and mAP over one-hot labels, LiteEval's
 ActivityNet convention); multi-label datasets report mAP with classes that have no positive test
-video dropped (PySlowFast's rule; MMAction2 yields NaN for them). All in percent.
+video dropped (PySlowFast's rule; MMAction2 yields NaN for them). All in percent, and named so:
+``top1_pct``, ``top5_pct``, ``map_pct`` (the names a trial logs to MLflow).
 """
 
 from __future__ import annotations
@@ -65,9 +66,9 @@ def video_metrics(
     targets = np.zeros((len(labels), num_classes), dtype=bool)
     for i, video_labels in enumerate(labels):
         targets[i, list(video_labels)] = True
-    result = {"map": mean_average_precision(scores, targets)}
+    result = {"map_pct": mean_average_precision(scores, targets)}
     if not multilabel:
         first = [video_labels[0] for video_labels in labels]
-        result["top1"] = topk_accuracy(scores, first, 1)
-        result["top5"] = topk_accuracy(scores, first, 5)
+        result["top1_pct"] = topk_accuracy(scores, first, 1)
+        result["top5_pct"] = topk_accuracy(scores, first, 5)
     return result

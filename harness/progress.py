@@ -21,7 +21,7 @@ from rich.text import Text
 
 from harness.stages import StageWatcher
 
-METRIC_KEYS = ("top1", "map", "gflops_per_video_mean")
+METRIC_KEYS = ("top1_pct", "map_pct", "gflops_per_video_mean")
 RECENT = 5  # finished trials kept on screen
 
 

@@ -12,6 +12,7 @@ import shutil
 
 import pandas as pd
 
+from harness.report.collect import logged_metrics
 from harness.tracking import TAG, trial_runs
 
 TINY = 1e-9
@@ -20,7 +21,7 @@ TINY = 1e-9
 def results_frame(uri: str, experiment: str) -> pd.DataFrame:
     rows = []
     for run in trial_runs(uri, experiment):
-        tags, m = run.data.tags, run.data.metrics
+        tags, m = run.data.tags, logged_metrics(run)  # an older store's `top1` read as `top1_pct`
         label = tags.get(f"{TAG}label", tags.get(f"{TAG}method"))
         rows.append(
             {
@@ -30,8 +31,8 @@ def results_frame(uri: str, experiment: str) -> pd.DataFrame:
                 "budget": _number(tags.get(f"{TAG}budget")),
                 "seed": _number(tags.get(f"{TAG}seed")),
                 "status": run.info.status,
-                "top1": m.get("top1"),
-                "mAP": m.get("map"),
+                "top1 %": m.get("top1_pct"),
+                "mAP %": m.get("map_pct"),
                 "GFLOPs/video": m.get("gflops_per_video_mean"),
                 "GFLOPs std": m.get("gflops_per_video_std"),
                 "decoded frames": m.get("decoded_frames_per_video"),

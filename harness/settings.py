@@ -20,7 +20,10 @@ EVALUATION_PARAMS: dict[str, Param] = {
     "autocast": Param(False, "run inference under autocast (bf16 on CUDA)"),
     "threads": Param(0, "torch intra-op threads for this trial (0 = resources.cpus, on Ray and --local alike)", low=0),
     "clip_len": Param(4, "frames per timestep (clip) for clip- and timestep-based methods", low=1),
-    "heavy_epochs": Param(8, "epochs to train the shared heavy clip classifier", low=1),
+    "heavy_epochs": Param(8, "epochs to train the shared heavy clip classifier (and the LightNet)", low=1),
+    "clips_per_video": Param(
+        4, "random clips of every training video per epoch when training the shared networks", low=1
+    ),
     "light_backbone": Param(
         "mobilenet_v2", "cheap per-timestep network (LightNet / coarse CNN / sampler input)", type=str
     ),

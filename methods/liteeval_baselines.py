@@ -44,8 +44,8 @@ from harness.toolkit.stages import (
     light_network,
     timestep_table,
 )
+from harness.toolkit.training import train_video_classifier
 from methods.liteeval import LiteEval, RecurrentCell, projection
-from methods.videoepitoma_uniform import train_video_classifier
 
 
 class LSTMClassifier(nn.Module):

@@ -64,6 +64,7 @@ from harness.toolkit.stages import (
     timestep_stages,
     timestep_table,
 )
+from harness.toolkit.training import classification_loss
 
 _NEG = -1e9  # finite "minus infinity": a fully masked attention row stays finite
 
@@ -187,13 +188,6 @@ class VideoEpitomaNet(nn.Module):
 # ----------------------------------------------------------------------------------------------
 # Training
 # ----------------------------------------------------------------------------------------------
-def classification_loss(logits: torch.Tensor, targets: torch.Tensor, multilabel: bool) -> torch.Tensor:
-    """CE on the single label, BCE on a multi-hot target."""
-    if multilabel:
-        return F.binary_cross_entropy_with_logits(logits, targets)
-    return F.cross_entropy(logits, targets.argmax(1))
-
-
 def sparsity_weight(sparsity: float, step: int, total_steps: int, warmup: float = 0.5) -> float:
     """The L0 weight, ramped up linearly over the first half of training (global step): a penalty at
     full strength from the first step closes every gate before the classifier can say which help."""

@@ -28,7 +28,8 @@ from harness.toolkit.clips import video_clips
 from harness.toolkit.heavy_on_timesteps import features_only
 from harness.toolkit.selection import class_probabilities, uniform_timesteps
 from harness.toolkit.stages import heavy_classifier, heavy_component, timestep_table
-from methods.videoepitoma import VideoClassifier, classification_loss
+from harness.toolkit.training import train_video_classifier
+from methods.videoepitoma import VideoClassifier
 
 
 def uniform_mask(lengths: np.ndarray, longest: int, k: int) -> torch.Tensor:
@@ -37,42 +38,6 @@ def uniform_mask(lengths: np.ndarray, longest: int, k: int) -> torch.Tensor:
     for row, length in enumerate(lengths):
         mask[row, torch.as_tensor(uniform_timesteps(int(length), k))] = True
     return mask
-
-
-def train_video_classifier(
-    net: nn.Module,
-    features: torch.Tensor,
-    mask: torch.Tensor,
-    targets: torch.Tensor,
-    *,
-    multilabel: bool,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    seed: int,
-    eps: float = 1e-4,
-    what: str = "videoepitoma_uniform",
-    log=print,
-) -> nn.Module:
-    """Adam on CE (BCE multi-label) over minibatches of whole videos, for a classifier of per-timestep
-    features called as ``net(features [B, L, D], mask [B, L] as 0/1 floats)``: VideoEpitoma's recipe
-    without the selector (eps 1e-4, the paper's), also LiteEval's LSTM baselines (eps 1e-8)."""
-    generator = torch.Generator().manual_seed(int(seed))
-    optimizer = torch.optim.Adam(net.parameters(), lr=lr, eps=eps)
-    net.train()
-    for epoch in range(epochs):
-        order = torch.randperm(len(mask), generator=generator).to(mask.device)
-        total = 0.0
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            loss = classification_loss(net(features[idx], mask[idx].to(features.dtype)), targets[idx], multilabel)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(idx)
-        if epoch == epochs - 1 or (epoch + 1) % 10 == 0:
-            log(f"[{what}] epoch {epoch + 1}/{epochs} ce {total / len(order):.3f}")
-    return net.eval()
 
 
 class FeaturesThenClassifier(nn.Module):
@@ -120,6 +85,7 @@ class VideoEpitomaUniform(Method):
             batch_size=self.p["batch_size"],
             lr=self.p["lr"],
             seed=self.ctx.seed,
+            what="videoepitoma_uniform",
             log=self.ctx.log,
         )
         self.table = timestep_table(self.ctx, "test")

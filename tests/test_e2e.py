@@ -47,9 +47,9 @@ def test_ray_grid_logs_parent_and_child_runs(ray_grid):
         assert params["method.name"] == "quick_centroid" and params["method.params.k"] in {"2", "4"}
         assert params["dataset.params.size"] == "tiny" and params["seed"] == "0"
         for key in (
-            "top1",
-            "top5",
-            "map",
+            "top1_pct",
+            "top5_pct",
+            "map_pct",
             "gflops_per_video_mean",
             "gflops_per_video_std",
             "gflops_per_video_min",
@@ -63,7 +63,7 @@ def test_ray_grid_logs_parent_and_child_runs(ray_grid):
             "videos_evaluated",
         ):
             assert key in metrics, key
-        assert 0 <= metrics["top1"] <= 100 and metrics["gflops_per_video_mean"] > 0
+        assert 0 <= metrics["top1_pct"] <= 100 and metrics["gflops_per_video_mean"] > 0
         for key in (
             "trial_hash",
             "git_commit",
@@ -108,7 +108,9 @@ def test_local_path_gives_the_same_metrics_as_ray(ray_grid, tiny_root):
     _, ray_runs = _runs(folder, "e2e")
     _, local_runs = _runs(folder, "e2e_local")
     pick = lambda runs: {
-        r.data.tags[f"{TAG}trial_hash"]: {k: r.data.metrics[k] for k in ("top1", "map", "gflops_per_video_mean")}
+        r.data.tags[f"{TAG}trial_hash"]: {
+            k: r.data.metrics[k] for k in ("top1_pct", "map_pct", "gflops_per_video_mean")
+        }
         for r in runs
     }
     assert pick(ray_runs) == pick(local_runs)

@@ -37,6 +37,6 @@ def test_aggregation_rules():
 def test_video_metrics_single_and_multilabel():
     scores = np.array([[0.8, 0.2], [0.3, 0.7]])
     single = video_metrics(scores, [(0,), (0,)], 2, multilabel=False)
-    assert single["top1"] == 50.0 and "map" in single
+    assert single["top1_pct"] == 50.0 and "map_pct" in single
     multi = video_metrics(scores, [(0, 1), (1,)], 2, multilabel=True)
-    assert "top1" not in multi and 0 < multi["map"] <= 100
+    assert "top1_pct" not in multi and 0 < multi["map_pct"] <= 100

@@ -41,7 +41,10 @@ def test_execute_logs_a_complete_run(tiny_root, tmp_path, one_thread):
     metrics = execute(trial, context)
     (run,) = trial_runs(context.uri, "execute")
     client = MlflowClient(context.uri)
-    assert run.info.status == "FINISHED" and run.data.metrics["top1"] == metrics["top1"]
+    assert run.info.status == "FINISHED" and run.data.metrics["top1_pct"] == metrics["top1_pct"]
+    # percent metrics carry their unit in the name; no bare ``top1`` beside them
+    assert {"top1_pct", "top5_pct", "map_pct"} <= set(run.data.metrics)
+    assert not {"top1", "top5", "map"} & set(run.data.metrics)
     # config.json is the Trial, nothing added on the way (no display-only "swept", no "attempt")
     config = json.loads(Path(client.download_artifacts(run.info.run_id, "config.json")).read_text())
     assert config == json.loads(json.dumps(trial.to_dict()))

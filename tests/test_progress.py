@@ -41,7 +41,7 @@ def test_names_with_brackets_are_shown_not_read_as_markup():
     console = Console(record=True, width=80, height=24, force_terminal=True)
     progress = GridProgress(_trials(2), console=console, enabled=False)
     progress.started(f"{1:016x}")
-    progress.finished(f"{2:016x}", {"top1": 50.0})
+    progress.finished(f"{2:016x}", {"top1_pct": 50.0})
     text = _screen(progress, console)
     assert "uniform[k=1]" in text and "uniform[k=2]" in text
 
@@ -53,7 +53,7 @@ def test_a_35_trial_grid_fits_80x24_with_running_recent_and_counts():
     for trial in trials[:12]:
         progress.started(trial.hash)
     for trial in trials[:9]:
-        progress.finished(trial.hash, {"top1": 50.0, "gflops_per_video_mean": 1.0})
+        progress.finished(trial.hash, {"top1_pct": 50.0, "gflops_per_video_mean": 1.0})
     progress.failed(trials[9].hash, "ValueError: boom")
     lines = _screen(progress, console).rstrip("\n").splitlines()
     assert len(lines) <= 23

@@ -44,8 +44,8 @@ def test_report_files(full):
     _, out, _, _ = full
     assert out.name == "quick"
     for stem in (
-        "pareto_synthetic_top1",
-        "latency_synthetic_top1",
+        "pareto_synthetic_top1_pct",
+        "latency_synthetic_top1_pct",
         "cost_per_video_synthetic",
         "sgs_bins_synthetic",
         "selection_synthetic",
@@ -55,17 +55,17 @@ def test_report_files(full):
         assert matplotlib.image.imread(png).shape[0] > 200, stem
         assert (out / "figures" / f"{stem}.svg").read_text().lstrip().startswith("<?xml")
     for stem in (
-        "methods_top1",
-        "matched_compute_top1",
-        "reach_reference_top1",
-        "front_share_top1",
+        "methods_top1_pct",
+        "matched_compute_top1_pct",
+        "reach_reference_top1_pct",
+        "front_share_top1_pct",
         "selection_quality",
         "claims",
         "cost_regime",
     ):
         for suffix in (".csv", ".md", ".tex"):
             assert (out / "tables" / f"{stem}{suffix}").stat().st_size > 0, stem + suffix
-    assert "\\toprule" in (out / "tables" / "methods_top1.tex").read_text()
+    assert "\\toprule" in (out / "tables" / "methods_top1_pct.tex").read_text()
 
 
 def test_report_md_content(full):
@@ -80,8 +80,8 @@ def test_report_md_content(full):
         "## Missing or failed trials",
     ):
         assert section in text
-    assert "![synthetic top1 vs GFLOPs per video](figures/pareto_synthetic_top1.png)" in text
-    assert "**synthetic, top1: Pareto front**" in text and "sgs bins=16" in text
+    assert "![synthetic top1_pct vs GFLOPs per video](figures/pareto_synthetic_top1_pct.png)" in text
+    assert "**synthetic, top1_pct: Pareto front**" in text and "sgs bins=16" in text
     assert "| uniform | k=16 | 0 | FAILED | ERROR |" in text  # the failed trial is listed
     assert "oracle | k=1 | 2 | 86.0 [58.3, 100.0] | 1.4 |" in text  # seed mean [95% interval], std over two seeds
     assert "| light | selection | 0.02 | 1:25 |" in text  # cost regime: light vs heavy per call, 0.02 vs 0.5
@@ -96,15 +96,15 @@ def test_report_md_content(full):
 
 def test_tables_numbers(full):
     _, out, _, _ = full
-    methods = pd.read_csv(out / "tables" / "methods_top1.csv")
+    methods = pd.read_csv(out / "tables" / "methods_top1_pct.csv")
     uniform = methods[methods["method"] == "uniform"].set_index("budget")
     assert list(uniform.index) == [2, 4, 8]  # the failed k=16 trial has no row
-    assert uniform.loc[2, "top1_mean"] == pytest.approx((48.509775 + 50.509775) / 2)
+    assert uniform.loc[2, "top1_pct_mean"] == pytest.approx((48.509775 + 50.509775) / 2)
     assert not methods.loc[methods["method"] == "oracle", "on_front"].any()
-    reach = pd.read_csv(out / "tables" / "reach_reference_top1.csv").set_index("method")
+    reach = pd.read_csv(out / "tables" / "reach_reference_top1_pct.csv").set_index("method")
     assert reach.loc["dense", "fraction_of_reference_gflops"] == pytest.approx(1.0)
     assert set(reach["reference"]) == {"dense"}  # the only method without a budget knob
-    share = pd.read_csv(out / "tables" / "front_share_top1.csv")
+    share = pd.read_csv(out / "tables" / "front_share_top1_pct.csv")
     assert share["share_of_front"].sum() == pytest.approx(1.0)
     quality = pd.read_csv(out / "tables" / "selection_quality.csv")
     assert "sgs" not in set(quality["label"])  # in-network methods select nothing
@@ -135,7 +135,7 @@ def test_missing_pieces_are_reported_not_fatal(full, tmp_path):
     assert "have no predictions.csv" in text and "1 trial(s) have no finished run" in text
     claims = pd.read_csv(tmp_path / "out" / "tables" / "claims.csv")
     assert set(claims["verdict"]) == {"not comparable here"}
-    assert (tmp_path / "out" / "figures" / "pareto_synthetic_top1.png").exists()
+    assert (tmp_path / "out" / "figures" / "pareto_synthetic_top1_pct.png").exists()
 
 
 def test_compare_two_experiments_on_the_same_axes(full, tmp_path):
@@ -144,7 +144,7 @@ def test_compare_two_experiments_on_the_same_axes(full, tmp_path):
     out = report_dir(tmp_path / "results", ["cpu", "gpu"])
     assert out.name == "compare-cpu-vs-gpu"
     text = build_report(uri, ["cpu", "gpu"], out).read_text()
-    methods = pd.read_csv(out / "tables" / "methods_top1.csv")
+    methods = pd.read_csv(out / "tables" / "methods_top1_pct.csv")
     assert {
         "uniform[experiment=cpu]",
         "uniform[experiment=gpu]",
@@ -153,7 +153,7 @@ def test_compare_two_experiments_on_the_same_axes(full, tmp_path):
     } == set(methods["method"])
     assert len(methods) == 8  # 3 uniform budgets + dense, per experiment: none dropped as a duplicate
     assert "experiment(s) `cpu`, `gpu`" in text and "selection quality skipped" in text
-    reach = pd.read_csv(out / "tables" / "reach_reference_top1.csv")
+    reach = pd.read_csv(out / "tables" / "reach_reference_top1_pct.csv")
     assert len(reach) == 4  # each curve against the dense baseline of its own experiment
 
 
@@ -190,8 +190,8 @@ def test_trial_intervals_for_skimbench_results(full):
     failed = trials[trials["status"] == "FAILED"].iloc[0]
     table = trial_intervals(full[0], list(done["run_id"]) + [failed["run_id"]]).set_index("run_id")
     for run_id in done["run_id"]:
-        assert table.loc[run_id, "top1_lo"] <= table.loc[run_id, "top1_hi"]
-    assert pd.isna(table.loc[failed["run_id"], "top1_lo"])  # no predictions, no interval
+        assert table.loc[run_id, "top1_pct_lo"] <= table.loc[run_id, "top1_pct_hi"]
+    assert pd.isna(table.loc[failed["run_id"], "top1_pct_lo"])  # no predictions, no interval
 
 
 def test_cost_regime_ratio_comes_from_fvcore_counts():

@@ -52,7 +52,7 @@ def trial(method, budget, gflops, accuracy, seed=0, budget_param="k", difficulty
         "deployable": method != "oracle",
         "dynamic": False,
         "params": dict(params, **({budget_param: budget} if budget is not None else {})),
-        "top1": 100 * hits.mean(),
+        "top1_pct": 100 * hits.mean(),
         "gflops_per_video_mean": gflops,
         "gflops_per_video_std": 0.2 * gflops,
         "gflops_selection_mean": 0.01 * gflops,
@@ -64,8 +64,8 @@ def check(made, claim_id):
     trials = label_series(pd.DataFrame([r for r, _ in made]))
     predictions = {r["run_id"]: t for r, t in made}
     points = seed_summary(trials)
-    contexts = Evidence(points, trials, predictions, "top1").context({}, {})
-    table = check_claims(points, "top1", contexts)
+    contexts = Evidence(points, trials, predictions, "top1_pct").context({}, {})
+    table = check_claims(points, "top1_pct", contexts)
     return table[table["id"] == claim_id]
 
 
@@ -80,7 +80,7 @@ def liteeval(*points, difficulty=EASY):
 
 
 def test_every_registered_claim_gets_a_row_and_missing_methods_are_not_comparable():
-    table = check_claims(seed_summary(label_series(pd.DataFrame([r for r, _ in UNIFORM]))), "top1")
+    table = check_claims(seed_summary(label_series(pd.DataFrame([r for r, _ in UNIFORM]))), "top1_pct")
     claims = registered_claims()
     assert set(table["id"]) == {c.id for c in claims}
     assert len({c.paper for c in claims}) == 5

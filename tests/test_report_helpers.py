@@ -163,8 +163,8 @@ def log_trial(client, exp_id, parent, method, budget, seed, params, status="FINI
     table = pd.DataFrame(rows)
     g = table["gflops"]
     metrics = {
-        "top1": top1,
-        "top5": min(100.0, top1 + 20),
+        "top1_pct": top1,
+        "top5_pct": min(100.0, top1 + 20),
         "gflops_per_video_mean": g.mean(),
         "gflops_per_video_std": g.std(ddof=0),
         "gflops_per_video_min": g.min(),

@@ -24,7 +24,7 @@ def report(tmp_path_factory):
     out = report_dir(tmp / "results", ["quick"])
     build_report(make_experiment(tmp), ["quick"], out, get_frames=frames, relevance=relevance())
     claims = pd.read_csv(out / "tables" / "claims.csv")
-    methods = pd.read_csv(out / "tables" / "methods_top1.csv")
+    methods = pd.read_csv(out / "tables" / "methods_top1_pct.csv")
     return out, sorted(methods["method"].unique()), list(claims["id"])
 
 

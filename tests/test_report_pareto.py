@@ -118,7 +118,7 @@ def trial(method, budget, seed, top1, gflops, status="FINISHED", **params):
         "deployable": method != "oracle",
         "dynamic": False,
         "params": {"k": budget, **params},
-        "top1": top1,
+        "top1_pct": top1,
         "gflops_per_video_mean": gflops,
     }
 
@@ -133,10 +133,10 @@ def test_seed_summary_means_std_and_failed_runs_excluded():
         ]
     )
     summary = seed_summary(label_series(trials)).set_index("budget")
-    assert summary.loc[4, "top1_mean"] == pytest.approx(52.0)
-    assert summary.loc[4, "top1_std"] == pytest.approx(np.std([50, 54], ddof=1))
+    assert summary.loc[4, "top1_pct_mean"] == pytest.approx(52.0)
+    assert summary.loc[4, "top1_pct_std"] == pytest.approx(np.std([50, 54], ddof=1))
     assert summary.loc[4, "n_seeds"] == 2 and summary.loc[4, "seeds"] == [0, 1]
-    assert math.isnan(summary.loc[8, "top1_std"])  # one seed: no spread to report
+    assert math.isnan(summary.loc[8, "top1_pct_std"])  # one seed: no spread to report
     assert "uniform-4-2" not in summary.loc[4, "run_ids"]
 
 
@@ -146,7 +146,7 @@ def test_a_trial_rerun_counts_once_but_the_same_hash_in_two_experiments_counts_t
         dict(trial("uniform", 4, 0, 60.0, 2.0), trial_hash="h", start_time=2, run_id="rerun"),
     ]
     summary = seed_summary(label_series(pd.DataFrame(rows)))
-    assert summary.loc[0, "n_seeds"] == 1 and summary.loc[0, "top1_mean"] == 60.0  # the latest run
+    assert summary.loc[0, "n_seeds"] == 1 and summary.loc[0, "top1_pct_mean"] == 60.0  # the latest run
     rows[1]["experiment"] = "other"
     assert finished(pd.DataFrame(rows)).shape[0] == 2
 

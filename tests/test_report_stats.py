@@ -49,8 +49,8 @@ def test_seeds_are_resampled_so_training_variance_widens_the_interval():
 
 def test_missing_videos_are_ignored_and_estimate_is_the_seed_mean():
     correct = np.array([[1, 0, np.nan, 1], [1, 1, 1, 0]], float)
-    assert estimate(outcomes(correct), "top1") == pytest.approx(100 * (2 / 3 + 3 / 4) / 2)
-    reps = replicates(Resampler(4, 2, n_boot=200), outcomes(correct), "top1")
+    assert estimate(outcomes(correct), "top1_pct") == pytest.approx(100 * (2 / 3 + 3 / 4) / 2)
+    reps = replicates(Resampler(4, 2, n_boot=200), outcomes(correct), "top1_pct")
     assert reps.shape == (200,) and np.nanmin(reps) >= 0 and np.nanmax(reps) <= 100
 
 
@@ -70,8 +70,8 @@ def test_map_replicates_vary_around_the_estimate():
     scores = rng.random((2, 60, 4))
     targets = scores + rng.random((2, 60, 4)) > 1.0
     out = Outcomes([0, 1], np.zeros((2, 60)), scores, targets)
-    lo, hi = interval(replicates(Resampler(60, 2, n_boot=300), out, "map"))
-    assert lo < estimate(out, "map") < hi
+    lo, hi = interval(replicates(Resampler(60, 2, n_boot=300), out, "map_pct"))
+    assert lo < estimate(out, "map_pct") < hi
 
 
 def test_more_data_factor_follows_one_over_sqrt_n():

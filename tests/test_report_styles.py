@@ -32,7 +32,7 @@ def summary(entries):
             "deployable": True,
             "dynamic": False,
             "params": dict(extra, k=k),
-            "top1": top1,
+            "top1_pct": top1,
             "gflops_per_video_mean": k,
             "gflops_per_video_std": 0.0,
             "gflops_per_video_min": k,
@@ -82,19 +82,19 @@ def test_points_at_or_below_chance_are_marked():
         {"video_id": ["a", "b", "c", "d"], "labels": [[0], [0], [1], [2]], "scores": [[0.1, 0.2, 0.7]] * 4}
     )
     trials = pd.DataFrame({"dataset": ["d"], "run_id": ["r"]})
-    assert chance_level(trials, {"r": table}, "top1") == {"d": 50.0}  # always answering class 0
+    assert chance_level(trials, {"r": table}, "top1_pct") == {"d": 50.0}  # always answering class 0
     name = builtin_methods()[0]
     points = summary([(name, {}, {1: 40.0, 2: 50.0, 4: 60.0})])
     styles = Styles(points)
     marked = [
         t
-        for t in tradeoff_figure(points, "top1", "gflops_per_video_mean_mean", "t", styles, 50.0).data
+        for t in tradeoff_figure(points, "top1_pct", "gflops_per_video_mean_mean", "t", styles, 50.0).data
         if t.name == "at or below chance"
     ]
     assert len(marked) == 1 and list(marked[0].y) == [40.0, 50.0]
     assert not [
         t
-        for t in tradeoff_figure(points, "top1", "gflops_per_video_mean_mean", "t", styles, 30.0).data
+        for t in tradeoff_figure(points, "top1_pct", "gflops_per_video_mean_mean", "t", styles, 30.0).data
         if t.name == "at or below chance"
     ]
 
@@ -109,7 +109,7 @@ def test_an_estimate_on_the_threshold_up_to_float_noise_asks_for_no_absurd_amoun
     from harness.report.stats import more_data_factor
 
     assert more_data_factor(1e-15, -20.0, 29.0, 0.0) == float("inf")  # +0.0 computed as a difference of floats
-    ctx = Context(points=pd.DataFrame({"n_seeds": [2]}), metric="top1", n_videos=12)
+    ctx = Context(points=pd.DataFrame({"n_seeds": [2]}), metric="top1_pct", n_videos=12)
     assert "would be settled" not in ctx.settle(more_data_factor(1e-15, -20.0, 29.0, 0.0))
     assert "would be settled" not in ctx.settle(5e6)
     assert "would be settled at about 4.0x the data (~48 test videos" in ctx.settle(4.0)

@@ -39,9 +39,9 @@ def test_trials_matched_by_label_budget_and_seed_even_without_a_budget():
                 "budget": [np.nan, 1.0, 2.0],
                 "seed": [0, 0, 0],
                 "run_id": ["r1", "r2", "r3"],
-                "top1": top1,
-                "top1_lo": [t - 2 for t in top1],
-                "top1_hi": [t + 2 for t in top1],
+                "top1_pct": top1,
+                "top1_pct_lo": [t - 2 for t in top1],
+                "top1_pct_hi": [t + 2 for t in top1],
             }
         )
 

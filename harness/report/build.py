@@ -41,7 +41,7 @@ RULES = (
     "'GFLOPs to reach' interpolate each method's curve linearly in log-GFLOPs between its measured "
     "budgets and never extrapolate."
 )
-PRIMARY_METRICS = ("top1", "map")
+PRIMARY_METRICS = ("top1_pct", "map_pct")
 
 
 def report_dir(results_root: str | Path, experiments: Sequence[str]) -> Path:

@@ -1,9 +1,12 @@
 """Read a grid's trials back from MLflow into one tidy DataFrame.
 
 One row per trial (an MLflow child run carrying a ``skimbench.trial_hash`` tag; parent runs are
-skipped). Tags become typed columns, metrics keep their logged names (``top1``,
+skipped). Tags become typed columns, metrics keep their logged names (``top1_pct``,
 ``gflops_per_video_mean``, ...), and ``method.params.*`` become a ``params`` dict. Reading through
 an ``MlflowClient`` bound to the given URI keeps the global MLflow state untouched.
+
+Runs logged before the metrics carried their unit (``top1``, ``top5``, ``map``) are read under
+today's names by ``logged_metrics``, the one place that knows the old names.
 """
 
 from __future__ import annotations
@@ -23,11 +26,12 @@ from harness.naming import trial_name
 
 TAG = "skimbench."
 
-# Metrics a report reads; absent ones become NaN columns so that later code needs no guards.
+# Metrics a report reads (and averages over seeds: ``pareto.seed_summary``); absent ones become NaN
+# columns so that later code needs no guards. Percent values end in ``_pct``.
 METRICS = [
-    "top1",
-    "top5",
-    "map",
+    "top1_pct",
+    "top5_pct",
+    "map_pct",
     "gflops_per_video_mean",
     "gflops_per_video_std",
     "gflops_per_video_min",
@@ -47,6 +51,10 @@ METRICS = [
     "videos_evaluated",
     "videos_skipped",
 ]
+
+
+# Names of the percent metrics in stores written before the unit joined the name -> today's names.
+LEGACY_METRICS = {"top1": "top1_pct", "top5": "top5_pct", "map": "map_pct"}
 
 
 class ReportError(Exception):
@@ -88,6 +96,16 @@ def _budget_param(tags: dict[str, str]) -> str | None:
     return name
 
 
+def logged_metrics(run: Any) -> dict[str, float]:
+    """An ``mlflow.entities.Run``'s metrics under today's names: an older store's ``top1`` is read as
+    ``top1_pct`` (same values, already percent), so its runs still report."""
+    metrics = dict(run.data.metrics)
+    for old, new in LEGACY_METRICS.items():
+        if old in metrics:
+            metrics.setdefault(new, metrics.pop(old))
+    return metrics
+
+
 def trial_row(run: Any, experiment: str) -> dict[str, Any] | None:
     """One tidy row from an ``mlflow.entities.Run``; None for runs that are not trials."""
     tags = run.data.tags
@@ -118,9 +136,10 @@ def trial_row(run: Any, experiment: str) -> dict[str, Any] | None:
             if k.startswith("method.params.")
         },
     }
+    metrics = logged_metrics(run)
     for name in METRICS:
-        row[name] = run.data.metrics.get(name, np.nan)
-    for name, value in run.data.metrics.items():  # keep any extra metric a plugin logged
+        row[name] = metrics.get(name, np.nan)
+    for name, value in metrics.items():  # keep any extra metric a plugin logged
         row.setdefault(name, value)
     return row
 

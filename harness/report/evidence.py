@@ -35,7 +35,7 @@ class Evidence:
                 continue
             videos = sorted({str(v) for t in tables.values() for v in t["video_id"]})
             num_classes = max(max((len(s) for s in t["scores"] if s is not None), default=1) for t in tables.values())
-            n_boot = MAP_BOOT if metric == "map" else N_BOOT
+            n_boot = MAP_BOOT if metric == "map_pct" else N_BOOT
             resampler = Resampler(len(videos), int(group["n_seeds"].max()), n_boot)
             est, reps, usage = {}, {}, {}
             for _, row in group.iterrows():
@@ -142,7 +142,9 @@ def numeric_extras_means(
     return {k: {name: float(np.mean(v)) for name, v in d.items()} for k, d in pooled.items() if d}
 
 
-def trial_intervals(tracking_uri: str, run_ids: list[str], metrics: tuple[str, ...] = ("top1", "map")) -> pd.DataFrame:
+def trial_intervals(
+    tracking_uri: str, run_ids: list[str], metrics: tuple[str, ...] = ("top1_pct", "map_pct")
+) -> pd.DataFrame:
     """One row per trial (one seed: its test videos resampled): ``run_id``, ``<metric>_lo``,
     ``<metric>_hi`` (NaN without predictions), for ``skimbench results``' interval columns."""
     rows = []
@@ -154,7 +156,7 @@ def trial_intervals(tracking_uri: str, run_ids: list[str], metrics: tuple[str, .
             classes = max((len(s) for s in table["scores"] if s is not None), default=1)
             outcomes = Outcomes.from_predictions(videos, {0: table}, classes)
             for metric in metrics:
-                resampler = Resampler(len(videos), 1, MAP_BOOT if metric == "map" else N_BOOT)
+                resampler = Resampler(len(videos), 1, MAP_BOOT if metric == "map_pct" else N_BOOT)
                 row[f"{metric}_lo"], row[f"{metric}_hi"] = interval(replicates(resampler, outcomes, metric))
         rows.append(row)
     return pd.DataFrame(rows, columns=["run_id"] + [f"{m}_{b}" for m in metrics for b in ("lo", "hi")])
@@ -181,5 +183,5 @@ def chance_level(trials: pd.DataFrame, predictions: Mapping[str, pd.DataFrame], 
         for labels in table["labels"]:
             positives[[int(c) for c in labels or [] if int(c) < classes]] += 1
         share = positives / len(table)
-        out[dataset] = float(100 * (share.max() if metric != "map" else share[share > 0].mean()))
+        out[dataset] = float(100 * (share.max() if metric != "map_pct" else share[share > 0].mean()))
     return out

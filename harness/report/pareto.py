@@ -18,24 +18,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-SUMMARY_METRICS = [
-    "top1",
-    "top5",
-    "map",
-    "gflops_per_video_mean",
-    "gflops_per_video_std",
-    "gflops_per_video_min",
-    "gflops_per_video_max",
-    "gflops_selection_mean",
-    "gflops_recognition_mean",
-    "params_m",
-    "latency_ms_per_video",
-    "throughput_videos_per_s",
-    "peak_memory_mb",
-    "train_time_s",
-    "decoded_frames_per_video",
-    "decode_ms_per_video",
-]
+from harness.report.collect import METRICS
+
 POINT_KEYS = ["dataset", "label", "budget"]
 CARRIED = ["experiment", "method", "backbone", "budget_param", "deployable", "dynamic"]
 
@@ -58,7 +42,8 @@ def unfinished(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def seed_summary(trials: pd.DataFrame) -> pd.DataFrame:
-    """One row per (dataset, label, budget): ``<metric>_mean`` and ``<metric>_std`` over seeds.
+    """One row per (dataset, label, budget): ``<metric>_mean`` and ``<metric>_std`` over seeds, for
+    every metric a report reads (``collect.METRICS``).
 
     ``trials`` needs a ``label`` column (``collect.label_series``). ``n_seeds`` and ``run_ids``
     tell what each mean rests on; std is NaN for a single seed.
@@ -73,13 +58,13 @@ def seed_summary(trials: pd.DataFrame) -> pd.DataFrame:
         row["n_seeds"] = len(group)
         row["seeds"] = sorted(int(s) for s in group["seed"].dropna())
         row["run_ids"] = list(group["run_id"])
-        for metric in SUMMARY_METRICS:
+        for metric in METRICS:
             values = group[metric].astype(float) if metric in group else pd.Series([np.nan])
             row[f"{metric}_mean"] = values.mean()
             row[f"{metric}_std"] = values.std(ddof=1) if values.notna().sum() > 1 else np.nan
         rows.append(row)
     columns = POINT_KEYS + CARRIED + ["params", "n_seeds", "seeds", "run_ids"]
-    return pd.DataFrame(rows, columns=columns + [f"{m}_{s}" for m in SUMMARY_METRICS for s in ("mean", "std")])
+    return pd.DataFrame(rows, columns=columns + [f"{m}_{s}" for m in METRICS for s in ("mean", "std")])
 
 
 def pareto_front(points: pd.DataFrame, cost: str, metric: str) -> pd.Series:

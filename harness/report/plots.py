@@ -21,7 +21,7 @@ from harness.report.styles import Styles  # noqa: E402
 
 GFLOPS_LABEL = "GFLOPs per video (multiply-adds)"
 LATENCY_LABEL = "Measured latency per video (ms)"
-METRIC_LABELS = {"top1": "Top-1 accuracy (%)", "top5": "Top-5 accuracy (%)", "map": "mAP (%)"}
+METRIC_LABELS = {"top1_pct": "Top-1 accuracy (%)", "top5_pct": "Top-5 accuracy (%)", "map_pct": "mAP (%)"}
 
 
 def save(fig: plt.Figure, stem: Path) -> Path:

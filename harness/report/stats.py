@@ -138,17 +138,17 @@ def weighted_map(scores: np.ndarray, targets: np.ndarray, weights: np.ndarray) -
 
 
 def replicates(resampler: Resampler, outcomes: Outcomes, metric: str) -> np.ndarray:
-    """[B] bootstrap replicates of ``metric`` ("top1" or "map") for one point."""
-    if metric == "top1":
+    """[B] bootstrap replicates of ``metric`` ("top1_pct" or "map_pct") for one point."""
+    if metric == "top1_pct":
         return resampler.accuracy(outcomes.correct)
-    if metric == "map":
+    if metric == "map_pct":
         return resampler.mean_ap(outcomes.scores, outcomes.targets)
-    raise ValueError(f"no bootstrap for metric '{metric}' (known: top1, map)")
+    raise ValueError(f"no bootstrap for metric '{metric}' (known: top1_pct, map_pct)")
 
 
 def estimate(outcomes: Outcomes, metric: str) -> float:
     """The point estimate: the metric on all videos, averaged over seeds."""
-    if metric == "top1":
+    if metric == "top1_pct":
         return float(100.0 * np.mean(np.nanmean(outcomes.correct, axis=1)))
     ones = np.ones((1, outcomes.scores.shape[1]), np.float32)
     return float(100.0 * np.mean([weighted_map(s, t, ones)[0] for s, t in zip(outcomes.scores, outcomes.targets)]))

@@ -83,7 +83,7 @@ def method_table(points: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, pd.Da
             "method": numeric["method"],
             "budget": [budget_cell(r) for _, r in points.iterrows()],
             "seeds": numeric["seeds"],
-            f"{metric} (%) [95% CI]": [
+            f"{metric} [95% CI]": [
                 mean_ci(m, lo, hi)
                 for m, lo, hi in zip(
                     numeric[f"{metric}_mean"], numeric[f"{metric}_ci95_lo"], numeric[f"{metric}_ci95_hi"]
@@ -178,13 +178,13 @@ def reach_reference_table(points: pd.DataFrame, metric: str) -> tuple[pd.DataFra
             "dataset": numeric["dataset"],
             "method": numeric["method"],
             "reference": numeric["reference"],
-            f"reference {metric} (%)": [pm(v, None) for v in numeric["reference_metric"]],
+            f"reference {metric}": [pm(v, None) for v in numeric["reference_metric"]],
             "reference GFLOPs": [num(v) for v in numeric["reference_gflops"]],
             "GFLOPs to reach it": [
                 num(v) if not pd.isna(v) else "not reached" for v in numeric["gflops_to_reach_reference"]
             ],
             "× reference GFLOPs": [num(v, 2) for v in numeric["fraction_of_reference_gflops"]],
-            f"best {metric} (%)": [pm(v, None) for v in numeric["best_metric"]],
+            f"best {metric}": [pm(v, None) for v in numeric["best_metric"]],
         }
     )
     return numeric, text

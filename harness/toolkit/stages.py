@@ -19,7 +19,7 @@ Stages (names in ``ctx.stages_used``): ``heavy_classifier``, ``light_network``,
 (SCSampler's cross-classifier labels) is recorded as ``heavy_classifier[<backbone>]``. Training
 recipe of both networks (``RECIPE``): ``harness.toolkit.training.train_network`` with batch
 ``TRAIN_BATCH``, peak learning rate ``TRAIN_LR``, ``heavy_epochs`` epochs of
-``CLIPS_PER_VIDEO_PER_EPOCH`` random clips per training video, every clip labelled with its
+``clips_per_video`` random clips per training video (both ``evaluation`` settings), every clip labelled with its
 video's label, seeded by the trial seed.
 
 The LightNet is ``evaluation.light_backbone`` (MobileNetV2) at the width multiplier ``light_width``
@@ -58,10 +58,6 @@ from harness.toolkit.training import loader_workers, train_streamed
 RECIPE = 4  # bump when the training recipe changes: it is part of every stage key
 TRAIN_BATCH = 64
 TRAIN_LR = 2e-3
-# Each epoch trains on this many random clips of every training video (all of them when shorter):
-# a fixed cost per video and epoch, so the shared classifier trains in about a minute on 2 cores on
-# the small benchmark while still seeing every clip over the epochs in expectation.
-CLIPS_PER_VIDEO_PER_EPOCH = 4
 
 LIGHT_PARAMS: dict[str, Param] = {
     "light_width": Param(1.0, "LightNet width multiplier (MobileNetV2's; 1.0 = published)", low=0.05),
@@ -113,7 +109,7 @@ def _recipe_deps(ctx: TrialContext) -> dict[str, Any]:
     ev = ctx.evaluation
     return {
         "recipe": RECIPE,
-        "clips_per_video": CLIPS_PER_VIDEO_PER_EPOCH,
+        "clips_per_video": int(ev["clips_per_video"]),
         "dataset": dataset_deps(ctx),
         "clip_len": int(ev["clip_len"]),
         "epochs": int(ev["heavy_epochs"]),
@@ -172,7 +168,7 @@ def _trained(
         train_streamed(
             net,
             frames,
-            lambda rng: clip_requests(frames, clip_len, CLIPS_PER_VIDEO_PER_EPOCH, rng),
+            lambda rng: clip_requests(frames, clip_len, int(ctx.evaluation["clips_per_video"]), rng),
             lambda x, _mask: net(x),
             epochs=int(ctx.evaluation["heavy_epochs"]),
             batch_size=TRAIN_BATCH,

@@ -7,6 +7,10 @@ the same loop from the streaming loader (``harness.data.streaming``: DataLoader 
 the frames each batch needs), so no split is ever held in memory. The recipe: AdamW (weight decay
 1e-4), one-cycle learning rate (20% warm-up), cross-entropy on single-label data or BCE on
 multi-label data, numpy permutations from ``seed``; on CUDA, bfloat16 autocast and channels-last.
+
+``train_video_classifier`` trains a small classifier over tensors already in memory (per-timestep
+features of whole videos, with their mask) with Adam at a fixed learning rate, the recipe of the
+papers' video-level classifiers; ``classification_loss`` is its loss (CE, or BCE multi-label).
 """
 
 from __future__ import annotations
@@ -214,6 +218,49 @@ def train_streamed(
         log=log,
         what=what,
     )
+
+
+def classification_loss(logits: torch.Tensor, targets: torch.Tensor, multilabel: bool) -> torch.Tensor:
+    """CE on the single label, BCE on a multi-hot target."""
+    if multilabel:
+        return F.binary_cross_entropy_with_logits(logits, targets)
+    return F.cross_entropy(logits, targets.argmax(1))
+
+
+def train_video_classifier(
+    net: nn.Module,
+    features: torch.Tensor,
+    mask: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    multilabel: bool,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    eps: float = 1e-4,
+    what: str = "video classifier",
+    log=print,
+) -> nn.Module:
+    """Adam on CE (BCE multi-label) over minibatches of whole videos, for a classifier of per-timestep
+    features called as ``net(features [B, L, D], mask [B, L] as 0/1 floats)``, e.g. cached heavy
+    features of every timestep; ``eps`` 1e-4 by default (1e-8 is Adam's own)."""
+    generator = torch.Generator().manual_seed(int(seed))
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr, eps=eps)
+    net.train()
+    for epoch in range(epochs):
+        order = torch.randperm(len(mask), generator=generator).to(mask.device)
+        total = 0.0
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            loss = classification_loss(net(features[idx], mask[idx].to(features.dtype)), targets[idx], multilabel)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(idx)
+        if epoch == epochs - 1 or (epoch + 1) % 10 == 0:
+            log(f"[{what}] epoch {epoch + 1}/{epochs} ce {total / len(order):.3f}")
+    return net.eval()
 
 
 def training_memory_mb(module: nn.Module, run: Callable[[], Any]) -> float:
