@@ -176,9 +176,25 @@ def part_c_attached(args: argparse.Namespace, folder: Path) -> None:
             f"  [target <= 6 s: {'met' if overheads[1] <= 6 else 'NOT met'}]"
         )
     finally:
-        subprocess.run(
-            [ray_bin, "stop", "--force"], capture_output=True, env={**env, "RAY_ADDRESS": f"127.0.0.1:{port}"}
-        )
+        stop_head(temp)
+
+
+def stop_head(temp: Path) -> None:
+    """Stop the Ray started here, and only it: the processes whose command line names its temp folder
+    (``ray stop`` would stop every Ray instance on the machine, other users' included)."""
+    import psutil  # noqa: PLC0415 - a Ray dependency, needed only here
+
+    me = {psutil.Process().pid, *(p.pid for p in psutil.Process().parents())}  # whose command line may name it too
+    ours = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if p.pid not in me and any(str(temp) in part for part in p.info["cmdline"] or [])
+    ]
+    for proc in ours:
+        proc.terminate()
+    _, alive = psutil.wait_procs(ours, timeout=10)
+    for proc in alive:
+        proc.kill()
 
 
 def trivial_spec(folder: Path, data_root: Path, experiment: str, grid: str, concurrent: int) -> Path:
