@@ -56,11 +56,17 @@ class QuickCentroid(Method):
         "stage_counter": Param("", "append a line to this file when the shared stage is computed"),
         "declare_stage": Param(True, "declare the shared stage (Method.stages), so the plan computes it first"),
         "stage_fail": Param(False, "the shared stage raises (after counting itself)"),
+        "stage_direct": Param(False, "write the shared stage's folder directly, not through the store's lock"),
         "die": Param(False, "SIGKILL the worker process in fit unless fail_once_file exists"),
         "barrier_dir": Param(
             "", "in fit, create a file named after this process here, then wait until the file `release` is here"
         ),
+        "expected_cost": Param(2.0, "the trial's declared cost (Method.cost), for scheduling tests", low=0),
     }
+
+    @property
+    def cost(self) -> float:  # type: ignore[override]
+        return float(self.p["expected_cost"])
 
     def _shared_deps(self) -> dict:
         return {"dataset": self.ctx.dataset.manifest_hash(), **({"fail": True} if self.p["stage_fail"] else {})}
@@ -74,6 +80,13 @@ class QuickCentroid(Method):
                 raise RuntimeError("quick_shared was asked to fail")
             (out / "value.txt").write_text("shared")
 
+        if self.p["stage_direct"]:  # as a sharded extraction does: its own folder and marker
+            folder = self.ctx.store.path("quick_shared", self._shared_deps())
+            if not (folder / "meta.json").exists():
+                folder.mkdir(parents=True, exist_ok=True)
+                compute(folder)
+                (folder / "meta.json").write_text("{}")
+            return folder
         return self.ctx.stage("quick_shared", self._shared_deps(), compute)
 
     def stages(self):
