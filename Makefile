@@ -45,13 +45,16 @@ browser:
 	else echo ">> no chromium and no root apt: the HTML browser test will be skipped"; fi
 
 # PostgreSQL for the tracking-server test (Debian's postgresql); the test starts and stops its own
-# instance on 127.0.0.1 and is skipped when PostgreSQL is missing.
+# instance on 127.0.0.1 and is skipped when PostgreSQL is missing. Where the install starts Debian's
+# own cluster (a machine with systemd), it is stopped again: nothing is left running for the test.
 postgres:
 	@if command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then \
 	  echo ">> postgresql present"; \
 	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	  echo ">> installing Debian postgresql for the tracking-server test"; \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null \
+	    && pg_lsclusters -h | awk '$$4 == "online" {print $$1, $$2}' \
+	       | while read version cluster; do pg_ctlcluster "$$version" "$$cluster" stop; done) \
 	    || echo ">> postgresql install failed: the PostgreSQL test will be skipped"; \
 	else echo ">> no postgresql and no root apt: the PostgreSQL test will be skipped"; fi
 

@@ -13,7 +13,8 @@
     worker) through ``skimbench run`` against a bare loop of ``run_trial``, amortised per trial.
     Target < 0.5 s.
 
-    python benchmarks/orchestration.py [--methods uniform,videoepitoma] [--trials 8] [--parts abcd]
+    python benchmarks/orchestration.py [--methods uniform,videoepitoma] [--seeds 0] [--trials 8] [--parts abcd]
+        [--keep DIR]   (keep the runs: ``skimbench report`` on DIR/ray/spec.yaml's experiment draws its Gantt chart)
 """
 
 from __future__ import annotations
@@ -50,11 +51,14 @@ def skimbench(*args: str, env: dict | None = None) -> float:
     return elapsed
 
 
-def grid_spec(source: Path, methods: list[str], data_root: Path, out: Path) -> Path:
-    """The grid of ``source`` (method entries named in ``methods`` only, when given) writing under ``out``."""
+def grid_spec(source: Path, methods: list[str], data_root: Path, out: Path, seeds: list[int] | None = None) -> Path:
+    """The grid of ``source`` (method entries named in ``methods`` only, when given; ``seeds`` instead of
+    its seeds, when given) writing under ``out``."""
     spec = yaml.safe_load(source.read_text())
     if methods:
         spec["methods"] = [m for m in spec["methods"] if (m if isinstance(m, str) else m["name"]) in methods]
+    if seeds:
+        spec["seeds"] = seeds
     spec["dataset"].setdefault("params", {})["root"] = str(data_root)
     spec["output"] = str(out / "results")
     spec["tracking"] = {"uri": f"sqlite:///{out}/mlflow.db"}
@@ -99,12 +103,13 @@ def part_a_b(args: argparse.Namespace, folder: Path) -> float:
         "--root",
         str(data_root),
     )
-    local_spec = grid_spec(source, args.methods, data_root, folder / "local")
-    ray_spec = grid_spec(source, args.methods, data_root, folder / "ray")
+    local_spec = grid_spec(source, args.methods, data_root, folder / "local", args.seeds)
+    ray_spec = grid_spec(source, args.methods, data_root, folder / "ray", args.seeds)
     local = skimbench("run", str(local_spec), "--local", "--no-report", "--quiet")
     on_ray = skimbench("run", str(ray_spec), "--no-report", "--quiet")
     span, busy, waited = schedule(ray_spec)
     what = f"{args.spec}" + (f" (methods: {', '.join(args.methods)})" if args.methods else "")
+    what += f" (seeds: {args.seeds})" if args.seeds else ""
     print(
         f"(a) {what}: --local (1 worker) {local:.1f} s, Ray (2 workers) {on_ray:.1f} s: "
         f"speed-up {local / on_ray:.2f}x  [target >= 1.7x: {'met' if local / on_ray >= 1.7 else 'NOT met'}]"
@@ -171,9 +176,25 @@ def part_c_attached(args: argparse.Namespace, folder: Path) -> None:
             f"  [target <= 6 s: {'met' if overheads[1] <= 6 else 'NOT met'}]"
         )
     finally:
-        subprocess.run(
-            [ray_bin, "stop", "--force"], capture_output=True, env={**env, "RAY_ADDRESS": f"127.0.0.1:{port}"}
-        )
+        stop_head(temp)
+
+
+def stop_head(temp: Path) -> None:
+    """Stop the Ray started here, and only it: the processes whose command line names its temp folder
+    (``ray stop`` would stop every Ray instance on the machine, other users' included)."""
+    import psutil  # noqa: PLC0415 - a Ray dependency, needed only here
+
+    me = {psutil.Process().pid, *(p.pid for p in psutil.Process().parents())}  # whose command line may name it too
+    ours = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if p.pid not in me and any(str(temp) in part for part in p.info["cmdline"] or [])
+    ]
+    for proc in ours:
+        proc.terminate()
+    _, alive = psutil.wait_procs(ours, timeout=10)
+    for proc in alive:
+        proc.kill()
 
 
 def trivial_spec(folder: Path, data_root: Path, experiment: str, grid: str, concurrent: int) -> Path:
@@ -233,12 +254,16 @@ def main() -> None:
         default=[],
         help="keep only these method entries of the grid (a reduced run on a busy machine)",
     )
+    parser.add_argument(
+        "--seeds", type=lambda s: [int(x) for x in s.split(",") if x], default=[], help="these seeds instead (a)"
+    )
+    parser.add_argument("--keep", default="", help="work in this folder and keep it (its runs, for a report)")
     parser.add_argument("--trials", type=int, default=8, help="trivial trials of part (d)")
     parser.add_argument("--parts", default="abcd", help="which parts to run (b and the fresh-Ray c come with a)")
     args = parser.parse_args()
     print(f"orchestration benchmark ({os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f})", flush=True)
     with tempfile.TemporaryDirectory(prefix="skimbench-orch-") as tmp:
-        folder = Path(tmp)
+        folder = Path(args.keep or tmp)
         if "a" in args.parts:
             part_a_b(args, folder)
         if "c" in args.parts:

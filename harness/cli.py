@@ -11,6 +11,7 @@ never load Ray or MLflow (``python -X importtime -m harness.cli plan SPEC`` show
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 from importlib.metadata import PackageNotFoundError, version
@@ -221,12 +222,42 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    """``plugins {methods,datasets,backbones} [NAME]`` (``methods [NAME]`` is the same as ``plugins methods``)."""
+    """``plugins {methods,datasets,backbones} [NAME]`` (``methods [NAME]`` is the same as ``plugins methods``).
+
+    Listing imports every plugin module, and with them torch (seconds), while the listing depends only
+    on the code: it is printed from a cache keyed by ``registry.sources_fingerprint`` (any edit, install
+    or new entry point changes the key), except with ``--plugin`` files, whose own imports are not tracked."""
+    from harness.registry import sources_fingerprint
+
+    cache = None
+    if not getattr(args, "plugin", None):
+        kind, verbose = getattr(args, "kind", "methods"), bool(args.verbose or args.name)
+        key = f"{sources_fingerprint()}-{kind}-{args.name or ''}-{int(verbose)}"
+        folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "skimbench" / "plugins"
+        cache = folder / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.txt"
+        if cache.exists():
+            print(cache.read_text(), end="")
+            return 0
+    text = _plugins_text(args)
+    print(text, end="")
+    if cache is not None:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
+            tmp.write_text(text)
+            os.replace(tmp, cache)
+        except OSError:
+            pass  # an unwritable cache only costs the next listing its imports
+    return 0
+
+
+def _plugins_text(args: argparse.Namespace) -> str:
     from harness.registry import BACKBONES, DATASETS, METHODS
 
     _load_plugins(args)
     registry = {"methods": METHODS, "datasets": DATASETS, "backbones": BACKBONES}[getattr(args, "kind", "methods")]
     names = [args.name] if args.name else registry.names()
+    lines = []
     for name in names:
         cls = registry.get(name)  # an unknown name: one line with the registered ones
         flags = [
@@ -239,12 +270,12 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         ]
         budget = f"; budget knob: {cls.budget_param}" if getattr(cls, "budget_param", None) else ""
         summary = getattr(cls, "summary", "") or ((cls.__doc__ or "").strip().splitlines() or [""])[0]
-        print(f"{name}: {summary}{budget}{' (' + ', '.join(flags) + ')' if flags else ''}")
+        lines.append(f"{name}: {summary}{budget}{' (' + ', '.join(flags) + ')' if flags else ''}")
         if args.verbose or args.name:
-            print(f"    from {registry.origin(name)}")
+            lines.append(f"    from {registry.origin(name)}")
         for pname, p in getattr(cls, "params", {}).items():
-            print(f"    {pname} = {p.default!r}  ({p.describe_type()})  {p.doc}")
-    return 0
+            lines.append(f"    {pname} = {p.default!r}  ({p.describe_type()})  {p.doc}")
+    return "".join(line + "\n" for line in lines)
 
 
 def cmd_new_method(args: argparse.Namespace) -> int:

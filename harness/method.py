@@ -150,6 +150,10 @@ class Method:
     # Part of the trial identity. None: a hash of the module's source file, so editing the code reruns
     # its trials; a string ("2") replaces that hash: bump it when results change, keep it for refactors.
     version: ClassVar[str | None] = None
+    # Rough seconds of a trial's own work (fit + predict + accounting, outside its declared stages) on the
+    # built-in benchmark at size small on one CPU core; only ratios matter. The scheduler starts the costliest
+    # work first, so the end of a grid keeps every worker busy (harness/plan.py). A property may use ``self.p``.
+    cost: ClassVar[float] = 2.0
     # small backbone the registry-wide contract tests (tests/test_flops_proof.py) build the method on
     test_backbone: ClassVar[dict[str, Any]] = {"name": "resnet18", "params": {"width": 8, "input_size": 32}}
 

@@ -11,6 +11,7 @@ loaded with ``--plugin``, or imported by its own test): the same origin reached 
 from __future__ import annotations
 
 import difflib
+import hashlib
 import importlib
 import importlib.util
 import inspect
@@ -123,6 +124,29 @@ BACKBONES = Registry("backbone", "skimbench.backbones", ("harness.backbones",))
 register_method = METHODS.register
 register_dataset = DATASETS.register
 register_backbone = BACKBONES.register
+
+
+def sources_fingerprint() -> str:
+    """A hash of everything the three registries' listings come from, found without importing a plugin:
+    the path, size and modification time of every Python file of the built-in packages and of the
+    installed entry points' top-level packages, the entry points themselves, and the interpreter."""
+    tops = {module.split(".")[0] for registry in (METHODS, DATASETS, BACKBONES) for module in registry.builtin_modules}
+    facts = [sys.executable, sys.version]
+    for registry in (METHODS, DATASETS, BACKBONES):
+        for ep in sorted(entry_points(group=registry.entry_point_group), key=lambda ep: (ep.name, ep.value)):
+            facts.append(f"{registry.entry_point_group} {ep.name} {ep.value} {ep.dist.version if ep.dist else ''}")
+            tops.add(ep.value.split(":")[0].split(".")[0])
+    for top in sorted(tops):
+        spec = importlib.util.find_spec(top)  # a top-level name: finds it without importing it
+        if spec is None:
+            continue
+        roots = [Path(p) for p in (spec.submodule_search_locations or [])] or [Path(str(spec.origin))]
+        for root in roots:
+            files = sorted(root.rglob("*.py")) if root.is_dir() else [root]
+            for file in files:
+                stat = file.stat()
+                facts.append(f"{file} {stat.st_size} {stat.st_mtime_ns}")
+    return hashlib.sha256("\n".join(facts).encode()).hexdigest()[:20]
 
 
 def source_file(obj: Any) -> Path | None:

@@ -25,6 +25,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+@lru_cache(maxsize=1)
 def package_versions() -> dict[str, str]:
     found = {"python": platform.python_version()}
     for name in RECORDED_PACKAGES:

@@ -166,11 +166,12 @@ def _run_claimed(
         str(output / "unrecorded"),
     )
     context.load_plugins()
-    plan = build_plan(to_run, context.store_root)  # stages already in the store are not scheduled again
     launcher = make_launcher(spec, local=local, address=address)
     progress = GridProgress(to_run, skipped=len(skipped), enabled=show_progress, store_root=output / "stages")
     status = "KILLED"
     try:
+        launcher.start(context)  # Ray: workers start while the plan is built
+        plan = build_plan(to_run, context.store_root)  # stages already in the store are not scheduled again
         with progress:
             launched = launcher.launch(plan, context, progress)
         outcome.finished = list(launched.finished)

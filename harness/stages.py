@@ -43,12 +43,15 @@ def stage_key(name: str, deps: Mapping[str, Any]) -> str:
 class StageRequest:
     """A shared stage a trial needs: ``name`` and key inputs ``deps`` (its key, as the store computes
     it), the keys of the stages it builds on (``after``), and ``build()``, which makes it exist in the
-    trial's store (through ``ctx.stage``: computed under the lock, or read when already there)."""
+    trial's store (through ``ctx.stage``: computed under the lock, or read when already there).
+    ``cost``: rough seconds to compute it (as ``Method.cost``); an earlier build of a stage of the same
+    name in the store replaces it with what that build took (``typical_seconds``)."""
 
     name: str
     deps: Mapping[str, Any] = field(compare=False)
     build: Callable[[], Any] = field(compare=False, repr=False)
     after: tuple[str, ...] = ()
+    cost: float = field(default=5.0, compare=False)
 
     @property
     def key(self) -> str:
@@ -62,6 +65,7 @@ class StageStore:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.waited_s = 0.0  # seconds spent computing or waiting for stages that were not there yet
+        self.emitted: set[str] = set()  # keys whose computation this store object recorded
 
     def key(self, name: str, deps: Mapping[str, Any]) -> str:
         return stage_key(name, deps)
@@ -101,15 +105,17 @@ class StageStore:
         finally:
             self.waited_s += time.perf_counter() - started
 
-    def emit(self, event: str, name: str, key: str) -> None:
-        """Append one event line (a single small ``O_APPEND`` write: lines from processes never mix)."""
+    def emit(self, event: str, name: str, key: str, at: float | None = None) -> None:
+        """Append one event line (a single small ``O_APPEND`` write: lines from processes never mix),
+        dated now or ``at``."""
+        self.emitted.add(key)
         line = (
             json.dumps(
                 {
                     "event": event,
                     "stage": name,
                     "key": key,
-                    "time": time.time(),
+                    "time": time.time() if at is None else at,
                     "host": os.uname().nodename,
                     "pid": os.getpid(),
                 }
@@ -161,7 +167,7 @@ class StageWatcher:
                 del self.running[ident]
                 continue
             if event["stage"] not in self.typical:
-                self.typical[event["stage"]] = _typical_seconds(self.path.parent / event["stage"])
+                self.typical[event["stage"]] = typical_seconds(self.path.parent, event["stage"])
             out.append({**event, "elapsed": now - event["time"], "typical": self.typical[event["stage"]]})
         return out
 
@@ -195,13 +201,15 @@ def stage_spans(root: str | Path, since: float = 0.0) -> list[dict[str, Any]]:
     return sorted(spans.values(), key=lambda span: span["start"])
 
 
-def _typical_seconds(folder: Path) -> float | None:
-    for meta in sorted(folder.glob("*/meta.json")):
+def typical_seconds(root: str | Path, name: str, most: int = 20) -> float | None:
+    """The median seconds of up to ``most`` earlier builds of stage ``name`` in the store (any key), or None."""
+    seconds = []
+    for meta in sorted((Path(root) / name).glob("*/meta.json"))[:most]:
         try:
-            return float(json.loads(meta.read_text())["seconds"])
+            seconds.append(float(json.loads(meta.read_text())["seconds"]))
         except (ValueError, KeyError, OSError):
             continue
-    return None
+    return sorted(seconds)[len(seconds) // 2] if seconds else None
 
 
 def _alive(pid: int) -> bool:

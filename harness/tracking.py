@@ -15,11 +15,13 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
 
+from mlflow import __version__ as mlflow_version
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
@@ -75,8 +77,34 @@ def client(uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=uri)
 
 
+def seed_sqlite_store(uri: str) -> None:
+    """Start a new SQLite store as a copy of an empty one MLflow created and migrated once per MLflow
+    version (``~/.cache/skimbench/mlflow-<version>.db``): MLflow's schema migration (alembic, every
+    revision since 1.0) costs seconds at each new output folder. Anything failing here leaves MLflow
+    to create the store itself. Call it under ``trial_claims.store_lock``."""
+    if not uri.startswith("sqlite:///"):
+        return
+    path = Path(uri[len("sqlite:///") :])
+    if path.exists():
+        return
+    cache = (
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "skimbench" / f"mlflow-{mlflow_version}.db"
+    )
+    try:
+        if not cache.exists():
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
+            MlflowClient(tracking_uri=f"sqlite:///{tmp}").search_experiments()  # MLflow creates and migrates it
+            os.replace(tmp, cache)
+        shutil.copyfile(cache, path)
+    except Exception:  # noqa: BLE001 - MLflow creates the store as usual
+        path.unlink(missing_ok=True)
+
+
 def ensure_experiment(uri: str, name: str, artifact_root: Path | None = None) -> str:
-    """Experiment id for ``name``, created if missing (local stores keep artifacts under ``artifact_root``)."""
+    """Experiment id for ``name``, created if missing (local stores keep artifacts under ``artifact_root``).
+    A new SQLite store starts from MLflow's migrated empty store (``seed_sqlite_store``)."""
+    seed_sqlite_store(uri)
     location = None
     if artifact_root is not None and not uri.startswith(("http://", "https://", "databricks")):
         location = safe_join(artifact_root, name).resolve().as_uri()  # before anything is written
@@ -177,21 +205,24 @@ def log_dict(
     metrics: dict[str, float] | None = None,
     tags: dict[str, str] | None = None,
 ) -> None:
+    """One ``log_batch`` per MLflow batch limit (100 params, 100 tags, 1000 entries): usually one call."""
     c = client(uri)
     now = int(time.time() * 1000)
-    for chunk in _batched([Param(k, v) for k, v in (params or {}).items()], 100):
-        with_retry(lambda: c.log_batch(run_id, params=chunk))
-    for chunk in _batched([RunTag(k, v) for k, v in (tags or {}).items()], 100):
-        with_retry(lambda: c.log_batch(run_id, tags=chunk))
-    for chunk in _batched([Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()], 1000):
-        with_retry(lambda: c.log_batch(run_id, metrics=chunk))
+    param_chunks = list(_batched([Param(k, v) for k, v in (params or {}).items()], 100))
+    tag_chunks = list(_batched([RunTag(k, v) for k, v in (tags or {}).items()], 100))
+    metric_chunks = list(_batched([Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()], 800))
+    for i in range(max(len(param_chunks), len(tag_chunks), len(metric_chunks))):
+        batch = {
+            "params": param_chunks[i] if i < len(param_chunks) else [],
+            "tags": tag_chunks[i] if i < len(tag_chunks) else [],
+            "metrics": metric_chunks[i] if i < len(metric_chunks) else [],
+        }
+        with_retry(lambda: c.log_batch(run_id, **batch))
 
 
 def log_files(uri: str, run_id: str, folder: Path, artifact_path: str | None = None) -> None:
-    c = client(uri)
-    for path in sorted(folder.iterdir()):
-        if path.is_file():
-            with_retry(lambda: c.log_artifact(run_id, str(path), artifact_path))
+    """The files and folders in ``folder``, in one call."""
+    with_retry(lambda: client(uri).log_artifacts(run_id, str(folder), artifact_path))
 
 
 def start(
@@ -217,9 +248,10 @@ def start(
     log_dict(uri, run_id, params=params)
     with tempfile.TemporaryDirectory(prefix="skimbench-run-") as tmp:
         (Path(tmp) / "config.json").write_text(json.dumps(config, indent=1, sort_keys=True))
+        for path in sorted(set(sources)):
+            (Path(tmp) / "source").mkdir(exist_ok=True)
+            shutil.copy2(path, Path(tmp) / "source" / Path(path).name)
         log_files(uri, run_id, Path(tmp))
-    for path in sorted(set(sources)):
-        with_retry(lambda: client(uri).log_artifact(run_id, str(path), "source"))
     return run_id
 
 

@@ -12,6 +12,7 @@ from harness.toolkit.selection import AGGREGATE_PARAM
 @register_method("dense")
 class Dense(HeavyOnTimesteps):
     summary = "heavy clip classifier on all timesteps, scores averaged"
+    cost = 4.0  # rough seconds of a trial (Method.cost): the scheduler starts costly trials first
     params = {"aggregate": AGGREGATE_PARAM}
     budget_param = None  # cost is the video's length, nothing to sweep
 

@@ -316,6 +316,7 @@ class LiteEvalTrace(nn.Module):
 @register_method("liteeval")
 class LiteEval(Method):
     summary = "coarse LSTM on cheap features every step; a Gumbel-softmax gate reads heavy features into a fine LSTM"
+    cost = 70.0  # rough seconds of a trial (Method.cost): the scheduler starts costly trials first
     params = {
         "gamma": Param(
             0.5, "target fraction of timesteps that read heavy features (the budget of eq. 7)", low=0.0, high=1.0

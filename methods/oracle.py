@@ -23,6 +23,7 @@ def oracle_timesteps(logits: np.ndarray, labels: np.ndarray, k: int, multilabel:
 @register_method("oracle")
 class Oracle(HeavyOnTimesteps):
     summary = "upper bound: the K timesteps the heavy classifier scores highest for the true label"
+    cost = 4.0  # rough seconds of a trial (Method.cost): the scheduler starts costly trials first
     params = {
         "k": Param(4, "timesteps averaged per video (all of them when the video is shorter)", low=1),
         "aggregate": AGGREGATE_PARAM,

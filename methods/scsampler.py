@@ -290,6 +290,7 @@ def score_all(sampler: SaliencySampler, inputs: Sequence, lengths: np.ndarray, d
 @register_method("scsampler")
 class SCSampler(HeavyOnTimesteps):
     summary = "lightweight clip sampler (AC / SAL-CL / SAL-RANK) picks the top-K clips for the heavy classifier"
+    cost = 8.0  # rough seconds of a trial (Method.cost): the scheduler starts costly trials first
     params = {
         "k": Param(4, "clips classified by the heavy network per video (K)", low=1),
         "objective": Param("ac", "sampler training objective (paper section 3.2)", choices=OBJECTIVES),

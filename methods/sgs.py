@@ -29,7 +29,7 @@ sgs-claims`` (top-1, GFLOPs per video and B' of every row; the paper's claims ch
 
 from __future__ import annotations
 
-from pathlib import Path
+import functools
 from typing import Any, Sequence
 
 import numpy as np
@@ -40,10 +40,10 @@ from harness.data.sampling import tsn_segments
 from harness.method import Component, Method, Prediction, Usage
 from harness.params import Param
 from harness.registry import register_method
-from harness.toolkit.clips import to_input
+from harness.toolkit.clips import frame_shape, to_input
 from harness.toolkit.selection import class_probabilities
 from harness.toolkit.stages import backbone_deps, dataset_deps
-from harness.toolkit.training import train_streamed, video_requests
+from harness.toolkit.trained import network_stage, train_on_videos, trained_network
 from methods.sgs_layers import BIN_ORDERS, DELTA_GRADS, ATFRNet, ATFRTrace, SGSAllBins, bin_positions
 
 RECIPE = 3  # bump when training changes: part of the stage key
@@ -66,6 +66,7 @@ TRAIN_PARAMS = (
 @register_method("sgs")
 class SGS(Method):
     summary = "3D CNN + Similarity Guided Sampling (ATFR): per-video temporal resolution B' after stage k"
+    cost = 6.0  # rough seconds of a trial (Method.cost): the scheduler starts costly trials first
     params = {
         "mode": Param(
             "atfr",
@@ -137,6 +138,10 @@ class SGS(Method):
             self.p["bin_order"],
         )
 
+    @functools.cached_property
+    def _hw(self) -> tuple[int, int]:
+        return frame_shape(self.ctx)  # one decoded video, once
+
     def _zeros(self, frames: int) -> torch.Tensor:
         h, w = self._hw
         return torch.zeros(1, 3, int(frames), h, w)
@@ -155,44 +160,34 @@ class SGS(Method):
             picks.append(idx.tolist())
         return to_input(np.stack(frames), self.ctx.device), picks
 
-    def fit(self, train: Sequence[Any]) -> None:
-        ctx = self.ctx
-        bank = ctx.frames("train")
-        first = bank.frames(bank.index(train[0].video_id), [0])
-        self._hw = (int(first.shape[1]), int(first.shape[2]))
-        deps = {
+    def _model_deps(self) -> dict[str, Any]:
+        """The trained network's stage key inputs; the training videos are those the training frames (their
+        key is in ``dataset_deps``) decode."""
+        return {
             "recipe": RECIPE,
-            "dataset": dataset_deps(ctx),
-            "backbone": backbone_deps(ctx.backbone),
-            "seed": int(ctx.seed),
+            "dataset": dataset_deps(self.ctx),
+            "backbone": backbone_deps(self.ctx.backbone),
+            "seed": int(self.ctx.seed),
             "train": {k: self.p[k] for k in TRAIN_PARAMS},
-            "videos": [r.video_id for r in train],
         }
 
-        def compute(folder: Path) -> None:
-            self.net = self._new_net().to(ctx.device)
-            rows = [bank.index(r.video_id) for r in train]
-            t = int(self.p["frames"])
-            train_streamed(
-                self.net,
-                bank,
-                video_requests(bank, rows, lambda n, rng: tsn_segments(n, t, True, rng)),
-                lambda x, _mask: self._forward(x, self.p["bins_train"])[0],
-                epochs=int(self.p["epochs"]),
-                batch_size=int(self.p["batch_size"]),
-                lr=float(self.p["lr"]),
-                seed=ctx.seed,
-                multilabel=ctx.dataset.multilabel,
-                num_classes=ctx.dataset.num_classes,
-                log=ctx.log,
-                what=f"sgs/{self.p['mode']}",
-            )
-            torch.save({k: v.cpu() for k, v in self.net.state_dict().items()}, folder / "model.pt")
+    def _train(self, net: nn.Module) -> None:
+        t = int(self.p["frames"])
+        self.net = net  # self._forward runs self.net
+        train_on_videos(
+            self.ctx,
+            net,
+            lambda n, rng: tsn_segments(n, t, True, rng),
+            lambda x, _mask: self._forward(x, self.p["bins_train"])[0],
+            self.p,
+            f"sgs/{self.p['mode']}",
+        )
 
-        folder = ctx.stage("sgs_model", deps, compute)
-        self.net = self._new_net()
-        self.net.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=True))
-        self.net.to(ctx.device).eval()
+    def stages(self) -> list:
+        return [network_stage(self.ctx, "sgs_model", self._model_deps(), self._new_net, self._train, cost=30.0)]
+
+    def fit(self, train: Sequence[Any]) -> None:
+        self.net, _ = trained_network(self.ctx, "sgs_model", self._model_deps(), self._new_net, self._train)
 
     def eval_mode(self) -> None:
         self.net.eval()

@@ -34,7 +34,7 @@ report clustering-claims`` (top-1, GFLOPs and training memory per video of every
 
 from __future__ import annotations
 
-from pathlib import Path
+import functools
 from typing import Any, Sequence
 
 import numpy as np
@@ -46,10 +46,11 @@ from harness.data.sampling import tsn_segments
 from harness.method import Component, Method, Prediction, Usage
 from harness.params import Param
 from harness.registry import register_method
-from harness.toolkit.clips import to_input
+from harness.toolkit.clips import frame_shape, to_input
 from harness.toolkit.selection import class_probabilities
 from harness.toolkit.stages import backbone_deps, dataset_deps
-from harness.toolkit.training import train_streamed, training_memory_mb, video_requests
+from harness.toolkit.trained import network_stage, train_on_videos, trained_network
+from harness.toolkit.training import training_memory_mb
 from methods.temporal_clustering_layers import RULES, TemporalClustering
 
 RECIPE = 2  # bump when training changes: part of the stage key
@@ -103,6 +104,7 @@ class ClusterTrace(nn.Module):
 @register_method("temporal_clustering")
 class TemporalClusteringMethod(Method):
     summary = "TSM on all frames clustered into g groups by Hamming distance after the first block (seed 004)"
+    cost = 8.0  # rough seconds of a trial (Method.cost): the scheduler starts costly trials first
     params = {
         "g": Param(8, "clusters per video (sampled mode: frames per video)", low=1),
         "g_train": Param(
@@ -167,50 +169,39 @@ class TemporalClusteringMethod(Method):
         backbone = build_with_weights(self.ctx.backbone, self.ctx.dataset.num_classes)  # pretrained if given
         return ClusterNet(backbone, int(self.p["after_stage"]), self.g_train, self.p["rule"])
 
-    def fit(self, train: Sequence[Any]) -> None:
-        ctx = self.ctx
-        bank = ctx.frames("train")
-        first = bank.frames(bank.index(train[0].video_id), [0])
-        self._hw = (int(first.shape[1]), int(first.shape[2]))
+    def _model_deps(self) -> dict[str, Any]:
+        """The trained network's stage key inputs; the training videos are those the training frames (their
+        key is in ``dataset_deps``) decode."""
         train_params = {k: self.p[k] for k in TRAIN_PARAMS}
         train_params["g"] = self.g_train
-        deps = {
+        return {
             "recipe": RECIPE,
-            "dataset": dataset_deps(ctx),
-            "backbone": backbone_deps(ctx.backbone),
-            "seed": int(ctx.seed),
+            "dataset": dataset_deps(self.ctx),
+            "backbone": backbone_deps(self.ctx.backbone),
+            "seed": int(self.ctx.seed),
             "train": train_params,
-            "videos": [r.video_id for r in train],
         }
 
-        def compute(folder: Path) -> None:
-            self.net = self._new_net().to(ctx.device)
-            rows = [bank.index(r.video_id) for r in train]
+    def _train(self, net: nn.Module) -> None:
+        self.net = net  # self._forward runs self.net
 
-            def forward(x: Tensor, mask: Tensor) -> Tensor:  # padded batch -> each video at its own length
-                return self._forward([x[i, :, : int(mask[i].sum())] for i in range(len(x))], self.g_train)[0]
+        def forward(x: Tensor, mask: Tensor) -> Tensor:  # padded batch -> each video at its own length
+            return self._forward([x[i, :, : int(mask[i].sum())] for i in range(len(x))], self.g_train)[0]
 
-            pick = lambda n, rng: self._frame_indices(n, rng, self.g_train)  # noqa: E731
-            train_streamed(
-                self.net,
-                bank,
-                video_requests(bank, rows, pick),
-                forward,
-                epochs=int(self.p["epochs"]),
-                batch_size=int(self.p["batch_size"]),
-                lr=float(self.p["lr"]),
-                seed=ctx.seed,
-                multilabel=ctx.dataset.multilabel,
-                num_classes=ctx.dataset.num_classes,
-                log=ctx.log,
-                what=f"clustering/{self.p['mode']}",
+        pick = lambda n, rng: self._frame_indices(n, rng, self.g_train)  # noqa: E731
+        train_on_videos(self.ctx, net, pick, forward, self.p, f"clustering/{self.p['mode']}")
+
+    def stages(self) -> list:
+        return [
+            network_stage(
+                self.ctx, "temporal_clustering_model", self._model_deps(), self._new_net, self._train, cost=15.0
             )
-            torch.save({k: v.cpu() for k, v in self.net.state_dict().items()}, folder / "model.pt")
+        ]
 
-        folder = ctx.stage("temporal_clustering_model", deps, compute)
-        self.net = self._new_net()
-        self.net.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=True))
-        self.net.to(ctx.device).eval()
+    def fit(self, train: Sequence[Any]) -> None:
+        self.net, _ = trained_network(
+            self.ctx, "temporal_clustering_model", self._model_deps(), self._new_net, self._train
+        )
 
     def eval_mode(self) -> None:
         self.net.eval()
@@ -249,6 +240,10 @@ class TemporalClusteringMethod(Method):
         return self._memory[frames]
 
     # -- accounting ----------------------------------------------------------------------------
+    @functools.cached_property
+    def _hw(self) -> tuple[int, int]:
+        return frame_shape(self.ctx)  # one decoded video, once
+
     def _zeros(self, frames: int) -> Tensor:
         h, w = self._hw
         return torch.zeros(1, 3, int(frames), h, w, device=self.ctx.device)

@@ -282,6 +282,7 @@ class VideoEpitoma(Method):
         "LightNet timestep selector (concept kernels, context attention, gated sigmoid, L0) + HeavyNet on the chosen "
         "timesteps"
     )
+    cost = 12.0  # rough seconds of a trial (Method.cost): the scheduler starts costly trials first
     params = {
         "mode": Param(
             "end2end",

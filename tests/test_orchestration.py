@@ -67,6 +67,33 @@ output: "{tmp_path}/results"
     assert "heavy_classifier" in text and "unblocks 4" in text
 
 
+def test_in_network_methods_declare_their_trained_network_once_per_training_config(tiny_root, tmp_path):
+    """SGS's network serves every ``bins_test`` and clustering's every ``g`` with ``g_train``: one declared
+    stage each, unblocking all their trials, so no trial trains it under the lock."""
+    spec = write_spec(
+        tmp_path,
+        "innet",
+        f"""\
+experiment: innet
+dataset: {{name: skim-digits, params: {{variant: longrange, size: tiny, root: "{tiny_root}"}}}}
+backbones: [{{name: r3d_18, params: {{width: 4, input_size: 32}}}}]
+seeds: [0]
+methods:
+  - {{name: sgs, params: {{frames: 8, epochs: 1}}, grid: {{bins_test: [2, 4, 8]}}}}
+  - name: temporal_clustering
+    backbones: [{{name: tsm_resnet18, params: {{width: 8, input_size: 32}}}}]
+    params: {{g_train: 4, epochs: 1}}
+    grid: {{g: [2, 4]}}
+output: "{tmp_path}/results"
+""",
+    )
+    plan = build_plan(expand(load_spec(spec)), tmp_path / "stages")
+    assert not plan.undeclared, plan.undeclared
+    models = {s.name: s for s in plan.stages.values() if s.name.endswith("_model")}
+    assert sorted(models) == ["sgs_model", "temporal_clustering_model"]
+    assert len(models["sgs_model"].trials) == 3 and len(models["temporal_clustering_model"].trials) == 2
+
+
 @pytest.mark.parametrize("local", [False, True], ids=["ray", "local"])
 def test_a_shared_stage_is_computed_once_and_no_trial_waits_on_it(tiny_root, tmp_path, local):
     counter = tmp_path / "counter.txt"
@@ -131,3 +158,112 @@ output: "{tmp_path}/results"
         assert "stage quick_shared" in run.data.tags[f"{TAG}error"]
         trace = Path(client.download_artifacts(run.info.run_id, "traceback.txt", str(tmp_path))).read_text()
         assert "quick_shared was asked to fail" in trace and "Traceback" in trace
+
+
+def test_costly_work_starts_first(tiny_root, tmp_path):
+    """Declared costs order the launch (one worker slot, so the order is the start order): the
+    costliest trial starts first whatever its place in the grid, and a stage whose chain of work is
+    longer than any ready trial starts before it."""
+    counter = tmp_path / "counter.txt"
+    spec = write_spec(
+        tmp_path,
+        "costs",
+        f"""\
+experiment: costs
+dataset: {{name: skim-digits, params: {{variant: longrange, size: tiny, root: "{tiny_root}"}}}}
+backbones: [resnet18]
+seeds: [0]
+methods:
+  - {{name: quick_centroid, params: {{expected_cost: 1}}, grid: {{k: [1, 2]}}}}
+  - {{name: quick_centroid, params: {{expected_cost: 30}}, grid: {{k: [3]}}}}
+  - {{name: quick_centroid, params: {{expected_cost: 5, stage_counter: "{counter}"}}, grid: {{k: [4]}}}}
+evaluation: {{batch_size: 2, latency_warmup: 0, latency_repeats: 1}}
+resources: {{cpus: 1, gpus: 0}}
+tracking: {{uri: "sqlite:///{tmp_path}/mlflow.db"}}
+ray: {{num_cpus: 2, max_concurrent: 1}}
+output: "{tmp_path}/results"
+""",
+    )
+    spec_ = load_spec(spec)
+    plan = build_plan(expand(spec_), tmp_path / "plan-stages")
+    (shared,) = [s for s in plan.stages.values() if s.name == "quick_shared"]
+    assert shared.rank == pytest.approx(shared.cost + 5)  # its cost, then the trial it unblocks
+    done = skimbench("run", str(spec), "--plugin", str(PLUGIN), "--no-report", "--quiet")
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = trial_runs(tracking.resolve_uri(spec_.tracking["uri"]), spec_.experiment)
+    started = sorted(runs, key=lambda r: r.data.metrics["sched_start"])
+    assert [int(r.data.params["method.params.k"]) for r in started] == [3, 4, 1, 2]
+
+
+def test_a_new_sqlite_store_starts_from_the_migrated_template_and_stands_alone(tmp_path, monkeypatch):
+    """Two new stores seeded from one cached template: MLflow accepts each (its schema check passes)
+    and what one records is not in the other (a copy, never a link to the template)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    uris = [f"sqlite:///{tmp_path}/store{i}.db" for i in range(2)]
+    ids = [tracking.ensure_experiment(uri, "seeded") for uri in uris]
+    assert list((tmp_path / "cache" / "skimbench").glob("mlflow-*.db"))
+    run = MlflowClient(uris[0]).create_run(ids[0])
+    assert MlflowClient(uris[0]).get_run(run.info.run_id).info.run_id == run.info.run_id
+    assert MlflowClient(uris[1]).search_runs([ids[1]]) == []
+    assert tracking.ensure_experiment(uris[1], "other") != ids[1]
+
+
+def test_the_plugin_listing_cache_follows_every_source_edit(tmp_path):
+    """``skimbench methods`` prints from a cache keyed by the sources' fingerprint: the cached listing
+    is the listing, and editing (here: touching) a built-in method's file changes the key."""
+    import os
+
+    import methods.uniform
+    from harness.registry import sources_fingerprint
+
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    first, second = skimbench("methods", env=env), skimbench("methods", env=env)
+    assert first.returncode == second.returncode == 0 and first.stdout == second.stdout
+    assert "uniform:" in first.stdout and list((tmp_path / "cache" / "skimbench" / "plugins").glob("*.txt"))
+    source = Path(methods.uniform.__file__)
+    before, stat = sources_fingerprint(), source.stat()
+    try:
+        os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+        assert sources_fingerprint() != before
+    finally:
+        os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert sources_fingerprint() == before
+
+
+def test_a_stage_measured_before_is_planned_at_its_measured_cost(tiny_root, tmp_path):
+    """An earlier build of a stage of the same name (another key) in the store replaces the declared
+    cost with the seconds it took, and the stage's rank follows."""
+    import json
+
+    counter = tmp_path / "counter.txt"
+    spec = quick_spec(tmp_path, tiny_root, method_params=f'stage_counter: "{counter}", expected_cost: 3', grid="k: [2]")
+    store = tmp_path / "stages"
+    declared = build_plan(expand(load_spec(spec)), store)
+    (shared,) = [s for s in declared.stages.values() if s.name == "quick_shared"]
+    assert shared.cost == 5.0 and shared.rank == pytest.approx(8.0)  # StageRequest's default, then the trial
+    for key, seconds in (("a" * 16, 100.0), ("b" * 16, 140.0), ("c" * 16, 120.0)):
+        (store / "quick_shared" / key).mkdir(parents=True)
+        (store / "quick_shared" / key / "meta.json").write_text(json.dumps({"seconds": seconds}))
+    measured = build_plan(expand(load_spec(spec)), store)
+    (shared,) = [s for s in measured.stages.values() if s.name == "quick_shared"]
+    assert shared.cost == 120.0 and shared.rank == pytest.approx(123.0)  # the median of the earlier builds
+
+
+def test_a_stage_built_outside_the_store_lock_still_shows_in_the_schedule(tiny_root, tmp_path):
+    """A declared stage whose build writes its folder itself (as sharded extractions do) emits no
+    events of its own: ``run_stage`` records its span, once, so the Gantt chart shows it."""
+    from harness.plan import run_stage
+    from harness.stages import stage_spans
+
+    counter = tmp_path / "counter.txt"
+    spec = quick_spec(
+        tmp_path, tiny_root, method_params=f'stage_counter: "{counter}", stage_direct: true', grid="k: [2]"
+    )
+    store = tmp_path / "stages"
+    plan = build_plan(expand(load_spec(spec)), store)
+    (key,) = [s.key for s in plan.stages.values() if s.name == "quick_shared"]
+    run_stage(plan.representative(key), key, store)
+    run_stage(plan.representative(key), key, store)  # already there: nothing computed, nothing recorded
+    spans = [s for s in stage_spans(store) if s["stage"] == "quick_shared"]
+    assert len(spans) == 1 and spans[0]["end"] - spans[0]["start"] >= 1.0  # the build sleeps 1 s
+    assert counter.read_text().count("computed") == 1

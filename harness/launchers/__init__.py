@@ -65,6 +65,10 @@ class Launched:
 
 
 class Launcher(Protocol):
+    def start(self, context: LaunchContext) -> None:
+        """Called before the plan is built: start what the launch will need (workers), without waiting."""
+        ...
+
     def launch(self, plan: Any, context: LaunchContext, progress: Any) -> Launched:
         """Run the plan (``harness.plan.Plan``): each stage once, then every trial through ``execute``
         (retrying up to ``trial.max_failures`` times), feeding

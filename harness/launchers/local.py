@@ -12,6 +12,9 @@ from harness.plan import Plan, run_stage
 
 
 class LocalLauncher:
+    def start(self, context: LaunchContext) -> None:
+        """Nothing to start: the plan runs in this process."""
+
     def launch(self, plan: Plan, context: LaunchContext, progress: Any) -> Launched:
         """Each stage through ``run_stage``, then each trial through ``execute``, retried up to
         ``max_failures`` times (as Ray does); a timed-out trial is not retried."""

@@ -3,10 +3,11 @@
 Ray Core, not Ray Tune: Tune runs a flat list of trials, while a plan is a graph (a trial may start
 only when its stages are done) with its own priorities; Tune's resume is not used (a grid resumes
 from MLflow, and stages from the store) and its retry is one loop here. The driver keeps at most one
-task per worker slot in flight and fills a free slot with, in order: a stage whose stages are done
-(the plan's priority: the most trials unblocked, then the longest chain below), else a trial whose
-stages are done. So no slot waits on a file lock for a declared stage, and every task records when
-it started, ended and waited (``harness.launchers.execute``).
+task per worker slot in flight and fills a free slot with the ready task (a stage whose stages are
+done, or a trial whose stages are done) of the largest rank: the longest expected chain of work
+first, the costliest trials before the cheap ones (``harness.plan``). So no slot waits on a file
+lock for a declared stage, the grid ends on short trials, and every task records when it started,
+ended and waited (``harness.launchers.execute``).
 
 A stage that fails is not retried: the trials that need it are recorded as failed with its traceback
 (``record_blocked``), and the rest of the grid goes on. A trial is retried up to ``max_failures``
@@ -44,6 +45,18 @@ class RayLauncher:
     def __init__(self, spec: Any, address: str | None = None):
         self.spec = spec
         self.address = address
+        self.warming: list[Any] = []
+
+    def start(self, context: LaunchContext) -> None:
+        """Connect to Ray and start one worker per slot, each importing what a task imports (torch, the
+        registries, MLflow), while the driver builds the plan: the workers' start-up overlaps the driver's
+        instead of following it. Ray gives the launch's tasks these same warm workers."""
+        connect_ray(self.spec, self.address)
+        cpus, gpus = float(self.spec.resources.get("cpus", 1)), float(self.spec.resources.get("gpus", 0))
+        slots = int(ray.cluster_resources().get("CPU", 0) // max(cpus, 1e-9))
+        slots = max(1, min(slots, int(self.spec.ray.get("max_concurrent") or slots)))
+        resources = {"num_cpus": cpus, "num_gpus": gpus if ray.cluster_resources().get("GPU", 0) >= gpus else 0}
+        self.warming = [_warm_task.options(**resources).remote(context) for _ in range(slots)]
 
     def launch(self, plan: Plan, context: LaunchContext, progress: Any) -> Launched:
         launched = Launched()
@@ -118,10 +131,19 @@ class Schedule:
             self.settle()
 
     def fill(self) -> bool:
+        """Fill the free slots with the ready task of the largest rank (``harness.plan``: a stage's expected
+        chain of work, a trial's expected cost); among equals, stages before trials, then plan and grid order."""
         submitted = False
         while len(self.running) < self.slots:
-            key = next((k for k in self.stages if self.plan.stages[k].after <= self.done), None)
-            if key is not None:
+            ready = [self.plan.stages[k] for k in self.stages if self.plan.stages[k].after <= self.done]
+            stage = min(ready, key=lambda s: s.priority, default=None)
+            trial = max(
+                (t for t in self.waiting if t.hash in self.ready_at),
+                key=lambda t: self.plan.cost.get(t.hash, 0.0),
+                default=None,
+            )
+            if stage is not None and (trial is None or stage.rank >= self.plan.cost.get(trial.hash, 0.0)):
+                key = stage.key
                 self.stages.remove(key)
                 trial = self.plan.representative(key)
                 ref = _stage_task.options(**self.resources).remote(
@@ -130,7 +152,6 @@ class Schedule:
                 self.running[ref] = ("stage", key)
                 submitted = True
                 continue
-            trial = next((t for t in self.waiting if t.hash in self.ready_at), None)
             if trial is None:
                 break
             self.waiting.remove(trial)
@@ -191,6 +212,18 @@ class Schedule:
             error = outcome.get("failed") or outcome.get("timeout", "failed")
             self.launched.failed[h] = error
             self.progress.failed(h, error)
+
+
+@ray.remote(max_retries=0)
+def _warm_task(context: LaunchContext) -> None:
+    """Import in this worker what the launch's tasks will import (``RayLauncher.start``)."""
+    import harness.compute  # noqa: F401, PLC0415 - warming the worker is the point
+    import harness.runtime  # noqa: F401, PLC0415
+    from harness.registry import BACKBONES, DATASETS, METHODS  # noqa: PLC0415
+
+    context.load_plugins()
+    for registry in (METHODS, DATASETS, BACKBONES):
+        registry.load()
 
 
 @ray.remote(max_retries=0)

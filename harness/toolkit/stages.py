@@ -52,6 +52,7 @@ from harness.registry import BACKBONES
 from harness.stages import StageRequest, stage_key
 from harness.toolkit.clips import ClipNet, clip_input_maker, frame_shape
 from harness.toolkit.selection import multi_hot
+from harness.toolkit.trained import trained_network
 from harness.toolkit.training import loader_workers, train_streamed
 
 RECIPE = 4  # bump when the training recipe changes: it is part of every stage key
@@ -157,20 +158,13 @@ def timestep_gflops(
     return {"heavy": g_heavy, "light": g_light, "light_to_heavy": g_light / g_heavy}
 
 
-def _trial_cache(ctx: TrialContext) -> dict[str, ClipNet]:
-    """Networks loaded in this trial. Per trial, not per process: a worker process runs many trials
-    (Ray reuses it), and no trial may see a network object another trial has used or changed."""
-    return ctx.__dict__.setdefault("_loaded_networks", {})
-
-
 def _trained(
     ctx: TrialContext, name: str, deps: dict[str, Any], new_net: Callable[[], ClipNet], record_as: str | None = None
 ) -> tuple[ClipNet, Path]:
     """The network of stage ``name`` (trained now if no stage has it) and its folder (``model.pt``)."""
 
-    def compute(folder: Path) -> None:
+    def train(net: ClipNet) -> None:
         frames, clip_len = ctx.frames("train"), int(ctx.evaluation["clip_len"])
-        net = new_net().to(ctx.device)
         train_streamed(
             net,
             frames,
@@ -185,19 +179,8 @@ def _trained(
             log=ctx.log,
             what=name,
         )
-        torch.save({k: v.cpu() for k, v in net.state_dict().items()}, folder / "model.pt")
 
-    if record_as is None:
-        folder = ctx.stage(name, deps, compute)
-    else:  # same store folder, recorded under its own name so that it does not hide the trial's own
-        folder = ctx.store.get_or_compute(name, deps, compute)
-        ctx.stages_used[record_as] = folder.name
-    loaded = _trial_cache(ctx)
-    if str(folder) not in loaded:
-        net = new_net()
-        net.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=True))
-        loaded[str(folder)] = net.to(ctx.device).eval()
-    return loaded[str(folder)], folder
+    return trained_network(ctx, name, deps, new_net, train, record_as)  # type: ignore[return-value]
 
 
 def heavy_classifier(ctx: TrialContext, backbone: Mapping[str, Any] | str | None = None) -> ClipNet:
@@ -400,6 +383,11 @@ def timestep_table(
 # ----------------------------------------------------------------------------------------------
 # Declared stages (``Method.stages``): keys and builds known before ``fit``, without decoding or training
 # ----------------------------------------------------------------------------------------------
+# Rough seconds per video of a split for its per-timestep table (StageRequest.cost: the scheduler's guess;
+# the small built-in benchmark on one core, a loaded machine: ~86 s for 1000 test videos through the heavy network)
+TABLE_SECONDS_PER_VIDEO = {"heavy": 0.06, "light": 0.02}
+
+
 def frames_stage(ctx: TrialContext, split: str) -> StageRequest:
     """The decoded frames of ``split`` (``ctx.frames``)."""
     return StageRequest("frames", ctx.frames_deps(split), lambda: ctx.frames(split))
@@ -413,6 +401,7 @@ def heavy_stage(ctx: TrialContext, backbone: Mapping[str, Any] | str | None = No
         heavy_deps(ctx, cfg),
         lambda: heavy_classifier(ctx, cfg),
         after=(frames_stage(ctx, "train").key,),
+        cost=60.0,  # rough seconds on the small built-in benchmark, one core (StageRequest.cost)
     )
 
 
@@ -423,6 +412,7 @@ def light_stage(ctx: TrialContext, light: Mapping[str, Any]) -> StageRequest:
         light_deps(ctx, light),
         lambda: light_network(ctx, light),
         after=(frames_stage(ctx, "train").key,),
+        cost=20.0,
     )
 
 
@@ -449,6 +439,7 @@ def timestep_stages(
                 deps,
                 lambda split=split: timestep_table(ctx, split, cfg),
                 after=(heavy.key, frames.key),
+                cost=TABLE_SECONDS_PER_VIDEO["heavy"] * len(ctx.dataset.split(split)),
             )
         )
         if light is not None:
@@ -459,6 +450,7 @@ def timestep_stages(
                     deps,
                     lambda split=split: timestep_table(ctx, split, cfg, light).light_features,
                     after=(out[-1].key, stage_key("light_network", light_deps(ctx, light))),
+                    cost=TABLE_SECONDS_PER_VIDEO["light"] * len(ctx.dataset.split(split)),
                 )
             )
     return out

@@ -32,6 +32,16 @@ class _Probe(nn.Module):
         return self.proj(frame.mean(dim=(2, 3)))
 
 
+def _wait_at_barrier(folder: Path, limit_s: float = 900.0) -> None:
+    """Say "here" in ``folder``, then wait for the test to create ``folder/release`` (at most ``limit_s``)."""
+    (folder / f"here-{os.getpid()}").touch()
+    deadline = time.monotonic() + limit_s
+    while not (folder / "release").exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"nobody created {folder / 'release'} within {limit_s:g} s")
+        time.sleep(0.2)
+
+
 @register_method("quick_centroid")
 class QuickCentroid(Method):
     summary = "test plugin: nearest class centroid of mean frame colour over k frames"
@@ -46,8 +56,17 @@ class QuickCentroid(Method):
         "stage_counter": Param("", "append a line to this file when the shared stage is computed"),
         "declare_stage": Param(True, "declare the shared stage (Method.stages), so the plan computes it first"),
         "stage_fail": Param(False, "the shared stage raises (after counting itself)"),
+        "stage_direct": Param(False, "write the shared stage's folder directly, not through the store's lock"),
         "die": Param(False, "SIGKILL the worker process in fit unless fail_once_file exists"),
+        "barrier_dir": Param(
+            "", "in fit, create a file named after this process here, then wait until the file `release` is here"
+        ),
+        "expected_cost": Param(2.0, "the trial's declared cost (Method.cost), for scheduling tests", low=0),
     }
+
+    @property
+    def cost(self) -> float:  # type: ignore[override]
+        return float(self.p["expected_cost"])
 
     def _shared_deps(self) -> dict:
         return {"dataset": self.ctx.dataset.manifest_hash(), **({"fail": True} if self.p["stage_fail"] else {})}
@@ -61,6 +80,13 @@ class QuickCentroid(Method):
                 raise RuntimeError("quick_shared was asked to fail")
             (out / "value.txt").write_text("shared")
 
+        if self.p["stage_direct"]:  # as a sharded extraction does: its own folder and marker
+            folder = self.ctx.store.path("quick_shared", self._shared_deps())
+            if not (folder / "meta.json").exists():
+                folder.mkdir(parents=True, exist_ok=True)
+                compute(folder)
+                (folder / "meta.json").write_text("{}")
+            return folder
         return self.ctx.stage("quick_shared", self._shared_deps(), compute)
 
     def stages(self):
@@ -77,6 +103,8 @@ class QuickCentroid(Method):
             if p["die"]:
                 os.kill(os.getpid(), 9)
             raise RuntimeError("quick_centroid fails on its first attempt")
+        if p["barrier_dir"]:  # concurrency tests: every trial that got here is running at once
+            _wait_at_barrier(Path(p["barrier_dir"]))
         time.sleep(p["sleep_s"])
         end = time.process_time() + p["burn_s"]
         while time.process_time() < end:
