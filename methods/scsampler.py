@@ -328,6 +328,7 @@ class SCSampler(HeavyOnTimesteps):
             deps,
             lambda: split_outputs(ctx, split, name, dict(deps), CheapInputsOnClips(clip_len, size)),
             after=(frames.key,),
+            cost=0.02 * len(ctx.dataset.split(split)),  # rough seconds (StageRequest.cost): the scheduler's guess
         )
 
     def _inputs(self, split: str) -> ShardedArrays:
@@ -415,7 +416,7 @@ class SCSampler(HeavyOnTimesteps):
         if p["objective"] != "ac":  # the pseudo labels' table
             after += [r.key for r in timestep_stages(ctx, ["train"], labels_cfg) if r.name == "heavy_timesteps_train"]
         return StageRequest(
-            "scsampler_sampler", deps, lambda: ctx.stage("scsampler_sampler", deps, compute), tuple(after)
+            "scsampler_sampler", deps, lambda: ctx.stage("scsampler_sampler", deps, compute), tuple(after), cost=15.0
         )
 
     def _trained_sampler(self) -> SaliencySampler:
