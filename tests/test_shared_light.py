@@ -34,7 +34,7 @@ def test_every_lightnet_method_declares_the_shared_light_params(name):
 
 def test_light_width_and_size_are_part_of_the_light_stage_key():
     class Ctx:  # what light_deps reads of a trial context
-        evaluation = {"light_backbone": "mobilenet_v2", "clip_len": 4, "heavy_epochs": 2}
+        evaluation = {"light_backbone": "mobilenet_v2", "clip_len": 4, "heavy_epochs": 2, "clips_per_video": 4}
         seed, dataset = 0, type("D", (), {"p": {"variant": "move4"}, "name": "skim-digits"})()
 
         def frames(self, split):
@@ -46,6 +46,8 @@ def test_light_width_and_size_are_part_of_the_light_stage_key():
     base = light_deps(Ctx(), {"light_width": 1.0, "light_size": 16})
     assert light_deps(Ctx(), {"light_width": 0.25, "light_size": 16}) != base
     assert light_deps(Ctx(), {"light_width": 1.0, "light_size": 24}) != base
+    longer = type("Longer", (Ctx,), {"evaluation": {**Ctx.evaluation, "clips_per_video": 8}})
+    assert light_deps(longer(), {"light_width": 1.0, "light_size": 16}) != base  # the recipe is in the key
     assert light_config("mobilenet_v2", {"light_width": 0.25, "light_size": 16})["params"]["width_mult"] == 0.25
 
 
