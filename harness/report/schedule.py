@@ -120,8 +120,11 @@ def plot_gantt(table: pd.DataFrame, path: Path, title: str) -> Path:
                 linewidth=0.5,
                 label=kind if row.Index == part.index[0] else None,
             )
-            if row.end - row.start > 0.04 * (table["end"].max() - t0):
-                ax.text(row.start - t0 + 0.3, y, row.label[:18], va="center", fontsize=6, color="white")
+            # a label only as long as its bar holds (about 200 characters of 6 pt text span the axis)
+            fits = int(200 * (row.end - row.start) / max(1e-9, table["end"].max() - t0)) - 1
+            if fits >= 6:
+                text = row.label if len(row.label) <= fits else row.label[: fits - 1] + "…"
+                ax.text(row.start - t0 + 0.3, y, text, va="center", fontsize=6, color="white", clip_on=True)
     ax.set_yticks(range(len(lanes)), lanes)
     ax.set_xlabel("seconds since the first task started")
     ax.set_title(title)
