@@ -226,11 +226,12 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
     Listing imports every plugin module, and with them torch (seconds), while the listing depends only
     on the code: it is printed from a cache keyed by ``registry.sources_fingerprint`` (any edit, install
-    or new entry point changes the key), except with ``--plugin`` files, whose own imports are not tracked."""
-    from harness.registry import sources_fingerprint
+    or new entry point changes the key), except with ``--plugin`` files or plugins registered in this
+    process from elsewhere, whose sources the key does not track."""
+    from harness.registry import registered_elsewhere, sources_fingerprint
 
     cache = None
-    if not getattr(args, "plugin", None):
+    if not getattr(args, "plugin", None) and not registered_elsewhere():
         kind, verbose = getattr(args, "kind", "methods"), bool(args.verbose or args.name)
         key = f"{sources_fingerprint()}-{kind}-{args.name or ''}-{int(verbose)}"
         folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "skimbench" / "plugins"

@@ -126,16 +126,35 @@ register_dataset = DATASETS.register
 register_backbone = BACKBONES.register
 
 
-def sources_fingerprint() -> str:
-    """A hash of everything the three registries' listings come from, found without importing a plugin:
-    the path, size and modification time of every Python file of the built-in packages and of the
-    installed entry points' top-level packages, the entry points themselves, and the interpreter."""
+def _listed_sources() -> tuple[set[str], list[str]]:
+    """The top-level packages the registries' listings come from (built-ins and installed entry points),
+    and the entry points themselves, found without importing a plugin."""
     tops = {module.split(".")[0] for registry in (METHODS, DATASETS, BACKBONES) for module in registry.builtin_modules}
-    facts = [sys.executable, sys.version]
+    facts = []
     for registry in (METHODS, DATASETS, BACKBONES):
         for ep in sorted(entry_points(group=registry.entry_point_group), key=lambda ep: (ep.name, ep.value)):
             facts.append(f"{registry.entry_point_group} {ep.name} {ep.value} {ep.dist.version if ep.dist else ''}")
             tops.add(ep.value.split(":")[0].split(".")[0])
+    return tops, facts
+
+
+def registered_elsewhere() -> bool:
+    """Whether this process registered a plugin from outside the fingerprinted packages (a ``--plugin``
+    file, a test, a notebook): then a listing cached by ``sources_fingerprint`` would miss it."""
+    tops, _ = _listed_sources()
+    return any(
+        str(getattr(obj, "__module__", "")).split(".")[0] not in tops
+        for registry in (METHODS, DATASETS, BACKBONES)
+        for obj in registry._items.values()
+    )
+
+
+def sources_fingerprint() -> str:
+    """A hash of everything the three registries' listings come from, found without importing a plugin:
+    the path, size and modification time of every Python file of the built-in packages and of the
+    installed entry points' top-level packages, the entry points themselves, and the interpreter."""
+    tops, entries = _listed_sources()
+    facts = [sys.executable, sys.version, *entries]
     for top in sorted(tops):
         spec = importlib.util.find_spec(top)  # a top-level name: finds it without importing it
         if spec is None:

@@ -147,3 +147,20 @@ def test_data_without_subcommand_names_no_internal_dest(capsys):
         cli.main(["data"])
     err = capsys.readouterr().err
     assert info.value.code == 2 and "data_command" not in err and "SUBCOMMAND" in err
+
+
+def test_a_listing_cached_by_a_clean_process_never_hides_plugins_registered_here(capsys, tmp_path, monkeypatch):
+    """The listing cache is keyed by the built-in and entry-point sources only: a process that registered
+    plugins of its own (a --plugin file, this test module's spec fixtures) must not print a cached listing
+    that lacks them."""
+    import os
+    import subprocess
+    import sys
+
+    cache = tmp_path / "cache"
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
+    clean = subprocess.run([sys.executable, "-m", "harness.cli", "plugins", "methods"], env=env, capture_output=True)
+    assert clean.returncode == 0 and list((cache / "skimbench" / "plugins").glob("*.txt"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    code, out, _ = main(capsys, "plugins", "methods")
+    assert code == 0 and "\nspecfix_sampler: " in "\n" + out
