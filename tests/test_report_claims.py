@@ -27,8 +27,11 @@ N = 400
 EASY = np.random.default_rng(0).permutation(N) / N  # one difficulty per video, shared by all: correlated outcomes
 
 
-def trial(method, budget, gflops, accuracy, seed=0, budget_param="k", difficulty=EASY, usage=None, **params):
-    """A finished trial whose videos with difficulty below ``accuracy`` are classified right."""
+def trial(
+    method, budget, gflops, accuracy, seed=0, budget_param="k", difficulty=EASY, usage=None, per_video=None, **params
+):
+    """A finished trial whose videos with difficulty below ``accuracy`` are classified right.
+    ``per_video``: its predictions' per-video ``gflops`` and ``gflops_selection`` columns."""
     hits = difficulty < accuracy
     table = pd.DataFrame(
         {
@@ -37,6 +40,7 @@ def trial(method, budget, gflops, accuracy, seed=0, budget_param="k", difficulty
             "scores": [[1.0, 0.0] if h else [0.0, 1.0] for h in hits],
             "usage": [usage or []] * len(hits),
             "extras": [{}] * len(hits),
+            **(per_video or {}),
         }
     )
     row = {
@@ -132,6 +136,44 @@ def test_videoepitoma_reference_is_uniform_on_its_candidate_timesteps():
     assert "reference uniform k=8: 70.0" in row["measured here"] and row["verdict"] == HOLDS
     made = UNIFORM + [trial("videoepitoma", k, 2.0 * k + 0.2, 0.75, candidates=12) for k in (3, 4)]
     assert check(made, "VE-1").iloc[0]["why"] == "run uniform with k=12 (the 12 candidate timesteps)"
+
+
+def epitoma_with_selection(shares, total=1.0, spread=0.0):
+    """VideoEpitoma at sparsity 1, one trial per seed: each video's selection is ``share`` of its
+    ``total`` GFLOPs, plus a per-video spread (an adaptive policy's cost moves with the video)."""
+    made = []
+    for seed, share in enumerate(shares):
+        noise = np.random.default_rng(seed).normal(0.0, spread, N)
+        selection = np.clip(share * total + noise, 0.0, None)
+        per_video = {"gflops": np.full(N, total), "gflops_selection": selection}
+        made.append(trial("videoepitoma", 1, total, 0.7, seed=seed, per_video=per_video, candidates=8))
+        made[-1][0]["gflops_selection_mean"] = float(selection.mean())
+    return made
+
+
+def test_a_selection_share_is_judged_on_its_interval_over_seeds_and_videos():
+    # the point estimate is under 10% on every seed mix below; only the interval tells them apart
+    assert check(epitoma_with_selection([0.05, 0.06, 0.07]), "VE-3").iloc[0]["verdict"] == HOLDS
+    assert check(epitoma_with_selection([0.12, 0.13, 0.14]), "VE-3").iloc[0]["verdict"] == FAILS
+    row = check(epitoma_with_selection([0.05, 0.09, 0.13]), "VE-3").iloc[0]  # mean 9%: seeds straddle 10%
+    assert row["verdict"] == INCONCLUSIVE, row["measured here"]
+    assert "would be settled at about" in row["why"]
+    assert "9.0% [" in row["measured here"]
+
+
+def test_a_cost_ratio_whose_interval_reaches_the_reference_is_not_cheaper():
+    def clustered(costs):
+        fixed = {"gflops": np.full(N, 10.0)}  # the reference: the same network on all frames, a fixed cost
+        made = [trial("temporal_clustering", None, 10.0, 0.8, budget_param="g", per_video=fixed, mode="all_frames")]
+        for seed, cost in enumerate(costs):
+            per_video = {"gflops": np.random.default_rng(seed).normal(cost, 1.0, N)}
+            made.append(trial("temporal_clustering", 8, cost, 0.7, seed=seed, budget_param="g", per_video=per_video))
+        return made
+
+    rows = check(clustered([5.0, 6.0, 7.0]), "TC-3")
+    assert rows.iloc[0]["verdict"] == HOLDS, rows.iloc[0].to_dict()
+    rows = check(clustered([7.0, 10.0, 13.0]), "TC-3")  # 100% on average: seeds on both sides
+    assert rows.iloc[0]["verdict"] == INCONCLUSIVE, rows.iloc[0].to_dict()
 
 
 def test_a_claim_id_registered_twice_from_two_places_is_an_error():

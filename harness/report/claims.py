@@ -137,6 +137,7 @@ class Context:
     extras: Mapping[tuple[str, float | None], Mapping[str, float]] = field(default_factory=dict)
     usage: Mapping[tuple[str, float | None], list] = field(default_factory=dict)  # per-video usage lists
     n_videos: int = 0
+    costs: Mapping[tuple[str, float | None], Mapping[str, tuple[float, np.ndarray]]] = field(default_factory=dict)
 
     @property
     def m(self) -> str:
@@ -156,6 +157,11 @@ class Context:
         """A point's estimate and bootstrap replicates; None without predictions."""
         k = key(row["label"], row["budget"])
         return (self.estimates[k], self.replicates[k]) if k in self.replicates else None
+
+    def cost(self, row: pd.Series, column: str = "gflops") -> tuple[float, np.ndarray] | None:
+        """A point's mean per-video ``column`` (``gflops``, ``gflops_selection``) and its bootstrap
+        replicates under the accuracy's draws; None when its predictions do not log it."""
+        return self.costs.get(key(row["label"], row["budget"]), {}).get(column)
 
     def at_cost(self, curve: pd.DataFrame, cost: float) -> tuple[float, np.ndarray] | None:
         """The curve at ``cost`` (log-GFLOPs interpolation, replicate by replicate); None outside
@@ -280,6 +286,30 @@ def judge(estimate: float, reps: np.ndarray, threshold: float) -> tuple[str, str
     return INCONCLUSIVE, text, more_data_factor(estimate, lo, hi, threshold)
 
 
+def judge_at_most(estimate: float, reps: np.ndarray, limit: float) -> tuple[str, str, float]:
+    """The verdict of "the quantity (a ratio) is at most ``limit``" on its 95% interval, as
+    ``judge``: holds when the whole interval is at or below ``limit``, fails when it is above."""
+    lo, hi = interval(reps)
+    if np.isnan(lo) or np.isnan(hi):
+        return INCONCLUSIVE, f"{estimate:.1%}, interval n/a", float("nan")
+    text = f"{estimate:.1%} [{lo:.1%}, {hi:.1%}]"
+    if hi <= limit:
+        return HOLDS, text, 1.0
+    if lo > limit:
+        return FAILS, text, 1.0
+    return INCONCLUSIVE, text, more_data_factor(estimate, lo, hi, limit)
+
+
+def cost_ratio(ctx: Context, row: pd.Series, numerator: str, ref: pd.Series | None = None, denominator: str = "gflops"):
+    """(estimate, replicates) of ``row``'s mean ``numerator`` over the mean ``denominator`` of ``ref``
+    (``row`` itself by default), paired replicate by replicate; None without per-video costs."""
+    top, bottom = ctx.cost(row, numerator), ctx.cost(row if ref is None else ref, denominator)
+    if top is None or bottom is None or bottom[0] <= 0:
+        return None
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return top[0] / bottom[0], top[1] / bottom[1]
+
+
 def overall(ctx: Context, verdicts: list[str], factors: list[float]) -> tuple[str, str]:
     """Several comparisons that must all hold: any failure fails, all holding holds, else
     inconclusive, with what would settle the least settled comparison."""
@@ -326,13 +356,20 @@ def reaches_reference(
         cheapest = curve[COST].min()
         if not candidates:
             if cheapest > cap:
+                ratio = cost_ratio(ctx, curve.loc[curve[COST].idxmin()], "gflops", ref)
+                lo, hi = interval(ratio[1]) if ratio is not None else (cheapest / ref[COST],) * 2
+                settled = lo > fraction  # the cheapest budget's cost interval lies above the fraction
                 out.append(
                     (
                         f"reference {pt(ref, ctx)}; {label}'s cheapest budget costs {cheapest:.3g} GFLOPs "
-                        f"({cheapest / ref[COST]:.0%})",
-                        FAILS,
+                        f"({cheapest / ref[COST]:.0%} [{lo:.0%}, {hi:.0%}])",
+                        FAILS if settled else INCONCLUSIVE,
                         f"criterion: within {margin:g} pt at <= {fraction:.0%} of the reference's GFLOPs; "
-                        "every budget costs more",
+                        + (
+                            "every budget costs more (95% interval of the cost ratio)"
+                            if settled
+                            else "the cheapest budget's cost interval reaches the fraction: run a cheaper budget"
+                        ),
                     )
                 )
             else:
@@ -491,8 +528,9 @@ def cheaper_and_as_accurate(
 def cheaper_than(
     ctx: Context, method: str, reference: Callable[[Context], Any], memory_key: str | None = None
 ) -> list[Row]:
-    """Fewer counted GFLOPs than a fixed reference at every budget (and less of a per-video
-    extras quantity, e.g. training memory, where both log it). Counts, not samples: no interval."""
+    """Fewer counted GFLOPs than a fixed reference at every budget, judged on the 95% interval of
+    the paired cost ratio (an adaptive method's cost moves with seeds and videos); and less of a
+    per-video extras quantity, e.g. training memory, where both log it (a mean, no interval)."""
     ref = reference(ctx)
     if not ctx.curves(method):
         return missing(method)
@@ -501,20 +539,32 @@ def cheaper_than(
     ref_extra = ctx.extras.get(key(ref["label"], ref["budget"]), {}).get(memory_key) if memory_key else None
     out = []
     for label, curve in ctx.curves(method).items():
-        ratios = curve[COST] / ref[COST]
-        ok = bool(ratios.max() < 1)
-        measured = f"reference {pt(ref, ctx)}; {label} GFLOPs as a share of it by budget: " + "; ".join(
-            f"{b:g}: {r:.0%}" for b, r in zip(curve["budget"], ratios)
-        )
-        criterion = "criterion: fewer counted GFLOPs at every budget"
+        verdicts, factors, parts = [], [], []
+        for _, row in curve.iterrows():
+            ratio = cost_ratio(ctx, row, "gflops", ref)
+            if ratio is None:  # no per-video costs logged: the counted means, a point
+                point = row[COST] / ref[COST]
+                verdicts.append(HOLDS if point < 1 else FAILS)
+                factors.append(1.0)
+                parts.append(f"{row['budget']:g}: {point:.0%} (no interval)")
+                continue
+            lo, hi = interval(ratio[1])
+            verdict = HOLDS if hi < 1 else FAILS if lo >= 1 else INCONCLUSIVE
+            verdicts.append(verdict)
+            factors.append(1.0 if verdict != INCONCLUSIVE else more_data_factor(ratio[0], lo, hi, 1.0))
+            parts.append(f"{row['budget']:g}: {ratio[0]:.0%} [{lo:.0%}, {hi:.0%}]")
+        verdict, advice = overall(ctx, verdicts, factors)
+        measured = f"reference {pt(ref, ctx)}; {label} GFLOPs as a share of it by budget: " + "; ".join(parts)
+        criterion = "criterion: the 95% interval of the cost ratio below 100% at every budget"
         mine = [ctx.extras.get(key(label, b), {}).get(memory_key) for b in curve["budget"]] if memory_key else []
         if ref_extra and mine and all(mine):
             measured += f"; {memory_key}: " + "; ".join(
                 f"{b:g}: {m:.4g} vs {ref_extra:.4g}" for b, m in zip(curve["budget"], mine)
             )
-            ok = ok and max(mine) < ref_extra
+            if max(mine) >= ref_extra:
+                verdict, advice = FAILS, ""
             criterion += f" and less {memory_key}"
-        out.append((measured, HOLDS if ok else FAILS, criterion))
+        out.append((measured, verdict, criterion + advice))
     return out
 
 
@@ -617,20 +667,36 @@ def cost_increases_with_budget(ctx: Context, method: str) -> list[Row]:
 
 
 def selection_share_at_most(ctx: Context, method: str, limit: float) -> list[Row]:
+    """The selection's share of the counted GFLOPs is at most ``limit`` at every budget, judged on
+    the 95% interval of the share (mean selection GFLOPs over mean total, bootstrapped over seeds
+    and test videos: an adaptive policy's cost moves with both)."""
     if not ctx.curves(method):
         return missing(method)
     out = []
     for label, curve in ctx.curves(method).items():
-        share = curve["gflops_selection_mean_mean"] / curve[COST]
-        if share.isna().all():
+        if curve["gflops_selection_mean_mean"].isna().all():
             out.append(("no gflops_selection_mean logged", NOT_COMPARABLE, "selection cost not reported"))
             continue
-        parts = "; ".join(f"{b:g}: {s:.1%}" for b, s in zip(curve["budget"], share))
+        verdicts, factors, parts = [], [], []
+        for _, row in curve.iterrows():
+            share = cost_ratio(ctx, row, "gflops_selection")
+            if share is None:
+                verdicts.append(INCONCLUSIVE)
+                factors.append(float("nan"))
+                parts.append(f"{budget_name(row)}: {row['gflops_selection_mean_mean'] / row[COST]:.1%} (no interval)")
+                continue
+            verdict, text, factor = judge_at_most(share[0], share[1], limit)
+            verdicts.append(verdict)
+            factors.append(factor)
+            parts.append(f"{row['budget']:g}: {text}")
+        verdict, advice = overall(ctx, verdicts, factors)
         out.append(
             (
-                f"{label} selection share of GFLOPs by budget: {parts}",
-                HOLDS if share.max() <= limit else FAILS,
-                f"criterion: at most {limit:.0%} of the counted total at every budget",
+                f"{label} selection share of GFLOPs by budget: " + "; ".join(parts),
+                verdict,
+                f"criterion: the share's 95% interval at most {limit:.0%} of the counted total at every budget"
+                + advice
+                + ctx.seeds_note(*[r for _, r in curve.iterrows()]),
             )
         )
     return out

@@ -12,7 +12,16 @@ import pandas as pd
 
 from harness.report.claims import Context, key
 from harness.report.collect import load_predictions
-from harness.report.stats import MAP_BOOT, N_BOOT, Outcomes, Resampler, estimate, interval, replicates
+from harness.report.stats import (
+    MAP_BOOT,
+    N_BOOT,
+    Outcomes,
+    Resampler,
+    cost_replicates,
+    estimate,
+    interval,
+    replicates,
+)
 
 GROUP = ["dataset", "backbone", "experiment"]
 
@@ -27,6 +36,7 @@ class Evidence:
         self.estimates: dict[tuple, dict] = {}
         self.replicates: dict[tuple, dict] = {}
         self.usage: dict[tuple, dict] = {}
+        self.costs: dict[tuple, dict] = {}
         self.n_videos: dict[tuple, int] = {}
         seed_of = dict(zip(trials["run_id"], trials["seed"]))
         for group_key, group in points.groupby(GROUP, sort=True):
@@ -37,7 +47,7 @@ class Evidence:
             num_classes = max(max((len(s) for s in t["scores"] if s is not None), default=1) for t in tables.values())
             n_boot = MAP_BOOT if metric == "map_pct" else N_BOOT
             resampler = Resampler(len(videos), int(group["n_seeds"].max()), n_boot)
-            est, reps, usage = {}, {}, {}
+            est, reps, usage, costs = {}, {}, {}, {}
             for _, row in group.iterrows():
                 per_seed = {int(seed_of[r]): tables[r] for r in row["run_ids"] if r in tables}
                 if not per_seed or any(("scores" not in t or "labels" not in t) for t in per_seed.values()):
@@ -46,9 +56,11 @@ class Evidence:
                 k = key(row["label"], row["budget"])
                 est[k] = estimate(outcomes, metric)
                 reps[k] = replicates(resampler, outcomes, metric)
+                costs[k] = cost_replicates(resampler, outcomes)
                 usage[k] = [u for t in per_seed.values() if "usage" in t for u in t["usage"]]
             self.estimates[group_key], self.replicates[group_key] = est, reps
             self.usage[group_key], self.n_videos[group_key] = usage, len(videos)
+            self.costs[group_key] = costs
 
     def with_intervals(self, points: pd.DataFrame) -> pd.DataFrame:
         """``points`` plus ``<metric>_lo`` / ``<metric>_hi`` (NaN where a point has no predictions)."""
@@ -84,6 +96,7 @@ class Evidence:
                 {k[1:]: v for k, v in extras.items() if k[0] == dataset},
                 self.usage.get(g, {}),
                 self.n_videos.get(g, 0),
+                self.costs.get(g, {}),
             )
 
         return make

@@ -12,19 +12,26 @@ evaluated with it sees the same resampled videos and, where two points share the
 same resampled seeds. A difference (or any linear combination, e.g. log-GFLOPs interpolation
 between two budgets) is computed replicate by replicate, and its interval taken from those. The
 draws come from a fixed RNG seed, so a report is reproducible.
+
+Costs get intervals the same way. An adaptive method's GFLOPs per video depend on the video and on
+the seed that trained its policy, so a claim about cost (a share of GFLOPs, a cost ratio) is judged
+on replicates of the mean per-video GFLOPs under the same draws (``cost_replicates``); a fixed-cost
+method's replicates are all equal, and its interval is a point.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
+import pandas as pd
 
 N_BOOT = 2000
 MAP_BOOT = 1000  # mAP replicates cost ~ classes x videos x replicates: fewer of them
 LEVEL = 0.95
 RNG_SEED = 20260101
+COST_COLUMNS = ("gflops", "gflops_selection")  # per-video columns of a trial's predictions table
 
 
 @dataclass
@@ -33,13 +40,15 @@ class Outcomes:
 
     ``correct``: [S, N] 1.0 / 0.0 top-1 hits, NaN where seed s has no prediction for video n.
     ``scores``/``targets``: [S, N, C] class scores and multi-hot labels (for mAP), NaN / False where
-    missing.
+    missing. ``costs``: per-video numeric columns of the predictions (``COST_COLUMNS``: counted GFLOPs
+    and the selection's share of them), [S, N] each, NaN where missing; absent when not logged.
     """
 
     seeds: list[int]
     correct: np.ndarray
     scores: np.ndarray
     targets: np.ndarray
+    costs: dict[str, np.ndarray] = field(default_factory=dict)
 
     @classmethod
     def from_predictions(cls, videos: Sequence[str], per_seed: dict[int, "object"], num_classes: int) -> "Outcomes":
@@ -49,7 +58,12 @@ class Outcomes:
         correct = np.full((len(seeds), len(videos)), np.nan)
         scores = np.full((len(seeds), len(videos), num_classes), np.nan)
         targets = np.zeros((len(seeds), len(videos), num_classes), dtype=bool)
+        present = [c for c in COST_COLUMNS if all(c in per_seed[seed] for seed in seeds)]
+        costs = {c: np.full((len(seeds), len(videos)), np.nan) for c in present}
         for s, seed in enumerate(seeds):
+            rows = [index[str(v)] for v in per_seed[seed]["video_id"]]
+            for c in present:
+                costs[c][s, rows] = pd.to_numeric(per_seed[seed][c], errors="coerce").to_numpy(float)
             for vid, labels, score in zip(
                 per_seed[seed]["video_id"], per_seed[seed]["labels"], per_seed[seed]["scores"]
             ):
@@ -60,7 +74,7 @@ class Outcomes:
                 scores[s, n, : len(score)] = score
                 targets[s, n, list(labels)] = True
                 correct[s, n] = float(int(np.argmax(score)) == int(labels[0])) if labels else np.nan
-        return cls(seeds, correct, scores, targets)
+        return cls(seeds, correct, scores, targets, costs)
 
 
 class Resampler:
@@ -97,12 +111,17 @@ class Resampler:
                     out[rows] += statistic(s, self.counts[j, rows])
         return out / n_seeds
 
+    def mean(self, values: np.ndarray) -> np.ndarray:
+        """[B] replicates of the per-video mean of a [S, N] matrix (NaN: no value), averaged over
+        the drawn seeds: top-1 from hits, or the mean GFLOPs per video of an adaptive method."""
+        valid = (~np.isnan(values)).astype(np.float32)
+        filled = np.nan_to_num(values).astype(np.float32)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self._per_slot(lambda s, w: (w @ filled[s]) / (w @ valid[s]), len(values))
+
     def accuracy(self, correct: np.ndarray) -> np.ndarray:
         """[B] replicates of top-1 accuracy (%) from a [S, N] hit matrix (NaN: no prediction)."""
-        valid = (~np.isnan(correct)).astype(np.float32)
-        hits = np.nan_to_num(correct).astype(np.float32)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return 100.0 * self._per_slot(lambda s, w: (w @ hits[s]) / (w @ valid[s]), len(correct))
+        return 100.0 * self.mean(correct)
 
     def mean_ap(self, scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
         """[B] replicates of mAP (%) from [S, N, C] scores and targets: a drawn video counts as many
@@ -144,6 +163,16 @@ def replicates(resampler: Resampler, outcomes: Outcomes, metric: str) -> np.ndar
     if metric == "map_pct":
         return resampler.mean_ap(outcomes.scores, outcomes.targets)
     raise ValueError(f"no bootstrap for metric '{metric}' (known: top1_pct, map_pct)")
+
+
+def cost_replicates(resampler: Resampler, outcomes: Outcomes) -> dict[str, tuple[float, np.ndarray]]:
+    """Each logged per-video cost column -> (its mean over videos averaged over seeds, [B]
+    replicates under the same draws as the accuracy's, so ratios and differences are paired)."""
+    return {
+        name: (float(np.mean(np.nanmean(values, axis=1))), resampler.mean(values))
+        for name, values in outcomes.costs.items()
+        if not np.isnan(values).all(axis=1).any()
+    }
 
 
 def estimate(outcomes: Outcomes, metric: str) -> float:
