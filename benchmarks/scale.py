@@ -10,7 +10,8 @@ per video, once with ``--videos`` (N) and once with 10 x N training videos (unde
     onto the streaming path (``evaluation.frame_bank_gb: 0``: the shared classifier and SGS train
     through the streaming loader, the per-timestep tables are sharded extractions), each in a fresh
     process: peak RSS of the process and of its DataLoader workers, and the ratio 10N / N.
-    Target <= 1.2. The full-size check (more than 8 GB of decoded frames, more than a third of a 24 GB
+    Target <= 1.2. A forked worker's RSS includes the pages it shares copy-on-write with the process
+    (their sum counts those twice). The full-size check (more than 8 GB of decoded frames, more than a third of a 24 GB
     machine): ``--videos 100 --frames 704 --parts a --copies`` (1000 x 704 x 64 x 64 x 3 = 8.65 GB). With
     ``--copies`` the 10 x N set lists each of the N generated videos 10 times (hard links: every copy is
     decoded again, the same bytes), because generating 1000 distinct 704-frame videos takes about an hour on

@@ -1,6 +1,10 @@
 """Streaming data path: same tensors as the frame bank, bad videos skipped and reported, one chooser."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -120,3 +124,40 @@ def test_clip_requests_cover_the_clips_the_bank_would_cut(dataset_dir, tmp_path)
     short = clip_requests(stream, 8, rng=np.random.default_rng(1))
     c_row = stream.index("v/c")
     assert [list(i) for r, i in zip(short.rows, short.indices) if r == c_row] == [[0, 1, 2, 3, 4, 5, 5, 5]]
+
+
+HEAP_PROBE = """
+import sys
+import numpy as np
+from harness.data.streaming import open_frames
+from harness.registry import DATASETS
+from harness.stages import StageStore
+
+def anon_mb():
+    return int(next(x for x in open("/proc/self/status") if x.startswith("RssAnon")).split()[1]) // 1024
+
+if sys.argv[1] == "stream":
+    open_frames(DATASETS.get("generic")(root=sys.argv[2]), "train", StageStore(sys.argv[3]), budget_bytes=None)
+np.ones(16 << 20, np.uint8)  # a large block freed: glibc's dynamic threshold would rise to 16 MiB
+base = anon_mb()
+blocks, pins = [], []
+for _ in range(40):  # 160 MiB of 4 MiB tensors / frame batches, each followed by a small block that stays alive
+    blocks.append(np.ones(4 << 20, np.uint8))
+    pins.append(np.ones(200_000, np.uint8))
+del blocks
+print(anon_mb() - base)
+"""
+
+
+@pytest.mark.skipif(not open("/proc/self/maps").read().count("libc.so.6"), reason="glibc's malloc only")
+def test_streaming_process_gives_freed_memory_back(dataset_dir, tmp_path):
+    """Bug: glibc raised its mmap threshold after the first large free and kept freed tensors in its heap,
+    so a streaming run's resident memory grew with its number of steps (videos): scale benchmark (a)."""
+
+    def held_mb(mode: str) -> int:  # in a fresh process: the allocator's state is per process
+        cmd = [sys.executable, "-c", HEAP_PROBE, mode, str(dataset_dir), str(tmp_path / "stages")]
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        return int(subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout.split()[-1])
+
+    assert held_mb("plain") > 100  # the allocator's default policy holds the freed 160 MiB
+    assert held_mb("stream") < 20  # once a split is streamed, freed blocks go back to the OS

@@ -21,10 +21,17 @@ Bad-video policy (unchanged from the frame bank): a video that cannot be opened,
 ``min_frames``, is skipped with its reason when the index is built; one that fails later, while a
 worker decodes it, is skipped too: the batch carries it in ``skipped`` (video_id, reason) and
 ``drain_skipped`` collects them, so that the trial can count and report it. Nothing raises.
+
+Bounded memory (``bound_heap``, called when a split is streamed): glibc's malloc raises its mmap
+threshold each time a large block is freed (up to 32 MiB), and from then on serves tensors and decoded
+frames from its heap, whose freed holes stay resident: a process's memory then grows with the number
+of training steps, i.e. with the number of videos. A fixed threshold keeps large blocks mmapped, given
+back to the OS when freed (the cost: page faults on fresh memory, some system CPU time on CPU training).
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -42,6 +49,21 @@ from harness.data.transforms import resize_crop_uint8
 
 DEFAULT_BANK_BUDGET = 2 * 1024**3  # bytes of decoded uint8 frames under which a split goes to the frame bank
 INDEX_VERSION = 1  # part of the index stage key: bump when the probing rules change
+MMAP_THRESHOLD = 128 * 1024  # bytes: larger allocations are mmapped (glibc's initial threshold, kept fixed)
+_M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
+
+
+def bound_heap() -> bool:
+    """Fix glibc's mmap threshold at ``MMAP_THRESHOLD`` in this process (and the DataLoader workers it forks
+    later): every block above it is mmapped and returned to the OS when freed, so that resident memory
+    follows what is live instead of growing with the run (see the module's docstring). Idempotent; False
+    where the C library is not glibc (nothing changed)."""
+    try:
+        libc = ctypes.CDLL(None)  # the symbols already loaded (not find_library: it forks a process)
+        libc.gnu_get_libc_version  # glibc only (musl's mallopt does nothing; macOS has none)
+    except (OSError, AttributeError):
+        return False
+    return libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
 
 
 # ------------------------------------------------------------------------------------------------
@@ -258,6 +280,7 @@ def open_frames(
         return BankFrames(bank)
     if log:
         log(f"[data] {split}: {need / 1e9:.2f} GB decoded > budget: streaming from the video files")
+    bound_heap()  # memory must not grow with the number of videos streamed
     key = store.key("frames", bank_deps(dataset, split, size, max_frames, backend, min_frames))  # = the bank's
     return StreamedFrames.from_index(index, max_frames, backend, key=key)
 

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from filelock import FileLock
 
-from harness.data.streaming import FrameRequests, drain_skipped, frame_loader
+from harness.data.streaming import FrameRequests, bound_heap, drain_skipped, frame_loader
 from harness.toolkit.clips import ClipNet, frames_to_clips
 
 INDEX = "index.json"
@@ -120,6 +120,7 @@ class _ShardActor:
 
     def __init__(self, folder: str, source: Any, factory: Callable, shard_size: int, gpus: float, workers: int):
         self.folder, self.source, self.shard_size, self.workers = Path(folder), source, shard_size, workers
+        bound_heap()  # a fresh process: memory must not grow with the shards it writes (harness.data.streaming)
         self.video_fn = factory(_device(gpus))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
