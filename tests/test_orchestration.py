@@ -267,3 +267,44 @@ def test_a_stage_built_outside_the_store_lock_still_shows_in_the_schedule(tiny_r
     spans = [s for s in stage_spans(store) if s["stage"] == "quick_shared"]
     assert len(spans) == 1 and spans[0]["end"] - spans[0]["start"] >= 1.0  # the build sleeps 1 s
     assert counter.read_text().count("computed") == 1
+
+
+def test_launches_attached_to_a_running_ray_reuse_its_workers_until_the_code_changes(tiny_root, tmp_path):
+    """The second launch on a running Ray runs in the worker processes of the first (no new imports);
+    a launch with edited plugin code gets new workers, and the old ones give their CPUs back (else
+    it could not start: they hold both CPUs of the cluster)."""
+    from ray.cluster_utils import Cluster
+
+    plugin = tmp_path / "quick_methods.py"
+    plugin.write_text(Path(PLUGIN).read_text())
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 2, "object_store_memory": 80 * 2**20, "include_dashboard": False},
+    )
+    try:
+        pids = []
+        for launch in range(3):
+            if launch == 2:
+                plugin.write_text(plugin.read_text() + "\n# edited\n")
+            folder = tmp_path / f"launch{launch}"
+            folder.mkdir()
+            spec = quick_spec(folder, tiny_root, experiment="pool", grid="k: [1, 2, 3, 4]")
+            proc = skimbench(
+                "run",
+                str(spec),
+                "--plugin",
+                str(plugin),
+                "--address",
+                cluster.address,
+                "--no-report",
+                "--quiet",
+                timeout=300,
+            )
+            assert proc.returncode == 0, proc.stderr[-3000:]
+            runs = trial_runs(f"sqlite:///{folder}/mlflow.db", "pool")
+            assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
+            pids.append({int(r.data.metrics["sched_pid"]) for r in runs})
+        assert pids[1] <= pids[0], "the second launch started new worker processes"
+        assert not pids[2] & pids[0], "workers with the old plugin code ran the edited plugin's trials"
+    finally:
+        cluster.shutdown()

@@ -5,7 +5,8 @@ A Ray task runs in a worker process of its job, and every launch is a new job: o
 import torch, MLflow, the registries and the plugins again (seconds per launch). The workers are
 instead detached actors in the namespace ``skimbench``, named by ``pool_key``: a hash of every source
 file the registries list (``registry.sources_fingerprint``), the ``--plugin`` files' contents, the
-workers' Python path and the resources of one worker. The next launch with the same key takes the
+workers' Python path, the resources of one worker, and the git commit and package versions that a
+worker records with each trial (cached per process). The next launch with the same key takes the
 same warm processes; a launch with another key (edited code, other resources) retires the actors it
 does not use: each exits once the call it is running has ended, so a trial is never cut short.
 
@@ -32,6 +33,7 @@ from harness import tracking
 from harness.launchers import LaunchContext, TrialFailed, TrialTimeout, execute, stage_error
 from harness.plan import run_stage
 from harness.registry import sources_fingerprint
+from harness.repro import git_commit, package_versions
 from harness.trial import Trial
 
 NAMESPACE = "skimbench"
@@ -42,6 +44,7 @@ IDLE_EXIT_S = 300.0  # an idle worker gives its CPUs and GPUs back to the cluste
 def pool_key(context: LaunchContext, resources: dict[str, float], paths: str) -> str:
     """What a worker's processes depend on: the code it imported and the resources it holds."""
     facts = [sources_fingerprint(), paths, sys.executable, repr(sorted(resources.items()))]
+    facts += [git_commit(), repr(sorted(package_versions().items()))]  # what a worker tags its trials with
     facts += [f"{p} {hashlib.sha256(Path(p).read_bytes()).hexdigest()}" for p in context.plugins]
     return hashlib.sha256("\n".join(facts).encode()).hexdigest()[:16]
 

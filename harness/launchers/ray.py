@@ -83,8 +83,8 @@ class RayLauncher:
         for trial in plan.trials:  # cannot happen with a well-formed plan; never drop a trial silently
             if trial.hash not in launched.finished and trial.hash not in launched.failed:
                 launched.failed[trial.hash] = f"{trial.name or trial.label} {trial.hash[:8]}: not run (stages not done)"
-        for h in launched.failed:  # a worker that died on the last attempt left its run RUNNING
-            tracking.abandon_running(context.uri, context.experiment_id, h, "WORKER_LOST")
+        # a worker that died on the last attempt left its run RUNNING
+        tracking.abandon_running(context.uri, context.experiment_id, launched.failed, "WORKER_LOST")
         return launched
 
 
@@ -203,7 +203,8 @@ class Schedule:
 
     def trial_ended(self, h: str, outcome: dict) -> None:
         trial = self.by_hash[h]
-        if "died" in outcome:  # its run is closed as WORKER_LOST
+        if "died" in outcome:  # the worker died: its run is left RUNNING, closed as WORKER_LOST
+            tracking.abandon_running(self.context.uri, self.context.experiment_id, [h], "WORKER_LOST")
             outcome = {"failed": f"{trial.name or trial.label} {h[:8]}: {_one_line(outcome['died'])}"}
         if "metrics" in outcome:
             self.launched.finished[h] = outcome["metrics"]
