@@ -39,6 +39,7 @@ from harness.trial import Trial
 NAMESPACE = "skimbench"
 PREFIX = "worker-"
 IDLE_EXIT_S = 300.0  # an idle worker gives its CPUs and GPUs back to the cluster after this long
+ANSWER_S = 5.0  # a kept worker that does not answer within this long is busy (a concurrent launch's call)
 
 
 def pool_key(context: LaunchContext, resources: dict[str, float], paths: str) -> str:
@@ -114,8 +115,11 @@ class Worker:
                 os._exit(0)
 
 
-def workers(count: int, key: str, resources: dict[str, float]) -> list[Any]:
-    """``count`` workers of this key: the living ones first, new ones for the rest; the others retired."""
+def workers(count: int, key: str, resources: dict[str, float], context: LaunchContext) -> list[Any]:
+    """``count`` warm workers of this key: the living ones first, new ones for the rest (warming while the
+    driver goes on); the others retired. A kept worker answers its ``warm`` call first, which also resets
+    its idle clock, so one that exited for idleness just now is replaced here, not met by a stage or trial.
+    One busy with a concurrent launch's call (no answer within ``ANSWER_S``) is kept: calls queue."""
     named = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == NAMESPACE]
     ours = sorted(n for n in named if n.startswith(f"{PREFIX}{key}-"))
     for name in ours[count:] + [n for n in named if n.startswith(PREFIX) and not n.startswith(f"{PREFIX}{key}-")]:
@@ -123,13 +127,28 @@ def workers(count: int, key: str, resources: dict[str, float]) -> list[Any]:
             ray.get_actor(name, namespace=NAMESPACE).retire.remote()
         except ValueError:  # it has just exited
             pass
-    found = []
+    found = {}
     for name in ours[:count]:
         try:
-            found.append(ray.get_actor(name, namespace=NAMESPACE))
-        except ValueError:
+            worker = ray.get_actor(name, namespace=NAMESPACE)
+        except ValueError:  # it has just exited
+            continue
+        found[worker.warm.remote(context)] = worker
+    answered, _ = ray.wait(list(found), num_returns=len(found), timeout=ANSWER_S) if found else ([], [])
+    kept = []
+    for ref, worker in found.items():
+        try:
+            if ref in answered:
+                ray.get(ref)
+        except ray.exceptions.RayActorError:  # exited since it was listed
+            continue
+        except Exception:  # noqa: BLE001, S110 - the warm-up failed (a broken plugin): its trials will say why
             pass
-    return found + [new_worker(key, resources) for _ in range(count - len(found))]
+        kept.append(worker)
+    new = [new_worker(key, resources) for _ in range(count - len(kept))]
+    for worker in new:
+        worker.warm.remote(context)
+    return kept + new
 
 
 def new_worker(key: str, resources: dict[str, float]) -> Any:

@@ -38,7 +38,6 @@ class RayLauncher:
         self.spec = spec
         self.address = address
         self.workers: list[Any] = []
-        self.warming: list[Any] = []
         self.key = ""
 
     def start(self, context: LaunchContext) -> None:
@@ -48,8 +47,7 @@ class RayLauncher:
         paths = connect_ray(self.spec, self.address)
         slots, resources = self.slots()
         self.key = pool.pool_key(context, resources, paths)
-        self.workers = pool.workers(slots, self.key, resources)
-        self.warming = [worker.warm.remote(context) for worker in self.workers]
+        self.workers = pool.workers(slots, self.key, resources, context)
 
     def slots(self) -> tuple[int, dict[str, float]]:
         """Worker slots and the resources of one, checked against the cluster (one line if they cannot fit)."""
