@@ -5,11 +5,10 @@ only when its stages are done) with its own priorities; Tune's resume is not use
 from MLflow, and stages from the store) and its retry is one loop here. The workers are long-lived
 actors, one per slot (``harness.launchers.pool``: kept between launches on a running Ray, so a launch
 does not import torch and MLflow again). The driver keeps at most one call per worker in flight and
-fills a free worker with the ready task (a stage whose stages are
-done, or a trial whose stages are done) of the largest rank: the longest expected chain of work
-first, the costliest trials before the cheap ones (``harness.plan``). So no slot waits on a file
-lock for a declared stage, the grid ends on short trials, and every task records when it started,
-ended and waited (``harness.launchers.execute``).
+gives a free worker the ready task (a stage whose stages are done, or a trial whose stages are done)
+of the largest rank: the longest expected chain of work first, the costliest trials before the cheap
+ones (``harness.plan``). So no worker waits on a file lock for a declared stage, the grid ends on
+short trials, and every task records when it started, ended and waited (``harness.launchers.execute``).
 
 A stage that fails is not retried: the trials that need it are recorded as failed with its traceback
 (``record_blocked``), and the rest of the grid goes on. A trial is retried up to ``max_failures``
