@@ -5,6 +5,9 @@ Real Ray, real MLflow (sqlite), the tiny built-in benchmark, the quick test plug
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -308,3 +311,66 @@ def test_launches_attached_to_a_running_ray_reuse_its_workers_until_the_code_cha
         assert not pids[2] & pids[0], "workers with the old plugin code ran the edited plugin's trials"
     finally:
         cluster.shutdown()
+
+
+def test_a_launch_of_other_code_waits_for_a_running_grid_instead_of_cutting_it_short(tiny_root, tmp_path):
+    """Two grids of different code on one running Ray: the second needs the workers' CPUs, and the first
+    grid's workers retire only when it has ended (a worker retired in the middle of it fails the trials
+    sent to it next). Both grids finish every trial."""
+    from ray.cluster_utils import Cluster
+
+    plugin = tmp_path / "quick_methods.py"
+    plugin.write_text(Path(PLUGIN).read_text())
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 2, "object_store_memory": 80 * 2**20, "include_dashboard": False},
+    )
+    try:
+        (tmp_path / "a").mkdir()
+        (tmp_path / "b").mkdir()
+        first = quick_spec(tmp_path / "a", tiny_root, experiment="a", grid=_grid(8), method_params="sleep_s: 4")
+        running = subprocess.Popen(
+            [sys.executable, "-m", "harness.cli", "run", str(first), "--plugin", str(plugin)]
+            + ["--address", cluster.address, "--no-report", "--quiet"],
+            cwd=Path(__file__).resolve().parent.parent,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.time() + 300
+        while not _started(tmp_path / "a", "a"):
+            assert running.poll() is None and time.time() < deadline, running.communicate()[1][-3000:]
+            time.sleep(0.5)
+        plugin.write_text(plugin.read_text() + "\n# edited\n")  # other code: another pool
+        second = quick_spec(tmp_path / "b", tiny_root, experiment="b", grid=_grid(2))
+        proc = skimbench(
+            "run",
+            str(second),
+            "--plugin",
+            str(plugin),
+            "--address",
+            cluster.address,
+            "--no-report",
+            "--quiet",
+            timeout=600,
+        )
+        _, err = running.communicate(timeout=600)
+        assert running.returncode == 0, err[-3000:]
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        for folder, experiment, n in ((tmp_path / "a", "a", 8), (tmp_path / "b", "b", 2)):
+            runs = trial_runs(f"sqlite:///{folder}/mlflow.db", experiment)
+            assert len(runs) == n and all(r.info.status == "FINISHED" for r in runs), experiment
+    finally:
+        cluster.shutdown()
+
+
+def _grid(n: int) -> str:
+    return "k: [" + ", ".join(str(k) for k in range(1, n + 1)) + "]"
+
+
+def _started(folder: Path, experiment: str) -> bool:
+    """Whether a trial of the experiment has opened its run (the grid is under way)."""
+    try:
+        return bool(trial_runs(f"sqlite:///{folder}/mlflow.db", experiment))
+    except Exception:  # noqa: BLE001 - the store is being created
+        return False

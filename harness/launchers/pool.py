@@ -8,10 +8,12 @@ file the registries list (``registry.sources_fingerprint``), the ``--plugin`` fi
 workers' Python path, the resources of one worker, and the git commit and package versions that a
 worker records with each trial (cached per process). The next launch with the same key takes the
 same warm processes; a launch with another key (edited code, other resources) retires the actors it
-does not use: each exits once the call it is running has ended, so a trial is never cut short.
+does not use: each exits once the launches using it (its leases) have ended, so neither a trial nor a
+concurrent grid of other code is cut short.
 
 An actor holds its CPUs and GPUs while it lives: it exits by itself after ``IDLE_EXIT_S`` without a
-call, returning them to the cluster. On a Ray that the launch started itself, the actors end with it.
+call (a launch touches the workers it waits with every ``TOUCH_S``; a driver that died does not),
+returning them to the cluster. On a Ray that the launch started itself, the actors end with it.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ NAMESPACE = "skimbench"
 PREFIX = "worker-"
 IDLE_EXIT_S = 300.0  # an idle worker gives its CPUs and GPUs back to the cluster after this long
 ANSWER_S = 5.0  # a kept worker that does not answer within this long is busy (a concurrent launch's call)
+TOUCH_S = 60.0  # a launch tells its idle workers that it still runs this often
 
 
 def pool_key(context: LaunchContext, resources: dict[str, float], paths: str) -> str:
@@ -56,10 +59,14 @@ class Worker:
 
     def __init__(self, idle_exit_s: float):
         self.idle_exit_s, self.last, self.busy = idle_exit_s, time.monotonic(), False
+        self.leases: set[str] = set()  # the launches using this worker (their Ray job ids)
+        self.retiring = False
         threading.Thread(target=self._exit_when_idle, daemon=True).start()
 
-    def warm(self, context: LaunchContext) -> int:
-        """Import what the launch's calls will import (a no-op in a worker kept from an earlier launch)."""
+    def warm(self, context: LaunchContext, launch: str) -> int:
+        """Take a lease for the launch and import what its calls will import (a no-op in a worker kept
+        from an earlier launch)."""
+        self.leases.add(launch)
         with self._call():
             import harness.compute  # noqa: F401, PLC0415 - warming the worker is the point
             import harness.runtime  # noqa: F401, PLC0415
@@ -95,9 +102,24 @@ class Worker:
             except TrialFailed as exc:  # recorded; retried by the driver up to max_failures
                 return {"failed": str(exc)}
 
+    def touch(self) -> None:
+        """The launch holding this worker still runs (it waits on work elsewhere): not idle."""
+        with self._call():
+            pass
+
+    def release(self, launch: str) -> None:
+        """The launch has ended; a retiring worker exits with its last lease."""
+        self.leases.discard(launch)
+        if self.retiring and not self.leases:
+            ray.actor.exit_actor()
+
     def retire(self) -> None:
-        """Exit after the calls queued before this one (a newer launch needs the resources)."""
-        ray.actor.exit_actor()
+        """A launch with other code or resources needs the cluster: exit now, or when the launches that
+        use this worker have ended (never in the middle of their grid). Leases untouched for two
+        ``TOUCH_S`` belong to launches that died."""
+        self.retiring = True
+        if not self.leases or time.monotonic() - self.last > 2 * TOUCH_S:
+            ray.actor.exit_actor()
 
     @contextmanager
     def _call(self) -> Iterator[None]:
@@ -115,7 +137,7 @@ class Worker:
                 os._exit(0)
 
 
-def workers(count: int, key: str, resources: dict[str, float], context: LaunchContext) -> list[Any]:
+def workers(count: int, key: str, resources: dict[str, float], context: LaunchContext, launch: str) -> list[Any]:
     """``count`` warm workers of this key: the living ones first, new ones for the rest (warming while the
     driver goes on); the others retired. A kept worker answers its ``warm`` call first, which also resets
     its idle clock, so one that exited for idleness just now is replaced here, not met by a stage or trial.
@@ -133,7 +155,7 @@ def workers(count: int, key: str, resources: dict[str, float], context: LaunchCo
             worker = ray.get_actor(name, namespace=NAMESPACE)
         except ValueError:  # it has just exited
             continue
-        found[worker.warm.remote(context)] = worker
+        found[worker.warm.remote(context, launch)] = worker
     answered, _ = ray.wait(list(found), num_returns=len(found), timeout=ANSWER_S) if found else ([], [])
     kept = []
     for ref, worker in found.items():
@@ -145,14 +167,19 @@ def workers(count: int, key: str, resources: dict[str, float], context: LaunchCo
         except Exception:  # noqa: BLE001, S110 - the warm-up failed (a broken plugin): its trials will say why
             pass
         kept.append(worker)
-    new = [new_worker(key, resources) for _ in range(count - len(kept))]
-    for worker in new:
-        worker.warm.remote(context)
-    return kept + new
+    return kept + [new_worker(key, resources, context, launch) for _ in range(count - len(kept))]
 
 
-def new_worker(key: str, resources: dict[str, float]) -> Any:
-    """A new worker, also to replace one that died (its name is unique: a dead actor's name may linger)."""
-    return Worker.options(
+def new_worker(key: str, resources: dict[str, float], context: LaunchContext, launch: str) -> Any:
+    """A new worker, warming up for the launch (while the driver goes on); also one that replaces a worker
+    that died (its name is unique: a dead actor's name may linger)."""
+    worker = Worker.options(
         name=f"{PREFIX}{key}-{uuid.uuid4().hex[:8]}", namespace=NAMESPACE, lifetime="detached", **resources
     ).remote(IDLE_EXIT_S)
+    worker.warm.remote(context, launch)
+    return worker
+
+
+def release(workers: list[Any], launch: str) -> None:
+    """End the launch's leases (sent before the driver disconnects; a worker that exits on it is fine)."""
+    ray.wait([worker.release.remote(launch) for worker in workers], num_returns=len(workers), timeout=ANSWER_S)

@@ -37,7 +37,7 @@ class RayLauncher:
         self.spec = spec
         self.address = address
         self.workers: list[Any] = []
-        self.key = ""
+        self.key = self.launch_id = ""
 
     def start(self, context: LaunchContext) -> None:
         """Connect to Ray and take one worker per slot (``harness.launchers.pool``: kept from the last launch
@@ -46,7 +46,8 @@ class RayLauncher:
         paths = connect_ray(self.spec, self.address)
         slots, resources = self.slots()
         self.key = pool.pool_key(context, resources, paths)
-        self.workers = pool.workers(slots, self.key, resources, context)
+        self.launch_id = ray.get_runtime_context().get_job_id()
+        self.workers = pool.workers(slots, self.key, resources, context, self.launch_id)
 
     def slots(self) -> tuple[int, dict[str, float]]:
         """Worker slots and the resources of one, checked against the cluster (one line if they cannot fit)."""
@@ -76,7 +77,15 @@ class RayLauncher:
         if not self.workers:
             self.start(context)
         _, resources = self.slots()
-        Schedule(plan, context, progress, launched, self.workers, lambda: pool.new_worker(self.key, resources)).run()
+
+        def replace() -> Any:  # a new worker for one that died
+            self.workers.append(pool.new_worker(self.key, resources, context, self.launch_id))
+            return self.workers[-1]
+
+        try:
+            Schedule(plan, context, progress, launched, self.workers, replace).run()
+        finally:
+            pool.release(self.workers, self.launch_id)
         for trial in plan.trials:  # cannot happen with a well-formed plan; never drop a trial silently
             if trial.hash not in launched.finished and trial.hash not in launched.failed:
                 launched.failed[trial.hash] = f"{trial.name or trial.label} {trial.hash[:8]}: not run (stages not done)"
@@ -117,7 +126,9 @@ class Schedule:
                 if not self.running and not self.fill():
                     break
                 continue
-            finished, _ = ray.wait(list(self.running), num_returns=1)
+            finished, _ = ray.wait(list(self.running), num_returns=1, timeout=pool.TOUCH_S)
+            for worker in [] if finished else self.free:  # idle while the grid waits on work elsewhere
+                worker.touch.remote()
             for ref in finished:
                 kind, ident, worker = self.running.pop(ref)
                 try:
