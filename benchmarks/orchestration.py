@@ -8,7 +8,8 @@
 (c) Launch overhead: the wall time of ``skimbench run`` minus the span of its trials and stages,
     with a fresh Ray (the run of (a)) and attached to a running Ray (``ray start --head`` started
     here on its own port and temp folder, then ``--address``; the second attached launch is timed:
-    the first one starts the workers). Target <= 6 s attached.
+    the first one starts the workers, which the second finds warm, ``harness/launchers/pool.py``).
+    Target <= 6 s attached.
 (d) Per-trial overhead: N trivial trials (the quick_centroid test plugin on the tiny benchmark, one
     worker) through ``skimbench run`` against a bare loop of ``run_trial``, amortised per trial.
     Target < 0.5 s.
