@@ -133,7 +133,7 @@ class Schedule:
                 kind, ident, worker = self.running.pop(ref)
                 try:
                     outcome = ray.get(ref)
-                except Exception as exc:  # noqa: BLE001 - the worker died (a new one takes its slot), or the call raised
+                except Exception as exc:  # noqa: BLE001 - the worker died (a new one replaces it) or the call raised
                     outcome = {"died": exc}
                     if isinstance(exc, ray.exceptions.RayActorError):
                         worker = self.replace()
