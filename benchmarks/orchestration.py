@@ -8,7 +8,8 @@
 (c) Launch overhead: the wall time of ``skimbench run`` minus the span of its trials and stages,
     with a fresh Ray (the run of (a)) and attached to a running Ray (``ray start --head`` started
     here on its own port and temp folder, then ``--address``; the second attached launch is timed:
-    the first one starts the workers). Target <= 6 s attached.
+    the first one starts the workers, which the second finds warm, ``harness/launchers/pool.py``).
+    Target <= 6 s attached.
 (d) Per-trial overhead: N trivial trials (the quick_centroid test plugin on the tiny benchmark, one
     worker) through ``skimbench run`` against a bare loop of ``run_trial``, amortised per trial.
     Target < 0.5 s.
@@ -180,16 +181,21 @@ def part_c_attached(args: argparse.Namespace, folder: Path) -> None:
 
 
 def stop_head(temp: Path) -> None:
-    """Stop the Ray started here, and only it: the processes whose command line names its temp folder
-    (``ray stop`` would stop every Ray instance on the machine, other users' included)."""
+    """Stop the Ray started here, and only it: the processes whose command line names its temp folder, or
+    that hold a file open in it (Ray renames its agents and workers, ``ray::...``, so their command line no
+    longer names it). ``ray stop`` would stop every Ray instance on the machine, other users' included."""
     import psutil  # noqa: PLC0415 - a Ray dependency, needed only here
 
+    def uses_temp(proc: psutil.Process) -> bool:
+        if any(str(temp) in part for part in proc.info["cmdline"] or []):
+            return True
+        try:
+            return any(f.path.startswith(str(temp)) for f in proc.open_files())
+        except psutil.Error:
+            return False
+
     me = {psutil.Process().pid, *(p.pid for p in psutil.Process().parents())}  # whose command line may name it too
-    ours = [
-        p
-        for p in psutil.process_iter(["cmdline"])
-        if p.pid not in me and any(str(temp) in part for part in p.info["cmdline"] or [])
-    ]
+    ours = [p for p in psutil.process_iter(["cmdline"]) if p.pid not in me and uses_temp(p)]
     for proc in ours:
         proc.terminate()
     _, alive = psutil.wait_procs(ours, timeout=10)

@@ -155,6 +155,8 @@ def _run_claimed(
     if not to_run:
         outcome.seconds = time.time() - started
         return outcome
+    # runs of these trials left RUNNING by a launch that died (its claims are gone): closed, once
+    tracking.abandon_running(uri, experiment_id, [t.hash for t in to_run], "WORKER_LOST")
     parent = tracking.start_parent(uri, experiment_id, experiment, Path(spec.path), spec_hash(spec), len(to_run))
     outcome.parent_run_id = parent
     context = LaunchContext(

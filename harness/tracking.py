@@ -12,6 +12,7 @@ and the experiment before any worker starts, so workers never race the schema mi
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -124,12 +125,18 @@ def ensure_experiment(uri: str, name: str, artifact_root: Path | None = None) ->
         return found.experiment_id
 
 
-def environment_tags() -> dict[str, str]:
+@functools.lru_cache(maxsize=1)
+def _environment_tags() -> tuple[tuple[str, str], ...]:
+    """Versions, hardware and commit: captured once per process (a worker's do not change between trials)."""
     tags = {f"{TAG}version.{k}": v for k, v in package_versions().items()}
     tags.update({f"{TAG}hardware.{k}": v for k, v in hardware().items()})
     tags[f"{TAG}git_commit"] = git_commit()
     tags["mlflow.source.git.commit"] = tags[f"{TAG}git_commit"]  # shown by MLflow's UI as the run's commit
-    return tags
+    return tuple(tags.items())
+
+
+def environment_tags() -> dict[str, str]:
+    return dict(_environment_tags())
 
 
 def start_parent(
@@ -235,8 +242,8 @@ def start(
     sources: Iterable[Path] = (),
 ) -> str:
     """Open the trial's child run: tags, params, ``config.json`` and the plugins' ``sources`` (under
-    ``source/``). Earlier runs of the same trial left RUNNING (their process died) are closed first."""
-    abandon_running(uri, experiment_id, trial.hash, "WORKER_LOST")
+    ``source/``). Earlier runs of the same trial left RUNNING (their process died) are closed by the
+    launch beforehand (``abandon_running``, once for all its trials)."""
     tags = trial_tags(trial)
     tags.update(environment_tags())
     tags.update(extra_tags or {})
@@ -308,16 +315,24 @@ def record(
     end_run(uri, run_id, RUN_STATUS[outcome])
 
 
-def abandon_running(uri: str, experiment_id: str, trial_hash: str, outcome: str) -> int:
-    """Mark runs of this trial still RUNNING as KILLED: their process died (killed worker or driver)."""
+def abandon_running(uri: str, experiment_id: str, trial_hashes: Iterable[str], outcome: str) -> int:
+    """Mark the runs of these trials still RUNNING as KILLED: their process died (killed worker or
+    driver). One search per call: a launch calls it once for the trials it is about to run."""
+    wanted = set(trial_hashes)
+    if not wanted:
+        return 0
     c = client(uri)
-    stale = with_retry(
-        lambda: c.search_runs(
-            [experiment_id],
-            max_results=100,
-            filter_string=(f"tags.`{TAG}trial_hash` = '{trial_hash}' and attributes.status = 'RUNNING'"),
+    stale, token = [], None
+    while True:
+        page = with_retry(
+            lambda: c.search_runs(
+                [experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000, page_token=token
+            )
         )
-    )
+        stale += [run for run in page if run.data.tags.get(f"{TAG}trial_hash") in wanted]
+        token = page.token
+        if not token:
+            break
     for run in stale:
         with_retry(lambda: c.set_tag(run.info.run_id, f"{TAG}outcome", outcome))
         end_run(uri, run.info.run_id, "KILLED")

@@ -5,6 +5,8 @@ an unknown experiment, `data` without a subcommand). In process, through ``harne
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -164,3 +166,20 @@ def test_a_listing_cached_by_a_clean_process_never_hides_plugins_registered_here
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
     code, out, _ = main(capsys, "plugins", "methods")
     assert code == 0 and "\nspecfix_sampler: " in "\n" + out
+
+
+def test_plan_of_the_quickstart_loads_neither_mlflow_nor_ray():
+    """`skimbench plan` must answer fast: MLflow and Ray cost seconds to import and it needs neither
+    (the built-in methods' claims import the report's reader of MLflow runs, which loads MLflow only
+    where it reads them). A fresh interpreter, as the command runs."""
+    root = Path(__file__).resolve().parent.parent
+    probe = (
+        "import contextlib, io, sys\n"
+        "from harness import cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    code = cli.main(['plan', 'experiments/quickstart.yaml'])\n"
+        "print(code, sorted(m for m in ('mlflow', 'ray') if m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ["0", "[]"], proc.stdout

@@ -5,6 +5,9 @@ Real Ray, real MLflow (sqlite), the tiny built-in benchmark, the quick test plug
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -267,3 +270,91 @@ def test_a_stage_built_outside_the_store_lock_still_shows_in_the_schedule(tiny_r
     spans = [s for s in stage_spans(store) if s["stage"] == "quick_shared"]
     assert len(spans) == 1 and spans[0]["end"] - spans[0]["start"] >= 1.0  # the build sleeps 1 s
     assert counter.read_text().count("computed") == 1
+
+
+def test_launches_attached_to_a_running_ray_reuse_its_workers_until_the_code_changes(tiny_root, tmp_path, running_ray):
+    """The second launch on a running Ray runs in the worker processes of the first (no new imports);
+    a launch with edited plugin code gets new workers, and the old ones give their CPUs back (else
+    it could not start: they hold both CPUs of the cluster)."""
+    cluster, plugin = running_ray
+    pids = []
+    for launch in range(3):
+        if launch == 2:
+            plugin.write_text(plugin.read_text() + "\n# edited\n")
+        folder = tmp_path / f"launch{launch}"
+        folder.mkdir()
+        spec = quick_spec(folder, tiny_root, experiment="pool", grid="k: [1, 2, 3, 4]")
+        proc = _run_attached(spec, plugin, cluster)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs = trial_runs(f"sqlite:///{folder}/mlflow.db", "pool")
+        assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
+        pids.append({int(r.data.metrics["sched_pid"]) for r in runs})
+    assert pids[1] <= pids[0], "the second launch started new worker processes"
+    assert not pids[2] & pids[0], "workers with the old plugin code ran the edited plugin's trials"
+
+
+def test_a_launch_of_other_code_waits_for_a_running_grid_instead_of_cutting_it_short(tiny_root, tmp_path, running_ray):
+    """Two grids of different code on one running Ray: the second needs the workers' CPUs, and the first
+    grid's workers retire only when it has ended (a worker retired in the middle of it fails the trials
+    sent to it next). Both grids finish every trial."""
+    cluster, plugin = running_ray
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = quick_spec(tmp_path / "a", tiny_root, experiment="a", grid=_grid(8), method_params="sleep_s: 4")
+    running = subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "run", str(first), "--plugin", str(plugin)]
+        + ["--address", cluster.address, "--no-report", "--quiet"],
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 300
+    while not _started(tmp_path / "a", "a"):
+        assert running.poll() is None and time.time() < deadline, running.communicate()[1][-3000:]
+        time.sleep(0.5)
+    plugin.write_text(plugin.read_text() + "\n# edited\n")  # other code: another pool
+    second = quick_spec(tmp_path / "b", tiny_root, experiment="b", grid=_grid(2))
+    proc = _run_attached(second, plugin, cluster)
+    _, err = running.communicate(timeout=600)
+    assert running.returncode == 0, err[-3000:]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for folder, experiment, n in ((tmp_path / "a", "a", 8), (tmp_path / "b", "b", 2)):
+        runs = trial_runs(f"sqlite:///{folder}/mlflow.db", experiment)
+        assert len(runs) == n and all(r.info.status == "FINISHED" for r in runs), experiment
+
+
+def _run_attached(spec: Path, plugin: Path, cluster) -> subprocess.CompletedProcess:
+    return skimbench(
+        "run", str(spec), "--plugin", str(plugin), "--address", cluster.address, "--no-report", "--quiet", timeout=600
+    )
+
+
+def _grid(n: int) -> str:
+    return "k: [" + ", ".join(str(k) for k in range(1, n + 1)) + "]"
+
+
+def _started(folder: Path, experiment: str) -> bool:
+    """Whether a trial of the experiment has opened its run (the grid is under way)."""
+    try:
+        return bool(trial_runs(f"sqlite:///{folder}/mlflow.db", experiment))
+    except Exception:  # noqa: BLE001 - the store is being created
+        return False
+
+
+@pytest.fixture
+def running_ray(tmp_path):
+    """A running Ray with two CPUs (as ``ray start --head`` leaves one), and a copy of the test plugin
+    to edit; the cluster is shut down at the end, with every worker kept in it."""
+    from ray.cluster_utils import Cluster
+
+    plugin = tmp_path / "quick_methods.py"
+    plugin.write_text(Path(PLUGIN).read_text())
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 2, "object_store_memory": 80 * 2**20, "include_dashboard": False},
+    )
+    try:
+        yield cluster, plugin
+    finally:
+        cluster.shutdown()

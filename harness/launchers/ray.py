@@ -1,13 +1,14 @@
-"""The Ray launcher: the plan as Ray tasks, on this machine or a cluster (the default).
+"""The Ray launcher: the plan as calls to Ray workers, on this machine or a cluster (the default).
 
 Ray Core, not Ray Tune: Tune runs a flat list of trials, while a plan is a graph (a trial may start
 only when its stages are done) with its own priorities; Tune's resume is not used (a grid resumes
-from MLflow, and stages from the store) and its retry is one loop here. The driver keeps at most one
-task per worker slot in flight and fills a free slot with the ready task (a stage whose stages are
-done, or a trial whose stages are done) of the largest rank: the longest expected chain of work
-first, the costliest trials before the cheap ones (``harness.plan``). So no slot waits on a file
-lock for a declared stage, the grid ends on short trials, and every task records when it started,
-ended and waited (``harness.launchers.execute``).
+from MLflow, and stages from the store) and its retry is one loop here. The workers are long-lived
+actors, one per slot (``harness.launchers.pool``: kept between launches on a running Ray, so a launch
+does not import torch and MLflow again). The driver keeps at most one call per worker in flight and
+gives a free worker the ready task (a stage whose stages are done, or a trial whose stages are done)
+of the largest rank: the longest expected chain of work first, the costliest trials before the cheap
+ones (``harness.plan``). So no worker waits on a file lock for a declared stage, the grid ends on
+short trials, and every task records when it started, ended and waited (``harness.launchers.execute``).
 
 A stage that fails is not retried: the trials that need it are recorded as failed with its traceback
 (``record_blocked``), and the rest of the grid goes on. A trial is retried up to ``max_failures``
@@ -18,26 +19,16 @@ from __future__ import annotations
 
 import os
 import time
-import traceback
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import ray
 import ray._private.services as ray_services
 
 from harness import tracking
-from harness.launchers import (
-    LaunchContext,
-    Launched,
-    LaunchError,
-    TrialFailed,
-    TrialTimeout,
-    execute,
-    record_blocked,
-    stage_error,
-)
-from harness.plan import Plan, run_stage
+from harness.launchers import LaunchContext, Launched, LaunchError, pool, record_blocked, stage_error
+from harness.plan import Plan
 from harness.trial import Trial
 
 
@@ -45,25 +36,22 @@ class RayLauncher:
     def __init__(self, spec: Any, address: str | None = None):
         self.spec = spec
         self.address = address
-        self.warming: list[Any] = []
+        self.workers: list[Any] = []
+        self.key = self.launch_id = ""
 
     def start(self, context: LaunchContext) -> None:
-        """Connect to Ray and start one worker per slot, each importing what a task imports (torch, the
-        registries, MLflow), while the driver builds the plan: the workers' start-up overlaps the driver's
-        instead of following it. Ray gives the launch's tasks these same warm workers."""
-        connect_ray(self.spec, self.address)
-        cpus, gpus = float(self.spec.resources.get("cpus", 1)), float(self.spec.resources.get("gpus", 0))
-        slots = int(ray.cluster_resources().get("CPU", 0) // max(cpus, 1e-9))
-        slots = max(1, min(slots, int(self.spec.ray.get("max_concurrent") or slots)))
-        resources = {"num_cpus": cpus, "num_gpus": gpus if ray.cluster_resources().get("GPU", 0) >= gpus else 0}
-        self.warming = [_warm_task.options(**resources).remote(context) for _ in range(slots)]
+        """Connect to Ray and take one worker per slot (``harness.launchers.pool``: kept from the last launch
+        with the same code, else started now), each importing what a task imports (torch, the registries,
+        MLflow) while the driver builds the plan: the workers' start-up overlaps the driver's."""
+        paths = connect_ray(self.spec, self.address)
+        slots, resources = self.slots()
+        self.key = pool.pool_key(context, resources, paths)
+        self.launch_id = ray.get_runtime_context().get_job_id()
+        self.workers = pool.workers(slots, self.key, resources, context, self.launch_id)
 
-    def launch(self, plan: Plan, context: LaunchContext, progress: Any) -> Launched:
-        launched = Launched()
-        if not plan.trials:
-            return launched
+    def slots(self) -> tuple[int, dict[str, float]]:
+        """Worker slots and the resources of one, checked against the cluster (one line if they cannot fit)."""
         spec = self.spec
-        connect_ray(spec, self.address)
         cpus, gpus = float(spec.resources.get("cpus", 1)), float(spec.resources.get("gpus", 0))
         available = ray.cluster_resources()
         if gpus > 0 and available.get("GPU", 0) < gpus:
@@ -80,12 +68,29 @@ class RayLauncher:
         if gpus > 0:
             slots = min(slots, int(available.get("GPU", 0) // gpus))
         slots = max(1, min(slots, int(spec.ray.get("max_concurrent") or slots)))
-        Schedule(plan, context, progress, launched, slots, {"num_cpus": cpus, "num_gpus": gpus}).run()
+        return slots, {"num_cpus": cpus, "num_gpus": gpus}
+
+    def launch(self, plan: Plan, context: LaunchContext, progress: Any) -> Launched:
+        launched = Launched()
+        if not plan.trials:
+            return launched
+        if not self.workers:
+            self.start(context)
+        _, resources = self.slots()
+
+        def replace() -> Any:  # a new worker for one that died
+            self.workers.append(pool.new_worker(self.key, resources, context, self.launch_id))
+            return self.workers[-1]
+
+        try:
+            Schedule(plan, context, progress, launched, self.workers, replace).run()
+        finally:
+            pool.release(self.workers, self.launch_id)
         for trial in plan.trials:  # cannot happen with a well-formed plan; never drop a trial silently
             if trial.hash not in launched.finished and trial.hash not in launched.failed:
                 launched.failed[trial.hash] = f"{trial.name or trial.label} {trial.hash[:8]}: not run (stages not done)"
-        for h in launched.failed:  # a worker that died on the last attempt left its run RUNNING
-            tracking.abandon_running(context.uri, context.experiment_id, h, "WORKER_LOST")
+        # a worker that died on the last attempt left its run RUNNING
+        tracking.abandon_running(context.uri, context.experiment_id, launched.failed, "WORKER_LOST")
         return launched
 
 
@@ -98,18 +103,18 @@ class Schedule:
         context: LaunchContext,
         progress: Any,
         launched: Launched,
-        slots: int,
-        resources: dict[str, float],
+        workers: list[Any],
+        replace: Callable[[], Any],
     ):
         self.plan, self.context, self.progress, self.launched = plan, context, progress, launched
-        self.slots, self.resources = slots, resources
+        self.free, self.replace = list(workers), replace  # idle workers; a new worker for one that died
         self.stages = plan.order()  # not yet submitted, in priority order
         self.done: set[str] = set()
         self.broken: dict[str, tuple[str, str]] = {}  # stage key -> (one line, traceback)
         self.waiting = [t for t in plan.trials]  # not yet submitted, in grid order
         self.ready_at: dict[str, float] = {}
         self.attempts: dict[str, int] = {}
-        self.running: dict[Any, tuple[str, str]] = {}  # object ref -> ("stage", key) or ("trial", hash)
+        self.running: dict[Any, tuple[str, str, Any]] = {}  # object ref -> ("stage" or "trial", key or hash, worker)
         self.by_hash = {t.hash: t for t in plan.trials}
 
     def run(self) -> None:
@@ -121,20 +126,29 @@ class Schedule:
                 if not self.running and not self.fill():
                     break
                 continue
-            finished, _ = ray.wait(list(self.running), num_returns=1)
+            finished, _ = ray.wait(list(self.running), num_returns=1, timeout=pool.TOUCH_S)
+            for worker in [] if finished else self.free:  # idle while the grid waits on work elsewhere
+                worker.touch.remote()
             for ref in finished:
-                kind, ident = self.running.pop(ref)
+                kind, ident, worker = self.running.pop(ref)
+                try:
+                    outcome = ray.get(ref)
+                except Exception as exc:  # noqa: BLE001 - the worker died (a new one replaces it) or the call raised
+                    outcome = {"died": exc}
+                    if isinstance(exc, ray.exceptions.RayActorError):
+                        worker = self.replace()
+                self.free.append(worker)
                 if kind == "stage":
-                    self.stage_ended(ident, ref)
+                    self.stage_ended(ident, outcome)
                 else:
-                    self.trial_ended(ident, ref)
+                    self.trial_ended(ident, outcome)
             self.settle()
 
     def fill(self) -> bool:
-        """Fill the free slots with the ready task of the largest rank (``harness.plan``: a stage's expected
+        """Fill the free workers with the ready task of the largest rank (``harness.plan``: a stage's expected
         chain of work, a trial's expected cost); among equals, stages before trials, then plan and grid order."""
         submitted = False
-        while len(self.running) < self.slots:
+        while self.free:
             ready = [self.plan.stages[k] for k in self.stages if self.plan.stages[k].after <= self.done]
             stage = min(ready, key=lambda s: s.priority, default=None)
             trial = max(
@@ -145,11 +159,10 @@ class Schedule:
             if stage is not None and (trial is None or stage.rank >= self.plan.cost.get(trial.hash, 0.0)):
                 key = stage.key
                 self.stages.remove(key)
+                worker = self.free.pop(0)
                 trial = self.plan.representative(key)
-                ref = _stage_task.options(**self.resources).remote(
-                    trial.to_dict(), self.plan.stages[key].name, key, self.context
-                )
-                self.running[ref] = ("stage", key)
+                ref = worker.stage.remote(trial.to_dict(), self.plan.stages[key].name, key, self.context)
+                self.running[ref] = ("stage", key, worker)
                 submitted = True
                 continue
             if trial is None:
@@ -165,8 +178,9 @@ class Schedule:
             self.progress.started(trial.hash)
         else:
             self.progress.retrying(trial.hash)
-        ref = _trial_task.options(**self.resources).remote(trial.to_dict(), self.context, self.ready_at[trial.hash])
-        self.running[ref] = ("trial", trial.hash)
+        worker = self.free.pop(0)
+        ref = worker.trial.remote(trial.to_dict(), self.context, self.ready_at[trial.hash])
+        self.running[ref] = ("trial", trial.hash, worker)
 
     def settle(self) -> None:
         """Mark the trials whose stages are all done ready; record those that need a broken stage."""
@@ -187,22 +201,19 @@ class Schedule:
             elif trial.hash not in self.ready_at and all(k in self.done for k in needs):
                 self.ready_at[trial.hash] = now
 
-    def stage_ended(self, key: str, ref: Any) -> None:
-        try:
-            outcome = ray.get(ref)
-        except Exception as exc:  # noqa: BLE001 - the worker died: the stage failed
-            outcome = {"error": stage_error(self.plan.stages[key].name, key, exc), "details": traceback.format_exc()}
+    def stage_ended(self, key: str, outcome: dict) -> None:
+        if "died" in outcome:
+            outcome = {"error": stage_error(self.plan.stages[key].name, key, outcome["died"]), "details": ""}
         if outcome.get("error"):
             self.broken[key] = (outcome["error"], outcome["details"])
         else:
             self.done.add(key)
 
-    def trial_ended(self, h: str, ref: Any) -> None:
+    def trial_ended(self, h: str, outcome: dict) -> None:
         trial = self.by_hash[h]
-        try:
-            outcome = ray.get(ref)
-        except Exception as exc:  # noqa: BLE001 - the worker died (its run is closed as WORKER_LOST)
-            outcome = {"failed": f"{trial.name or trial.label} {h[:8]}: {_one_line(exc)}"}
+        if "died" in outcome:  # the worker died: its run is left RUNNING, closed as WORKER_LOST
+            tracking.abandon_running(self.context.uri, self.context.experiment_id, [h], "WORKER_LOST")
+            outcome = {"failed": f"{trial.name or trial.label} {h[:8]}: {_one_line(outcome['died'])}"}
         if "metrics" in outcome:
             self.launched.finished[h] = outcome["metrics"]
             self.progress.finished(h, outcome["metrics"])
@@ -214,62 +225,25 @@ class Schedule:
             self.progress.failed(h, error)
 
 
-@ray.remote(max_retries=0)
-def _warm_task(context: LaunchContext) -> None:
-    """Import in this worker what the launch's tasks will import (``RayLauncher.start``)."""
-    import harness.compute  # noqa: F401, PLC0415 - warming the worker is the point
-    import harness.runtime  # noqa: F401, PLC0415
-    from harness.registry import BACKBONES, DATASETS, METHODS  # noqa: PLC0415
-
-    context.load_plugins()
-    for registry in (METHODS, DATASETS, BACKBONES):
-        registry.load()
-
-
-@ray.remote(max_retries=0)
-def _stage_task(trial: dict, name: str, key: str, context: LaunchContext) -> dict:
-    context.load_plugins()
-    try:
-        run_stage(Trial.from_dict(trial), key, context.store_root)
-    except Exception as exc:  # noqa: BLE001 - returned: the driver fails the stage's dependents with it
-        return {"error": stage_error(name, key, exc), "details": traceback.format_exc()}
-    return {}
-
-
-@ray.remote(max_retries=0)
-def _trial_task(trial: dict, context: LaunchContext, ready_at: float) -> dict:
-    runtime = ray.get_runtime_context()
-    facts = {
-        f"{tracking.TAG}ray_node": runtime.get_node_id(),
-        f"{tracking.TAG}ray_gpu_ids": ",".join(str(g) for g in ray.get_gpu_ids()),
-        f"{tracking.TAG}cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
-    }
-    try:
-        return {"metrics": execute(Trial.from_dict(trial), context, extra_tags=facts, ready_at=ready_at)}
-    except TrialTimeout as exc:  # recorded; not retried (it would only time out again)
-        return {"timeout": str(exc)}
-    except TrialFailed as exc:  # recorded; retried by the driver up to max_failures
-        return {"failed": str(exc)}
-
-
-def connect_ray(spec: Any, address: str | None) -> None:
+def connect_ray(spec: Any, address: str | None) -> str:
     """Attach to the Ray given (``--address``, the spec's ``ray.address``, ``RAY_ADDRESS``), else to a
     Ray already running on this machine (``ray start --head``: no start-up cost per launch), else
-    start a local one. Attached workers get this driver's ``PYTHONPATH`` (they run the same code)."""
+    start a local one. Attached workers get this driver's ``PYTHONPATH`` (they run the same code),
+    which is returned."""
     address = address or spec.ray.get("address") or os.environ.get("RAY_ADDRESS")
-    if ray.is_initialized():
-        return
-    common = dict(include_dashboard=False, log_to_driver=False, configure_logging=True, logging_level="ERROR")
     paths = os.pathsep.join(p for p in [os.environ.get("PYTHONPATH", ""), os.getcwd()] if p)
+    if ray.is_initialized():
+        return paths
+    common = dict(include_dashboard=False, log_to_driver=False, configure_logging=True, logging_level="ERROR")
     attached = dict(runtime_env={"env_vars": {"PYTHONPATH": paths}}, **common)
     try:
         if address:
             ray.init(address=address, **attached)
-            return
+            return paths
         running = started_head()
         if running:
             ray.init(address=running, **attached)
-            return
+            return paths
         # a local instance listens on loopback only (safe by default; tests/test_reliability.py)
         with _node_ip_stays_loopback():
             ray.init(
@@ -280,6 +254,7 @@ def connect_ray(spec: Any, address: str | None) -> None:
             )
     except Exception as exc:  # noqa: BLE001
         raise LaunchError(f"cannot start or reach Ray{f' at {address}' if address else ''}: {exc}") from exc
+    return paths
 
 
 @contextmanager

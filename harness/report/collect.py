@@ -16,13 +16,15 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from mlflow.tracking import MlflowClient
 
 from harness.naming import trial_name
+
+if TYPE_CHECKING:  # imported where used: the method modules' claims import this module, and
+    from mlflow.tracking import MlflowClient  # `skimbench plan` and `methods` must not load MLflow (seconds)
 
 TAG = "skimbench."
 
@@ -156,6 +158,8 @@ def _search_all(client: MlflowClient, experiment_id: str) -> list[Any]:
 
 def load_trials(tracking_uri: str, experiments: list[str]) -> pd.DataFrame:
     """All trials of the named MLflow experiments, one row each (failed runs included: see ``status``)."""
+    from mlflow.tracking import MlflowClient  # noqa: PLC0415 - see the imports
+
     client = MlflowClient(tracking_uri=tracking_uri)
     rows = []
     for name in experiments:
@@ -178,6 +182,8 @@ PREDICTION_JSON_COLUMNS = ("labels", "scores", "usage", "selected", "extras")
 def _artifact(tracking_uri: str, run_id: str, name: str) -> Path | None:
     """Download one artifact of a run into a fresh temporary folder; None when the run has none."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bars in reports
+    from mlflow.tracking import MlflowClient  # noqa: PLC0415 - see the imports
+
     client = MlflowClient(tracking_uri=tracking_uri)
     folder = tempfile.mkdtemp(prefix="skimbench-report-")
     try:
