@@ -21,7 +21,8 @@ Prints:
 - whether the order the layers after SGS see (kept bins in magnitude order) follows the actor's
   motion: the share of pairs of informative frames in different bins whose bin order agrees with
   their time order (0.5: no information about the direction; 0 or 1: the order is time, reversed or not);
-- top-1, overall and by the number of bins the informative frames occupy.
+- top-1, overall and by the number of bins the informative frames occupy, and the confusion matrix
+  (on move4, a model that cannot tell the order of its frames confuses each motion with its reverse).
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spec", default="experiments/sgs_claims.yaml")
     parser.add_argument("--label", default="atfr")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--bins", type=int, default=16, help="bins_test of the trial (default 16)")
+    parser.add_argument("--bins", type=int, default=16, help="bins_test of the trial (default 16; base mode: ignored)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="spec override, as for run")
     parser.add_argument("--videos", type=int, default=None, help="only the first N test videos")
     args = parser.parse_args(argv)
@@ -128,13 +129,27 @@ def main(argv: list[str] | None = None) -> int:
         annotations = json.loads((ctx.dataset.folder / "test.json").read_text())
         resolution = int(ctx.dataset.config["resolution"])
     entries = {v["id"]: v for v in annotations["videos"]}
-    rng = np.random.default_rng(0)
-    rows = []
-    for record, p in zip(test, predictions):
-        row = video_figures(p.extras["bin_of_frame"], p.extras["frames"], entries[record.video_id], resolution, rng)
-        row.update(bins=p.extras["bins"], correct=int(np.argmax(p.scores)) == record.labels[0])
-        rows.append(row)
+    names = ctx.dataset.class_names
+    labels = np.array([record.labels[0] for record in test])
+    predicted = np.array([int(np.argmax(p.scores)) for p in predictions])
+    print(f"{trial.label} seed {trial.seed}, {len(test)} test videos: top-1 {np.mean(labels == predicted):.1%}")
+    if "bin_of_frame" in predictions[0].extras:
+        rng = np.random.default_rng(0)
+        rows = [
+            video_figures(p.extras["bin_of_frame"], p.extras["frames"], entries[r.video_id], resolution, rng)
+            | {"bins": p.extras["bins"]}
+            for r, p in zip(test, predictions)
+        ]
+        print_bins(rows, labels == predicted, args.bins, len(predictions[0].extras["frames"]), resolution)
+    confusion = np.zeros((len(names), len(names)), dtype=int)
+    np.add.at(confusion, (labels, predicted), 1)
+    print("  confusion (rows: true class, columns: predicted): " + " ".join(f"{n:>6}" for n in names))
+    for name, line in zip(names, confusion):
+        print(f"    {name:>6} " + " ".join(f"{c:6d}" for c in line))
+    return 0
 
+
+def print_bins(rows: list[dict], correct: np.ndarray, bins: int, frames: int, resolution: int) -> None:
     def flat(key):
         return [x for r in rows for x in r[key]]
 
@@ -145,21 +160,16 @@ def main(argv: list[str] | None = None) -> int:
         return np.mean([abs(r[key] - 0.5) for r in rows if r[key] is not None])
 
     shared = sum(r["shared"] for r in rows) / sum(r["informative"] for r in rows)
-    size = entries[test[0].video_id]["actor_size"]
     print(
-        f"{trial.label} seed {trial.seed}, bins_test {args.bins}, {len(rows)} test videos, "
-        f"T = {len(p.extras['frames'])}"
-    )
-    print(
-        f"  B' mean {mean('bins'):.1f}; informative sampled frames {mean('informative'):.1f}, "
-        f"in {mean('inf_bins'):.1f} bins"
+        f"  bins_test {bins}, T = {frames}: B' mean {mean('bins'):.1f}; informative sampled frames "
+        f"{mean('informative'):.1f}, in {mean('inf_bins'):.1f} bins"
     )
     print(f"  informative frames sharing their bin with another informative frame: {shared:.0%}")
     print(f"  bins with >= 2 informative frames that also hold uninformative ones: {np.mean(flat('mixed')):.0%}")
     print(
         f"  actor's position spread inside a bin: mean {np.mean(flat('spread')):.1f} px, median "
         f"{np.median(flat('spread')):.1f} px (consecutive sampled informative frames: {np.mean(flat('step')):.1f} px "
-        f"apart; digit {size} px, frame {resolution} px)"
+        f"apart; frame {resolution} px)"
     )
     print(
         f"  multi-frame bins whose frames are consecutive samples: {np.mean(flat('contiguous')):.0%} "
@@ -170,14 +180,12 @@ def main(argv: list[str] | None = None) -> int:
         f"per video |share - 1/2| {far_from_half('order_agree'):.2f} (bins in a random order: "
         f"{far_from_half('order_chance'):.2f}; 1/2: the order says nothing of the direction)"
     )
-    correct = np.array([r["correct"] for r in rows])
     occupied = np.array([r["inf_bins"] for r in rows])
-    print(f"  top-1 {correct.mean():.1%}; by the bins the informative frames occupy:")
+    print("  top-1 by the bins the informative frames occupy:")
     for low, high in ((0, 2), (3, 4), (5, 6), (7, 99)):
         chosen = (occupied >= low) & (occupied <= high)
         if chosen.any():
             print(f"    {low}-{high} bins: {chosen.sum()} videos, top-1 {correct[chosen].mean():.1%}")
-    return 0
 
 
 if __name__ == "__main__":
