@@ -44,7 +44,7 @@ from harness.toolkit.clips import frame_shape, to_input
 from harness.toolkit.selection import class_probabilities
 from harness.toolkit.stages import backbone_deps, dataset_deps
 from harness.toolkit.trained import network_stage, train_on_videos, trained_network
-from methods.sgs_layers import BIN_ORDERS, DELTA_GRADS, ATFRNet, ATFRTrace, SGSAllBins, bin_positions
+from methods.sgs_layers import BIN_ORDERS, DELTA_GRADS, MAGNITUDES, ATFRNet, ATFRTrace, SGSAllBins, bin_positions
 
 RECIPE = 3  # bump when training changes: part of the stage key
 TRAIN_PARAMS = (
@@ -93,8 +93,9 @@ class SGS(Method):
         ),
         "magnitude": Param(
             "mean_distance",
-            "Delta_t: norm = ||Z_t|| (eq. 1), mean_distance = ||Z_t - mean Z|| (official code)",
-            choices=("mean_distance", "norm"),
+            "Delta_t: norm = ||Z_t|| (eq. 1), mean_distance = ||Z_t - mean Z|| (official code), "
+            "cumulative = sum of ||Z_s - Z_s-1|| up to t (not the paper: bins are runs of consecutive frames)",
+            choices=MAGNITUDES,
         ),
         "delta_grad": Param(
             "similarity",

@@ -23,6 +23,12 @@ Conventions, written in bin units p_t = Delta_t / 2 gamma = B * Delta_t / Delta_
   the temporal order of the frames is not kept after SGS (what the layers after it see as "time" is
   the similarity axis). ``order: time`` (an ablation, not the paper) sorts them by the mean frame
   index of their maps instead.
+* ``magnitude: cumulative`` (not the paper; docs/sgs.md, "Why ATFR trails its base network here"):
+  Delta_t = sum_{s <= t} ||Z_s - Z_{s-1}||, the change accumulated since the first frame. It rises
+  with time, so every bin holds a run of consecutive frames and the magnitude order of the bins is
+  their temporal order; a bin is skipped (dropped) where the content jumps, and a static stretch
+  collapses into one bin. The paper's magnitudes put frames far apart in time into one bin and
+  order the bins by magnitude, which loses the order of the frames.
 * ``linear_normalized`` (the official code's other linear option) divides each bin by its total
   weight, so a bin holding many maps is not larger in scale than a bin holding one.
 * The Kronecker kernel (eq. 5) averages its bin in the forward pass; its true derivative in Delta is
@@ -54,7 +60,7 @@ from torch import Tensor, nn
 
 from harness.backbones.base import SplitVideoNet
 
-MAGNITUDES = ("mean_distance", "norm")
+MAGNITUDES = ("mean_distance", "norm", "cumulative")
 DELTA_GRADS = ("similarity", "backbone")
 BIN_ORDERS = ("magnitude", "time")
 KERNELS = ("linear", "kronecker", "linear_normalized")
@@ -179,7 +185,11 @@ class SimilarityGuidedSampling(nn.Module):
         return self.norm(z.transpose(1, 2)).transpose(1, 2)
 
     def magnitude(self, z: Tensor) -> Tensor:
-        """Delta [N, T]: the paper's ||Z_t|| (eq. 1) or the official code's ||Z_t - mean_t Z||."""
+        """Delta [N, T]: the paper's ||Z_t|| (eq. 1), the official code's ||Z_t - mean_t Z||, or the
+        change accumulated over time (``cumulative``, not the paper: bins are runs of consecutive frames)."""
+        if self.magnitude_kind == "cumulative":
+            step = torch.linalg.vector_norm(z[:, 1:] - z[:, :-1], dim=2)
+            return torch.cat([torch.zeros_like(z[:, :1, 0]), step.cumsum(dim=1)], dim=1)
         if self.magnitude_kind == "mean_distance":
             z = z - z.mean(dim=1, keepdim=True)
         return torch.linalg.vector_norm(z, dim=2)

@@ -71,6 +71,28 @@ def test_actor_moves_in_the_labelled_direction(copies):
             assert np.sign(dx) == expected[0] and np.sign(dy) == expected[1]
 
 
+def test_digit4_class_is_the_actor_digit_and_its_motion_is_random(monkeypatch):
+    """``digit4``: every relevant frame shows a handwritten digit of the labelled class, and the motion
+    varies within a class (it is not the label, as in move4)."""
+    pasted = []
+    real_paste = synthetic._paste
+    monkeypatch.setattr(
+        synthetic, "_paste", lambda frame, alpha, x, y: pasted.append(alpha) or real_paste(frame, alpha, x, y)
+    )
+    cfg = synthetic.resolve_config("digit4", "tiny")
+    alphas, targets = synthetic._digits(12)
+    motions = {label: set() for label in range(4)}
+    for i in range(16):
+        label = i % 4
+        pasted.clear()
+        _, entry = synthetic.make_video(cfg, label, np.random.default_rng([5, i]))
+        assert entry["labels"] == [str(label)] and synthetic.class_names("digit4", 1)[label] == str(label)
+        actor = [a for a in pasted if any(np.array_equal(a, alphas[j]) for j in np.flatnonzero(targets == label))]
+        assert len(actor) == len(entry["actor_xy"]) > 0  # each relevant frame pastes one digit of the class
+        motions[label] |= {segment[2] for segment in entry["segments"]}
+    assert all(len(m) > 1 for m in motions.values()), motions
+
+
 def test_dataset_reads_back_through_the_generic_loader(tmp_path):
     ds = DATASETS.get("skim-digits")(variant="multilabel", size="tiny", root=str(tmp_path), num_frames=32)
     assert ds.multilabel and ds.class_names == list(synthetic.PRIMITIVES)

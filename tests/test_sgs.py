@@ -62,7 +62,7 @@ def test_bins_follow_the_paper_centres_and_widths():
     assert torch.allclose(normalized.sum(dim=1), torch.ones(4))  # official option: weighted averages
 
 
-@pytest.mark.parametrize("magnitude", ["mean_distance", "norm"])
+@pytest.mark.parametrize("magnitude", ["mean_distance", "norm", "cumulative"])
 @pytest.mark.parametrize("kernel", ["linear", "kronecker"])
 @pytest.mark.parametrize("train", [True, False])
 def test_identical_maps_collapse_to_one_bin(magnitude, kernel, train):
@@ -75,7 +75,7 @@ def test_identical_maps_collapse_to_one_bin(magnitude, kernel, train):
     assert torch.allclose(out.maps[0], expected, atol=1e-5)
 
 
-@pytest.mark.parametrize("magnitude", ["mean_distance", "norm"])
+@pytest.mark.parametrize("magnitude", ["mean_distance", "norm", "cumulative"])
 def test_all_zero_input_is_guarded(magnitude):
     layer = SimilarityGuidedSampling(4, magnitude=magnitude)
     x = torch.zeros(2, 4, 8, 2, 2, requires_grad=True)
@@ -121,6 +121,23 @@ def test_time_order_feeds_the_kept_bins_in_temporal_order():
         centres[order] = [centre[i, out.order[i, :k]].tolist() for i, k in enumerate(out.bins_kept)]
     assert all(c == sorted(c) for c in centres["time"])
     assert any(c != sorted(c) for c in centres["magnitude"])
+
+
+def test_cumulative_magnitude_bins_runs_of_consecutive_frames_in_time_order():
+    """``magnitude: cumulative``: each kept bin holds consecutive frames and the bins reach the layers
+    after SGS in temporal order; the official code's magnitude, on the same maps, mixes frames far apart."""
+    torch.manual_seed(7)
+    x = torch.cat([piecewise_video(16, frames=16, seed=s) for s in range(6)])
+    runs = {}
+    for magnitude in ("cumulative", "mean_distance"):
+        layer = SimilarityGuidedSampling(6, magnitude=magnitude).eval()
+        out = layer(x)
+        p = bin_positions(out.delta, 16)
+        rank = torch.argsort(out.order, dim=1)  # position of each bin after SGS
+        runs[magnitude] = [rank[i, p[i].floor().long().clamp(0, 15)].tolist() for i in range(len(x))]
+    # frame t's position after SGS never decreases with t: bins are runs, in time order
+    assert all(r == sorted(r) for r in runs["cumulative"]) and all(len(set(r)) > 4 for r in runs["cumulative"])
+    assert any(r != sorted(r) for r in runs["mean_distance"])
 
 
 def test_similarity_network_is_trained_through_the_bins():

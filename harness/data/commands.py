@@ -201,7 +201,7 @@ def add_commands(subparsers: Any) -> None:
     make.add_argument("name", help="skim-digits")
     make.add_argument("--size", default="small", choices=("tiny", "small", "full"),
                       help="how many videos (default small)")
-    make.add_argument("--variant", default="longrange", choices=("move4", "longrange", "multilabel"),
+    make.add_argument("--variant", default="longrange", choices=("move4", "longrange", "multilabel", "digit4"),
                       help="which benchmark: move4 is the quickstart's (default longrange)")
     make.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
     make.add_argument("--root", default="data/skim-digits", help="folder to write into (default data/skim-digits)")
@@ -214,7 +214,7 @@ def add_commands(subparsers: Any) -> None:
                            help="what uniform, random and dense sampling see of skim-digits' informative clips")
     cover.add_argument("--size", default="small", choices=("tiny", "small", "full"),
                        help="benchmark size, as for data make (default: small)")
-    cover.add_argument("--variant", default="move4", choices=("move4", "longrange", "multilabel"),
+    cover.add_argument("--variant", default="move4", choices=("move4", "longrange", "multilabel", "digit4"),
                        help="benchmark variant (default: move4, the quickstart's)")
     cover.add_argument("--seed", type=int, default=0, help="generator seed (default: 0)")
     cover.add_argument("--root", default="data/skim-digits",
