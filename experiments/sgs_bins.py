@@ -1,7 +1,7 @@
 """Which frames share an SGS bin? A trained ATFR's bins on ``skim-digits`` test videos, read against the
 generator's ground truth (docs/sgs.md, "Why ATFR trails its base network here").
 
-    python scripts/sgs_bins.py [--spec experiments/sgs_claims.yaml] [--label atfr] [--seed 0] [--bins 16]
+    python experiments/sgs_bins.py [--spec experiments/sgs_claims.yaml] [--label atfr] [--seed 0] [--bins 16]
         [--set KEY=VALUE ...] [--videos N]
 
 Builds the trial exactly as ``skimbench run`` does (same spec, same stage store: the network is loaded
