@@ -18,6 +18,12 @@ base network, and each video's logits equal those of a forward on its own B' map
 ``bin_order: time`` is an ablation (not the paper): the kept bins reach the layers after SGS in
 temporal order (mean frame index of each bin) instead of magnitude order.
 
+``init: base`` (the paper inserts SGS into a pretrained 3D CNN and fine-tunes): ATFR's backbone layers
+start from the trained ``mode: base`` network of the same backbone, data, seed, frames and batch size
+(trained with ``base_epochs`` and ``base_lr``), a stage of its own that the ATFR network's stage builds on,
+so it is trained once and shared with the base row; the similarity network starts fresh. ``epochs`` and
+``lr`` are then the fine-tuning's. ``init: scratch`` (the default) keeps the stage keys of the earlier runs.
+
 Accounting per video: ``pre`` once at T frames (stem + stages before SGS), ``sgs`` once (similarity
 network and the B x T sampling product, before empty bins are dropped), ``post`` once at B' maps.
 ``Prediction.extras``: ``bins`` (B'), ``frames`` (the sampled frame indices), ``bin_of_frame`` (for
@@ -40,11 +46,21 @@ from harness.data.sampling import tsn_segments
 from harness.method import Component, Method, Prediction, Usage
 from harness.params import Param
 from harness.registry import register_method
+from harness.stages import stage_key
 from harness.toolkit.clips import frame_shape, to_input
 from harness.toolkit.selection import class_probabilities
 from harness.toolkit.stages import backbone_deps, dataset_deps
 from harness.toolkit.trained import network_stage, train_on_videos, trained_network
-from methods.sgs_layers import BIN_ORDERS, DELTA_GRADS, MAGNITUDES, ATFRNet, ATFRTrace, SGSAllBins, bin_positions
+from methods.sgs_layers import (
+    BIN_ORDERS,
+    DELTA_GRADS,
+    MAGNITUDES,
+    ATFRNet,
+    ATFRTrace,
+    SGSAllBins,
+    bin_positions,
+    load_base_network,
+)
 
 RECIPE = 3  # bump when training changes: part of the stage key
 TRAIN_PARAMS = (
@@ -113,6 +129,14 @@ class SGS(Method):
         "epochs": Param(6, "training epochs", low=1),
         "batch_size": Param(16, "training batch size", low=1),
         "lr": Param(3e-3, "peak learning rate (AdamW, one-cycle)", low=0.0),
+        "init": Param(
+            "scratch",
+            "ATFR's starting weights: scratch (random), or base = the trained mode=base network of the same "
+            "backbone, data, seed, frames and batch size (the paper fine-tunes a pretrained 3D CNN)",
+            choices=("scratch", "base"),
+        ),
+        "base_epochs": Param(6, "with init=base: the base network's training epochs", low=1),
+        "base_lr": Param(3e-3, "with init=base: the base network's peak learning rate", low=0.0),
     }
     budget_param = "bins_test"
     dynamic = True
@@ -163,17 +187,47 @@ class SGS(Method):
 
     def _model_deps(self) -> dict[str, Any]:
         """The trained network's stage key inputs; the training videos are those the training frames (their
-        key is in ``dataset_deps``) decode."""
-        return {
+        key is in ``dataset_deps``) decode. ``init: base`` adds the base network's stage key (``init: scratch``
+        adds nothing, so earlier stage keys stay valid)."""
+        deps = {
             "recipe": RECIPE,
             "dataset": dataset_deps(self.ctx),
             "backbone": backbone_deps(self.ctx.backbone),
             "seed": int(self.ctx.seed),
             "train": {k: self.p[k] for k in TRAIN_PARAMS},
         }
+        if self._starts_from_base:
+            deps["train"]["init"] = "base"
+            deps["init_from"] = stage_key("sgs_model", self._base()._model_deps())
+        return deps
+
+    @property
+    def _starts_from_base(self) -> bool:
+        return self.p["mode"] == "atfr" and self.p["init"] == "base"
+
+    def _base(self) -> "SGS":
+        """The base network ``init: base`` starts from: ``mode: base`` with this trial's frames and batch
+        size, ``base_epochs`` and ``base_lr``, every other parameter at its default (the base network does
+        not read them), so its stage is the one a ``mode: base`` row with that recipe trains."""
+        p = {k: param.default for k, param in self.params.items()}
+        p.update(mode="base", frames=self.p["frames"], batch_size=self.p["batch_size"])
+        p.update(epochs=self.p["base_epochs"], lr=self.p["base_lr"])
+        return SGS(self.ctx, **p)
+
+    def _base_stage(self) -> Any:
+        base = self._base()
+        return network_stage(
+            self.ctx, "sgs_model", base._model_deps(), base._new_net, base._train, cost=30.0, record_as="sgs_base"
+        )
 
     def _train(self, net: nn.Module) -> None:
         t = int(self.p["frames"])
+        if self._starts_from_base:
+            base = self._base()
+            base_net, _ = trained_network(
+                self.ctx, "sgs_model", base._model_deps(), base._new_net, base._train, record_as="sgs_base"
+            )
+            load_base_network(net, base_net)
         self.net = net  # self._forward runs self.net
         train_on_videos(
             self.ctx,
@@ -185,7 +239,10 @@ class SGS(Method):
         )
 
     def stages(self) -> list:
-        return [network_stage(self.ctx, "sgs_model", self._model_deps(), self._new_net, self._train, cost=30.0)]
+        before = [self._base_stage()] if self._starts_from_base else []
+        after = tuple(request.key for request in before)
+        own = network_stage(self.ctx, "sgs_model", self._model_deps(), self._new_net, self._train, 30.0, after)
+        return [*before, own]
 
     def fit(self, train: Sequence[Any]) -> None:
         self.net, _ = trained_network(self.ctx, "sgs_model", self._model_deps(), self._new_net, self._train)

@@ -358,6 +358,13 @@ class ATFRNet(nn.Module):
         return self.post_padded(result.padded, result.bins_kept), result
 
 
+def load_base_network(net: ATFRNet, base: nn.Module) -> None:
+    """Start ATFR's backbone layers (before and after SGS) from ``base``, a trained network of the same
+    backbone (``mode: base``): every parameter and buffer, strict about names and shapes. The SGS layer
+    (the similarity network) is not in the base network and keeps its fresh initialisation."""
+    net.split.load_state_dict(SplitVideoNet(base, net.split.after_stage).state_dict(), strict=True)
+
+
 class ATFRTrace(nn.Module):
     """What ATFR computes for one video, as one traceable module (the brute-force FLOP proof)."""
 

@@ -314,3 +314,41 @@ def test_base_mode_is_the_registered_backbone_on_all_frames(trained_sgs, tiny_ro
             assert class_scores(fresh(x), False)[0].numpy() == pytest.approx(prediction.scores, abs=1e-5)
         accounted = float(account(method.components(), [prediction.usage]).per_video[0])
         assert accounted == pytest.approx(brute_force_gflops(fresh, (x,)), rel=1e-6)
+
+
+def test_init_base_starts_atfr_from_the_trained_base_network(tmp_path, tiny_root, monkeypatch):
+    """``init: base``: the ATFR trial's stage builds on the ``mode: base`` network's stage (the one a base row
+    trains, not trained again), and fine-tuning starts with every layer before and after SGS equal to that
+    network's (parameters and batch-norm buffers); the similarity network is ATFR's own."""
+    import methods.sgs as sgs_module
+    from harness.backbones.base import SplitVideoNet
+
+    common = {"frames": 8, "epochs": 1, "batch_size": 8, "base_epochs": 1}
+    base_ctx, base = build_trial(tmp_path, tiny_root, "sgs", {**common, "mode": "base"})
+    base.fit(base_ctx.dataset.split("train"))
+
+    start: dict[str, torch.Tensor] = {}
+    real = sgs_module.train_on_videos
+
+    def spy(ctx, net, *args):
+        if isinstance(net, ATFRNet):
+            start.update({k: v.detach().clone() for k, v in net.state_dict().items()})
+        real(ctx, net, *args)
+
+    monkeypatch.setattr(sgs_module, "train_on_videos", spy)
+    ctx, atfr = build_trial(tmp_path, tiny_root, "sgs", {**common, "init": "base", "lr": 1e-3})
+    first, own = atfr.stages()
+    assert first.key == base.stages()[0].key and first.key in own.after
+    assert own.key != build_trial(tmp_path, tiny_root, "sgs", common)[1].stages()[0].key
+    atfr.fit(ctx.dataset.split("train"))
+    assert ctx.stages_used["sgs_base"] == base_ctx.stages_used["sgs_model"]  # the base row's network, reused
+
+    expected = SplitVideoNet(base.net, atfr.net.split.after_stage).state_dict()
+    split = {k.removeprefix("split."): v for k, v in start.items() if k.startswith("split.")}
+    assert split.keys() == expected.keys() and len(start) > len(split)  # + the similarity network
+    for key, value in expected.items():
+        assert torch.equal(split[key], value.cpu()), key
+    tuned = atfr.net.state_dict()
+    assert any(
+        not torch.equal(tuned[f"split.{k}"].cpu(), v.cpu()) for k, v in expected.items() if v.is_floating_point()
+    )

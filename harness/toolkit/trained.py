@@ -64,14 +64,17 @@ def network_stage(
     new_net: Callable[[], nn.Module],
     train: Callable[[nn.Module], None],
     cost: float = 20.0,
+    after: tuple[str, ...] = (),
+    record_as: str | None = None,
 ) -> StageRequest:
-    """The declaration of ``trained_network(ctx, name, deps, new_net, train)``: the same key, built
-    after the training frames (``ctx.frames("train")``); ``cost``: rough seconds (``StageRequest.cost``)."""
+    """The declaration of ``trained_network(ctx, name, deps, new_net, train, record_as)``: the same key,
+    built after the training frames (``ctx.frames("train")``) and the stages keyed ``after`` (a network
+    that starts from another stage's network); ``cost``: rough seconds (``StageRequest.cost``)."""
     return StageRequest(
         name,
         deps,
-        lambda: trained_network(ctx, name, deps, new_net, train),
-        after=(stage_key("frames", ctx.frames_deps("train")),),
+        lambda: trained_network(ctx, name, deps, new_net, train, record_as),
+        after=(stage_key("frames", ctx.frames_deps("train")), *after),
         cost=cost,
     )
 
