@@ -22,7 +22,9 @@ temporal order (mean frame index of each bin) instead of magnitude order.
 start from the trained ``mode: base`` network of the same backbone, data, seed, frames and batch size
 (trained with ``base_epochs`` and ``base_lr``), a stage of its own that the ATFR network's stage builds on,
 so it is trained once and shared with the base row; the similarity network starts fresh. ``epochs`` and
-``lr`` are then the fine-tuning's. ``init: scratch`` (the default) keeps the stage keys of the earlier runs.
+``lr`` are then the fine-tuning's. ``mode: base`` with ``init: base`` is the control with the same total
+training: the base network trained on with the fine-tuning's recipe. ``init: scratch`` (the default)
+keeps the stage keys of the earlier runs.
 
 Accounting per video: ``pre`` once at T frames (stem + stages before SGS), ``sgs`` once (similarity
 network and the B x T sampling product, before empty bins are dropped), ``post`` once at B' maps.
@@ -203,7 +205,7 @@ class SGS(Method):
 
     @property
     def _starts_from_base(self) -> bool:
-        return self.p["mode"] == "atfr" and self.p["init"] == "base"
+        return self.p["init"] == "base"
 
     def _base(self) -> "SGS":
         """The base network ``init: base`` starts from: ``mode: base`` with this trial's frames and batch
@@ -227,7 +229,10 @@ class SGS(Method):
             base_net, _ = trained_network(
                 self.ctx, "sgs_model", base._model_deps(), base._new_net, base._train, record_as="sgs_base"
             )
-            load_base_network(net, base_net)
+            if self.p["mode"] == "base":  # the control: the base network trained on with the fine-tuning recipe
+                net.load_state_dict(base_net.state_dict(), strict=True)
+            else:
+                load_base_network(net, base_net)
         self.net = net  # self._forward runs self.net
         train_on_videos(
             self.ctx,
