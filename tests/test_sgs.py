@@ -330,9 +330,8 @@ def test_init_base_starts_atfr_from_the_trained_base_network(tmp_path, tiny_root
     start: dict[str, torch.Tensor] = {}
     real = sgs_module.train_on_videos
 
-    def spy(ctx, net, *args):
-        if isinstance(net, ATFRNet):
-            start.update({k: v.detach().clone() for k, v in net.state_dict().items()})
+    def spy(ctx, net, *args):  # the base network is in the store already: only the fine-tuning trains here
+        start.update({k: v.detach().clone() for k, v in net.state_dict().items()})
         real(ctx, net, *args)
 
     monkeypatch.setattr(sgs_module, "train_on_videos", spy)
@@ -352,3 +351,10 @@ def test_init_base_starts_atfr_from_the_trained_base_network(tmp_path, tiny_root
     assert any(
         not torch.equal(tuned[f"split.{k}"].cpu(), v.cpu()) for k, v in expected.items() if v.is_floating_point()
     )
+
+    start.clear()  # the control, mode=base with init=base: the whole base network, trained on
+    control_ctx, control = build_trial(tmp_path, tiny_root, "sgs", {**common, "mode": "base", "init": "base"})
+    control.fit(control_ctx.dataset.split("train"))
+    assert control_ctx.stages_used["sgs_base"] == base_ctx.stages_used["sgs_model"]
+    assert start.keys() == base.net.state_dict().keys()
+    assert all(torch.equal(start[k], v.cpu()) for k, v in base.net.state_dict().items())
