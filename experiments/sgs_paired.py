@@ -18,10 +18,17 @@ from harness.report.pareto import finished, seed_summary
 from harness.report.stats import interval
 
 
+def point(reps: dict, label: str) -> tuple | None:
+    """The key of ``label`` (``label@budget``: that budget; else its largest budget)."""
+    name, _, budget = label.partition("@")
+    keys = [k for k in reps if k[0] == name and (not budget or k[1] == float(budget))]
+    return max(keys, key=lambda k: -1.0 if k[1] is None else k[1]) if keys else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("experiment")
-    parser.add_argument("pairs", nargs="+", help="A:B, the difference A - B")
+    parser.add_argument("pairs", nargs="+", help="A:B, the difference A - B (label or label@budget)")
     parser.add_argument("--tracking-uri", default="sqlite:///results/sgs_claims/mlflow.db")
     parser.add_argument("--metric", default="top1_pct")
     args = parser.parse_args()
@@ -35,13 +42,12 @@ def main() -> None:
         print(" / ".join(str(g) for g in group))
         for pair in args.pairs:
             a, b = pair.split(":")
-            ka = next((k for k in reps if k[0] == a), None)
-            kb = next((k for k in reps if k[0] == b), None)
+            ka, kb = point(reps, a), point(reps, b)
             if ka is None or kb is None:
                 print(f"  {a} - {b}: not run")
                 continue
             lo, hi = interval(reps[ka] - reps[kb])
-            seeds = points[(points["label"] == a) & (points[GROUP[2]] == group[2])]["seeds"].iloc[0]
+            seeds = points[(points["label"] == ka[0]) & (points[GROUP[2]] == group[2])]["seeds"].iloc[0]
             print(
                 f"  {a} {est[ka]:.1f} [{interval(reps[ka])[0]:.1f}, {interval(reps[ka])[1]:.1f}]"
                 f" - {b} {est[kb]:.1f} [{interval(reps[kb])[0]:.1f}, {interval(reps[kb])[1]:.1f}]"
