@@ -123,8 +123,8 @@ def test_equal_budget_comparison_is_paired_per_k():
 def test_a_methods_own_baseline_mode_is_its_reference_not_one_of_its_curves():
     made = [trial("sgs", b, b / 2, 0.6 + b / 100, budget_param="bins_test", mode="atfr") for b in (4, 8, 16)]
     made += [trial("dense", None, 40.0, 0.9)]  # would make the claim fail if it were the reference
-    assert check(made, "SGS-1").iloc[0]["why"] == "run sgs with mode=base (the same backbone without SGS)"
-    made += [trial("sgs", 16, 20.0, 0.65, budget_param="bins_test", mode="base")]
+    assert check(made, "SGS-1").iloc[0]["why"] == "run sgs with mode=base, init=scratch (the same backbone without SGS)"
+    made += [trial("sgs", 16, 20.0, 0.65, budget_param="bins_test", mode="base", init="scratch")]
     rows = check(made, "SGS-1")
     assert len(rows) == 1 and rows.iloc[0]["verdict"] == HOLDS  # 0.68 at 4 GFLOPs vs 0.65 at 20
     assert "mode=base" in rows.iloc[0]["measured here"]
